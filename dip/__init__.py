@@ -1,0 +1,25 @@
+"""Deep Image Prior (Ulyanov, Vedaldi, Lempitsky, CVPR 2018) as a small library.
+
+>>> from dip import NetConfig, FitConfig, Inpainting, fit
+"""
+
+from dip.fit import FitConfig, FitResult, Fitter, Step, fit
+from dip.network import NetConfig, SkipNet, count_parameters
+from dip.operators import Denoising, Inpainting, Operator, SuperResolution, make_operator
+
+__version__ = "0.1.0"
+__all__ = [
+    "Denoising",
+    "FitConfig",
+    "FitResult",
+    "Fitter",
+    "Inpainting",
+    "NetConfig",
+    "Operator",
+    "SkipNet",
+    "Step",
+    "SuperResolution",
+    "count_parameters",
+    "fit",
+    "make_operator",
+]

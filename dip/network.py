@@ -1,0 +1,244 @@
+"""The paper's encoder–decoder with skip connections ("skip" in the authors' code).
+
+Level ``i`` (``i = 1 … L``, outermost first) of the network on an input ``x`` computes
+
+.. math::
+
+    d_i(x) = \\mathrm{up}\\big(\\,\\mathrm{level}_{i+1}(\\mathrm{down}_i(x))\\,\\big),\\qquad
+    \\mathrm{level}_i(x) = u_i\\big(\\mathrm{BN}([\\,s_i(x),\\ d_i(x)\\,])\\big)
+
+where ``down_i`` is two conv–BN–LeakyReLU blocks (the first one halves the resolution),
+``s_i`` is a ``k_s×k_s`` conv–BN–LeakyReLU block with ``n_s[i]`` channels, ``u_i`` is a
+``k_u×k_u`` conv–BN–LeakyReLU block (plus an optional 1×1 one) and ``[·,·]`` is channel
+concatenation. The innermost level has no deeper level. A final 1×1 convolution maps to the
+image's channels and a sigmoid puts the output in [0, 1].
+
+The course reproduction we started from met four "peculiarities"; here is how each is resolved:
+
+1. *The network ended with an upsample.* It does not: every level upsamples the deeper path
+   *before* its decoder block, so the last layers are ``u_1``, a 1×1 conv and a sigmoid, at
+   full resolution — exactly as the authors' ``skip()``.
+2. *The output had ``n_s[5]`` channels.* The final 1×1 convolution maps ``n_u[1]`` channels to
+   ``out_channels`` (1 for gray, 3 for colour images).
+3. *The output was unbounded.* It ends with a sigmoid, so the output lies in [0, 1].
+4. *``n_s = 0`` broke the network.* A level with ``n_s[i] = 0`` has no skip branch and its
+   decoder sees only the upsampled deeper path (the paper's large-hole inpainting net has no
+   skips at all).
+
+Batch normalisation always uses the statistics of the one image being fitted
+(``track_running_stats=False``): the network is never switched to running averages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+import torch
+from torch import nn
+
+from dip.downsample import LanczosDownsampler
+
+DownsampleMode = Literal["stride", "max", "avg", "lanczos2", "lanczos3"]
+UpsampleMode = Literal["nearest", "bilinear"]
+PadMode = Literal["reflection", "zero"]
+DOWNSAMPLE_MODES = ("stride", "max", "avg", "lanczos2", "lanczos3")
+UPSAMPLE_MODES = ("nearest", "bilinear")
+PAD_MODES = ("reflection", "zero")
+
+
+def _per_level(value: int | Sequence[int], levels: int, name: str) -> list[int]:
+    values = [int(value)] * levels if isinstance(value, int) else [int(v) for v in value]
+    if len(values) != levels:
+        raise ValueError(f"{name} has {len(values)} entries but the network has {levels} levels")
+    return values
+
+
+@dataclass
+class NetConfig:
+    """Architecture hyper-parameters (supplementary material, Fig. 1). Defaults = the paper's."""
+
+    input_depth: int = 32
+    channels_down: list[int] = field(default_factory=lambda: [128] * 5)  # n_d
+    channels_up: list[int] = field(default_factory=lambda: [128] * 5)  # n_u
+    channels_skip: list[int] = field(default_factory=lambda: [4] * 5)  # n_s
+    kernel_down: int | list[int] = 3  # k_d
+    kernel_up: int | list[int] = 3  # k_u
+    kernel_skip: int | list[int] = 1  # k_s
+    downsample: DownsampleMode = "stride"
+    upsample: UpsampleMode = "bilinear"
+    align_corners: bool = True  # PyTorch < 0.4 behaviour, which the paper's runs used
+    pad: PadMode = "reflection"
+    conv1x1_up: bool = True
+    leaky_slope: float = 0.2
+
+    @property
+    def levels(self) -> int:
+        return len(self.channels_down)
+
+    def validate(self) -> "NetConfig":
+        """Raise ``ValueError`` with a readable message for nonsense settings."""
+        n = self.levels
+        if n < 1:
+            raise ValueError("the network needs at least one level")
+        if len(self.channels_up) != n or len(self.channels_skip) != n:
+            raise ValueError(
+                f"channels_down/up/skip must have one entry per level, got {n}, "
+                f"{len(self.channels_up)} and {len(self.channels_skip)}"
+            )
+        if self.input_depth < 1 or min(self.channels_down + self.channels_up) < 1:
+            raise ValueError("input_depth and every down/up channel count must be >= 1")
+        if min(self.channels_skip) < 0:
+            raise ValueError("skip channels must be >= 0 (0 means no skip at that level)")
+        for name in ("kernel_down", "kernel_up", "kernel_skip"):
+            if min(_per_level(getattr(self, name), n, name)) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.downsample not in DOWNSAMPLE_MODES:
+            raise ValueError(f"downsample must be one of {DOWNSAMPLE_MODES}, got {self.downsample!r}")
+        if self.upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {self.upsample!r}")
+        if self.pad not in PAD_MODES:
+            raise ValueError(f"pad must be one of {PAD_MODES}, got {self.pad!r}")
+        return self
+
+    @property
+    def multiple(self) -> int:
+        """Spatial sizes the network accepts are multiples of this (``2**levels``)."""
+        return 2**self.levels
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "NetConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known - {"levels", "width", "skip"}
+        if unknown:
+            raise ValueError(f"unknown network setting(s): {', '.join(sorted(unknown))}")
+        values = dict(values)
+        levels = int(values.pop("levels", 5))
+        width = values.pop("width", None)
+        skip = values.pop("skip", None)
+        if width is not None:
+            values.setdefault("channels_down", [int(width)] * levels)
+            values.setdefault("channels_up", [int(width)] * levels)
+        if skip is not None:
+            values.setdefault("channels_skip", [int(skip)] * levels)
+        for key in ("channels_down", "channels_up", "channels_skip"):
+            if key in values and isinstance(values[key], int):
+                values[key] = [values[key]] * levels
+        return cls(**values).validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _conv(cin: int, cout: int, k: int, stride: int, cfg: NetConfig) -> nn.Sequential:
+    """Padding + convolution (+ downsampler when ``stride`` > 1 and the mode is not ``stride``)."""
+    layers: list[nn.Module] = []
+    pad = (k - 1) // 2
+    down: nn.Module | None = None
+    if stride > 1 and cfg.downsample != "stride":
+        down = {
+            "max": lambda: nn.MaxPool2d(stride, stride),
+            "avg": lambda: nn.AvgPool2d(stride, stride),
+            "lanczos2": lambda: LanczosDownsampler(stride, support=2),
+            "lanczos3": lambda: LanczosDownsampler(stride, support=3),
+        }[cfg.downsample]()
+        stride = 1
+    if cfg.pad == "reflection" and pad > 0:
+        layers.append(nn.ReflectionPad2d(pad))
+        pad = 0
+    layers.append(nn.Conv2d(cin, cout, k, stride=stride, padding=pad))
+    if down is not None:
+        layers.append(down)
+    return nn.Sequential(*layers)
+
+
+def _block(cin: int, cout: int, k: int, cfg: NetConfig, stride: int = 1) -> nn.Sequential:
+    """conv → BatchNorm (batch statistics only) → LeakyReLU."""
+    return nn.Sequential(
+        _conv(cin, cout, k, stride, cfg),
+        nn.BatchNorm2d(cout, track_running_stats=False),
+        nn.LeakyReLU(cfg.leaky_slope),
+    )
+
+
+class Level(nn.Module):
+    """One resolution level: skip branch ``s_i``, encoder ``d_i``, deeper levels, decoder ``u_i``."""
+
+    def __init__(self, i: int, cin: int, cfg: NetConfig) -> None:
+        super().__init__()
+        kd = _per_level(cfg.kernel_down, cfg.levels, "kernel_down")[i]
+        ku = _per_level(cfg.kernel_up, cfg.levels, "kernel_up")[i]
+        ks = _per_level(cfg.kernel_skip, cfg.levels, "kernel_skip")[i]
+        nd, nu, ns = cfg.channels_down[i], cfg.channels_up[i], cfg.channels_skip[i]
+        self.skip = _block(cin, ns, ks, cfg) if ns > 0 else None
+        self.down = nn.Sequential(_block(cin, nd, kd, cfg, stride=2), _block(nd, nd, kd, cfg))
+        last = i == cfg.levels - 1
+        self.deeper = None if last else Level(i + 1, nd, cfg)
+        deep_channels = nd if last else cfg.channels_up[i + 1]
+        align = cfg.align_corners if cfg.upsample == "bilinear" else None
+        self.upsample = nn.Upsample(scale_factor=2, mode=cfg.upsample, align_corners=align)
+        up: list[nn.Module] = [
+            nn.BatchNorm2d(ns + deep_channels, track_running_stats=False),
+            _block(ns + deep_channels, nu, ku, cfg),
+        ]
+        if cfg.conv1x1_up:
+            up.append(_block(nu, nu, 1, cfg))
+        self.up = nn.Sequential(*up)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        deep = self.down(x)
+        if self.deeper is not None:
+            deep = self.deeper(deep)
+        deep = self.upsample(deep)
+        if self.skip is not None:
+            deep = torch.cat([self.skip(x), deep], dim=1)
+        return self.up(deep)
+
+
+class SkipNet(nn.Module):
+    """The full network: levels, then a 1×1 conv to ``out_channels`` and a sigmoid."""
+
+    def __init__(self, cfg: NetConfig, out_channels: int) -> None:
+        super().__init__()
+        self.cfg = cfg.validate()
+        self.out_channels = out_channels
+        self.body = Level(0, cfg.input_depth, cfg)
+        self.head = nn.Conv2d(cfg.channels_up[0], out_channels, 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.head(self.body(z)))
+
+
+def count_parameters(net: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+def describe(cfg: NetConfig, out_channels: int) -> dict[str, Any]:
+    """A JSON-friendly description of the architecture, per level, with its parameter count."""
+    net = SkipNet(cfg, out_channels)
+    levels = []
+    for i in range(cfg.levels):
+        levels.append(
+            {
+                "level": i + 1,
+                "n_d": cfg.channels_down[i],
+                "k_d": _per_level(cfg.kernel_down, cfg.levels, "kernel_down")[i],
+                "n_u": cfg.channels_up[i],
+                "k_u": _per_level(cfg.kernel_up, cfg.levels, "kernel_up")[i],
+                "n_s": cfg.channels_skip[i],
+                "k_s": _per_level(cfg.kernel_skip, cfg.levels, "kernel_skip")[i],
+            }
+        )
+    return {
+        "input_depth": cfg.input_depth,
+        "out_channels": out_channels,
+        "downsample": cfg.downsample,
+        "upsample": cfg.upsample,
+        "align_corners": cfg.align_corners,
+        "pad": cfg.pad,
+        "conv1x1_up": cfg.conv1x1_up,
+        "levels": levels,
+        "parameters": count_parameters(net),
+    }

@@ -1,0 +1,1 @@
+"""The reproduction: data sets, corruption, running DIP over sets, baselines, evaluation, CLI."""

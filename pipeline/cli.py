@@ -1,0 +1,256 @@
+"""The ``dip`` command line: restore a person's own image, the demo, the network, metrics.
+
+Pipeline sub-commands (fetch, corrupt, run, evaluate, …) are added by their modules.
+Every command turns bad input into one ``error: …`` line and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional, TypeVar
+
+import numpy as np
+import typer
+
+app = typer.Typer(
+    help="Deep Image Prior: restore images with an untrained network, and reproduce the paper.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileExistsError, FileNotFoundError, KeyError)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def user_errors(fn: F) -> F:
+    """Turn expected errors into one ``error: …`` line and exit code 2 (never a traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as err:
+            msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+            raise fail(str(msg)) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted; nothing half-written was left behind", 130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class Task(str, Enum):
+    denoise = "denoise"
+    inpaint = "inpaint"
+    sr = "sr"
+
+
+def _parse_ints(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _center_crop(image: np.ndarray, multiple: int) -> np.ndarray:
+    """The authors' ``crop_image``: centre crop so both sides are multiples of ``multiple``."""
+    h, w = image.shape[:2]
+    nh, nw = h - h % multiple, w - w % multiple
+    if nh == 0 or nw == 0:
+        raise ValueError(f"image {w}x{h} is smaller than {multiple} px, so it cannot be cropped to a multiple of it")
+    top, left = (h - nh) // 2, (w - nw) // 2
+    return image[top : top + nh, left : left + nw]
+
+
+@app.command()
+@user_errors
+def restore(
+    input: Annotated[Path, typer.Argument(help="The corrupted image (noisy, with holes, or low-resolution).")],
+    task: Annotated[str, typer.Option(help="denoise | inpaint | sr")] = "denoise",
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("dip-out"),
+    mask: Annotated[Optional[Path], typer.Option(help="Inpainting mask (white = known pixel), same size as INPUT.")] = None,
+    factor: Annotated[int, typer.Option(help="Super-resolution factor (the output is FACTOR times larger).")] = 4,
+    gt: Annotated[Optional[Path], typer.Option(help="Ground truth, to log PSNR/SSIM.")] = None,
+    iterations: Annotated[Optional[int], typer.Option(help="Override the preset's iteration count.")] = None,
+    preset: Annotated[str, typer.Option(help="paper | quick | auto (paper on CUDA, else quick)")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the network, input code and perturbations.")] = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps")] = "auto",
+    size_mode: Annotated[str, typer.Option(help="pad (work on a padded canvas, keep the size) | crop (authors: centre crop to a multiple of 2^levels)")] = "pad",
+    log_every: Annotated[int, typer.Option(help="Curve and progress interval (iterations).")] = 25,
+    snapshots: Annotated[str, typer.Option(help="Iterations to save, comma-separated.")] = "0,250,1000,2000,5000,11000",
+    early_stop: Annotated[bool, typer.Option(help="ES-WMV early stopping.")] = False,
+    force: Annotated[bool, typer.Option(help="Overwrite OUT if it exists.")] = False,
+) -> None:
+    """Restore one image of yours with Deep Image Prior."""
+    import torch
+
+    from dip.device import pick_device
+    from dip.io import load_image, load_mask
+    from dip.operators import TASKS, make_operator
+    from dip.presets import preset as get_preset
+    from pipeline.progress import FitProgress, console, make_progress
+    from pipeline.restore import restore as run_restore
+
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if iterations is not None and iterations <= 0:
+        raise ValueError(f"--iterations must be a positive number, got {iterations}")
+    if log_every <= 0:
+        raise ValueError(f"--log-every must be positive, got {log_every}")
+    if size_mode not in ("pad", "crop"):
+        raise ValueError(f"--size-mode must be pad or crop, got {size_mode!r}")
+    if task == "sr" and not 2 <= factor <= 16:
+        raise ValueError(f"--factor must be between 2 and 16, got {factor}")
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} exists; pass --force to overwrite it or choose another --out")
+    dev = pick_device(device)
+    preset_name = ("paper" if dev.type == "cuda" else "quick") if preset == "auto" else preset
+    net_cfg, fit_cfg = get_preset(preset_name, task, factor)
+    fit_cfg.seed = seed
+    fit_cfg.early_stop = early_stop
+    if iterations is not None:
+        fit_cfg.iterations = iterations
+    observation = load_image(input)
+    m = load_mask(mask) if mask is not None else None
+    if task == "inpaint" and m is None:
+        raise ValueError("inpainting needs --mask (white = known pixels, black = pixels to fill)")
+    if m is not None and m.shape != observation.shape[:2]:
+        raise ValueError(f"mask {mask} is {m.shape[1]}x{m.shape[0]} but {input} is {observation.shape[1]}x{observation.shape[0]}; give a mask of the image's size")
+    truth = load_image(gt, mode="gray" if observation.ndim == 2 else "rgb") if gt is not None else None
+    if size_mode == "crop":
+        mult = net_cfg.multiple if task != "sr" else max(1, net_cfg.multiple // factor)
+        observation = _center_crop(observation, mult)
+        m = _center_crop(m, mult) if m is not None else None
+        truth = _center_crop(truth, mult * (factor if task == "sr" else 1)) if truth is not None else None
+    if task == "sr":
+        h, w = observation.shape[:2]
+        if min(h, w) * factor < net_cfg.multiple:
+            raise ValueError(f"a {w}x{h} image at factor {factor} is too small for the network ({net_cfg.multiple} px per side needed)")
+        if truth is not None and truth.shape[:2] != (h * factor, w * factor):
+            raise ValueError(f"--gt is {truth.shape[1]}x{truth.shape[0]} but factor {factor} gives {w * factor}x{h * factor}")
+    operator = make_operator(task, mask=torch.from_numpy(m) if m is not None else None, factor=factor)
+    with make_progress() as progress:
+        bar = progress.add_task(f"{task} {input.name}", total=fit_cfg.iterations, status="")
+        record = run_restore(
+            operator,
+            observation,
+            out,
+            net_cfg,
+            fit_cfg,
+            ground_truth=truth,
+            protocol="sr" if task == "sr" else "rgb",
+            shave=factor if task == "sr" else 0,
+            device=dev,
+            log_every=log_every,
+            snapshots=_parse_ints(snapshots),
+            callbacks=[(FitProgress(progress, bar), log_every)],
+            overwrite=force,
+            extra={"preset": preset_name, "input": str(input)},
+        )
+    console.print(f"wrote {out}/restored.png after {record['iterations_run']} iterations in {record['wall_seconds']:.1f} s on {record['device']}")
+    if "metrics" in record:
+        mt = record["metrics"]
+        console.print(f"PSNR input {mt['input']['psnr']:.2f} dB → restored {mt['restored']['psnr']:.2f} dB (SSIM {mt['restored']['ssim']:.3f})")
+
+
+@app.command()
+@user_errors
+def demo(
+    out: Annotated[Path, typer.Option(help="Output directory (the demo replaces its own earlier output).")] = Path("dip-demo"),
+    iterations: Annotated[int, typer.Option(help="Fitting iterations.")] = 400,
+    size: Annotated[int, typer.Option(help="Side of the (downscaled) cameraman image.")] = 256,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps")] = "auto",
+) -> None:
+    """Inpaint scikit-image's cameraman with 50% of its pixels missing (about 2 minutes on a CPU)."""
+    import torch
+    from skimage import data, transform
+
+    from dip.io import save_image
+    from dip.operators import Inpainting
+    from dip.presets import preset as get_preset
+    from pipeline.progress import FitProgress, console, make_progress
+    from pipeline.restore import restore as run_restore
+
+    if iterations <= 0 or size < 32:
+        raise ValueError("--iterations must be positive and --size at least 32")
+    truth = transform.resize(data.camera(), (size, size), anti_aliasing=True).astype(np.float32)
+    mask = Inpainting.random_mask(truth.shape, 0.5, torch.Generator().manual_seed(0))
+    observation = (truth * mask.numpy()).astype(np.float32)
+    net_cfg, fit_cfg = get_preset("quick", "inpaint")
+    fit_cfg.iterations = iterations
+    with make_progress() as progress:
+        bar = progress.add_task("inpainting cameraman", total=iterations, status="")
+        record = run_restore(
+            Inpainting(mask), observation, out, net_cfg, fit_cfg, ground_truth=truth, device=device,
+            log_every=10, snapshots=(0, iterations // 4, iterations // 2, iterations),
+            callbacks=[(FitProgress(progress, bar), 10)], overwrite=True, extra={"preset": "demo"},
+        )
+    save_image(out / "corrupted.png", observation)
+    save_image(out / "ground_truth.png", truth)
+    mt = record["metrics"]
+    console.print(
+        f"cameraman {size}x{size}, 50% of pixels missing: PSNR of the input {mt['input']['psnr']:.2f} dB → "
+        f"DIP {mt['restored']['psnr']:.2f} dB after {iterations} iterations ({record['wall_seconds']:.0f} s on {record['device']}); see {out}/"
+    )
+
+
+@app.command()
+@user_errors
+def net(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    preset: Annotated[str, typer.Option(help="paper | quick")] = "paper",
+    channels: Annotated[int, typer.Option(help="Image channels (1 gray, 3 colour).")] = 3,
+) -> None:
+    """Print the network's architecture per level and its parameter count."""
+    from dip.network import describe
+    from dip.presets import preset as get_preset
+
+    if channels not in (1, 3):
+        raise ValueError(f"--channels must be 1 or 3, got {channels}")
+    net_cfg, _ = get_preset(preset, "denoise")
+    info = describe(net_cfg, channels)
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    typer.echo(f"input depth {info['input_depth']} → {channels} channels; downsample {info['downsample']}, upsample {info['upsample']} (align_corners={info['align_corners']}), pad {info['pad']}")
+    typer.echo("level  n_d k_d  n_u k_u  n_s k_s")
+    for lv in info["levels"]:
+        typer.echo(f"{lv['level']:>5}  {lv['n_d']:>3} {lv['k_d']:>3}  {lv['n_u']:>3} {lv['k_u']:>3}  {lv['n_s']:>3} {lv['k_s']:>3}")
+    typer.echo(f"parameters: {info['parameters']:,}")
+
+
+@app.command()
+@user_errors
+def metrics(
+    reference: Annotated[Path, typer.Argument(help="Ground-truth image.")],
+    image: Annotated[Path, typer.Argument(help="Image to score.")],
+    protocol: Annotated[str, typer.Option(help="rgb (all channels) | sr (Y channel of YCbCr, border shaved)")] = "rgb",
+    shave: Annotated[int, typer.Option(help="Border to remove for --protocol sr (usually the SR factor).")] = 4,
+) -> None:
+    """Print PSNR and SSIM of IMAGE against REFERENCE as JSON."""
+    from dip.io import load_image
+    from dip.metrics import quality
+
+    if protocol not in ("rgb", "sr"):
+        raise ValueError(f"--protocol must be rgb or sr, got {protocol!r}")
+    ref, img = load_image(reference), load_image(image)
+    if ref.shape != img.shape:
+        raise ValueError(f"{reference} is {ref.shape[1]}x{ref.shape[0]} but {image} is {img.shape[1]}x{img.shape[0]}")
+    result = quality(ref, img, protocol, shave if protocol == "sr" else 0)  # type: ignore[arg-type]
+    typer.echo(json.dumps({"psnr": round(result["psnr"], 4), "ssim": round(result["ssim"], 4), "protocol": protocol}))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

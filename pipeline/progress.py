@@ -1,0 +1,37 @@
+"""Rich progress bars with ETA, driven by fitting callbacks."""
+
+from __future__ import annotations
+
+import math
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from dip.fit import Step
+
+console = Console(stderr=True)
+
+
+def make_progress() -> Progress:
+    """A bar with count, elapsed time, ETA and a free-text status (loss / PSNR)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+    )
+
+
+class FitProgress:
+    """Callback that advances ``task_id`` of ``progress`` and shows loss and PSNR."""
+
+    def __init__(self, progress: Progress, task_id: int, start: int = 0) -> None:
+        self.progress, self.task_id, self.start = progress, task_id, start
+
+    def __call__(self, step: Step) -> None:
+        loss = float(step.loss)
+        status = f"loss {loss:.2e}  PSNR(obs) {-10 * math.log10(max(loss, 1e-12)):.2f} dB"
+        self.progress.update(self.task_id, completed=self.start + step.iteration, status=status)

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Install everything the tests need (Debian's chromium for the browser test, the package with its
+# dev extra, CPU torch) and run the test suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "warning: could not install chromium; the browser test will be skipped" >&2
+fi
+python3 -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+python3 -m pytest "$@"
