@@ -248,6 +248,166 @@ def metrics(
     typer.echo(json.dumps({"psnr": round(result["psnr"], 4), "ssim": round(result["ssim"], 4), "protocol": protocol}))
 
 
+# --- reproduction pipeline (issue 3): every DVC stage calls one of these -------------------
+
+ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to read.")]
+ProfileFileOpt = Annotated[Path, typer.Option("--profile-file", help="The resolved profile (written by `dip profile`).")]
+
+
+def _resolution(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no resolved profile; run `dip profile` (the `resolve` stage) first")
+    return json.loads(path.read_text())
+
+
+@app.command("profile")
+@user_errors
+def profile_cmd(
+    params: ParamsOpt = Path("params.yaml"),
+    out: Annotated[Path, typer.Option(help="Where to write the resolution.")] = Path("data/profile.json"),
+) -> None:
+    """Resolve params.yaml's `profile` (auto → paper with CUDA, else quick) into data/profile.json."""
+    from dip.io import save_json
+    from pipeline.profiles import load_params, resolve
+
+    p = load_params(params)
+    record = resolve(str(p["profile"]), p["profiles"], str((p.get("engine") or {}).get("device", "auto")))
+    save_json(out, record)  # byte-identical while the resolution is: downstream stages stay cached
+    typer.echo(f"profile {record['requested']} → {record['profile']} on {record['device']} ({record['device_name']})")
+
+
+@app.command()
+@user_errors
+def fetch(
+    sets: Annotated[Optional[str], typer.Option(help="Comma-separated sets or set/name; default: what the resolved profile uses.")] = None,
+    manifest: Annotated[Path, typer.Option(help="The image manifest.")] = Path("data/manifest.yaml"),
+    out: Annotated[Path, typer.Option(help="Image cache directory.")] = Path("data/images"),
+    mirror: Annotated[Optional[str], typer.Option(help="Mirror directory laid out like ../shared/images (default: params fetch.mirror, else $DIP_MIRROR).")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    profile_file: ProfileFileOpt = Path("data/profile.json"),
+    keep_others: Annotated[bool, typer.Option(help="Keep cached images that are not asked for.")] = False,
+) -> None:
+    """Fetch and verify images: local cache, then mirror, then URL."""
+    from pipeline.fetch import FetchOptions, fetch_all, mirror_from
+    from pipeline.manifest import load_manifest
+    from pipeline.profiles import active_profile, load_params
+
+    p = load_params(params) if params.is_file() else {}
+    cfg = p.get("fetch") or {}
+    if sets:
+        specs = [s.strip() for s in sets.split(",") if s.strip()]
+    else:
+        prof = active_profile(p, _resolution(profile_file))
+        specs = list(dict.fromkeys(s for e in prof.experiments for s in prof.image_specs(e.task)))
+    opts = FetchOptions(mirror=mirror_from(mirror or cfg.get("mirror")), timeout=float(cfg.get("timeout", 30)), retries=int(cfg.get("retries", 3)))
+    sources = fetch_all(load_manifest(manifest), specs, out, opts, clean=not keep_others)
+    counts = {s: list(sources.values()).count(s) for s in sorted(set(sources.values()))}
+    typer.echo(f"{len(sources)} images verified in {out}/ (" + ", ".join(f"{n} from {s}" for s, n in counts.items()) + ")")
+
+
+@app.command()
+@user_errors
+def corrupt(
+    params: ParamsOpt = Path("params.yaml"),
+    profile_file: ProfileFileOpt = Path("data/profile.json"),
+    manifest: Annotated[Path, typer.Option(help="The image manifest.")] = Path("data/manifest.yaml"),
+    images: Annotated[Path, typer.Option(help="Fetched images.")] = Path("data/images"),
+    out: Annotated[Path, typer.Option(help="Output root (one folder per experiment).")] = Path("data/corrupted"),
+) -> None:
+    """Synthesise every experiment's observations (noise, masks, low-resolution), seeded."""
+    from pipeline.corrupt import corrupt_all
+    from pipeline.manifest import load_manifest
+    from pipeline.profiles import active_profile, load_params
+
+    p = load_params(params)
+    prof = active_profile(p, _resolution(profile_file))
+    m = load_manifest(manifest)
+    by_task = {e.task: m.select(prof.image_specs(e.task)) for e in prof.experiments}
+    counts = corrupt_all([str(e) for e in p["experiments"]], prof, by_task, images, out, int((p.get("corrupt") or {}).get("seed", 0)))
+    typer.echo(f"profile {prof.name}: " + ", ".join(f"{k} {v} image(s)" for k, v in counts.items()))
+
+
+@app.command("run")
+@user_errors
+def run_cmd(
+    experiment: Annotated[str, typer.Argument(help="Experiment id, e.g. denoise_s25, inpaint_p50, sr_x4.")],
+    params: ParamsOpt = Path("params.yaml"),
+    profile_file: ProfileFileOpt = Path("data/profile.json"),
+    corrupted: Annotated[Path, typer.Option(help="Root of the corrupted inputs.")] = Path("data/corrupted"),
+    out: Annotated[Path, typer.Option(help="Root of the results.")] = Path("results"),
+) -> None:
+    """Run DIP on every image and seed of EXPERIMENT (resumes finished images)."""
+    from pipeline.profiles import active_profile, load_params, parse_experiment
+    from pipeline.run import run_experiment
+
+    parse_experiment(experiment)
+    p = load_params(params)
+    res = _resolution(profile_file)
+    engine = p.get("engine") or {}
+    if engine.get("kind", "local") != "local":
+        raise ValueError(f"engine.kind {engine.get('kind')!r} is not available; use local")
+    if int(engine.get("threads", 0) or 0) > 0:
+        import torch
+
+        torch.set_num_threads(int(engine["threads"]))
+    prof = active_profile(p, res)
+    seeds = [int(s) for s in p.get("seeds", [0])]
+    stats = run_experiment(experiment, corrupted / experiment, out / experiment, prof, seeds, res["device"])
+    state = "active" if prof.is_active(experiment) else f"not in profile {prof.name}; nothing to run"
+    typer.echo(f"{experiment} ({state}): {stats['run']} run, {stats['reused']} reused")
+
+
+@app.command()
+@user_errors
+def evaluate(
+    params: ParamsOpt = Path("params.yaml"),
+    profile_file: ProfileFileOpt = Path("data/profile.json"),
+    results: Annotated[Path, typer.Option(help="Root of the results.")] = Path("results"),
+    out: Annotated[Path, typer.Option(help="Metrics directory.")] = Path("metrics"),
+) -> None:
+    """PSNR/SSIM per image and experiment → metrics/summary.json, per_image.csv, curves.csv."""
+    from pipeline.evaluate import evaluate as run_evaluate
+    from pipeline.profiles import load_params
+
+    p = load_params(params)
+    summary = run_evaluate(results, [str(e) for e in p["experiments"]], _resolution(profile_file), out)
+    typer.echo(f"profile {summary['profile']} on {summary['device']}:")
+    for exp, methods in summary["experiments"].items():
+        typer.echo(f"  {exp}: " + ", ".join(f"{k} {v['psnr']} dB" for k, v in methods.items() if k in ("input", "dip")))
+
+
+@app.command()
+@user_errors
+def dashboard(
+    results: Annotated[Optional[Path], typer.Option(help="Results root holding data/, results/, baselines/, metrics/ (default: this directory if it has them, else the repository).")] = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8501,
+) -> None:
+    """Open the results dashboard (Streamlit, bound to 127.0.0.1, usage statistics off)."""
+    import os
+    import subprocess
+    import sys
+
+    if not 1 <= port <= 65535:
+        raise ValueError(f"--port must be between 1 and 65535, got {port}")
+    if results is not None and not results.is_dir():
+        raise FileNotFoundError(f"--results {results} is not a directory; run `dvc repro` first or point it at a DVC workspace")
+    app_path = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+    if not app_path.is_file():
+        raise FileNotFoundError(f"{app_path} is missing; reinstall the package from its repository")
+    env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false", STREAMLIT_SERVER_ADDRESS="127.0.0.1")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.address", "127.0.0.1", "--server.port", str(port),
+           "--browser.gatherUsageStats", "false", "--server.headless", "true"]
+    if results is not None:
+        cmd += ["--", "--results", str(results.resolve())]
+    typer.echo(f"dashboard on http://127.0.0.1:{port} (Ctrl+C stops it)")
+    try:
+        code = subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        code = 0
+    if code:
+        raise typer.Exit(code)
+
+
 def main() -> None:
     app()
 

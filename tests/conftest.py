@@ -37,3 +37,60 @@ def astronaut64() -> np.ndarray:
     from skimage import data, transform
 
     return transform.resize(data.astronaut(), (64, 64), anti_aliasing=True).astype(np.float32)
+
+
+# --- the reproduction pipeline (issue 3) ----------------------------------------------------
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "dip-tests", "GIT_AUTHOR_EMAIL": "tests@localhost",
+           "GIT_COMMITTER_NAME": "dip-tests", "GIT_COMMITTER_EMAIL": "tests@localhost"}
+
+
+def pipeline_env() -> dict[str, str]:
+    """Environment for `dvc`/`dip` subprocesses: git identity, the mirror if there is one."""
+    env = {**os.environ, **GIT_ENV}
+    mirror = mirror_dir()
+    if mirror is not None:
+        env["DIP_MIRROR"] = str(mirror)
+    return env
+
+
+def copy_project(dest: Path, profile: str = "smoke", threads: int = 1) -> Path:
+    """A fresh git repository at ``dest`` holding this checkout's files (tracked and untracked,
+    not ignored: what a clone of the working tree would hold), with ``profile`` selected in
+    params.yaml, committed. Returns ``dest``."""
+    import re
+    import shutil
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True, capture_output=True).stdout
+    for rel in filter(None, files.decode().split("\0")):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    params = dest / "params.yaml"
+    text = re.sub(r"(?m)^profile: \S+", f"profile: {profile}", params.read_text())
+    params.write_text(re.sub(r"(?m)^(  threads:) \d+", rf"\1 {threads}", text))
+    env = pipeline_env()
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "test copy"]):
+        subprocess.run(cmd, cwd=dest, check=True, env=env, capture_output=True)
+    return dest
+
+
+def run_in(project: Path, *cmd: str, check: bool = True) -> "subprocess.CompletedProcess[str]":  # noqa: F821
+    """Run a command in ``project`` with :func:`pipeline_env`; fails the test with its output."""
+    import subprocess
+
+    proc = subprocess.run(list(cmd), cwd=project, env=pipeline_env(), capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def smoke_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the project in which `dvc repro` has run the ``smoke`` profile end to end
+    (once per test session; tests must not modify it)."""
+    project = copy_project(tmp_path_factory.mktemp("smoke") / "project")
+    run_in(project, "dvc", "repro")
+    return project

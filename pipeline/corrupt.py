@@ -1,0 +1,106 @@
+"""``dip corrupt``: synthesise the observations of each experiment, deterministically from a seed.
+
+For every image of an active experiment it writes ``data/corrupted/<exp>/<image>/``:
+``ground_truth.png`` (the clean image as evaluated: resized to the profile's ``max_side`` and,
+for super-resolution, cropped to a multiple of the factor), ``observation.npy`` /
+``observation.png``, ``mask.png`` (inpainting) and ``meta.json``. Each experiment folder also
+gets ``experiment.json`` (profile, active or not, its images), so that every experiment of
+``params.yaml`` has an output even when the profile does not run it.
+
+The random stream of an image is seeded from ``(seed, experiment, set, image)``, so one image's
+corruption does not depend on which other images are processed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from dip.io import atomic_directory, load_image, save_array, save_image, save_json, to_numpy, to_tensor
+from dip.metrics import to_uint8
+from dip.operators import Denoising, Inpainting, SuperResolution
+from pipeline.manifest import ImageEntry
+from pipeline.profiles import Experiment, Profile
+
+
+def image_seed(seed: int, exp_id: str, entry: ImageEntry) -> int:
+    """A 63-bit seed that depends only on the base seed, the experiment and the image."""
+    digest = hashlib.sha256(f"{seed}/{exp_id}/{entry.set}/{entry.name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def prepare_ground_truth(image: np.ndarray, max_side: int, factor: int | None) -> np.ndarray:
+    """Downscale (antialiased Lanczos on 8 bits) so the longer side is at most ``max_side``
+    (0 = keep), then crop bottom/right to a multiple of ``factor``."""
+    if max_side and max(image.shape[:2]) > max_side:
+        h, w = image.shape[:2]
+        scale = max_side / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        image = np.asarray(Image.fromarray(to_uint8(image)).resize(size, Image.Resampling.LANCZOS)).astype(np.float32) / 255.0
+    if factor:
+        image = SuperResolution.crop_to_factor(image, factor)
+    return image
+
+
+def corrupt_image(exp: Experiment, truth: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """``{"observation": float32 array[, "mask": float32 (H, W)]}`` for one clean image."""
+    gen = torch.Generator().manual_seed(seed)
+    if exp.task == "denoise":
+        obs = to_numpy(Denoising.corrupt(to_tensor(truth), float(exp.sigma), gen))
+        return {"observation": obs.astype(np.float32)}
+    if exp.task == "inpaint":
+        mask = Inpainting.random_mask(truth.shape[:2], float(exp.drop), gen).numpy()
+        obs = truth * (mask[..., None] if truth.ndim == 3 else mask)
+        return {"observation": obs.astype(np.float32), "mask": mask.astype(np.float32)}
+    low = SuperResolution.corrupt(to_uint8(truth), int(exp.factor))  # type: ignore[arg-type]
+    return {"observation": low.astype(np.float32) / 255.0}
+
+
+def write_case(out_dir: Path, exp: Experiment, entry: ImageEntry, images_dir: Path, profile: Profile, base_seed: int) -> dict[str, Any]:
+    """Write one ``data/corrupted/<exp>/<image>/`` atomically; returns its ``meta.json``."""
+    source = images_dir / entry.set / f"{entry.name}.png"
+    truth = prepare_ground_truth(load_image(source), profile.max_side, exp.factor)
+    seed = image_seed(base_seed, exp.id, entry)
+    case = corrupt_image(exp, truth, seed)
+    meta: dict[str, Any] = {
+        "experiment": exp.id, "task": exp.task, "image": entry.name, "set": entry.set, **exp.corruption(),
+        "seed": seed, "base_seed": base_seed, "size": list(truth.shape[:2]), "profile": profile.name,
+    }
+    with atomic_directory(out_dir, overwrite=True) as tmp:
+        save_image(tmp / "ground_truth.png", truth)
+        save_array(tmp / "observation.npy", case["observation"])
+        save_image(tmp / "observation.png", case["observation"])
+        if "mask" in case:
+            save_image(tmp / "mask.png", case["mask"])
+        save_json(tmp / "meta.json", meta)
+    return meta
+
+
+def corrupt_all(experiment_ids: list[str], profile: Profile, manifest_images: dict[str, list[ImageEntry]], images_dir: Path, out_root: Path, seed: int) -> dict[str, int]:
+    """Rebuild ``out_root`` for every experiment id; returns ``{experiment: number of images}``."""
+    from pipeline.profiles import parse_experiment
+
+    counts: dict[str, int] = {}
+    if out_root.exists():
+        shutil.rmtree(out_root)
+    for exp_id in experiment_ids:
+        exp = parse_experiment(exp_id)
+        active = profile.is_active(exp_id)
+        entries = manifest_images.get(exp.task, []) if active else []
+        names = [e.name for e in entries]
+        if len(set(names)) != len(names):
+            raise ValueError(f"experiment {exp_id}: two images share a name in {profile.image_specs(exp.task)}; image names must be unique per task")
+        for entry in entries:
+            write_case(out_root / exp_id / entry.name, exp, entry, images_dir, profile, seed)
+        save_json(out_root / exp_id / "experiment.json", {
+            "experiment": exp_id, "task": exp.task, **exp.corruption(), "profile": profile.name,
+            "active": active, "images": names, "seed": seed,
+        })
+        counts[exp_id] = len(entries)
+    return counts

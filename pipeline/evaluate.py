@@ -1,0 +1,88 @@
+"""``dip evaluate``: PSNR/SSIM per image and experiment → ``metrics/``.
+
+* ``per_image.csv`` — experiment, image, method, seed, psnr, ssim, seconds, profile, device;
+  methods: ``input`` (the corrupted image; bicubic upsampling for SR), ``dip`` (the estimate
+  DIP reports: early-stopped, else averaged, else final), ``dip_final``, and ``dip_averaged`` /
+  ``dip_early_stopped`` where used.
+* ``summary.json`` — for ``dvc metrics show``: the resolved profile and device, and the mean
+  PSNR/SSIM per experiment and method.
+* ``curves.csv`` — experiment, image, seed, iteration, loss, psnr_obs, psnr_gt, ssim_gt (for
+  ``dvc plots``).
+
+The numbers are those of ``run.json`` (8-bit metrics of :mod:`dip.metrics`, Y-channel protocol
+with the factor shaved for super-resolution).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from dip.io import atomic_path, save_json
+
+PER_IMAGE_FIELDS = ("experiment", "image", "method", "seed", "psnr", "ssim", "seconds", "profile", "device")
+CURVE_FIELDS = ("experiment", "image", "seed", "iteration", "loss", "psnr_obs", "psnr_gt", "ssim_gt")
+METHODS = {"input": "input", "restored": "dip", "final": "dip_final", "averaged": "dip_averaged", "early_stopped": "dip_early_stopped"}
+
+
+def collect(results: Path, experiments: list[str], resolution: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows of per_image.csv and curves.csv from ``results/<exp>/<image>/seed_<s>/``."""
+    rows: list[dict[str, Any]] = []
+    curves: list[dict[str, Any]] = []
+    for exp in experiments:
+        for run_json in sorted((results / exp).glob("*/seed_*/run.json")):
+            run = json.loads(run_json.read_text())
+            image, seed = run_json.parent.parent.name, int(run_json.parent.name.removeprefix("seed_"))
+            for key, method in METHODS.items():
+                if key in run.get("metrics", {}):
+                    m = run["metrics"][key]
+                    rows.append({"experiment": exp, "image": image, "method": method, "seed": seed,
+                                 "psnr": round(m["psnr"], 4), "ssim": round(m["ssim"], 4),
+                                 "seconds": round(run["wall_seconds"], 2) if method.startswith("dip") else 0.0,
+                                 "profile": run.get("profile", resolution["profile"]), "device": run.get("device", resolution["device"])})
+            with open(run_json.parent / "curve.csv", newline="") as fh:
+                for r in csv.DictReader(fh):
+                    curves.append({"experiment": exp, "image": image, "seed": seed, **{k: r.get(k, "") for k in CURVE_FIELDS[3:]}})
+    return rows, curves
+
+
+def summarise(rows: list[dict[str, Any]], resolution: dict[str, str]) -> dict[str, Any]:
+    """Mean PSNR/SSIM per experiment and method (over images and seeds)."""
+    groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for r in rows:
+        groups.setdefault(r["experiment"], {}).setdefault(r["method"], []).append(r)
+    experiments: dict[str, Any] = {}
+    for exp, methods in groups.items():
+        experiments[exp] = {}
+        for method, rs in methods.items():
+            finite = [r["psnr"] for r in rs if math.isfinite(r["psnr"])]
+            experiments[exp][method] = {
+                "psnr": round(sum(finite) / len(finite), 3) if finite else None,
+                "ssim": round(sum(r["ssim"] for r in rs) / len(rs), 4),
+                "images": len({r["image"] for r in rs}),
+            }
+    return {"profile": resolution["profile"], "requested": resolution["requested"], "device": resolution["device"],
+            "device_name": resolution.get("device_name", ""), "experiments": experiments}
+
+
+def write_csv(path: Path, fields: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def evaluate(results: Path, experiments: list[str], resolution: dict[str, str], out_dir: Path) -> dict[str, Any]:
+    """Write ``out_dir/{per_image.csv, curves.csv, summary.json}``; returns the summary."""
+    rows, curves = collect(results, experiments, resolution)
+    if not rows:
+        raise ValueError(f"no results under {results} for {', '.join(experiments)}; run `dvc repro`")
+    summary = summarise(rows, resolution)
+    write_csv(out_dir / "per_image.csv", PER_IMAGE_FIELDS, rows)
+    write_csv(out_dir / "curves.csv", CURVE_FIELDS, curves)
+    save_json(out_dir / "summary.json", summary)
+    return summary

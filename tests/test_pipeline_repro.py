@@ -1,0 +1,60 @@
+"""The smoke profile's `dvc repro` end to end in a fresh copy of the project."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from conftest import run_in
+
+ACTIVE = ("denoise_s25", "inpaint_p50", "sr_x4")
+
+
+def test_outputs_follow_the_layout(smoke_project: Path) -> None:
+    profile = json.loads((smoke_project / "data/profile.json").read_text())
+    assert profile["requested"] == "smoke" and profile["profile"] == "smoke" and profile["device"] == "cpu"
+    assert sorted(p.name for p in (smoke_project / "data/images/embedded").iterdir()) == ["astronaut.png", "camera.png", "coffee.png"]
+    inpaint = smoke_project / "data/corrupted/inpaint_p50/camera"
+    assert {p.name for p in inpaint.iterdir()} == {"ground_truth.png", "observation.npy", "observation.png", "mask.png", "meta.json"}
+    meta = json.loads((inpaint / "meta.json").read_text())
+    assert meta["drop"] == 0.5 and meta["set"] == "embedded" and max(meta["size"]) == 48
+    for exp, image in zip(ACTIVE, ("astronaut", "camera", "coffee")):
+        run_dir = smoke_project / "results" / exp / image / "seed_0"
+        assert (run_dir / "restored.png").is_file() and (run_dir / "snapshots/iter_00020.png").is_file()
+        run = json.loads((run_dir / "run.json").read_text())
+        assert run["iterations_run"] == 20 and run["profile"] == "smoke" and len(run["settings_hash"]) == 64
+    inactive = json.loads((smoke_project / "results/sr_x8/experiment.json").read_text())
+    assert inactive["active"] is False and inactive["images"] == []
+
+
+def test_metrics_and_plots(smoke_project: Path) -> None:
+    summary = json.loads((smoke_project / "metrics/summary.json").read_text())
+    assert summary["profile"] == "smoke" and sorted(summary["experiments"]) == sorted(ACTIVE)
+    for exp in ACTIVE:
+        for method in ("input", "dip", "dip_final"):
+            assert math.isfinite(summary["experiments"][exp][method]["psnr"])
+    assert "dip_averaged" in summary["experiments"]["denoise_s25"]  # exp averaging 0.99
+    rows = list(csv.DictReader(open(smoke_project / "metrics/per_image.csv")))
+    assert {r["experiment"] for r in rows} == set(ACTIVE) and all(r["device"] == "cpu" for r in rows)
+    curves = list(csv.DictReader(open(smoke_project / "metrics/curves.csv")))
+    assert {int(r["iteration"]) for r in curves if r["experiment"] == "sr_x4"} == {0, 5, 10, 15, 20}
+    shown = json.loads(run_in(smoke_project, "dvc", "metrics", "show", "--json").stdout)
+    assert "metrics/summary.json" in json.dumps(shown)
+    run_in(smoke_project, "dvc", "plots", "show", "--json")
+
+
+def test_second_repro_has_nothing_to_do(smoke_project: Path) -> None:
+    status = json.loads(run_in(smoke_project, "dvc", "status", "--json").stdout)
+    assert set(status) <= {"resolve"}, status  # resolve is always_changed; nothing else is stale
+
+
+def test_params_diff_shows_a_set_change(smoke_project: Path, tmp_path: Path) -> None:
+    run_in(smoke_project, "dvc", "exp", "run", "--dry", "-S", "profiles.smoke.net.downsample=max")
+    try:
+        diff = json.loads(run_in(smoke_project, "dvc", "params", "diff", "--json").stdout)
+        change = diff["params.yaml"]["profiles.smoke.net.downsample"]
+        assert change == {"old": "stride", "new": "max"}
+    finally:
+        run_in(smoke_project, "git", "checkout", "--", "params.yaml")

@@ -1,0 +1,101 @@
+"""Corruption by seed, experiment ids, profile resolution, and resuming an interrupted restore."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dip.io import save_image
+from pipeline.corrupt import corrupt_all, write_case
+from pipeline.manifest import ImageEntry
+from pipeline.profiles import Profile, parse_experiment, resolve
+from pipeline.run import Job, run_experiment
+
+TINY = {
+    "experiments": ["inpaint_p50"],
+    "images": {"inpaint": ["t/a", "t/b"], "denoise": ["t/a"]},
+    "max_side": 0,
+    "log_every": 2,
+    "net": {"levels": 2, "width": 4, "skip": 1},
+    "fit": {"inpaint": {"iterations": 4, "lr": 0.01, "reg_noise_std": 0.03, "snapshots": [0, 4]},
+            "denoise": {"iterations": 4, "lr": 0.01, "reg_noise_std": 0.03}},
+}
+
+
+@pytest.fixture
+def images(tmp_path: Path, camera64: np.ndarray) -> tuple[Path, list[ImageEntry]]:
+    root = tmp_path / "images"
+    entries = []
+    for i, name in enumerate(("a", "b")):
+        save_image(root / "t" / f"{name}.png", np.rot90(camera64[:24, :20], i))
+        entries.append(ImageEntry(set="t", name=name, pixel_sha256="-"))
+    return root, entries
+
+
+@pytest.mark.parametrize("exp_id,task,value", [("denoise_s25", "denoise", 25 / 255), ("denoise_s8.5", "denoise", 1 / 30), ("inpaint_p50", "inpaint", 0.5), ("sr_x8", "sr", 8)])
+def test_experiment_ids(exp_id: str, task: str, value: float) -> None:
+    exp = parse_experiment(exp_id)
+    assert exp.task == task and list(exp.corruption().values()) == [pytest.approx(value)]
+
+
+@pytest.mark.parametrize("bad", ["denoise", "inpaint_p", "sr_x1", "deblur_s3"])
+def test_bad_experiment_ids(bad: str) -> None:
+    with pytest.raises(ValueError, match="experiment id"):
+        parse_experiment(bad)
+
+
+def test_auto_resolves_to_quick_without_cuda() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    profiles = {"paper": {}, "quick": {}, "smoke": {}}
+    assert resolve("auto", profiles)["profile"] == "quick"
+    assert resolve("smoke", profiles) == {**resolve("smoke", profiles), "requested": "smoke", "profile": "smoke", "device": "cpu"}
+    with pytest.raises(ValueError, match="unknown profile 'fast'"):
+        resolve("fast", profiles)
+
+
+@pytest.mark.parametrize("exp_id", ["denoise_s25", "inpaint_p50", "sr_x4"])
+def test_corruption_is_reproducible_by_seed(tmp_path: Path, images: tuple[Path, list[ImageEntry]], exp_id: str) -> None:
+    root, entries = images
+    exp, prof = parse_experiment(exp_id), Profile("t", TINY)
+    obs = []
+    for run, seed in enumerate((7, 7, 8)):
+        write_case(tmp_path / str(run), exp, entries[0], root, prof, seed)
+        obs.append(np.load(tmp_path / str(run) / "observation.npy"))
+    assert np.array_equal(obs[0], obs[1])
+    if exp.task != "sr":  # the low-resolution image has no randomness
+        assert not np.array_equal(obs[0], obs[2])
+    meta = json.loads((tmp_path / "0/meta.json").read_text())
+    assert meta["experiment"] == exp_id and meta["base_seed"] == 7 and meta["size"] == [24 - 24 % (exp.factor or 1), 20 - 20 % (exp.factor or 1)]
+
+
+def test_interrupted_restore_resumes(tmp_path: Path, images: tuple[Path, list[ImageEntry]]) -> None:
+    root, entries = images
+    prof = Profile("t", TINY)
+    corrupted, results = tmp_path / "corrupted", tmp_path / "results"
+    corrupt_all(["inpaint_p50", "sr_x4"], prof, {"inpaint": entries}, root, corrupted, seed=0)
+    log: list[tuple[str, str]] = []
+
+    def interrupt_after_first(job: Job, status: str) -> None:
+        log.append((job.image, status))
+        if status == "run":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment("inpaint_p50", corrupted / "inpaint_p50", results / "inpaint_p50", prof, [0], "cpu", interrupt_after_first)
+    assert (results / "inpaint_p50/a/seed_0/run.json").is_file() and not (results / "inpaint_p50/b").exists()
+    first = (results / "inpaint_p50/a/seed_0/run.json").read_text()
+
+    log.clear()
+    stats = run_experiment("inpaint_p50", corrupted / "inpaint_p50", results / "inpaint_p50", prof, [0], "cpu", lambda j, s: log.append((j.image, s)))
+    assert stats == {"run": 1, "reused": 1} and log == [("a", "reused"), ("b", "run")]
+    assert (results / "inpaint_p50/a/seed_0/run.json").read_text() == first  # not redone
+
+    changed = Profile("t", {**TINY, "fit": {"inpaint": {**TINY["fit"]["inpaint"], "iterations": 5}}})
+    assert run_experiment("inpaint_p50", corrupted / "inpaint_p50", results / "inpaint_p50", changed, [0], "cpu") == {"run": 2, "reused": 0}
+    assert run_experiment("sr_x4", corrupted / "sr_x4", results / "sr_x4", prof, [0], "cpu") == {"run": 0, "reused": 0}
+    assert json.loads((results / "sr_x4/experiment.json").read_text())["active"] is False
