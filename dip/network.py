@@ -115,8 +115,8 @@ class NetConfig:
             raise ValueError(f"unknown network setting(s): {', '.join(sorted(unknown))}")
         values = dict(values)
         levels = int(values.pop("levels", 5))
-        width = values.pop("width", None)
-        skip = values.pop("skip", None)
+        width = values.pop("width", 128)
+        skip = values.pop("skip", 4)
         if width is not None:
             values.setdefault("channels_down", [int(width)] * levels)
             values.setdefault("channels_up", [int(width)] * levels)
@@ -158,7 +158,7 @@ def _block(cin: int, cout: int, k: int, cfg: NetConfig, stride: int = 1) -> nn.S
     return nn.Sequential(
         _conv(cin, cout, k, stride, cfg),
         nn.BatchNorm2d(cout, track_running_stats=False),
-        nn.LeakyReLU(cfg.leaky_slope),
+        nn.LeakyReLU(cfg.leaky_slope, inplace=True),  # BN's backward needs its input, not its output
     )
 
 

@@ -44,7 +44,7 @@ def preset(name: str, task: str, factor: int = 4) -> tuple[NetConfig, FitConfig]
     """Network and fitting settings of preset ``name`` for ``task``."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    key = f"sr{factor}" if task == "sr" else task
+    key = ("sr8" if factor > 4 else "sr4") if task == "sr" else task  # other factors: nearest setting
     if key not in _FIT[name]:
         raise ValueError(f"no {name!r} settings for task {task!r} (factor {factor}); tasks: denoise, inpaint, sr ×4/×8")
     return NetConfig.from_dict(_NET[name]), FitConfig.from_dict(_FIT[name][key])
