@@ -1,0 +1,67 @@
+"""Pieces every page shares: the results root, the profile/device badge, the "nothing yet" notice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard import data
+
+ROOT_KEY = "results_root"
+
+
+def root() -> Path:
+    """The results root chosen in the sidebar (defaults to :func:`dashboard.data.resolve_root`)."""
+    if ROOT_KEY not in st.session_state:
+        st.session_state[ROOT_KEY] = str(data.resolve_root())
+    return Path(st.session_state[ROOT_KEY]).expanduser()
+
+
+def profile_badge(root_dir: Path, where=st) -> dict:
+    """Show which profile and device produced the numbers; a non-paper profile is flagged loudly."""
+    info = data.profile(root_dir)
+    if not info:
+        return info
+    prof = str(info.get("profile", "unknown"))
+    device = str(info.get("device", "?"))
+    name = info.get("device_name") or ""
+    requested = info.get("requested")
+    dev_text = f"device {device}" + (f" ({name})" if name else "")
+    req_text = f" (requested: {requested})" if requested and requested != prof else ""
+    if prof == "paper":
+        where.markdown(f":green-badge[profile: paper — the paper's setting]{req_text} :blue-badge[{dev_text}]")
+    else:
+        where.markdown(f":orange-badge[profile: {prof} — NOT the paper's setting]{req_text} :blue-badge[{dev_text}]")
+    return info
+
+
+def is_paper(root_dir: Path) -> bool:
+    return str(data.profile(root_dir).get("profile")) == "paper"
+
+
+def sidebar() -> None:
+    root()  # initialise the widget's state before the widget
+    with st.sidebar:
+        st.text_input("Results root", key=ROOT_KEY, help="The directory holding data/, results/, baselines/ and metrics/ (the DVC workspace).")
+        r = root()
+        profile_badge(r, st.sidebar)
+        present = data.has_outputs(r)
+        st.caption(" · ".join(f"{'✅' if ok else '—'} {d}/" for d, ok in present.items()))
+
+
+def require_outputs(root_dir: Path, *needed: str) -> bool:
+    """Say what to run when none of ``needed`` (default: any pipeline output) exists yet."""
+    present = data.has_outputs(root_dir)
+    wanted = needed or tuple(present)
+    if any(present.get(d, False) for d in wanted):
+        return True
+    if not root_dir.is_dir():
+        st.error(f"The results root `{root_dir}` does not exist. Start the dashboard with `dip dashboard --results DIR`.")
+        return False
+    st.info(
+        f"No pipeline outputs under `{root_dir}` yet ({', '.join(d + '/' for d in wanted)} missing or empty).\n\n"
+        "Run the reproduction first:\n\n```bash\ndvc repro            # the whole pipeline (profile auto: quick on a CPU)\n"
+        "dvc exp run -S profile=smoke   # a tiny run, under a minute\n```\n\nthen reload this page."
+    )
+    return False

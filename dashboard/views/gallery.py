@@ -1,0 +1,56 @@
+"""Gallery: the snapshots of one run at the saved iterations, beside the corrupted input and the truth."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import data, ui
+
+root = ui.root()
+st.title("Gallery")
+if ui.require_outputs(root, "results", "data/corrupted"):
+    exps = data.experiments(root)
+    c1, c2, c3, c4 = st.columns([2, 2, 1, 1])
+    exp = c1.selectbox("Experiment", exps, key="gallery_experiment")
+    imgs = data.images(root, exp) if exp else []
+    image = c2.selectbox("Image", imgs, key="gallery_image")
+    if not image:
+        st.info(f"No image for {exp} yet. Run `dvc repro`.")
+        st.stop()
+    seeds = data.seeds(root, exp, image)
+    seed = c3.selectbox("Seed", seeds, key="gallery_seed") if len(seeds) > 1 else (seeds[0] if seeds else None)
+    ncols = int(c4.number_input("Columns", 2, 8, 4, key="gallery_cols"))
+    src = data.sources(root, exp, image, seed)
+    rd = data.run_dir(root, exp, image, seed)
+    m = data.meta(root, exp, image)
+    if m:
+        level = ", ".join(f"{k} {m[k]:.4g}" if isinstance(m[k], float) else f"{k} {m[k]}" for k in ("sigma", "drop", "factor") if k in m)
+        st.caption(f"{data.experiment_task(exp)} · {image} ({m.get('set', '?')}) · {level}")
+    # the endpoints: what the network sees and what it should find
+    ends = [(label, src[label]) for label in ("corrupted input", "ground truth", "DIP") if label in src]
+    if ends:
+        cols = st.columns(len(ends))
+        for col, (label, path) in zip(cols, ends):
+            col.image(data.png_bytes(path), caption=label, output_format="PNG", width="stretch")
+    record = data.read_json(rd / "run.json") if rd else None
+    snaps = data.snapshots(rd) if rd else []
+    st.subheader(f"Snapshots ({len(snaps)})")
+    if not snaps:
+        st.info("This run saved no snapshot (or has not finished): the restore stage writes `snapshots/iter_NNNNN.png`.")
+    curve = data.curve(rd) if rd else None
+    psnr_at = {}
+    if curve is not None and "psnr_gt" in curve.columns:
+        psnr_at = dict(zip(curve["iteration"].astype(int), curve["psnr_gt"]))
+    for start in range(0, len(snaps), ncols):
+        cols = st.columns(ncols)
+        for col, (it, path) in zip(cols, snaps[start : start + ncols]):
+            cap = f"iteration {it}" + (f" · {psnr_at[it]:.2f} dB" if it in psnr_at else "")
+            col.image(data.png_bytes(path), caption=cap, output_format="PNG", width="stretch")
+    if record:
+        restored = (record.get("metrics") or {}).get("restored") or {}
+        es = record.get("early_stop_iteration")
+        st.caption(
+            f"{record.get('iterations_run')} iterations in {record.get('wall_seconds', 0):.1f} s on {record.get('device')}"
+            + (f" · early stop at {es}" if es is not None else "")
+            + (f" · restored ({record.get('estimate')}): {restored['psnr']:.2f} dB, SSIM {restored['ssim']:.3f}" if restored else "")
+        )
