@@ -408,38 +408,6 @@ def dashboard(
         raise typer.Exit(code)
 
 
-@app.command()
-@user_errors
-def dashboard(
-    results: Annotated[Optional[Path], typer.Option(help="Results root holding data/, results/, baselines/, metrics/ (default: this directory if it has them, else the repository).")] = None,
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8501,
-) -> None:
-    """Open the results dashboard (Streamlit, bound to 127.0.0.1, usage statistics off)."""
-    import os
-    import subprocess
-    import sys
-
-    if not 1 <= port <= 65535:
-        raise ValueError(f"--port must be between 1 and 65535, got {port}")
-    if results is not None and not results.is_dir():
-        raise FileNotFoundError(f"--results {results} is not a directory; run `dvc repro` first or point it at a DVC workspace")
-    app_path = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
-    if not app_path.is_file():
-        raise FileNotFoundError(f"{app_path} is missing; reinstall the package from its repository")
-    env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false", STREAMLIT_SERVER_ADDRESS="127.0.0.1")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.address", "127.0.0.1", "--server.port", str(port),
-           "--browser.gatherUsageStats", "false", "--server.headless", "true"]
-    if results is not None:
-        cmd += ["--", "--results", str(results.resolve())]
-    typer.echo(f"dashboard on http://127.0.0.1:{port} (Ctrl+C stops it)")
-    try:
-        code = subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        code = 0
-    if code:
-        raise typer.Exit(code)
-
-
 def main() -> None:
     app()
 
