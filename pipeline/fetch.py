@@ -145,6 +145,10 @@ def _from_url(entry: ImageEntry, dest: Path, opts: FetchOptions, progress: Calla
     _write_verified(data, entry, dest, entry.url, (entry.source_sha256,))
 
 
+def _no_mirror() -> None:
+    raise ValueError(f"none set (--mirror or ${MIRROR_ENV})")
+
+
 def fetch_image(entry: ImageEntry, out_dir: Path, opts: FetchOptions, progress: Callable[[int, int | None], None] | None = None) -> str:
     """Make ``out_dir/<set>/<name>.png`` a verified copy; returns the source used."""
     dest = target_path(out_dir, entry)
@@ -156,7 +160,7 @@ def fetch_image(entry: ImageEntry, out_dir: Path, opts: FetchOptions, progress: 
         if opts.mirror is not None:
             attempts.append(("mirror", lambda: _from_mirror(entry, dest, opts.mirror)))  # type: ignore[arg-type]
         else:
-            tried.append(f"mirror: none set (--mirror or ${MIRROR_ENV})")
+            attempts.append(("mirror", _no_mirror))
     if entry.url:
         attempts.append(("url", lambda: _from_url(entry, dest, opts, progress)))
     for source, attempt in attempts:
