@@ -14,15 +14,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run` 
 
 from dashboard import ui  # noqa: E402
 
-st.set_page_config(page_title="Deep Image Prior — results", page_icon="🖼️", layout="wide")
+st.set_page_config(page_title="Deep Image Prior — results", page_icon=":material/image:", layout="wide")
 
 PAGES = [
-    st.Page("views/overview.py", title="Overview", icon="📊", default=True),
-    st.Page("views/curves.py", title="Curves", icon="📈"),
-    st.Page("views/gallery.py", title="Gallery", icon="🖼️"),
-    st.Page("views/compare.py", title="Compare", icon="🔍"),
-    st.Page("views/ablations.py", title="Ablations", icon="🧪"),
+    st.Page("views/overview.py", title="Overview", icon=":material/table_chart:", default=True),
+    st.Page("views/curves.py", title="Curves", icon=":material/show_chart:"),
+    st.Page("views/gallery.py", title="Gallery", icon=":material/photo_library:"),
+    st.Page("views/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("views/ablations.py", title="Ablations", icon=":material/science:"),
 ]
+
+# Pixel-exact viewing: the browser must not smooth enlarged images.
+st.html("<style>[data-testid='stImage'] img, [data-testid='stFullScreenFrame'] img {image-rendering: pixelated;}</style>")
 
 page = st.navigation(PAGES)
 ui.sidebar()

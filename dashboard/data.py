@@ -211,28 +211,62 @@ def scores(root: Path) -> tuple[pd.DataFrame, str]:
     return pd.concat([inp, dip], ignore_index=True), "results/*/*/seed_*/run.json"
 
 
-def paper(root: Path) -> pd.DataFrame:
-    """The paper's reported numbers: experiment, image (or ``mean``), method, psnr[, ssim, source].
+def paper_yaml(data_: Any) -> pd.DataFrame:
+    """Rows of ``data/paper.yaml``: ``per_image`` {method: {image: psnr}}, ``per_set``
+    {set: {method: psnr}} (image ``mean (<set>)``) and ``mean`` {method: psnr} (image ``mean``)."""
+    rows = []
+    for exp, spec in (data_ or {}).items():
+        if not isinstance(spec, dict):
+            continue
+        source = spec.get("source", "")
+        ours = {str(v): str(k) for k, v in (spec.get("compare") or {}).items()}  # paper method -> our method
+        for method, per in (spec.get("per_image") or {}).items():
+            rows += [(exp, str(img), method, float(v), source, ours.get(method)) for img, v in (per or {}).items()]
+        for set_name, per in (spec.get("per_set") or {}).items():
+            rows += [(exp, f"mean ({set_name})", method, float(v), source, ours.get(method)) for method, v in (per or {}).items()]
+        rows += [(exp, "mean", method, float(v), source, ours.get(method)) for method, v in (spec.get("mean") or {}).items()]
+    return pd.DataFrame(rows, columns=["experiment", "image", "method", "psnr", "source", "ours"])
 
-    Read from ``metrics/paper.csv`` and from rows of ``metrics/per_image.csv`` whose method is
-    ``paper:<method>`` / ``paper_<method>``.
+
+def paper(root: Path) -> pd.DataFrame:
+    """The paper's reported numbers: experiment, image (or ``mean``), method, psnr, source.
+
+    From ``data/paper.yaml`` (the results root's, else the repository's), plus any
+    ``metrics/paper.csv`` and rows of ``metrics/per_image.csv`` whose method is ``paper:<method>``.
     """
+    import yaml
+
     frames = []
+    for candidate in (root / "data" / "paper.yaml", REPO_ROOT / "data" / "paper.yaml"):
+        if candidate.is_file():
+            try:
+                frames.append(_paper_yaml_cached(str(candidate), _mtime(candidate)))
+            except (yaml.YAMLError, ValueError, TypeError, AttributeError):
+                pass
+            break
     df = read_csv(root / "metrics" / "paper.csv")
     if df is not None and {"experiment", "image", "method", "psnr"} <= set(df.columns):
-        frames.append(df)
+        frames.append(df if "ours" in df.columns else df.assign(ours=df["method"]))
     raw = read_csv(root / "metrics" / "per_image.csv")
     if raw is not None and "method" in raw.columns:
         rows = raw[raw["method"].astype(str).str.match(PAPER_METHOD)].copy()
         if len(rows):
             rows["method"] = rows["method"].astype(str).str.replace(PAPER_METHOD, r"\1", regex=True)
-            frames.append(rows)
+            frames.append(rows.assign(ours=rows["method"]))
+    frames = [f for f in frames if len(f)]
     if not frames:
-        return pd.DataFrame(columns=["experiment", "image", "method", "psnr", "ssim", "source"])
+        return pd.DataFrame(columns=["experiment", "image", "method", "psnr", "source", "ours"])
     out = pd.concat(frames, ignore_index=True)
     out["method"] = out["method"].astype(str).str.lower()
     out["image"] = out["image"].astype(str)
     return out
+
+
+@st.cache_data(show_spinner=False)
+def _paper_yaml_cached(path: str, mtime: float) -> pd.DataFrame:
+    import yaml
+
+    return paper_yaml(yaml.safe_load(Path(path).read_text()))
 
 
 def experiments(root: Path) -> list[str]:

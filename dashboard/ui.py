@@ -47,7 +47,7 @@ def sidebar() -> None:
         r = root()
         profile_badge(r, st.sidebar)
         present = data.has_outputs(r)
-        st.caption(" · ".join(f"{'✅' if ok else '—'} {d}/" for d, ok in present.items()))
+        st.caption("outputs: " + " · ".join(f"{d}/ {'found' if ok else 'missing'}" for d, ok in present.items()))
 
 
 def require_outputs(root_dir: Path, *needed: str) -> bool:

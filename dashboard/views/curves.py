@@ -82,10 +82,11 @@ if ui.require_outputs(root, "results", "metrics"):
     paper = data.paper(root)
     rules = pd.DataFrame()
     if y in ("psnr_gt", "psnr_gt_avg") and len(paper):
-        ref = paper[(paper["method"] == "dip") & paper["experiment"].astype(str).isin(chosen)].dropna(subset=["psnr"])
+        is_dip = (paper["ours"] == "dip") if "ours" in paper.columns else (paper["method"] == "dip")
+        ref = paper[is_dip & paper["experiment"].astype(str).isin(chosen)].dropna(subset=["psnr"])
         images_shown = set(df["image"].astype(str)) if "image" in df.columns else set()
         ref = ref[(ref["image"] == "mean") | ref["image"].isin(images_shown)]
-        rules = pd.DataFrame({y: ref["psnr"], "label": "paper DIP " + ref["experiment"].astype(str) + (" " + ref["image"]).where(ref["image"] != "mean", " (mean)")})
+        rules = pd.DataFrame({y: ref["psnr"], "label": "paper " + ref["method"].astype(str) + " · " + ref["experiment"].astype(str) + " " + ref["image"].astype(str)})
     if not len(df):
         st.info("Nothing to plot for this selection.")
         st.stop()

@@ -24,16 +24,22 @@ def experiment_table(scores: pd.DataFrame, paper: pd.DataFrame, metric: str, wit
     table.loc["mean"] = table.mean(numeric_only=True)
     if metric in paper.columns and len(paper):
         ref = paper.dropna(subset=[metric]).pivot_table(index="image", columns="method", values=metric, aggfunc="mean")
+        ours_of = paper.dropna(subset=["ours"]).drop_duplicates("method").set_index("method")["ours"].to_dict() if "ours" in paper.columns else {}
+        extra_rows = [i for i in ref.index if i not in table.index]  # e.g. "mean (set5)": the paper's per-set means
+        for row in extra_rows:
+            table.loc[row] = np.nan
         for method in ref.columns:
             col = ref[method]
             values = col.reindex(table.index)
             if pd.isna(values.get("mean")):
-                per_image = col.drop(index="mean", errors="ignore")
-                if len(per_image) and set(per_image.index) >= set(table.index.drop("mean")):
-                    values["mean"] = per_image.mean()
+                per_image = col.drop(index=["mean", *extra_rows], errors="ignore")
+                images = [i for i in table.index if i != "mean" and i not in extra_rows]
+                if len(per_image) and set(per_image.index) >= set(images):
+                    values["mean"] = per_image.reindex(images).mean()
             table[f"paper: {method}"] = values
-            if with_delta and method in table.columns:
-                table[f"Δ {method}"] = table[method] - values
+            ours = ours_of.get(method)
+            if with_delta and ours in table.columns:
+                table[f"Δ {ours} − paper {method}" if ours != method else f"Δ {ours}"] = table[ours] - values
     table.index.name = "image"
     return table
 

@@ -1,0 +1,107 @@
+"""End to end in a real headless browser: Debian's chromium driven by Playwright.
+
+Starts ``streamlit run dashboard/app.py`` on a free 127.0.0.1 port over the tiny results tree,
+opens it, switches page, picks an image and saves screenshots. Set ``DIP_SCREENSHOTS=docs`` to
+(re)write the README's ``docs/dashboard-overview.png`` and ``docs/dashboard-gallery.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.dashboard_fixture import build
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path_factory: pytest.TempPathFactory):
+    results = build(tmp_path_factory.mktemp("browser") / "root")
+    port = free_port()
+    env = dict(os.environ, DIP_RESULTS=str(results), STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.address", "127.0.0.1",
+           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+                pytest.fail(f"streamlit did not start:\n{out}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def shrink(path: Path) -> None:
+    """Keep committed screenshots small: a 256-colour palette PNG."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+
+
+def test_browser_overview_then_gallery(server: str, tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    out = ROOT / "docs" if os.environ.get("DIP_SCREENSHOTS") == "docs" else tmp_path
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 860})
+            page.goto(server, wait_until="domcontentloaded")
+            page.get_by_role("heading", name="Overview").wait_for(timeout=60_000)
+            page.get_by_text("NOT the paper's setting").first.wait_for(timeout=30_000)
+            page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=30_000)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(out / "dashboard-overview.png"))
+
+            page.get_by_role("link", name="Gallery").click()
+            page.get_by_role("heading", name="Gallery").wait_for(timeout=30_000)
+            image_box = page.locator("[data-testid='stSelectbox']").filter(has_text="Image")
+            image_box.click()
+            page.get_by_role("option", name="cameraman").click()
+            page.get_by_text("cameraman (embedded)").wait_for(timeout=30_000)
+            page.get_by_text("iteration 0").first.wait_for(timeout=30_000)
+            page.wait_for_function("() => [...document.images].filter(i => i.src.includes('/media/')).every(i => i.complete && i.naturalWidth > 0)", timeout=30_000)
+            assert page.locator("img[src*='/media/']").count() >= 5  # input, truth, DIP and snapshots
+            page.wait_for_timeout(800)
+            page.screenshot(path=str(out / "dashboard-gallery.png"))
+        finally:
+            browser.close()
+    for name in ("dashboard-overview.png", "dashboard-gallery.png"):
+        assert (out / name).stat().st_size > 10_000
+        shrink(out / name)
