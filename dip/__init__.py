@@ -3,7 +3,7 @@
 >>> from dip import NetConfig, FitConfig, Inpainting, fit
 """
 
-from dip.fit import FitConfig, FitResult, Fitter, Step, fit
+from dip.fit import FitConfig, FitResult, Fitter, Step, fit, fit_many
 from dip.network import NetConfig, SkipNet, count_parameters
 from dip.operators import Denoising, Inpainting, Operator, SuperResolution, make_operator
 
@@ -21,5 +21,6 @@ __all__ = [
     "SuperResolution",
     "count_parameters",
     "fit",
+    "fit_many",
     "make_operator",
 ]

@@ -44,12 +44,12 @@ class WindowedVariance:
         var = self.buffer.var(dim=0, unbiased=False).mean()
         if self.best_var is None:
             self.best_var, self.best_output = var.clone(), x.clone()
-            self._best_iter_t = torch.tensor(iteration, device=x.device)
+            self._best_iter_t = torch.full((), iteration, device=x.device)
         else:
             better = var < self.best_var
             self.best_var = torch.where(better, var, self.best_var)
             self.best_output = torch.where(better, x, self.best_output)
-            self._best_iter_t = torch.where(better, torch.tensor(iteration, device=x.device), self._best_iter_t)
+            self._best_iter_t = torch.where(better, torch.full((), iteration, device=x.device), self._best_iter_t)
         self._pending.append(var)
 
     def should_stop(self, iteration: int) -> bool:
