@@ -304,10 +304,12 @@ def _run_group(fitters: list[Fitter]) -> list[FitResult]:
                 value = values[i]
                 if value > good_loss[i] * jump or not math.isfinite(value):
                     # Diverged: restore the last good weights and skip this step entirely.
-                    torch._foreach_copy_(params[i], good[i])
+                    with torch.no_grad():  # parameters are leaves that require grad
+                        torch._foreach_copy_(params[i], good[i])
                     backtracks[i] += 1
                     continue
-                torch._foreach_copy_(good[i], [p.detach() for p in params[i]])
+                with torch.no_grad():
+                    torch._foreach_copy_(good[i], params[i])
                 good_loss[i] = value
             out_i = out if n == 1 else out[i : i + 1]
             if cfg.exp_weight is not None:

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One thread: tiny images gain nothing from more, and OpenMP spin-waiting makes a busy machine
+# (CI beside other jobs, several test processes) many times slower with two.
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 
