@@ -336,25 +336,49 @@ def run_cmd(
     corrupted: Annotated[Path, typer.Option(help="Root of the corrupted inputs.")] = Path("data/corrupted"),
     out: Annotated[Path, typer.Option(help="Root of the results.")] = Path("results"),
 ) -> None:
-    """Run DIP on every image and seed of EXPERIMENT (resumes finished images)."""
+    """Run DIP on every image and seed of EXPERIMENT (resumes finished images) on params.yaml's
+    engine: in-process (`engine.kind: local`) or one Dask task per fit (`engine.kind: dask`)."""
+    from pipeline.engines import EngineConfig, make_engine
     from pipeline.profiles import active_profile, load_params, parse_experiment
     from pipeline.run import run_experiment
 
     parse_experiment(experiment)
     p = load_params(params)
     res = _resolution(profile_file)
-    engine = p.get("engine") or {}
-    if engine.get("kind", "local") != "local":
-        raise ValueError(f"engine.kind {engine.get('kind')!r} is not available; use local")
-    if int(engine.get("threads", 0) or 0) > 0:
-        import torch
-
-        torch.set_num_threads(int(engine["threads"]))
+    cfg = EngineConfig.from_params(p.get("engine"))
     prof = active_profile(p, res)
     seeds = [int(s) for s in p.get("seeds", [0])]
-    stats = run_experiment(experiment, corrupted / experiment, out / experiment, prof, seeds, res["device"])
+    with make_engine(cfg, res["device"]) as engine:
+        stats = run_experiment(experiment, corrupted / experiment, out / experiment, prof, seeds, res["device"], engine=engine)
+        where = engine.describe()
     state = "active" if prof.is_active(experiment) else f"not in profile {prof.name}; nothing to run"
-    typer.echo(f"{experiment} ({state}): {stats['run']} run, {stats['reused']} reused")
+    typer.echo(f"{experiment} ({state}): {stats['run']} run, {stats['reused']} reused [{where}]")
+
+
+@app.command()
+@user_errors
+def baselines(
+    experiment: Annotated[str, typer.Argument(help="Experiment id, e.g. denoise_s25, inpaint_p50, sr_x4.")],
+    params: ParamsOpt = Path("params.yaml"),
+    corrupted: Annotated[Path, typer.Option(help="Root of the corrupted inputs.")] = Path("data/corrupted"),
+    out: Annotated[Path, typer.Option(help="Root of the baseline outputs.")] = Path("baselines"),
+) -> None:
+    """Run the classical baselines of EXPERIMENT's task on the same corrupted inputs as DIP."""
+    from pipeline.baselines import METHODS, run_experiment_baselines
+    from pipeline.profiles import load_params, parse_experiment
+    from pipeline.progress import make_progress
+
+    parse_experiment(experiment)
+    if not (corrupted / experiment / "experiment.json").is_file():
+        raise FileNotFoundError(f"{corrupted / experiment}: no corrupted inputs; run `dip corrupt` (the corrupt stage) first")
+    config = load_params(params).get("baselines") or {}
+    with make_progress() as progress:
+        info = json.loads((corrupted / experiment / "experiment.json").read_text())
+        methods = (config.get("methods") or {}).get(info["task"], list(METHODS[info["task"]]))
+        bar = progress.add_task(f"baselines {experiment}", total=len(info["images"]) * len(methods), status="")
+        stats = run_experiment_baselines(corrupted / experiment, out / experiment, config,
+                                         progress=lambda what: progress.update(bar, advance=1, status=what))
+    typer.echo(f"{experiment}: {stats['runs']} baseline run(s) on {stats['images']} image(s)")
 
 
 @app.command()
@@ -363,17 +387,26 @@ def evaluate(
     params: ParamsOpt = Path("params.yaml"),
     profile_file: ProfileFileOpt = Path("data/profile.json"),
     results: Annotated[Path, typer.Option(help="Root of the results.")] = Path("results"),
+    baselines_dir: Annotated[Path, typer.Option("--baselines", help="Root of the baseline outputs.")] = Path("baselines"),
+    corrupted: Annotated[Path, typer.Option(help="Root of the corrupted inputs (ground truths).")] = Path("data/corrupted"),
+    paper: Annotated[Path, typer.Option(help="The paper's reported numbers.")] = Path("data/paper.yaml"),
     out: Annotated[Path, typer.Option(help="Metrics directory.")] = Path("metrics"),
 ) -> None:
-    """PSNR/SSIM per image and experiment → metrics/summary.json, per_image.csv, curves.csv."""
+    """PSNR/SSIM per image, experiment and method, and the report against the paper → metrics/."""
     from pipeline.evaluate import evaluate as run_evaluate
     from pipeline.profiles import load_params
+    from pipeline.report import load_paper
 
     p = load_params(params)
-    summary = run_evaluate(results, [str(e) for e in p["experiments"]], _resolution(profile_file), out)
-    typer.echo(f"profile {summary['profile']} on {summary['device']}:")
+    epsilon = float((p.get("report") or {}).get("epsilon", 0.5))
+    if not epsilon > 0:
+        raise ValueError(f"report.epsilon must be > 0 dB, got {epsilon}")
+    summary = run_evaluate(results, [str(e) for e in p["experiments"]], _resolution(profile_file), out,
+                           baselines=baselines_dir if baselines_dir.is_dir() else None, corrupted=corrupted,
+                           paper=load_paper(paper), epsilon=epsilon)
+    typer.echo(f"profile {summary['profile']} on {summary['device']}: report in {out}/report.md")
     for exp, methods in summary["experiments"].items():
-        typer.echo(f"  {exp}: " + ", ".join(f"{k} {v['psnr']} dB" for k, v in methods.items() if k in ("input", "dip")))
+        typer.echo(f"  {exp}: " + ", ".join(f"{k} {v['psnr']} dB" for k, v in methods.items() if not k.startswith("dip_")))
 
 
 @app.command()

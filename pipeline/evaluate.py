@@ -8,6 +8,10 @@
   PSNR/SSIM per experiment and method.
 * ``curves.csv`` — experiment, image, seed, iteration, loss, psnr_obs, psnr_gt, ssim_gt (for
   ``dvc plots``).
+* ``report.md`` / ``report.csv`` — DIP, the classical baselines (``baselines/<exp>/``, scored
+  here against the same ground truths with the same protocol) and the paper's numbers side by
+  side (:mod:`pipeline.report`); ``summary.json`` gets the baselines' means and a ``paper``
+  section (comparable or why not, mean Δ of DIP, images reproduced).
 
 The numbers are those of ``run.json`` (8-bit metrics of :mod:`dip.metrics`, Y-channel protocol
 with the factor shaved for super-resolution).
@@ -21,9 +25,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from dip.io import atomic_path, save_json
+import pandas as pd
 
-PER_IMAGE_FIELDS = ("experiment", "image", "method", "seed", "psnr", "ssim", "seconds", "profile", "device")
+from dip.io import atomic_path, load_image, save_json
+from dip.metrics import quality
+from pipeline import report
+
+PER_IMAGE_FIELDS = ("experiment", "image", "method", "seed", "psnr", "ssim", "seconds", "profile", "device", "set")
 CURVE_FIELDS = ("experiment", "image", "seed", "iteration", "loss", "psnr_obs", "psnr_gt", "ssim_gt")
 METHODS = {"input": "input", "restored": "dip", "final": "dip_final", "averaged": "dip_averaged", "early_stopped": "dip_early_stopped"}
 
@@ -42,11 +50,31 @@ def collect(results: Path, experiments: list[str], resolution: dict[str, str]) -
                     rows.append({"experiment": exp, "image": image, "method": method, "seed": seed,
                                  "psnr": round(m["psnr"], 4), "ssim": round(m["ssim"], 4),
                                  "seconds": round(run["wall_seconds"], 2) if method.startswith("dip") else 0.0,
-                                 "profile": run.get("profile", resolution["profile"]), "device": run.get("device", resolution["device"])})
+                                 "profile": run.get("profile", resolution["profile"]), "device": run.get("device", resolution["device"]),
+                                 "set": run.get("set", "")})
             with open(run_json.parent / "curve.csv", newline="") as fh:
                 for r in csv.DictReader(fh):
                     curves.append({"experiment": exp, "image": image, "seed": seed, **{k: r.get(k, "") for k in CURVE_FIELDS[3:]}})
     return rows, curves
+
+
+def collect_baselines(baselines: Path, corrupted: Path, experiments: list[str], resolution: dict[str, str]) -> list[dict[str, Any]]:
+    """Rows of per_image.csv for ``baselines/<exp>/<image>/<method>.png``, scored against the
+    experiment's ground truth with DIP's protocol (Y channel, factor shaved, for SR)."""
+    rows: list[dict[str, Any]] = []
+    for exp in experiments:
+        for record in sorted((baselines / exp).glob("*/*.json")):
+            case = corrupted / exp / record.parent.name
+            meta = json.loads((case / "meta.json").read_text())
+            estimate = load_image(record.with_suffix(".png"))
+            truth = load_image(case / "ground_truth.png", mode="gray" if estimate.ndim == 2 else "rgb")
+            sr = meta["task"] == "sr"
+            q = quality(truth, estimate, "sr" if sr else "rgb", int(meta["factor"]) if sr else 0)
+            info = json.loads(record.read_text())
+            rows.append({"experiment": exp, "image": meta["image"], "method": info["method"], "seed": "",
+                         "psnr": round(q["psnr"], 4), "ssim": round(q["ssim"], 4), "seconds": info["seconds"],
+                         "profile": meta.get("profile", resolution["profile"]), "device": "cpu", "set": meta.get("set", "")})
+    return rows
 
 
 def summarise(rows: list[dict[str, Any]], resolution: dict[str, str]) -> dict[str, Any]:
@@ -76,13 +104,31 @@ def write_csv(path: Path, fields: tuple[str, ...], rows: list[dict[str, Any]]) -
             writer.writerows(rows)
 
 
-def evaluate(results: Path, experiments: list[str], resolution: dict[str, str], out_dir: Path) -> dict[str, Any]:
-    """Write ``out_dir/{per_image.csv, curves.csv, summary.json}``; returns the summary."""
+def evaluate(
+    results: Path,
+    experiments: list[str],
+    resolution: dict[str, str],
+    out_dir: Path,
+    baselines: Path | None = None,
+    corrupted: Path | None = None,
+    paper: dict[str, Any] | None = None,
+    epsilon: float = 0.5,
+) -> dict[str, Any]:
+    """Write ``out_dir/{per_image.csv, curves.csv, summary.json, report.md, report.csv}``;
+    returns the summary."""
     rows, curves = collect(results, experiments, resolution)
     if not rows:
         raise ValueError(f"no results under {results} for {', '.join(experiments)}; run `dvc repro`")
+    if baselines is not None and corrupted is not None:
+        rows += collect_baselines(baselines, corrupted, experiments, resolution)
     summary = summarise(rows, resolution)
+    table, text, paper_summary = report.build(pd.DataFrame(rows), pd.DataFrame(curves), paper or {}, resolution, epsilon)
+    summary["paper"] = paper_summary
+    summary["epsilon"] = epsilon
     write_csv(out_dir / "per_image.csv", PER_IMAGE_FIELDS, rows)
     write_csv(out_dir / "curves.csv", CURVE_FIELDS, curves)
+    write_csv(out_dir / "report.csv", report.REPORT_FIELDS, table.to_dict("records"))
+    with atomic_path(out_dir / "report.md") as tmp:
+        tmp.write_text(text)
     save_json(out_dir / "summary.json", summary)
     return summary

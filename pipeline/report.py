@@ -112,8 +112,13 @@ def compare(table: pd.DataFrame, paper: dict[str, Any], profile: str, epsilon: f
 
 def curve_trend(curves: pd.DataFrame, exp: str, tail: float = 0.2) -> float | None:
     """Mean PSNR gain (dB) over the last ``tail`` fraction of iterations, over images and seeds."""
-    c = curves[(curves["experiment"] == exp)].dropna(subset=["psnr_gt"]) if not curves.empty else curves
-    if c is None or c.empty:
+    if curves.empty or "psnr_gt" not in curves:
+        return None
+    c = curves[curves["experiment"] == exp].copy()
+    c["iteration"] = pd.to_numeric(c["iteration"], errors="coerce")
+    c["psnr_gt"] = pd.to_numeric(c["psnr_gt"], errors="coerce")
+    c = c.dropna(subset=["iteration", "psnr_gt"])
+    if c.empty:
         return None
     gains = []
     for _, g in c.groupby(["image", "seed"]):

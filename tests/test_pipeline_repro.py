@@ -61,3 +61,20 @@ def test_params_diff_shows_a_set_change(smoke_project: Path, tmp_path: Path) -> 
     diff = json.loads(run_in(project, "dvc", "params", "diff", "--json").stdout)
     change = diff["params.yaml"]["fetch.timeout"]
     assert (change["old"], change["new"]) == (30, 10)
+
+
+def test_baselines_and_report(smoke_project: Path) -> None:
+    expected = {"denoise_s25": ("astronaut", ["bm3d", "nlm", "tv"]), "inpaint_p50": ("camera", ["biharmonic"]), "sr_x4": ("coffee", ["bicubic", "lanczos"])}
+    summary = json.loads((smoke_project / "metrics/summary.json").read_text())
+    for exp, (image, methods) in expected.items():
+        for method in methods:
+            record = json.loads((smoke_project / "baselines" / exp / image / f"{method}.json").read_text())
+            assert record["method"] == method and record["seconds"] >= 0
+            assert (smoke_project / "baselines" / exp / image / f"{method}.png").is_file()
+            assert summary["experiments"][exp][method]["psnr"] > summary["experiments"][exp]["input"]["psnr"]
+        assert summary["paper"][exp]["comparable"] is False and "smoke" in summary["paper"][exp]["reason"]
+    report = (smoke_project / "metrics/report.md").read_text()
+    assert "`smoke`-profile" in report and report.count("Paper columns left out") == 3
+    rows = list(csv.DictReader(open(smoke_project / "metrics/report.csv")))
+    assert {r["method"] for r in rows if r["experiment"] == "sr_x4"} == {"input", "dip", "bicubic", "lanczos"}
+    assert all(r["source"] == "ours" for r in rows)
