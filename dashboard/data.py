@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ import streamlit as st
 ENV_ROOT = "DIP_RESULTS"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAYOUT_DIRS = ("metrics", "results", "data/corrupted", "baselines")
-PAPER_METHOD = re.compile(r"^paper[:_ ]?(.*)$", re.IGNORECASE)
 TASK_OF_PREFIX = {"denoise": "denoise", "inpaint": "inpaint", "sr": "sr"}
 
 
@@ -124,6 +122,9 @@ def profile(root: Path) -> dict[str, Any]:
     info = read_json(root / "data" / "profile.json")
     if isinstance(info, dict) and info.get("profile"):
         return info
+    summ = summary(root)
+    if summ.get("profile"):
+        return {k: summ[k] for k in ("profile", "requested", "device", "device_name") if k in summ}
     per = per_image(root)
     if per is not None and "profile" in per.columns and len(per):
         return {"profile": str(per["profile"].iloc[0]), "device": str(per.get("device", pd.Series(["?"])).iloc[0])}
@@ -186,100 +187,99 @@ def runs(root: Path) -> pd.DataFrame:
 
 
 def per_image(root: Path) -> pd.DataFrame | None:
-    """``metrics/per_image.csv`` without the paper's rows (see :func:`paper`)."""
+    """``metrics/per_image.csv`` (evaluate's per image, method and seed scores), if written."""
     df = read_csv(root / "metrics" / "per_image.csv")
     if df is None or not {"experiment", "image", "method"} <= set(df.columns):
         return None
     df["method"] = df["method"].astype(str)
-    return df[~df["method"].str.match(PAPER_METHOD)].reset_index(drop=True)
+    return df
 
 
-def scores(root: Path) -> tuple[pd.DataFrame, str]:
-    """Per image and method scores (experiment, image, method, seed, psnr, ssim) and their source.
+REPORT_COLUMNS = ("experiment", "image", "set", "method", "psnr", "psnr_std", "ssim", "ssim_std",
+                  "seeds", "seconds", "paper_psnr", "delta", "reproduced", "source")
 
-    From ``metrics/per_image.csv`` when the evaluate stage has run; otherwise from the runs'
-    ``run.json`` (DIP and the corrupted input only): a partly finished pipeline still shows them.
-    """
-    df = per_image(root)
-    if df is not None and len(df):
-        return df, "metrics/per_image.csv"
+
+def report(root: Path) -> pd.DataFrame | None:
+    """``metrics/report.csv`` (:mod:`pipeline.report`): our rows (``source = ours``) with the
+    paper's value, Δ and the *reproduced* flag where comparable, and the paper's own methods
+    (``source = paper``); images then ``mean`` / ``mean:<set>`` rows. ``None`` when not written."""
+    df = read_csv(root / "metrics" / "report.csv")
+    if df is None or not {"experiment", "image", "method", "psnr"} <= set(df.columns):
+        return None
+    df = df.reindex(columns=[c for c in REPORT_COLUMNS] + [c for c in df.columns if c not in REPORT_COLUMNS])
+    for col in ("experiment", "image", "method", "set"):
+        df[col] = df[col].astype("string").fillna("").astype(str)
+    df["source"] = df["source"].astype("string").fillna("ours").astype(str)
+    df["reproduced"] = df["reproduced"].map(lambda v: v if isinstance(v, bool) else {"true": True, "false": False}.get(str(v).strip().lower()))
+    return df
+
+
+def report_from_runs(root: Path) -> pd.DataFrame:
+    """The report's layout built from the runs' ``run.json`` alone (``input`` and ``dip``, mean
+    and spread over seeds, ``mean`` rows; no paper columns): what a partly finished pipeline,
+    one without ``metrics/report.csv``, can show."""
     table = runs(root)
     if not len(table):
-        return pd.DataFrame(columns=["experiment", "image", "method", "seed", "psnr", "ssim"]), ""
-    dip = table[["experiment", "image", "seed", "psnr", "ssim"]].assign(method="dip")
-    inp = table[["experiment", "image", "seed", "psnr_input", "ssim_input"]].rename(columns={"psnr_input": "psnr", "ssim_input": "ssim"}).assign(method="input")
-    return pd.concat([inp, dip], ignore_index=True), "results/*/*/seed_*/run.json"
+        return pd.DataFrame(columns=list(REPORT_COLUMNS))
+    long = pd.concat(
+        [
+            table[["experiment", "image", "seed", "psnr_input", "ssim_input", "wall_seconds"]]
+            .rename(columns={"psnr_input": "psnr", "ssim_input": "ssim"}).assign(method="input", wall_seconds=0.0),
+            table[["experiment", "image", "seed", "psnr", "ssim", "wall_seconds"]].assign(method="dip"),
+        ],
+        ignore_index=True,
+    )
+    long[["psnr", "ssim", "wall_seconds"]] = long[["psnr", "ssim", "wall_seconds"]].astype(float)
+    grouped = long.groupby(["experiment", "image", "method"], sort=False)
+    out = grouped.agg(psnr=("psnr", "mean"), psnr_std=("psnr", "std"), ssim=("ssim", "mean"), ssim_std=("ssim", "std"),
+                      seeds=("seed", "nunique"), seconds=("wall_seconds", "mean")).reset_index()
+    out[["psnr_std", "ssim_std"]] = out[["psnr_std", "ssim_std"]].fillna(0.0)
+    means = out.groupby(["experiment", "method"], sort=False).agg(
+        psnr=("psnr", "mean"), psnr_std=("psnr_std", "mean"), ssim=("ssim", "mean"), ssim_std=("ssim_std", "mean"),
+        seeds=("seeds", "max"), seconds=("seconds", "sum")).reset_index().assign(image="mean")
+    out = pd.concat([out, means], ignore_index=True).assign(set="", source="ours")
+    return out.reindex(columns=list(REPORT_COLUMNS))
 
 
-def paper_yaml(data_: Any) -> pd.DataFrame:
-    """Rows of ``data/paper.yaml``: ``per_image`` {method: {image: psnr}}, ``per_set``
-    {set: {method: psnr}} (image ``mean (<set>)``) and ``mean`` {method: psnr} (image ``mean``)."""
-    rows = []
-    for exp, spec in (data_ or {}).items():
-        if not isinstance(spec, dict):
-            continue
-        source = spec.get("source", "")
-        ours = {str(v): str(k) for k, v in (spec.get("compare") or {}).items()}  # paper method -> our method
-        for method, per in (spec.get("per_image") or {}).items():
-            rows += [(exp, str(img), method, float(v), source, ours.get(method)) for img, v in (per or {}).items()]
-        for set_name, per in (spec.get("per_set") or {}).items():
-            rows += [(exp, f"mean ({set_name})", method, float(v), source, ours.get(method)) for method, v in (per or {}).items()]
-        rows += [(exp, "mean", method, float(v), source, ours.get(method)) for method, v in (spec.get("mean") or {}).items()]
-    return pd.DataFrame(rows, columns=["experiment", "image", "method", "psnr", "source", "ours"])
+def summary(root: Path) -> dict[str, Any]:
+    """``metrics/summary.json`` (``{}`` when not written)."""
+    data_ = read_json(root / "metrics" / "summary.json")
+    return data_ if isinstance(data_, dict) else {}
 
 
-def paper(root: Path) -> pd.DataFrame:
-    """The paper's reported numbers: experiment, image (or ``mean``), method, psnr, source.
-
-    From ``data/paper.yaml`` (the results root's, else the repository's), plus any
-    ``metrics/paper.csv`` and rows of ``metrics/per_image.csv`` whose method is ``paper:<method>``.
-    """
-    import yaml
-
-    frames = []
-    for candidate in (root / "data" / "paper.yaml", REPO_ROOT / "data" / "paper.yaml"):
-        if candidate.is_file():
-            try:
-                frames.append(_paper_yaml_cached(str(candidate), _mtime(candidate)))
-            except (yaml.YAMLError, ValueError, TypeError, AttributeError):
-                pass
-            break
-    df = read_csv(root / "metrics" / "paper.csv")
-    if df is not None and {"experiment", "image", "method", "psnr"} <= set(df.columns):
-        frames.append(df if "ours" in df.columns else df.assign(ours=df["method"]))
-    raw = read_csv(root / "metrics" / "per_image.csv")
-    if raw is not None and "method" in raw.columns:
-        rows = raw[raw["method"].astype(str).str.match(PAPER_METHOD)].copy()
-        if len(rows):
-            rows["method"] = rows["method"].astype(str).str.replace(PAPER_METHOD, r"\1", regex=True)
-            frames.append(rows.assign(ours=rows["method"]))
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return pd.DataFrame(columns=["experiment", "image", "method", "psnr", "source", "ours"])
-    out = pd.concat(frames, ignore_index=True)
-    out["method"] = out["method"].astype(str).str.lower()
-    out["image"] = out["image"].astype(str)
-    return out
+def paper_status(root: Path) -> dict[str, dict[str, Any]]:
+    """The ``paper`` section of ``metrics/summary.json``: per experiment ``comparable`` and either
+    ``reason`` or ``mean_delta_dip``, ``reproduced``, ``compared``."""
+    section = summary(root).get("paper")
+    return section if isinstance(section, dict) else {}
 
 
-@st.cache_data(show_spinner=False)
-def _paper_yaml_cached(path: str, mtime: float) -> pd.DataFrame:
-    import yaml
-
-    return paper_yaml(yaml.safe_load(Path(path).read_text()))
+def paper_dip_reference(root: Path) -> pd.DataFrame:
+    """The paper's DIP PSNR per experiment and image (``mean`` included): the ``paper_psnr`` of
+    our ``dip`` rows in ``metrics/report.csv`` (empty where the run is not comparable)."""
+    df = report(root)
+    if df is None or "paper_psnr" not in df.columns:
+        return pd.DataFrame(columns=["experiment", "image", "paper_psnr"])
+    rows = df[(df["source"] == "ours") & (df["method"] == "dip")].dropna(subset=["paper_psnr"])
+    return rows[["experiment", "image", "paper_psnr"]].reset_index(drop=True)
 
 
 def experiments(root: Path) -> list[str]:
-    """Experiment ids found in results/, data/corrupted/, baselines/ or the metrics."""
+    """Experiment ids with at least one image in results/, data/corrupted/ or baselines/, or
+    rows in the metrics (an experiment the profile does not run has an empty folder: left out)."""
     found: set[str] = set()
     for d in ("results", "data/corrupted", "baselines"):
         base = root / d
         if base.is_dir():
-            found |= {p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")}
+            found |= {p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(".") and _has_subdir(p)}
     df = per_image(root)
     if df is not None:
         found |= set(df["experiment"].astype(str))
     return sorted(found)
+
+
+def _has_subdir(path: Path) -> bool:
+    return any(c.is_dir() and not c.name.startswith(".") for c in path.iterdir())
 
 
 def images(root: Path, exp: str) -> list[str]:

@@ -9,6 +9,17 @@ import streamlit as st
 from dashboard import data
 
 ROOT_KEY = "results_root"
+EMPTY = "–"  # what an empty cell shows (Streamlit's default is "None")
+
+
+def table(data_, **kwargs) -> None:
+    """``st.dataframe`` with empty cells shown as "–" (its ``placeholder``, where this Streamlit
+    has it; the browser otherwise writes "None" over a Styler's ``na_rep``)."""
+    import inspect
+
+    if "placeholder" in inspect.signature(st.dataframe).parameters:
+        kwargs.setdefault("placeholder", EMPTY)
+    st.dataframe(data_, **kwargs)
 
 
 def root() -> Path:

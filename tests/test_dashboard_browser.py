@@ -1,7 +1,8 @@
 """End to end in a real headless browser: Debian's chromium driven by Playwright.
 
-Starts ``streamlit run dashboard/app.py`` on a free 127.0.0.1 port over the tiny results tree,
-opens it, switches page, picks an image and saves screenshots. Set ``DIP_SCREENSHOTS=docs`` to
+Starts ``streamlit run dashboard/app.py`` on a free 127.0.0.1 port over the ``smoke`` profile's
+output (the session's ``smoke_project``), opens it, switches page, picks an experiment and an
+image and saves screenshots. Set ``DIP_SCREENSHOTS=docs`` to
 (re)write the README's ``docs/dashboard-overview.png`` and ``docs/dashboard-gallery.png``.
 """
 
@@ -12,13 +13,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import json
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-
-from tests.dashboard_fixture import build
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,8 +36,8 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def server(tmp_path_factory: pytest.TempPathFactory):
-    results = build(tmp_path_factory.mktemp("browser") / "root")
+def server(smoke_project: Path):
+    results = smoke_project  # read only: the app writes nothing
     port = free_port()
     env = dict(os.environ, DIP_RESULTS=str(results), STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.address", "127.0.0.1",
@@ -75,7 +75,9 @@ def shrink(path: Path) -> None:
         im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
-def test_browser_overview_then_gallery(server: str, tmp_path: Path) -> None:
+def test_browser_overview_then_gallery(server: str, smoke_project: Path, tmp_path: Path) -> None:
+    exp = "inpaint_p50"
+    (image,) = json.loads((smoke_project / "results" / exp / "experiment.json").read_text())["images"][:1]
     sync_api = pytest.importorskip("playwright.sync_api")
     out = ROOT / "docs" if os.environ.get("DIP_SCREENSHOTS") == "docs" else tmp_path
     with sync_api.sync_playwright() as p:
@@ -91,10 +93,12 @@ def test_browser_overview_then_gallery(server: str, tmp_path: Path) -> None:
 
             page.get_by_role("link", name="Gallery").click()
             page.get_by_role("heading", name="Gallery").wait_for(timeout=30_000)
-            image_box = page.locator("[data-testid='stSelectbox']").filter(has_text="Image")
-            image_box.click()
-            page.get_by_role("option", name="cameraman").click()
-            page.get_by_text("cameraman (embedded)").wait_for(timeout=30_000)
+            page.locator("[data-testid='stSelectbox']").filter(has_text="Experiment").click()
+            page.get_by_role("option", name=exp).click()
+            page.get_by_text("inpaint · ").first.wait_for(timeout=30_000)
+            page.locator("[data-testid='stSelectbox']").filter(has_text="Image").click()
+            page.get_by_role("option", name=image).click()
+            page.get_by_text(f"{image} (embedded)").wait_for(timeout=30_000)
             page.get_by_text("iteration 0").first.wait_for(timeout=30_000)
             page.wait_for_function("() => [...document.images].filter(i => i.src.includes('/media/')).every(i => i.complete && i.naturalWidth > 0)", timeout=30_000)
             assert page.locator("img[src*='/media/']").count() >= 5  # input, truth, DIP and snapshots

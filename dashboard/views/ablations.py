@@ -26,5 +26,5 @@ metric_filter = st.text_input("Filter metrics (substring)", value="psnr", key="a
 shown_metrics = [c for c in metrics if metric_filter.lower() in c.lower()] or metrics
 cols = ["experiment", "kind", "baseline", "rev", "created"] + shown_params + shown_metrics
 view = table[[c for c in cols if c in table.columns]].rename(columns=lambda c: c.split(":", 1)[1] if c.startswith(("param:", "metric:")) else c)
-st.dataframe(view, width="stretch", hide_index=True)
+ui.table(view, width="stretch", hide_index=True)
 st.caption(f"{len(table)} rows · {len(params)} changed parameter(s): {', '.join(p.removeprefix('param:') for p in params) or 'none'}")

@@ -79,14 +79,14 @@ if ui.require_outputs(root, "results", "metrics"):
         df = df.groupby(["experiment", "iteration"], as_index=False)[y].mean()
         df["line"] = df["experiment"].astype(str)
         stops = pd.DataFrame()
-    paper = data.paper(root)
+    # the paper's DIP number: paper_psnr of our `dip` rows in metrics/report.csv (comparable runs only)
+    ref = data.paper_dip_reference(root)
     rules = pd.DataFrame()
-    if y in ("psnr_gt", "psnr_gt_avg") and len(paper):
-        is_dip = (paper["ours"] == "dip") if "ours" in paper.columns else (paper["method"] == "dip")
-        ref = paper[is_dip & paper["experiment"].astype(str).isin(chosen)].dropna(subset=["psnr"])
+    if y in ("psnr_gt", "psnr_gt_avg") and len(ref) and ui.is_paper(root):
+        ref = ref[ref["experiment"].isin(chosen)]
         images_shown = set(df["image"].astype(str)) if "image" in df.columns else set()
         ref = ref[(ref["image"] == "mean") | ref["image"].isin(images_shown)]
-        rules = pd.DataFrame({y: ref["psnr"], "label": "paper " + ref["method"].astype(str) + " · " + ref["experiment"].astype(str) + " " + ref["image"].astype(str)})
+        rules = pd.DataFrame({y: ref["paper_psnr"].astype(float), "label": "paper DIP · " + ref["experiment"] + " " + ref["image"]})
     if not len(df):
         st.info("Nothing to plot for this selection.")
         st.stop()

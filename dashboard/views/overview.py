@@ -1,56 +1,90 @@
-"""Overview: per experiment, images × methods (DIP, baselines, the paper) with PSNR/SSIM and Δ."""
+"""Overview: per experiment, images × methods (DIP, baselines, the paper) with PSNR/SSIM and Δ.
+
+The numbers are those of ``metrics/report.csv`` and the ``paper`` section of
+``metrics/summary.json`` (both written by the evaluate stage through :mod:`pipeline.report`):
+the dashboard computes no comparison with the paper itself. Before evaluate has run, the tables
+come from the runs' ``run.json`` (DIP and the corrupted input only).
+"""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from dashboard import data, ui
+
+GOOD = "background-color: #c8e6c9; color: #1b5e20"
+BAD = "background-color: #ffcdd2; color: #b71c1c"
+
 
 def method_columns(methods: list[str]) -> list[str]:
     """input, dip, dip_* (final, averaged, early-stopped), then the baselines."""
     return sorted(methods, key=lambda m: (0 if m == "input" else 1 if m == "dip" else 2 if m.startswith("dip") else 3, m))
 
 
-def experiment_table(scores: pd.DataFrame, paper: pd.DataFrame, metric: str, with_delta: bool) -> pd.DataFrame:
-    """Rows: images then ``mean``; columns: our methods, ``paper: <method>`` and ``Δ <method>``."""
-    grouped = scores.groupby(["image", "method"])[metric]
-    table = grouped.mean().unstack("method")
-    table = table[method_columns(list(table.columns))]
-    counts = grouped.count().unstack("method")
-    if len(counts) and counts.max().max() > 1:  # several seeds: mean ± std in a separate column
-        table["DIP ± std" if "dip" in table.columns else "± std"] = grouped.std().unstack("method").get("dip")
-    table.loc["mean"] = table.mean(numeric_only=True)
-    if metric in paper.columns and len(paper):
-        ref = paper.dropna(subset=[metric]).pivot_table(index="image", columns="method", values=metric, aggfunc="mean")
-        ours_of = paper.dropna(subset=["ours"]).drop_duplicates("method").set_index("method")["ours"].to_dict() if "ours" in paper.columns else {}
-        extra_rows = [i for i in ref.index if i not in table.index]  # e.g. "mean (set5)": the paper's per-set means
-        for row in extra_rows:
-            table.loc[row] = np.nan
-        for method in ref.columns:
-            col = ref[method]
-            values = col.reindex(table.index)
-            if pd.isna(values.get("mean")):
-                per_image = col.drop(index=["mean", *extra_rows], errors="ignore")
-                images = [i for i in table.index if i != "mean" and i not in extra_rows]
-                if len(per_image) and set(per_image.index) >= set(images):
-                    values["mean"] = per_image.reindex(images).mean()
-            table[f"paper: {method}"] = values
-            ours = ours_of.get(method)
-            if with_delta and ours in table.columns:
-                table[f"Δ {ours} − paper {method}" if ours != method else f"Δ {ours}"] = table[ours] - values
+def row_order(images: list[str]) -> list[str]:
+    """Images first (in the report's order), then ``mean`` and the ``mean:<set>`` rows."""
+    images = list(dict.fromkeys(images))
+    return [i for i in images if not i.startswith("mean")] + [i for i in images if i == "mean"] + [i for i in images if i.startswith("mean:")]
+
+
+def experiment_table(rows: pd.DataFrame, metric: str, with_paper: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One experiment's report rows as a wide table, and the *reproduced* flags of its Δ columns.
+
+    Rows: images, ``mean``, ``mean:<set>``; columns: our methods, ``<method> ± std`` where several
+    seeds ran, and with ``with_paper`` the paper's methods (their labels) and ``Δ <method>``."""
+    ours = rows[rows["source"] != "paper"]
+    index = row_order(list(rows["image"]))
+    table = ours.pivot_table(index="image", columns="method", values=metric, aggfunc="first", dropna=False)
+    table = table.reindex(index=index, columns=method_columns([str(c) for c in table.columns]))
+    if pd.to_numeric(ours["seeds"], errors="coerce").max() > 1 and f"{metric}_std" in ours.columns:
+        for method in [m for m in table.columns if m == "dip"]:
+            std = ours[ours["method"] == method].set_index("image")[f"{metric}_std"]
+            table.insert(table.columns.get_loc(method) + 1, f"{method} ± std", std.reindex(index))
+    flags = pd.DataFrame(index=index)
+    if with_paper:
+        theirs = rows[rows["source"] == "paper"]
+        if len(theirs) and metric in theirs.columns:
+            wide = theirs.pivot_table(index="image", columns="method", values=metric, aggfunc="first").reindex(index)
+            for col in wide.columns:
+                table[str(col)] = wide[col]
+        if metric == "psnr" and "delta" in ours.columns:
+            compared = ours.dropna(subset=["delta"])
+            for method in method_columns(list(dict.fromkeys(compared["method"]))):
+                sub = compared[compared["method"] == method].set_index("image")
+                table[f"Δ {method}"] = sub["delta"].reindex(index)
+                flags[f"Δ {method}"] = sub["reproduced"].reindex(index)
+    ours_cols = [c for c in table.columns if not c.startswith("Δ ") and c in set(ours["method"]) | {f"{m} ± std" for m in ours["method"]}]
+    order = [x for c in ours_cols for x in (c, f"Δ {c}") if x in table.columns]
+    table = table[order + [c for c in table.columns if c not in order]].dropna(axis=1, how="all")
     table.index.name = "image"
-    return table
+    return table, flags
 
 
-def _colour(eps: float):
-    def style(v: float) -> str:
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            return ""
-        return "background-color: #c8e6c9; color: #1b5e20" if v >= -eps else "background-color: #ffcdd2; color: #b71c1c"
+def _delta_style(flags: pd.DataFrame):
+    def style(col: pd.Series) -> list[str]:
+        out = []
+        for image, value in col.items():
+            flag = flags.at[image, col.name] if col.name in flags.columns and image in flags.index else None
+            out.append("" if pd.isna(value) or flag is None or pd.isna(flag) else GOOD if bool(flag) else BAD)
+        return out
 
     return style
+
+
+def paper_caption(status: dict, epsilon: float | None) -> str:
+    if not status:
+        return ""
+    if not status.get("comparable"):
+        return f"Not compared with the paper: {status.get('reason', 'no reason given')}."
+    parts = ["Paper comparison (metrics/report.csv)"]
+    if status.get("mean_delta_dip") is not None:
+        parts.append(f"mean Δ DIP {status['mean_delta_dip']:+.2f} dB")
+    if status.get("compared") == 0:
+        parts.append("the paper reports no number for these images or their mean")
+    elif status.get("compared") is not None:
+        parts.append(f"reproduced {status.get('reproduced', 0)} of {status['compared']}" + (f" (|Δ| ≤ {epsilon:g} dB)" if epsilon is not None else ""))
+    return " · ".join(parts)
 
 
 root = ui.root()
@@ -58,49 +92,53 @@ st.title("Overview")
 if ui.require_outputs(root, "metrics", "results"):
     info = ui.profile_badge(root)
     paper_setting = ui.is_paper(root)
-    scores, source = data.scores(root)
-    paper = data.paper(root)
-    c1, c2, c3 = st.columns([1, 1, 2])
+    report = data.report(root)
+    status = data.paper_status(root)
+    epsilon = data.summary(root).get("epsilon")
+    c1, c2 = st.columns([1, 3])
     metric_label = c1.radio("Metric", ["PSNR (dB)", "SSIM"], horizontal=True, key="overview_metric")
     metric = "psnr" if metric_label.startswith("PSNR") else "ssim"
-    eps = c2.number_input("Reproduced if |Δ| ≤ ε", min_value=0.0, value=0.5 if metric == "psnr" else 0.01, step=0.1 if metric == "psnr" else 0.005, key=f"eps_{metric}")
-    show_delta = paper_setting
     if not paper_setting:
-        prof = info.get("profile", "unknown")
-        c3.warning(
-            f"These numbers come from the **{prof}** profile (smaller images, a narrower network, fewer "
-            "iterations): they are **not** the paper's setting, so Δ to the paper is not computed. "
-            "The paper's values are shown for reference only."
+        c2.warning(
+            f"These numbers come from the **{info.get('profile', 'unknown')}** profile (smaller images, a narrower "
+            "network, fewer iterations): they are **not** the paper's setting, so they are not compared with the "
+            "paper's numbers. Run the `paper` profile for that."
         )
-        show_delta = c3.toggle("Show Δ to the paper anyway (not a like-for-like comparison)", key="force_delta")
-    if source != "metrics/per_image.csv":
-        st.info(
-            "`metrics/per_image.csv` is not written yet (the evaluate stage has not run): showing DIP and the "
-            f"corrupted input from `{source}` only. Run `dvc repro` to add the baselines and the paper's numbers."
-        )
-    if not len(scores):
+    elif metric == "ssim":
+        c2.caption("The paper reports PSNR only: Δ to the paper is in the PSNR view.")
+    if report is None:
+        report = data.report_from_runs(root)
+        if len(report):
+            st.info(
+                "`metrics/report.csv` is not written yet (the evaluate stage has not run): showing DIP and the "
+                "corrupted input from the runs' `run.json` only. Run `dvc repro` to add the baselines and the paper's numbers."
+            )
+    if not len(report):
         st.info("No finished DIP run and no metrics yet. Run `dvc repro`.")
-    for exp in sorted(scores["experiment"].astype(str).unique()):
-        sub = scores[scores["experiment"].astype(str) == exp]
-        ref = paper[paper["experiment"].astype(str) == exp] if len(paper) else paper
+    fmt = "{:.2f}" if metric == "psnr" else "{:.3f}"
+    for exp in list(dict.fromkeys(report["experiment"])):
+        rows = report[report["experiment"] == exp]
+        exp_status = status.get(exp) or {}
+        # a non-paper profile never shows as the paper's setting, whatever the files say
+        with_paper = paper_setting and exp_status.get("comparable", True)
         st.subheader(f"{exp} · {data.experiment_task(exp)}")
-        table = experiment_table(sub, ref, metric, show_delta)
-        fmt = "{:.2f}" if metric == "psnr" else "{:.3f}"
-        styler = table.style.format(fmt, na_rep="–")
+        table, flags = experiment_table(rows, metric, with_paper)
+        styler = table.style.format(fmt, na_rep=ui.EMPTY)
         delta_cols = [c for c in table.columns if c.startswith("Δ ")]
         if delta_cols:
-            styler = styler.map(_colour(eps), subset=delta_cols)
-            if not paper_setting:
-                st.caption(f"Δ shown on request: profile {info.get('profile')} is not the paper's setting.")
-        styler = styler.set_properties(subset=pd.IndexSlice[["mean"], :], **{"font-weight": "bold"})
-        st.dataframe(styler, width="stretch")
-        if len(ref) and "source" in ref.columns:
-            st.caption("Paper: " + "; ".join(sorted(set(ref["source"].dropna().astype(str)))))
-    report = root / "metrics" / "report.md"
-    if report.is_file():
+            styler = styler.format("{:+.2f}", na_rep=ui.EMPTY, subset=delta_cols).apply(_delta_style(flags), subset=delta_cols)
+        means = [i for i in table.index if str(i).startswith("mean")]
+        if means:
+            styler = styler.set_properties(subset=pd.IndexSlice[means, :], **{"font-weight": "bold"})
+        ui.table(styler, width="stretch")
+        caption = paper_caption(exp_status, epsilon) if paper_setting or not exp_status.get("comparable") else ""
+        if caption:
+            st.caption(caption)
+    report_md = root / "metrics" / "report.md"
+    if report_md.is_file():
         with st.expander("metrics/report.md"):
-            st.markdown(report.read_text())
+            st.markdown(report_md.read_text())
     runs = data.runs(root)
     if len(runs):
         with st.expander(f"DIP runs ({len(runs)})"):
-            st.dataframe(runs.drop(columns=["path"]), width="stretch", hide_index=True)
+            ui.table(runs.drop(columns=["path"]).style.format(precision=4, na_rep=ui.EMPTY), width="stretch", hide_index=True)
