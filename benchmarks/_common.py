@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import os
 import platform
@@ -43,25 +45,65 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def run_dip(y: torch.Tensor, clean: torch.Tensor, iterations: int, device: torch.device, log_every: int = 100) -> None:
-    """The library's Fitter with the CLI's curve recorder (PSNR vs. ground truth) at its interval."""
-    cfg = FitConfig(iterations=iterations, lr=LR, reg_noise_std=SIGMA_P, exp_weight=EXP_WEIGHT)
+class Stamps:
+    """Wall-clock timestamps taken at one fixed point of every iteration (after a device sync).
+
+    The per-iteration times are the differences between consecutive stamps after ``warmup``
+    stamps, ``timed`` of them: each covers exactly one full steady-state iteration (forward, loss,
+    backward, Adam, callbacks), whatever point of the iteration the stamp is taken at, and none
+    covers network construction or the final no-grad forward pass.
+    """
+
+    def __init__(self, device: torch.device, warmup: int, timed: int) -> None:
+        self.device, self.warmup, self.timed = device, warmup, timed
+        self.t: list[float] = []
+
+    @property
+    def needed(self) -> int:
+        """Iterations a loop must run to take every stamp."""
+        return self.warmup + self.timed + 1
+
+    def __call__(self, *_: object) -> bool:
+        """Take a stamp; True once the last stamp needed has been taken."""
+        sync(self.device)
+        self.t.append(time.perf_counter())
+        return len(self.t) >= self.needed
+
+    def durations(self) -> list[float]:
+        t = self.t[self.warmup : self.warmup + self.timed + 1]
+        if len(t) != self.timed + 1:
+            raise RuntimeError(f"took {len(self.t)} stamps, needed {self.needed}")
+        return [b - a for a, b in zip(t, t[1:])]
+
+
+def run_dip(y: torch.Tensor, clean: torch.Tensor, stamps: Stamps, device: torch.device, log_every: int = 100) -> None:
+    """The library's Fitter with the CLI's curve recorder (PSNR vs. ground truth) at its interval,
+    plus the stamping callback at every iteration, which asks the loop to stop after the last
+    stamp (the final output is computed after that, outside the timed window)."""
+    cfg = FitConfig(iterations=stamps.needed, lr=LR, reg_noise_std=SIGMA_P, exp_weight=EXP_WEIGHT)
     fitter = Fitter(NetConfig.from_dict(PAPER_NET), Denoising(), y, cfg, device=device)
     gt = clean[0].permute(1, 2, 0).squeeze(-1).numpy()
     fitter.add_callback(CurveRecorder(gt), every=log_every)
+
+    def stamp(step) -> None:
+        if stamps():
+            step.fitter.request_stop()
+
+    fitter.add_callback(stamp, every=1)
     fitter.run()
     sync(device)
 
 
-def run_bare(y: torch.Tensor, iterations: int, device: torch.device) -> None:
-    """The least a fit must do: build, then forward / loss / backward / Adam, then the final output."""
+def run_bare(y: torch.Tensor, stamps: Stamps, device: torch.device) -> None:
+    """The least a fit must do per iteration: forward / loss / backward / Adam (multi-tensor, as
+    the Fitter's) and the output average; no callbacks, no final output."""
     torch.manual_seed(0)
     net = SkipNet(NetConfig.from_dict(PAPER_NET), y.shape[1]).to(device)
     z = (torch.rand((1, 32, *y.shape[-2:])) * 0.1).to(device)
     y = y.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=LR, foreach=True)
     avg = None
-    for _ in range(iterations):
+    for _ in range(stamps.needed):
         out = net(z + SIGMA_P * torch.randn_like(z))
         loss = torch.mean((out - y) ** 2)
         opt.zero_grad(set_to_none=True)
@@ -69,12 +111,11 @@ def run_bare(y: torch.Tensor, iterations: int, device: torch.device) -> None:
         out = out.detach()
         avg = out.clone() if avg is None else avg.mul_(EXP_WEIGHT).add_(out, alpha=1 - EXP_WEIGHT)
         opt.step()
-    with torch.no_grad():
-        net(z)
+        stamps()
     sync(device)
 
 
-def run_plain(y: torch.Tensor, clean: torch.Tensor, iterations: int, device: torch.device) -> None:
+def run_plain(y: torch.Tensor, clean: torch.Tensor, stamps: Stamps, device: torch.device) -> None:
     """A deliberately plain reference in the authors' style (their denoising notebook's loop):
     eager fp32, batch one, the paper's network with out-of-place LeakyReLUs, default Adam, and
     PSNR against the observation and the ground truth (plus the averaged output's) computed with
@@ -92,7 +133,7 @@ def run_plain(y: torch.Tensor, clean: torch.Tensor, iterations: int, device: tor
     opt = torch.optim.Adam(net.parameters(), lr=LR)
     mse = nn.MSELoss()
     out_avg = None
-    for _ in range(iterations):
+    for _ in range(stamps.needed):
         opt.zero_grad()
         inp = net_input + noise.normal_() * SIGMA_P
         out = net(inp)
@@ -105,7 +146,17 @@ def run_plain(y: torch.Tensor, clean: torch.Tensor, iterations: int, device: tor
         psnr_gt_sm = peak_signal_noise_ratio(gt_np, out_avg.cpu().numpy()[0], data_range=1.0)
         _ = (loss.item(), psnr_noisy, psnr_gt, psnr_gt_sm)
         opt.step()
+        stamps()
     sync(device)
+
+
+def release_freed_heap() -> None:
+    """Return freed heap pages to the OS (glibc ``malloc_trim``) so that an RSS-based peak of
+    one fit is not hidden by memory an earlier fit freed but the allocator kept."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 class PeakMemory:
@@ -145,16 +196,14 @@ class PeakMemory:
             self.peak_mib = (max(self._peak, self._rss()) - self._base) / 2**20
 
 
-def timed(fn, rounds: int) -> tuple[list[float], float]:
-    """Wall seconds of each of ``rounds`` calls, and the largest peak memory (MiB) among them."""
-    times, peak = [], 0.0
-    for _ in range(rounds):
-        with PeakMemory(torch.device("cuda" if torch.cuda.is_available() else "cpu")) as mem:
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        peak = max(peak, mem.peak_mib)
-    return times, peak
+def measure(fn, stamps: Stamps, device: torch.device) -> tuple[list[float], float]:
+    """Per-iteration wall seconds of the timed window of one fit ``fn()``, and its peak memory
+    (MiB; the whole fit, construction and final output included)."""
+    gc.collect()
+    release_freed_heap()
+    with PeakMemory(device) as mem:
+        fn()
+    return stamps.durations(), mem.peak_mib
 
 
 def save(results: dict, name: str | None = None) -> Path:

@@ -32,12 +32,12 @@ from dip.presets import preset
 def tasks(size: int) -> dict:
     gen = torch.Generator().manual_seed(0)
     camera = transform.resize(data.camera(), (size, size), anti_aliasing=True).astype(np.float32)
-    coffee = transform.resize(data.astronaut(), (size, size), anti_aliasing=True).astype(np.float32)
+    astronaut = transform.resize(data.astronaut(), (size, size), anti_aliasing=True).astype(np.float32)
     cam_t = torch.from_numpy(camera)[None, None]
     noisy = Denoising.corrupt(cam_t, 25 / 255, gen)
     mask = Inpainting.random_mask((size, size), 0.5, gen)
     holes = Inpainting.corrupt(cam_t, mask)
-    sr_gt = coffee
+    sr_gt = astronaut
     low = SuperResolution.corrupt((sr_gt * 255).round().astype(np.uint8), 4)
     low_t = torch.from_numpy(low.astype(np.float32) / 255).permute(2, 0, 1)[None]
     return {
@@ -47,15 +47,17 @@ def tasks(size: int) -> dict:
     }
 
 
-def es_rule(history: list[float], window: int, patience: int, iterations: int) -> tuple[int, int]:
-    """(iteration at the variance minimum, iterations run) for ES-WMV on a VAR history whose
-    first entry belongs to iteration ``window - 1``."""
+def es_rule(seen: list[int], history: list[float], window: int, patience: int, iterations: int) -> tuple[int, int]:
+    """Replay of ``FitConfig(early_stop=True)``: (iteration at the variance minimum, iterations
+    run). ``seen`` are the iterations whose output the tracker got (backtracked iterations are
+    skipped by the loop, as here); ``history[k]`` is the VAR after ``seen[k + window - 1]``."""
     best, best_i = float("inf"), -1
-    for k, var in enumerate(history):
-        i = k + window - 1
-        if var < best:
-            best, best_i = var, i
-        if (i + 1) % window == 0 and i - best_i >= patience:
+    for k, i in enumerate(seen):
+        if k >= window - 1:
+            var = history[k - window + 1]
+            if var < best:
+                best, best_i = var, i
+        if best_i >= 0 and (i + 1) % window == 0 and i - best_i >= patience:
             return best_i, i + 1
     return best_i, iterations
 
@@ -71,11 +73,15 @@ def main() -> None:
     rows = []
     for name, (task, op, y, gt, protocol, shave) in tasks(args.size).items():
         net_cfg, cfg = preset("quick", task)
-        psnrs: list[float] = []
+        psnrs: dict[int, float] = {}
+        seen: list[int] = []
         es = WindowedVariance(args.window, 10**9)
 
-        def watch(step, psnrs=psnrs, es=es, gt=gt, protocol=protocol, shave=shave) -> None:
-            psnrs.append(psnr(gt, to_numpy(step.output), protocol, shave))
+        def watch(step, psnrs=psnrs, seen=seen, es=es, gt=gt, protocol=protocol, shave=shave, n=cfg.iterations) -> None:
+            if step.iteration >= n:  # the final notification (f(z) without input noise)
+                return
+            psnrs[step.iteration] = psnr(gt, to_numpy(step.output), protocol, shave)
+            seen.append(step.iteration)
             es.update(step.iteration, step.output)
 
         fitter = Fitter(net_cfg, op, y, cfg, device="cpu")
@@ -84,10 +90,12 @@ def main() -> None:
         result = fitter.run()
         seconds = time.perf_counter() - t0
         es.should_stop(cfg.iterations)
-        end = psnrs[cfg.iterations - 1]
-        peak_i = int(np.argmax(psnrs[: cfg.iterations]))
+        # What a full run returns (FitResult.best without ES: the average if enabled, else f(z)).
+        end = psnr(gt, to_numpy(result.best), protocol, shave)
+        peak_i = max(psnrs, key=psnrs.get)
         for patience in args.patience:
-            best_i, ran = es_rule(es.history, args.window, patience, cfg.iterations)
+            best_i, ran = es_rule(seen, es.history, args.window, patience, cfg.iterations)
+            es_psnr = psnrs[best_i] if best_i >= 0 else None
             rows.append(
                 {
                     "task": name,
@@ -98,21 +106,23 @@ def main() -> None:
                     "iterations_run": ran,
                     "saved_pct": round(100 * (1 - ran / cfg.iterations), 1),
                     "psnr_end": round(end, 2),
-                    "psnr_es": round(psnrs[best_i], 2) if best_i >= 0 else None,
-                    "delta_db": round(psnrs[best_i] - end, 2) if best_i >= 0 else None,
+                    "psnr_es": round(es_psnr, 2) if es_psnr is not None else None,
+                    "delta_db": round(es_psnr - end, 2) if es_psnr is not None else None,
                     "psnr_peak": round(psnrs[peak_i], 2),
                     "peak_iteration": peak_i,
+                    "backtracks": result.backtracks,
                     "seconds_full_run": round(seconds, 1),
                 }
             )
-        print(f"{name}: {cfg.iterations} iterations in {seconds:.0f} s, end {end:.2f} dB, "
-              f"peak {psnrs[peak_i]:.2f} dB at {peak_i}", flush=True)
-    print("\n| task | iterations | ES window / patience | ES stops after | iterations saved | PSNR at end | PSNR from ES | Δ dB | best PSNR seen (iteration) |")
+        print(f"{name}: {cfg.iterations} iterations in {seconds:.0f} s ({torch.get_num_threads()} threads), "
+              f"end {end:.2f} dB, peak {psnrs[peak_i]:.2f} dB at {peak_i}, {result.backtracks} backtracks", flush=True)
+    print("\n| task | iterations | ES window / patience | ES stops after | iterations saved | PSNR of full run's result | PSNR of ES result (its iteration) | Δ dB | best PSNR seen (iteration) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        delta = f"{r['delta_db']:+.2f}" if r["delta_db"] is not None else "–"
         print(f"| {r['task']} | {r['iterations']} | {r['window']} / {r['patience']} | {r['iterations_run']} | "
               f"{r['saved_pct']} % | {r['psnr_end']} | {r['psnr_es']} (it. {r['es_iteration']}) | "
-              f"{r['delta_db']:+.2f} | {r['psnr_peak']} ({r['peak_iteration']}) |")
+              f"{delta} | {r['psnr_peak']} ({r['peak_iteration']}) |")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=2)
