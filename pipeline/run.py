@@ -1,7 +1,8 @@
 """``dip run``: DIP on every image (and seed) of one experiment, resumable.
 
 The unit of work is :func:`restore_job`, a plain function of (corrupted case folder, output
-folder, settings) so that an execution engine can ship it anywhere (a later issue adds Dask).
+folder, settings) so that an execution engine (:mod:`pipeline.engines`: in-process or Dask) can
+ship it anywhere.
 Each finished job leaves ``run.json`` with a ``settings_hash`` covering the settings, the input
 files and the code of ``dip/`` and this module; :func:`run_experiment` skips jobs whose hash is
 unchanged, so an interrupted run resumes where it stopped. Outputs are written atomically by
@@ -12,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -27,6 +29,11 @@ from dip.io import load_image, load_mask, save_json
 from dip.network import NetConfig
 from dip.operators import make_operator
 from pipeline.profiles import Experiment, Profile, parse_experiment
+
+if TYPE_CHECKING:
+    from pipeline.engines import DaskEngine, LocalEngine
+
+    Engine = LocalEngine | DaskEngine
 
 CODE_FILES = ("pipeline/restore.py", "pipeline/run.py")
 
@@ -64,9 +71,11 @@ def job_settings(exp: Experiment, profile: Profile, seed: int, device: str) -> d
             "log_every": profile.log_every, "snapshots": snapshots, "profile": profile.name}
 
 
-def restore_job(case_dir: Path, out_dir: Path, settings: dict[str, Any], callbacks: list[tuple[Callback, int]] | None = None) -> dict[str, Any]:
+def restore_job(case_dir: Path, out_dir: Path, settings: dict[str, Any], callbacks: list[tuple[Callback, int]] | None = None,
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fit DIP to one corrupted case and write ``out_dir`` (restored.png, curve.csv, snapshots/,
-    run.json); returns run.json's content. Pure inputs → output folder, no global state."""
+    run.json); returns run.json's content. Pure inputs → output folder, no global state.
+    ``extra`` adds provenance keys to run.json (e.g. the engine); it does not enter the hash."""
     from pipeline.restore import restore
 
     meta = json.loads((case_dir / "meta.json").read_text())
@@ -75,7 +84,7 @@ def restore_job(case_dir: Path, out_dir: Path, settings: dict[str, Any], callbac
     mask = torch.from_numpy(load_mask(case_dir / "mask.png")) if meta["task"] == "inpaint" else None
     factor = int(meta.get("factor") or 0)
     operator = make_operator(meta["task"], mask=mask, factor=factor or 4)
-    extra = {k: meta[k] for k in ("experiment", "image", "set", "profile") if k in meta}
+    extra = {**(extra or {}), **{k: meta[k] for k in ("experiment", "image", "set", "profile") if k in meta}}
     extra["settings_hash"] = settings_hash(case_dir, settings)
     return restore(
         operator, observation, out_dir, NetConfig.from_dict(settings["net"]), FitConfig.from_dict(settings["fit"]),
@@ -136,13 +145,16 @@ def prune(out_root: Path, jobs: list[Job]) -> None:
 
 
 def run_experiment(exp_id: str, corrupted: Path, out_root: Path, profile: Profile, seeds: list[int], device: str,
-                   on_job: Callable[[Job, str], None] | None = None) -> dict[str, int]:
-    """Run (or resume) every job of ``exp_id`` in-process with one progress bar and ETA.
+                   on_job: Callable[[Job, str], None] | None = None, engine: "Engine | None" = None) -> dict[str, int]:
+    """Run (or resume) every job of ``exp_id`` on ``engine`` (default: in-process), with one
+    progress bar and ETA over the iterations of all jobs.
 
-    Returns ``{"run": n, "reused": m}``.
+    Returns ``{"run": n, "reused": m}``. Results are identical whichever engine runs them.
     """
-    from pipeline.progress import FitProgress, make_progress
+    from pipeline.engines import LocalEngine
+    from pipeline.progress import make_progress
 
+    engine = engine or LocalEngine()
     jobs = plan(exp_id, corrupted, out_root, profile, seeds, device) if profile.is_active(exp_id) else []
     out_root.mkdir(parents=True, exist_ok=True)
     prune(out_root, jobs)
@@ -152,14 +164,20 @@ def run_experiment(exp_id: str, corrupted: Path, out_root: Path, profile: Profil
             on_job(job, "reused")
     total = sum(int(j.settings["fit"]["iterations"]) for j in jobs)
     done = total - sum(int(j.settings["fit"]["iterations"]) for j in todo)
+    running: dict[Path, int] = {}  # iterations so far of the fits in flight
     with make_progress() as progress:
         bar = progress.add_task(f"{exp_id} ({profile.name})", total=max(total, 1), completed=done, status=f"{len(jobs) - len(todo)} reused")
-        for job in todo:
-            progress.update(bar, status=f"{job.image} seed {job.seed}")
-            every = int(job.settings["log_every"])
-            restore_job(job.case_dir, job.out_dir, job.settings, [(FitProgress(progress, bar, start=done), every)])
+
+        def advance(job: Job, iteration: int, loss: float) -> None:
+            running[job.out_dir] = iteration
+            psnr = -10 * math.log10(max(loss, 1e-12))
+            where = f"{len(running)} running" if len(running) > 1 else f"{job.image} seed {job.seed}"
+            progress.update(bar, completed=done + sum(running.values()), status=f"{where}  loss {loss:.2e}  PSNR(obs) {psnr:.2f} dB")
+
+        for job, _record in engine.run(todo, advance):
+            running.pop(job.out_dir, None)
             done += int(job.settings["fit"]["iterations"])
-            progress.update(bar, completed=done)
+            progress.update(bar, completed=done + sum(running.values()))
             if on_job:
                 on_job(job, "run")
     save_json(out_root / "experiment.json", {

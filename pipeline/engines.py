@@ -1,0 +1,263 @@
+"""Execution engines for ``dip run``: where each fit (:func:`pipeline.run.restore_job`) runs.
+
+Both engines take the same list of :class:`pipeline.run.Job` and yield ``(job, run.json record)``
+as each job's output folder is complete, calling ``progress(job, iteration, loss)`` while fits
+advance; :func:`pipeline.run.run_experiment` drives either one (resume, progress bar with ETA).
+
+- :class:`LocalEngine` (``engine.kind: local``): in this process, one job after another; each
+  job writes its folder atomically itself.
+- :class:`DaskEngine` (``engine.kind: dask``): one Dask task per fit on a ``distributed``
+  cluster: ``engine.address`` (a running scheduler, e.g. started by dask-jobqueue on SLURM), or
+  with no address a ``LocalCluster`` of process workers bound to 127.0.0.1. The driver ships the
+  case's input files to the task as bytes; the task fits in a scratch folder on the worker and
+  returns the output files as bytes; the **driver** writes them into the results tree
+  atomically. Nothing assumes a shared filesystem, a worker that dies mid-fit leaves nothing
+  behind (the scheduler reschedules its task, ``retries`` covers exceptions), and each folder is
+  written exactly once, by one process. With a CUDA device every task asks for the worker
+  resource ``GPU: 1``, so a worker started with ``--resources GPU=1`` runs one fit at a time.
+
+``dask``/``distributed`` are an optional extra (``pip install 'dip-repro[dask]'``), imported only
+when the Dask engine is used.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+if TYPE_CHECKING:
+    from pipeline.run import Job
+
+Progress = Callable[["Job", int, float], None]
+KINDS = ("local", "dask")
+DASK_MISSING = "engine.kind=dask needs Dask: pip install 'dip-repro[dask]' (or: pip install 'dask[distributed]')"
+PROGRESS_TOPIC = "dip-fit-progress"
+
+
+@dataclass
+class EngineConfig:
+    """params.yaml's ``engine:`` group (``device`` is resolved elsewhere)."""
+
+    kind: str = "local"
+    threads: int = 1               # torch threads per fit (0 = torch's default; on Dask workers 0 means 1)
+    address: str = ""              # dask: scheduler address; '' = a LocalCluster on 127.0.0.1
+    n_workers: int = 2             # LocalCluster: worker processes
+    threads_per_worker: int = 1    # LocalCluster: concurrent fits per worker process
+    dashboard: str = ""            # LocalCluster: dashboard address, e.g. 127.0.0.1:8787; '' = off
+    retries: int = 2               # dask: re-runs of a fit that raised (a killed worker's task is rescheduled anyway)
+
+    @classmethod
+    def from_params(cls, engine: dict[str, Any] | None) -> "EngineConfig":
+        known = {f.name: f.type for f in fields(cls)}
+        values = {k: v for k, v in (engine or {}).items() if k in known}
+        cfg = cls(**{k: ("" if v is None else v) for k, v in values.items()})
+        cfg.kind = str(cfg.kind).lower()
+        if cfg.kind not in KINDS:
+            raise ValueError(f"engine.kind {cfg.kind!r} is not one of {', '.join(KINDS)}")
+        for name in ("threads", "n_workers", "threads_per_worker", "retries"):
+            setattr(cfg, name, int(getattr(cfg, name)))
+        if cfg.n_workers < 1 or cfg.threads_per_worker < 1 or cfg.threads < 0 or cfg.retries < 0:
+            raise ValueError("engine.n_workers and engine.threads_per_worker must be ≥ 1, engine.threads and engine.retries ≥ 0")
+        cfg.address, cfg.dashboard = str(cfg.address), str(cfg.dashboard)
+        return cfg
+
+
+def make_engine(cfg: EngineConfig, device: str) -> "LocalEngine | DaskEngine":
+    """The engine ``cfg`` asks for (use it as a context manager: ``close()`` shuts a cluster down)."""
+    return DaskEngine(cfg, device) if cfg.kind == "dask" else LocalEngine(cfg.threads)
+
+
+class LocalEngine:
+    """In-process, one job after another (the default)."""
+
+    name = "local"
+
+    def __init__(self, threads: int = 0) -> None:
+        if threads > 0:
+            import torch
+
+            torch.set_num_threads(threads)
+
+    def run(self, jobs: Sequence["Job"], progress: Progress) -> Iterator[tuple["Job", dict[str, Any]]]:
+        from pipeline.run import restore_job
+
+        for job in jobs:
+            def tick(step: Any, job: "Job" = job) -> None:
+                progress(job, int(step.iteration), float(step.loss))
+
+            record = restore_job(job.case_dir, job.out_dir, job.settings, [(tick, int(job.settings["log_every"]))], extra={"engine": self.name})
+            yield job, record
+
+    def describe(self) -> str:
+        return "in-process"
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "LocalEngine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- Dask -------------------------------------------------------------------------------------
+
+def read_tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` by its relative POSIX path."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def write_tree(folder: Path, files: dict[str, bytes]) -> None:
+    for rel, data in files.items():
+        path = folder / rel
+        if not path.resolve().is_relative_to(folder.resolve()):
+            raise ValueError(f"refusing to write outside {folder}: {rel}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def fit_task(case_files: dict[str, bytes], settings: dict[str, Any], threads: int, job_key: str) -> dict[str, Any]:
+    """The Dask task: one fit from the case's files, in a scratch folder on the worker.
+
+    Returns ``{"record": run.json's content, "files": {relative path: bytes}}``; writes nothing
+    that outlives the task. Reports progress as worker events on :data:`PROGRESS_TOPIC`.
+    """
+    import torch
+
+    from pipeline.run import restore_job
+
+    torch.set_num_threads(max(1, threads))  # never torch's default: OpenMP oversubscription between workers
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+        scratch = worker.local_directory
+    except (ImportError, ValueError):  # called outside a worker (tests, debugging)
+        worker, scratch = None, None
+
+    def tick(step: Any) -> None:
+        if worker is not None:
+            worker.log_event(PROGRESS_TOPIC, {"job": job_key, "iteration": int(step.iteration), "loss": float(step.loss)})
+
+    with tempfile.TemporaryDirectory(prefix="dip-fit-", dir=scratch) as tmp:
+        case, out = Path(tmp) / "case", Path(tmp) / "out"
+        case.mkdir()
+        write_tree(case, case_files)
+        record = restore_job(case, out, settings, [(tick, int(settings["log_every"]))], extra={"engine": "dask"})
+        return {"record": record, "files": read_tree(out)}
+
+
+class DaskEngine:
+    """One Dask task per fit; the driver writes the results (see the module's docstring)."""
+
+    name = "dask"
+
+    def __init__(self, cfg: EngineConfig, device: str) -> None:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise ValueError(DASK_MISSING) from None
+        self.cfg, self.device = cfg, device
+        self.gpu = str(device).startswith("cuda")
+        self.client: Any = None
+        self.cluster: Any = None
+
+    def start(self) -> Any:
+        """Connect (or start the LocalCluster) on first use: a fully resumed run starts nothing."""
+        if self.client is not None:
+            return self.client
+        from distributed import Client, LocalCluster
+
+        if self.cfg.address:
+            self.client = Client(self.cfg.address, timeout="60s")
+        else:
+            self.cluster = LocalCluster(
+                n_workers=self.cfg.n_workers, threads_per_worker=self.cfg.threads_per_worker, processes=True,
+                host="127.0.0.1", dashboard_address=self.cfg.dashboard or None,
+                resources={"GPU": 1} if self.gpu else None,
+            )
+            self.client = Client(self.cluster)
+        if self.gpu:
+            workers = self.client.scheduler_info().get("workers", {}).values()
+            if workers and not any(w.get("resources", {}).get("GPU") for w in workers):
+                raise ValueError("the device is CUDA but no Dask worker has the resource GPU; start workers with `dask worker ADDRESS --nthreads 1 --resources GPU=1`")
+        return self.client
+
+    def describe(self) -> str:
+        if self.client is None:
+            return "dask (not started)"
+        n = len(self.client.scheduler_info().get("workers", {}))
+        return f"dask {self.cfg.address or 'LocalCluster'} ({n} workers)"
+
+    def run(self, jobs: Sequence["Job"], progress: Progress) -> Iterator[tuple["Job", dict[str, Any]]]:
+        from distributed import as_completed
+
+        from dip.io import atomic_directory
+        from pipeline.run import settings_hash
+
+        if not jobs:
+            return
+        client = self.start()
+        by_key: dict[str, "Job"] = {}
+        finished: set[str] = set()
+
+        def on_event(event: tuple[float, dict[str, Any]]) -> None:
+            msg = event[1]
+            job = by_key.get(msg.get("job", ""))
+            if job is not None and msg["job"] not in finished:
+                progress(job, int(msg["iteration"]), float(msg["loss"]))
+
+        client.subscribe_topic(PROGRESS_TOPIC, on_event)
+        futures = {}
+        try:
+            for job in jobs:
+                key = f"dip-fit-{job.case_dir.parent.name}-{job.image}-seed{job.seed}-{uuid.uuid4().hex[:8]}"
+                by_key[key] = job
+                fut = client.submit(
+                    fit_task, read_tree(job.case_dir), job.settings, self.cfg.threads, key,
+                    key=key, pure=False, retries=self.cfg.retries, resources={"GPU": 1} if self.gpu else None,
+                )
+                futures[fut] = key
+            for fut in as_completed(list(futures)):
+                key = futures[fut]
+                job = by_key[key]
+                result = fut.result()  # raises the task's error once its retries are spent
+                finished.add(key)
+                record, files = result["record"], result["files"]
+                if record.get("settings_hash") != settings_hash(job.case_dir, job.settings):
+                    raise RuntimeError(f"a worker ran different code for {job.out_dir} (settings_hash differs): install the same dip-repro on the workers")
+                with atomic_directory(job.out_dir, overwrite=True) as tmp:
+                    write_tree(tmp, files)
+                fut.release()
+                yield job, record
+        finally:
+            for fut in futures:
+                if not fut.done():
+                    fut.cancel()
+            try:
+                client.unsubscribe_topic(PROGRESS_TOPIC)
+            except Exception:  # noqa: BLE001 - the client may already be closing
+                pass
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        self.client = self.cluster = None
+
+    def __enter__(self) -> "DaskEngine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def worker_pids(client: Any) -> dict[str, int]:
+    """``{worker address: pid}`` (for tests and debugging)."""
+    return client.run(os.getpid)

@@ -1,0 +1,173 @@
+"""The Dask engine on a real LocalCluster on loopback: same results as the local engine, a killed
+worker's fit is retried without losing or duplicating results, and `dvc exp run -S
+engine.kind=dask` reproduces the local metrics of the smoke profile exactly."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import run_in
+from dip.io import save_image
+from pipeline.corrupt import corrupt_all
+from pipeline.engines import DASK_MISSING, DaskEngine, EngineConfig, LocalEngine, make_engine
+from pipeline.manifest import ImageEntry
+from pipeline.profiles import Profile
+from pipeline.run import Job, run_experiment
+
+distributed = pytest.importorskip("distributed")
+
+TINY = {
+    "experiments": ["denoise_s25", "inpaint_p50"],
+    "images": {"inpaint": ["t/a", "t/b"], "denoise": ["t/a", "t/b"]},
+    "max_side": 0,
+    "log_every": 2,
+    "net": {"levels": 2, "width": 4, "skip": 1},
+    "fit": {"denoise": {"iterations": 6, "lr": 0.01, "reg_noise_std": 0.03, "exp_weight": 0.99, "backtrack": True, "snapshots": [0, 6]},
+            "inpaint": {"iterations": 6, "lr": 0.01, "reg_noise_std": 0.03, "snapshots": [0, 6]}},
+}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> "distributed.LocalCluster":
+    """Two one-thread process workers on 127.0.0.1, no dashboard (shut down after the module)."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as c:
+        yield c
+
+
+@pytest.fixture
+def corrupted(tmp_path: Path, camera64: np.ndarray) -> Path:
+    root = tmp_path / "images"
+    entries = []
+    for i, name in enumerate(("a", "b")):
+        save_image(root / "t" / f"{name}.png", np.rot90(camera64[:24, :20], i))
+        entries.append(ImageEntry(set="t", name=name, pixel_sha256="-"))
+    out = tmp_path / "corrupted"
+    corrupt_all(["denoise_s25", "inpaint_p50"], Profile("t", TINY), {"denoise": entries, "inpaint": entries}, root, out, seed=0)
+    return out
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.name != "run.json"}
+
+
+def records(root: Path) -> dict[str, dict]:
+    drop = ("started", "wall_seconds", "engine")
+    return {p.relative_to(root).as_posix(): {k: v for k, v in json.loads(p.read_text()).items() if k not in drop} for p in sorted(root.rglob("run.json"))}
+
+
+def test_dask_equals_local(tmp_path: Path, corrupted: Path, cluster: "distributed.LocalCluster") -> None:
+    """Same seeds → byte-identical images, curves and snapshots, equal run.json (minus timings)."""
+    prof, seeds = Profile("t", TINY), [0, 1]
+    engine = make_engine(EngineConfig(kind="dask", address=cluster.scheduler_address), "cpu")
+    with engine:
+        for exp in TINY["experiments"]:
+            log: list[tuple[str, str]] = []
+            stats = run_experiment(exp, corrupted / exp, tmp_path / "dask" / exp, prof, seeds, "cpu", lambda j, s: log.append((j.out_dir.as_posix(), s)), engine=engine)
+            assert stats == {"run": 4, "reused": 0} and len(set(log)) == 4
+            run_experiment(exp, corrupted / exp, tmp_path / "local" / exp, prof, seeds, "cpu", engine=LocalEngine(1))
+        # resuming on the Dask engine reuses what is finished and submits nothing
+        assert run_experiment("inpaint_p50", corrupted / "inpaint_p50", tmp_path / "dask/inpaint_p50", prof, seeds, "cpu", engine=engine) == {"run": 0, "reused": 4}
+    dask_files, local_files = files(tmp_path / "dask"), files(tmp_path / "local")
+    assert sorted(dask_files) == sorted(local_files) and len([f for f in dask_files if f.endswith("restored.png")]) == 8
+    assert dask_files == local_files
+    assert records(tmp_path / "dask") == records(tmp_path / "local")
+    run = json.loads((tmp_path / "dask/denoise_s25/a/seed_1/run.json").read_text())
+    assert run["engine"] == "dask" and run["seed"] == 1 and run["metrics"]["restored"]["psnr"] > 0
+    assert not list((tmp_path / "dask").rglob("*.tmp"))  # the driver's atomic writes left nothing behind
+
+
+def test_killed_worker_is_retried(tmp_path: Path, corrupted: Path, cluster: "distributed.LocalCluster") -> None:
+    """SIGKILL a worker process while it fits: the scheduler reschedules the task, the nanny
+    restarts the worker, and every output folder is written exactly once and complete."""
+    long = {**TINY, "fit": {"inpaint": {**TINY["fit"]["inpaint"], "iterations": 150, "snapshots": [0, 150]}}}
+    prof, seeds, exp = Profile("t", long), [0, 1], "inpaint_p50"
+    client = distributed.Client(cluster)
+    killed: list[int] = []
+
+    def kill_a_fitting_worker() -> None:
+        deadline = time.time() + 60
+        while time.time() < deadline and not killed:
+            running = client.run(lambda dask_worker: len(dask_worker.state.executing))
+            busy = [addr for addr, n in running.items() if n]
+            if busy:
+                time.sleep(0.5)  # well inside a fit of 150 iterations
+                pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.1)
+
+    log: list[tuple[str, str]] = []
+    killer = threading.Thread(target=kill_a_fitting_worker, daemon=True)
+    with make_engine(EngineConfig(kind="dask", address=cluster.scheduler_address, retries=1), "cpu") as engine:
+        engine.start()
+        killer.start()
+        stats = run_experiment(exp, corrupted / exp, tmp_path / "dask" / exp, prof, seeds, "cpu", lambda j, s: log.append((j.out_dir.as_posix(), s)), engine=engine)
+    killer.join(5)
+    client.close()
+    assert killed, "no worker was seen fitting"
+    assert stats == {"run": 4, "reused": 0} and len(log) == 4 and len(set(log)) == 4  # each job once
+    out = tmp_path / "dask" / exp
+    dirs = sorted(p.relative_to(out).as_posix() for p in out.glob("*/*") if p.is_dir())
+    assert dirs == ["a/seed_0", "a/seed_1", "b/seed_0", "b/seed_1"]  # no temp or duplicate folders
+    for d in dirs:
+        names = {p.relative_to(out / d).as_posix() for p in (out / d).rglob("*") if p.is_file()}
+        assert {"restored.png", "curve.csv", "run.json", "snapshots/iter_00000.png", "snapshots/iter_00150.png"} <= names
+        assert json.loads((out / d / "run.json").read_text())["iterations_run"] == 150
+    # the killed worker's fit, redone elsewhere, equals the same fit run in-process
+    run_experiment(exp, corrupted / exp, tmp_path / "local" / exp, prof, [0], "cpu", engine=LocalEngine(1))
+    assert files(tmp_path / "local" / exp / "a/seed_0") == files(out / "a/seed_0")
+
+
+def test_gpu_needs_gpu_workers(cluster: "distributed.LocalCluster") -> None:
+    with DaskEngine(EngineConfig(kind="dask", address=cluster.scheduler_address), "cuda") as engine:
+        with pytest.raises(ValueError, match="resources GPU=1"):
+            engine.start()
+
+
+def test_config_and_missing_dask(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = EngineConfig.from_params({"kind": "Dask", "device": "auto", "threads": 1, "address": None, "n_workers": "3"})
+    assert (cfg.kind, cfg.address, cfg.n_workers) == ("dask", "", 3)
+    with pytest.raises(ValueError, match="not one of local, dask"):
+        EngineConfig.from_params({"kind": "ray"})
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    with pytest.raises(ValueError, match=r"pip install 'dip-repro\[dask\]'") as err:
+        make_engine(cfg, "cpu")
+    assert str(err.value) == DASK_MISSING and "\n" not in DASK_MISSING
+
+
+def test_dvc_exp_run_with_dask_reproduces_local_metrics(smoke_project: Path, tmp_path: Path) -> None:
+    """The headline check: the smoke profile's metrics from a Dask run equal the local run's."""
+    project = tmp_path / "project"
+    shutil.copytree(smoke_project, project, symlinks=True)
+    # Forget the local fits: without their folders and dvc.lock entries DVC has nothing to check
+    # out, so the restore stages fit again (a kept results/ would be, rightly, reused by `dip run`).
+    shutil.rmtree(project / "results")
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    lock["stages"] = {k: v for k, v in lock["stages"].items() if not k.startswith("restore@")}
+    (project / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    out = run_in(project, "dvc", "exp", "run", "-S", "engine.kind=dask").stdout
+    assert out.count("[dask LocalCluster (2 workers)]") == 3, out  # the three active experiments
+
+    def rows(root: Path) -> list[dict[str, str]]:
+        return sorted(({k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(root / "metrics/per_image.csv"))),
+                      key=lambda r: json.dumps(r, sort_keys=True))
+
+    assert rows(project) == rows(smoke_project) and rows(project)
+    local = json.loads((smoke_project / "metrics/summary.json").read_text())
+    assert json.loads((project / "metrics/summary.json").read_text())["experiments"] == local["experiments"]
+    for restored in (smoke_project / "results").rglob("restored.png"):
+        twin = project / restored.relative_to(smoke_project)
+        assert twin.read_bytes() == restored.read_bytes()
+        assert json.loads((twin.parent / "run.json").read_text())["engine"] == "dask"
