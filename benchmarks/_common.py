@@ -94,32 +94,34 @@ def run_dip(y: torch.Tensor, clean: torch.Tensor, stamps: Stamps, device: torch.
     sync(device)
 
 
-def run_bare(y: torch.Tensor, stamps: Stamps, device: torch.device) -> None:
-    """The least a fit must do per iteration: forward / loss / backward / Adam (multi-tensor, as
-    the Fitter's) and the output average; no callbacks, no final output."""
+def bare_stepper(y: torch.Tensor, device: torch.device):
+    """One iteration per call of the least a fit must do: forward / loss / backward / Adam
+    (multi-tensor, as the Fitter's) and the output average; no callbacks, no final output."""
     torch.manual_seed(0)
     net = SkipNet(NetConfig.from_dict(PAPER_NET), y.shape[1]).to(device)
     z = (torch.rand((1, 32, *y.shape[-2:])) * 0.1).to(device)
     y = y.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=LR, foreach=True)
-    avg = None
-    for _ in range(stamps.needed):
+    state: dict = {"avg": None}
+
+    def step() -> None:
         out = net(z + SIGMA_P * torch.randn_like(z))
         loss = torch.mean((out - y) ** 2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         out = out.detach()
-        avg = out.clone() if avg is None else avg.mul_(EXP_WEIGHT).add_(out, alpha=1 - EXP_WEIGHT)
+        avg = state["avg"]
+        state["avg"] = out.clone() if avg is None else avg.mul_(EXP_WEIGHT).add_(out, alpha=1 - EXP_WEIGHT)
         opt.step()
-        stamps()
-    sync(device)
+
+    return step
 
 
-def run_plain(y: torch.Tensor, clean: torch.Tensor, stamps: Stamps, device: torch.device) -> None:
-    """A deliberately plain reference in the authors' style (their denoising notebook's loop):
-    eager fp32, batch one, the paper's network with out-of-place LeakyReLUs, default Adam, and
-    PSNR against the observation and the ground truth (plus the averaged output's) computed with
-    scikit-image on host copies at EVERY iteration."""
+def plain_stepper(y: torch.Tensor, clean: torch.Tensor, device: torch.device):
+    """One iteration per call of a deliberately plain reference in the authors' style (their
+    denoising notebook's loop): eager fp32, batch one, the paper's network with out-of-place
+    LeakyReLUs, default Adam, and PSNR against the observation and the ground truth (plus the
+    averaged output's) computed with scikit-image on host copies at EVERY iteration."""
     torch.manual_seed(0)
     net = SkipNet(NetConfig.from_dict(PAPER_NET), y.shape[1])
     for m in net.modules():
@@ -132,12 +134,14 @@ def run_plain(y: torch.Tensor, clean: torch.Tensor, stamps: Stamps, device: torc
     y_np, gt_np = y[0].numpy(), clean[0].numpy()
     opt = torch.optim.Adam(net.parameters(), lr=LR)
     mse = nn.MSELoss()
-    out_avg = None
-    for _ in range(stamps.needed):
+    state: dict = {"avg": None}
+
+    def step() -> None:
         opt.zero_grad()
         inp = net_input + noise.normal_() * SIGMA_P
         out = net(inp)
-        out_avg = out.detach() if out_avg is None else out_avg * EXP_WEIGHT + out.detach() * (1 - EXP_WEIGHT)
+        avg = state["avg"]
+        out_avg = state["avg"] = out.detach() if avg is None else avg * EXP_WEIGHT + out.detach() * (1 - EXP_WEIGHT)
         loss = mse(out, y_torch)
         loss.backward()
         out_np = out.detach().cpu().numpy()[0]
@@ -146,8 +150,67 @@ def run_plain(y: torch.Tensor, clean: torch.Tensor, stamps: Stamps, device: torc
         psnr_gt_sm = peak_signal_noise_ratio(gt_np, out_avg.cpu().numpy()[0], data_range=1.0)
         _ = (loss.item(), psnr_noisy, psnr_gt, psnr_gt_sm)
         opt.step()
+
+    return step
+
+
+def run_bare(y: torch.Tensor, stamps: Stamps, device: torch.device) -> None:
+    step = bare_stepper(y, device)
+    for _ in range(stamps.needed):
+        step()
         stamps()
+
+
+def run_plain(y: torch.Tensor, clean: torch.Tensor, stamps: Stamps, device: torch.device) -> None:
+    step = plain_stepper(y, clean, device)
+    for _ in range(stamps.needed):
+        step()
+        stamps()
+
+
+def interleaved(y: torch.Tensor, clean: torch.Tensor, warmup: int, timed: int, device: torch.device, log_every: int = 100) -> dict[str, list[float]]:
+    """Per-iteration seconds of ``dip``, ``plain`` and ``bare``, measured interleaved so that
+    slow drifts of the machine (a shared 2-core VM) hit every variant alike.
+
+    The Fitter runs with the CLI's curve recorder at ``log_every`` and one more callback at every
+    iteration; that callback runs one ``plain`` and one ``bare`` iteration (alternating their
+    order), each timed on its own, and then returns. ``dip``'s iteration time is the time from
+    the callback's return to its next entry (Adam step, next forward, loss, backward, averaging,
+    the other callbacks). The first ``warmup`` iterations of each are discarded; construction of
+    the networks and the Fitter's final output are outside every timed span.
+    """
+    steppers = {"plain": plain_stepper(y, clean, device), "bare": bare_stepper(y, device)}
+    durations: dict[str, list[float]] = {"dip": [], "plain": [], "bare": []}
+    needed = warmup + timed + 1
+    state: dict = {"n": 0, "left": None}
+    cfg = FitConfig(iterations=needed, lr=LR, reg_noise_std=SIGMA_P, exp_weight=EXP_WEIGHT)
+    fitter = Fitter(NetConfig.from_dict(PAPER_NET), Denoising(), y, cfg, device=device)
+    gt = clean[0].permute(1, 2, 0).squeeze(-1).numpy()
+    fitter.add_callback(CurveRecorder(gt), every=log_every)
+
+    def others(step) -> None:
+        sync(device)
+        entered = time.perf_counter()
+        n = state["n"]
+        keep = n > warmup
+        if keep:
+            durations["dip"].append(entered - state["left"])
+        order = list(steppers) if n % 2 == 0 else list(reversed(steppers))
+        for name in order:
+            t0 = time.perf_counter()
+            steppers[name]()
+            sync(device)
+            if keep:
+                durations[name].append(time.perf_counter() - t0)
+        state["n"] = n + 1
+        if state["n"] >= needed:
+            step.fitter.request_stop()
+        state["left"] = time.perf_counter()
+
+    fitter.add_callback(others, every=1)
+    fitter.run()
     sync(device)
+    return durations
 
 
 def release_freed_heap() -> None:

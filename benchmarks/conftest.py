@@ -44,10 +44,12 @@ def pytest_sessionfinish(session, exitstatus) -> None:
             "load_average_at_start": LOAD_AT_START,
             "load_average_at_end": os.getloadavg(),
             "command": "flock /tmp/dip-heavy.lock pytest benchmarks -m benchmark --benchmark-enable -p no:cacheprovider",
-            "timing": "one fit per variant; stamps at a fixed point of every iteration; warm-up "
-            "iterations discarded; iterations_per_s = 1 / median per-iteration time of the timed "
-            "window (construction and final output excluded); peak memory over the whole fit "
-            "(CPU: RSS increase, sampled every 2 ms, after malloc_trim; CUDA: max_memory_allocated)",
+            "timing": "dip, plain and bare interleaved iteration by iteration in one fit (the Fitter's "
+            "per-iteration callback runs one iteration of each other loop, each timed on its own); "
+            "warm-up iterations discarded; iterations_per_s = 1 / median per-iteration time "
+            "(construction and final output excluded); peak memory from a separate 2-iteration fit "
+            "per variant (CPU: RSS increase, sampled every 2 ms, after malloc_trim; CUDA: "
+            "max_memory_allocated)",
             "cases": cases,
         }
     )
