@@ -86,6 +86,8 @@ def run_dip(y: torch.Tensor, clean: torch.Tensor, stamps: Stamps, device: torch.
     fitter.add_callback(CurveRecorder(gt), every=log_every)
 
     def stamp(step) -> None:
+        if step.iteration >= stamps.needed:  # the final notification, after the loop
+            return
         if stamps():
             step.fitter.request_stop()
 
@@ -189,6 +191,8 @@ def interleaved(y: torch.Tensor, clean: torch.Tensor, warmup: int, timed: int, d
     fitter.add_callback(CurveRecorder(gt), every=log_every)
 
     def others(step) -> None:
+        if step.iteration >= needed:  # the final notification, after the loop: not an iteration
+            return
         sync(device)
         entered = time.perf_counter()
         n = state["n"]

@@ -68,6 +68,7 @@ def record(case: str, variant: str, warmup: int, durations: list[float], peak_mi
         "seconds_per_iteration_min_max": [round(min(durations), 4), round(max(durations), 4)],
         "iterations_per_s": round(1 / median, 4),
         "peak_memory_mib": round(peak_mib, 1),
+        "seconds_per_iteration_all": [round(d, 4) for d in durations],
     }
     FIGURES.setdefault(case, {})[variant] = entry
     return entry
