@@ -102,6 +102,15 @@ def method_params(method: str, config: dict[str, Any]) -> dict[str, Any]:
     return {**DEFAULTS[method], **given}
 
 
+def methods_for(task: str, config: dict[str, Any]) -> list[str]:
+    """The baselines params.yaml asks for on ``task`` (default: all of the task's methods)."""
+    methods = [str(m) for m in (config.get("methods") or {}).get(task, list(METHODS[task]))]
+    for m in methods:
+        if m not in METHODS[task]:
+            raise ValueError(f"params.yaml baselines.methods.{task}: unknown method {m!r}; choose from {', '.join(METHODS[task])}")
+    return methods
+
+
 def run_baseline(task: str, method: str, obs: np.ndarray, meta: dict[str, Any], params: dict[str, Any]) -> tuple[np.ndarray, float]:
     """Apply one baseline; returns (estimate clipped to [0, 1], seconds)."""
     if method not in METHODS.get(task, {}):
@@ -117,10 +126,7 @@ def run_experiment_baselines(
     """Every configured baseline on every image of one experiment; rebuilds ``out_dir`` atomically."""
     info = json.loads((corrupted / "experiment.json").read_text())
     task = info["task"]
-    methods = [str(m) for m in (config.get("methods") or {}).get(task, list(METHODS[task]))]
-    for m in methods:
-        if m not in METHODS[task]:
-            raise ValueError(f"params.yaml baselines.methods.{task}: unknown method {m!r}; choose from {', '.join(METHODS[task])}")
+    methods = methods_for(task, config)
     done = 0
     with atomic_directory(out_dir, overwrite=True) as tmp:
         for name in info["images"]:

@@ -364,7 +364,7 @@ def baselines(
     out: Annotated[Path, typer.Option(help="Root of the baseline outputs.")] = Path("baselines"),
 ) -> None:
     """Run the classical baselines of EXPERIMENT's task on the same corrupted inputs as DIP."""
-    from pipeline.baselines import METHODS, run_experiment_baselines
+    from pipeline.baselines import methods_for, run_experiment_baselines
     from pipeline.profiles import load_params, parse_experiment
     from pipeline.progress import make_progress
 
@@ -374,7 +374,7 @@ def baselines(
     config = load_params(params).get("baselines") or {}
     with make_progress() as progress:
         info = json.loads((corrupted / experiment / "experiment.json").read_text())
-        methods = (config.get("methods") or {}).get(info["task"], list(METHODS[info["task"]]))
+        methods = methods_for(info["task"], config)
         bar = progress.add_task(f"baselines {experiment}", total=len(info["images"]) * len(methods), status="")
         stats = run_experiment_baselines(corrupted / experiment, out / experiment, config,
                                          progress=lambda what: progress.update(bar, advance=1, status=what))
