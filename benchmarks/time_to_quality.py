@@ -83,6 +83,7 @@ def main() -> None:
             psnrs[step.iteration] = psnr(gt, to_numpy(step.output), protocol, shave)
             seen.append(step.iteration)
             es.update(step.iteration, step.output)
+            es.record()
 
         fitter = Fitter(net_cfg, op, y, cfg, device="cpu")
         fitter.add_callback(watch, every=1)

@@ -12,13 +12,19 @@ with Adam, and returns :math:`f_{\\theta}(z)`. Options: exponential output avera
 early stopping. Callbacks (minGPT's ``add_callback`` shape) see every iteration they ask for;
 the loop itself knows nothing about files.
 
+How it runs: one iteration is :class:`dip.iteration.Iteration` — tensor work only, no host
+synchronisation — which on CUDA is captured once as a CUDA graph and replayed
+(:mod:`dip.graphs`), so the loop costs one launch per iteration instead of hundreds. The host
+reads the device only where it must: when a callback is due, once per ES window, and every
+``check_every`` iterations to stop a fit whose loss became NaN/Inf. Several same-size images
+can be fitted as one group (:mod:`dip.group`); a lone fit is a group of one.
+
 The network works on a canvas whose sides are multiples of ``2**levels``; its output is cropped
 to the image's size before the operator, so the loss only ever sees real pixels.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
@@ -29,7 +35,9 @@ import torch
 from torch import nn
 
 from dip.device import pick_device
-from dip.early_stopping import WindowedVariance
+from dip.graphs import Replayer
+from dip.group import Lone, Stacked
+from dip.iteration import Iteration
 from dip.network import NetConfig, SkipNet
 from dip.operators import Operator
 
@@ -52,8 +60,10 @@ class FitConfig:
     # "fp32"; "bf16" = autocast on CUDA (ignored on the CPU); "fp64" = float64 weights and data,
     # slow, for exactness checks (rounding no longer steers Adam's trajectory)
     precision: str = "fp32"
-    channels_last: bool | None = None  # None = on for CUDA, off elsewhere (slower on this CPU)
+    channels_last: bool = False  # NHWC end to end (one memory format either way; measure before turning on)
     compile: bool = False  # torch.compile the forward pass (measured slower on the test CPU)
+    graph: bool | None = None  # capture each iteration as a CUDA graph; None = on for CUDA (eager elsewhere)
+    check_every: int = 100  # host check for a NaN/Inf loss every this many iterations
 
     def validate(self) -> "FitConfig":
         if self.iterations < 1:
@@ -64,6 +74,8 @@ class FitConfig:
             raise ValueError("reg_noise_std must be >= 0 and input_noise_scale > 0")
         if self.exp_weight is not None and not 0 <= self.exp_weight < 1:
             raise ValueError(f"exp_weight must be in [0, 1), got {self.exp_weight}")
+        if self.check_every < 1:
+            raise ValueError(f"check_every must be >= 1, got {self.check_every}")
         if self.precision not in ("fp32", "bf16", "fp64"):
             raise ValueError(f"precision must be fp32, bf16 or fp64, got {self.precision!r}")
         return self
@@ -88,6 +100,17 @@ class Step:
     fitter: "Fitter"
 
 
+class FitDiverged(RuntimeError):
+    """The loss became NaN or infinite (without backtracking to catch it)."""
+
+    def __init__(self, iteration: int) -> None:
+        super().__init__(
+            f"the fit diverged: the loss became NaN/Inf at iteration {iteration}; "
+            "lower the learning rate or turn on backtracking"
+        )
+        self.iteration = iteration
+
+
 @dataclass
 class FitResult:
     output: torch.Tensor  # f_θ(z) after the last iteration run
@@ -97,6 +120,8 @@ class FitResult:
     early_stop_iteration: int | None
     backtracks: int
     seconds: float
+    diverged_at: int | None = None  # first iteration with a NaN/Inf loss (the fit stopped there)
+    mode: str = "eager"  # how the iterations ran: "eager" or "graph" (CUDA graph replay)
 
     @property
     def best(self) -> torch.Tensor:
@@ -125,7 +150,11 @@ def check_size(size: tuple[int, int], cfg: NetConfig) -> None:
 
 
 class Fitter:
-    """Fits a fresh :class:`SkipNet` to one observation through ``operator``."""
+    """Fits a fresh :class:`SkipNet` to one observation through ``operator``.
+
+    Callbacks get a :class:`Step` whose tensors are the loop's buffers: read them during the
+    call (``to_numpy``, ``float``), ``clone()`` what you keep.
+    """
 
     def __init__(
         self,
@@ -148,7 +177,7 @@ class Fitter:
         self.channels = observation.shape[1]
         self.callbacks: list[tuple[Callback, int | None, set[int]]] = []
         self.stop_requested = False
-        self.net: nn.Module | None = None  # the network being fitted, set by run()
+        self.net: nn.Module | None = None  # the network being fitted (lone fits), set by run()
         self.z: torch.Tensor | None = None  # its input code
 
     def add_callback(self, fn: Callback, every: int | None = None, at: Iterable[int] | None = None) -> None:
@@ -174,185 +203,98 @@ class Fitter:
         z = torch.rand((1, self.net_cfg.input_depth, h, w), generator=gen) * self.cfg.input_noise_scale
         return net.to(self.device, self.dtype), z.to(self.device, self.dtype)
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.cfg.precision == "bf16" and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     def run(self) -> FitResult:
-        """Fit and return the result (the one loop, :func:`_run_group` with a group of one)."""
-        return _run_group([self])[0]
+        """Fit and return the result; raises :class:`FitDiverged` if the loss became NaN/Inf."""
+        result = run_fits([self])[0]
+        if result.diverged_at is not None:
+            raise FitDiverged(result.diverged_at)
+        return result
 
-    def _notify(self, i: int, out: torch.Tensor, avg: torch.Tensor | None, loss: torch.Tensor, final: bool = False) -> None:
-        """Periodic callbacks also get the final iteration, so curves always end at the result."""
-        for fn, every, marks in self.callbacks:
-            if i in marks or (every is not None and (i % every == 0 or final)):
-                fn(Step(i, out, avg, loss, self))
-
-
-def _prepare_device(device: torch.device) -> None:
-    """cuDNN autotuning on CUDA (fixed shapes for thousands of iterations); nothing on the CPU."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    def due(self, i: int, final: bool = False) -> list[Callback]:
+        """The callbacks to call at iteration ``i`` (periodic ones also at the final one)."""
+        return [fn for fn, every, marks in self.callbacks if i in marks or (every is not None and (i % every == 0 or final))]
 
 
-def _group_forward(nets: list[nn.Module]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``codes (N, D, H, W) → outputs (N, C, H, W)``, image ``i`` through ``nets[i]``.
-
-    One network is called directly. Several same-shaped networks run as one batched call:
-    ``torch.func.vmap`` of ``functional_call`` over their stacked parameters, so each image
-    keeps its own weights and its own batch-norm statistics (the networks only ever use batch
-    statistics) — mathematically N independent fits, computed in one pass.
-    """
-    if len(nets) == 1:
-        return nets[0]
-    from torch.func import functional_call, vmap
-
-    base = nets[0]
-    names = [name for name, _ in base.named_parameters()]
-    per_net = [dict(net.named_parameters()) for net in nets]
-    buffers = dict(base.named_buffers())
-
-    def one(params: dict[str, torch.Tensor], code: torch.Tensor) -> torch.Tensor:
-        return functional_call(base, (params, buffers), (code[None],))[0]
-
-    batched = vmap(one)
-
-    def forward(codes: torch.Tensor) -> torch.Tensor:
-        stacked = {name: torch.stack([p[name] for p in per_net]) for name in names}
-        return batched(stacked, codes)
-
-    return forward
-
-
-def _run_group(fitters: list[Fitter]) -> list[FitResult]:
-    """THE fitting loop, for one image or several same-size images fitted at once.
+def run_fits(fitters: list[Fitter]) -> list[FitResult]:
+    """THE fitting loop, for one image or a group of same-size images fitted at once.
 
     Each image has its own network, input code, noise generator, Adam state, backtracking
-    snapshot, output average, ES-WMV tracker and callbacks, all drawn from its own seed exactly
-    as a lone fit would; only the forward/backward pass is shared. An image that stops early
-    (ES-WMV or ``request_stop``) is frozen — no more steps or callbacks — while the others go on.
-    The loop does not synchronise with the device except where asked to: ``loss.item()`` for
-    backtracking, a host read once per ES window, and whatever callbacks do at their iterations.
+    snapshot, output average, ES-WMV tracker and callbacks, drawn from its own seed exactly as a
+    lone fit would; only the kernels are shared. An image that stops (ES-WMV, ``request_stop``,
+    a NaN/Inf loss) is frozen — no more steps or callbacks — while the others go on.
     """
     lead = fitters[0]
-    cfg, device = lead.cfg, lead.device
-    n = len(fitters)
+    cfg, device, n = lead.cfg, lead.device, len(fitters)
     start = time.perf_counter()
-    _prepare_device(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes for thousands of iterations
     nets, codes = zip(*(f.build() for f in fitters))
-    nets = list(nets)
     z = torch.cat(codes)
-    channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
-    if channels_last:
-        nets = [net.to(memory_format=torch.channels_last) for net in nets]
+    if cfg.channels_last:
+        nets = tuple(net.to(memory_format=torch.channels_last) for net in nets)
         z = z.contiguous(memory_format=torch.channels_last)
+    model = Lone(nets[0]) if n == 1 else Stacked(nets)
     for i, f in enumerate(fitters):
-        f.net, f.z = nets[i], z[i : i + 1]  # for callbacks that inspect or perturb the network
-    forward = _group_forward(nets)
-    if cfg.compile:
-        forward = torch.compile(forward)
-    params = [list(net.parameters()) for net in nets]
-    # Adam is elementwise: the multi-tensor (foreach) / fused kernels compute the same update as
-    # the per-tensor loop with far fewer kernel launches.
-    adam_kwargs: dict[str, Any] = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    optimizers = [torch.optim.Adam(p, lr=cfg.lr, **adam_kwargs) for p in params]
-    noise_gens = [torch.Generator(device=device).manual_seed(f.cfg.seed + 1) for f in fitters]
-    noise = torch.empty_like(z)
-    noise_views = [noise[i : i + 1] for i in range(n)]
-    h, w = lead.image_size
-    autocast = lead._autocast
-
-    def output_of(code: torch.Tensor) -> torch.Tensor:
-        with autocast():
-            out = forward(code)
-        return out[..., :h, :w].to(lead.dtype)
-
-    def losses_of(out: torch.Tensor) -> torch.Tensor:
-        if n == 1:
-            return torch.mean((lead.operator(out) - lead.observation) ** 2)[None]
-        return torch.stack(
-            [torch.mean((f.operator(out[i : i + 1]) - f.observation) ** 2) for i, f in enumerate(fitters)]
-        )
-
-    averaged: list[torch.Tensor | None] = [None] * n
-    trackers = [WindowedVariance(cfg.es_window, cfg.es_patience) if cfg.early_stop else None for _ in fitters]
-    good = [[p.detach().clone() for p in ps] for ps in params] if cfg.backtrack else []
-    good_loss = [math.inf] * n
-    jump = 10 ** (cfg.backtrack_drop_db / 10)
-    backtracks = [0] * n
+        f.net, f.z, f.stop_requested = (nets[0] if n == 1 else None), z[i : i + 1], False
+    forward = torch.compile(model) if cfg.compile else model
+    step = Iteration(model, forward, z, [f.operator for f in fitters], [f.observation for f in fitters],
+                     [f.cfg.seed for f in fitters], cfg, lead.image_size, lead.dtype)
+    use_graph = cfg.graph if cfg.graph is not None else device.type == "cuda"
+    replay = Replayer(step, device, use_graph, step.generators)
     iterations_run = [cfg.iterations] * n
+    diverged: list[int | None] = [None] * n
     active = list(range(n))
-    for f in fitters:
-        f.stop_requested = False
+
+    def finish(i: int, ran: int) -> None:
+        iterations_run[i] = ran
+        active.remove(i)
+        step.active[i] = False
+
     for iteration in range(cfg.iterations):
-        code = z
-        if cfg.reg_noise_std > 0:
-            for i in range(n):
-                torch.randn(noise_views[i].shape, generator=noise_gens[i], device=device, out=noise_views[i])
-            code = z + cfg.reg_noise_std * noise
-        out = output_of(code)
-        losses = losses_of(out)
+        replay()
         for i in active:
-            optimizers[i].zero_grad(set_to_none=True)
-        losses.sum().backward()  # image i's parameters only receive the gradient of loss i
-        out = out.detach()
-        values = losses.tolist() if cfg.backtrack else []
-        stepping = []
-        for i in active:
-            if cfg.backtrack:
-                value = values[i]
-                if value > good_loss[i] * jump or not math.isfinite(value):
-                    # Diverged: restore the last good weights and skip this step entirely.
-                    with torch.no_grad():  # parameters are leaves that require grad
-                        torch._foreach_copy_(params[i], good[i])
-                    backtracks[i] += 1
-                    continue
-                with torch.no_grad():
-                    torch._foreach_copy_(good[i], params[i])
-                good_loss[i] = value
-            out_i = out if n == 1 else out[i : i + 1]
-            if cfg.exp_weight is not None:
-                avg = averaged[i]
-                averaged[i] = out_i.clone() if avg is None else avg.mul_(cfg.exp_weight).add_(out_i, alpha=1 - cfg.exp_weight)
-            tracker = trackers[i]
-            if tracker is not None:
-                tracker.update(iteration, out_i)
-            fitters[i]._notify(iteration, out_i, averaged[i], losses[i].detach())
-            optimizers[i].step()
-            stepping.append(i)
-        for i in stepping:
-            tracker = trackers[i]
-            stop = tracker is not None and (iteration + 1) % cfg.es_window == 0 and tracker.should_stop(iteration)
-            if stop or fitters[i].stop_requested:
-                iterations_run[i] = iteration + 1
-                active.remove(i)
+            fns = fitters[i].due(iteration)
+            if fns and not bool(step.skipped[i]):  # a backtracked iteration has nothing to show
+                averaged = step.averaged[i : i + 1] if step.averaged is not None else None
+                shown = Step(iteration, step.out[i : i + 1], averaged, step.loss[i], fitters[i])
+                for fn in fns:
+                    fn(shown)
+        checking = (iteration + 1) % cfg.check_every == 0 or iteration + 1 == cfg.iterations
+        broken = step.nonfinite_at.tolist() if checking else [-1] * n
+        for i in list(active):
+            tracker = step.trackers[i] if step.trackers else None
+            es = tracker is not None and (iteration + 1) % cfg.es_window == 0 and tracker.should_stop(iteration)
+            if broken[i] >= 0:
+                diverged[i] = broken[i]
+                finish(i, broken[i] + 1)
+            elif es or fitters[i].stop_requested:
+                finish(i, iteration + 1)
         if not active:
             break
     with torch.no_grad():
-        final = output_of(z)
-        final_losses = losses_of(final)
+        final = step.forward(z)
+        final_losses = step.losses(final)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
+    backtracks = step.backtracks.tolist()
     results = []
     for i, f in enumerate(fitters):
-        final_i = final if n == 1 else final[i : i + 1]
-        f._notify(iterations_run[i], final_i, averaged[i], final_losses[i], final=True)
+        out = final[i : i + 1]
+        averaged = step.averaged[i : i + 1].clone() if step.averaged is not None else None
+        if diverged[i] is None:
+            shown = Step(iterations_run[i], out, averaged, final_losses[i].detach(), f)
+            for fn in f.due(iterations_run[i], final=True):
+                fn(shown)
         es_out, es_iter = None, None
-        tracker = trackers[i]
-        if tracker is not None and tracker.best_output is not None:
+        if step.trackers:
+            tracker = step.trackers[i]
             tracker.should_stop(iterations_run[i])
-            es_out, es_iter = tracker.best_output, tracker.best_iteration
-        results.append(
-            FitResult(
-                output=final_i,
-                averaged=averaged[i],
-                early_stopped=es_out,
-                iterations_run=iterations_run[i],
-                early_stop_iteration=es_iter,
-                backtracks=backtracks[i],
-                seconds=seconds,
-            )
-        )
+            if tracker.found:
+                es_out, es_iter = tracker.best_output.clone().to(lead.dtype), tracker.best_iteration
+        results.append(FitResult(output=out, averaged=averaged, early_stopped=es_out, iterations_run=iterations_run[i],
+                                 early_stop_iteration=es_iter, backtracks=int(backtracks[i]), seconds=seconds,
+                                 diverged_at=diverged[i], mode=replay.mode))
     return results
 
 
@@ -373,7 +315,7 @@ def fit_many(
     ``operators`` is one operator for all images or one per image; ``seeds`` defaults to
     ``cfg.seed`` for every image; ``callbacks[i]`` are image ``i``'s ``(fn, every, at)``
     triples, whose :class:`Step` carries that image alone. Every result's ``seconds`` is the
-    group's wall time.
+    group's wall time. A diverged image has ``diverged_at`` set (the others are unaffected).
     """
     obs = list(observations)
     if not obs:
@@ -393,7 +335,7 @@ def fit_many(
     for f, cbs in zip(fitters, callbacks or [()] * len(fitters)):
         for fn, every, at in cbs:
             f.add_callback(fn, every=every, at=at)
-    return _run_group(fitters)
+    return run_fits(fitters)
 
 
 def fit(

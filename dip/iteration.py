@@ -1,0 +1,129 @@
+"""One DIP iteration for N same-size fits, written to be captured as a CUDA graph.
+
+Calling an :class:`Iteration` does, for every image ``i`` of the group, with no host
+synchronisation and no tensor allocated outside the step itself:
+
+1. perturb the code, :math:`z_i + \\sigma_p \\epsilon_t` with :math:`\\epsilon_t` from image
+   ``i``'s own generator (device side, so graph replays draw new noise);
+2. forward, the loss :math:`L_i = \\lVert A_i(f_{\\theta_i}(\\cdot)) - y_i\\rVert^2/n` (+ TV), backward;
+3. backtracking, on the device: the step is *bad* if :math:`L_i > L^{good}_i \\cdot 10^{d/10}`
+   (a drop of ``d`` dB in PSNR) or not finite; a bad step restores the last good weights and
+   skips the update — the authors' rule, checked at every iteration as before;
+4. :class:`dip.adam.Adam` on the images that step (``take``);
+5. output averaging and the ES-WMV tracker, for the images that step;
+6. results into static buffers (``out``, ``loss``, ``skipped``, ``nonfinite_at``) that the host
+   reads only when it needs them.
+
+Run eagerly (CPU, or a failed capture) it is the same arithmetic, one kernel at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable, Sequence
+
+import torch
+
+from dip.adam import Adam
+from dip.early_stopping import WindowedVariance
+from dip.operators import Operator
+
+
+class Iteration:
+    """The state of a group of fits and the one iteration that advances it."""
+
+    def __init__(self, model, forward: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor,
+                 operators: Sequence[Operator], observations: Sequence[torch.Tensor], seeds: Sequence[int],
+                 cfg, image_size: tuple[int, int], dtype: torch.dtype,
+                 tv: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        n, device = len(operators), z.device
+        self.model, self._forward, self.z, self.cfg, self.dtype = model, forward, z, cfg, dtype
+        self.n, (self.h, self.w) = n, image_size
+        self.operators, self.observations, self.tv = list(operators), list(observations), tv
+        self.generators = [torch.Generator(device=device).manual_seed(s + 1) for s in seeds]
+        self.noise, self.code = torch.empty_like(z), torch.empty_like(z)
+        self.params: list[torch.Tensor] = model.params
+        self.adam = Adam(self.params, cfg.lr, n, model.stacked)
+        channels = self.observations[0].shape[1]
+        self.out = torch.zeros((n, channels, self.h, self.w), dtype=dtype, device=device)
+        self.loss = torch.zeros(n, dtype=dtype, device=device)
+        self.active = torch.ones(n, dtype=torch.bool, device=device)  # false once a fit has stopped
+        self.skipped = torch.zeros(n, dtype=torch.bool, device=device)  # no step this iteration
+        self.nonfinite_at = torch.full((n,), -1, dtype=torch.long, device=device)
+        self.backtracks = torch.zeros(n, dtype=torch.long, device=device)
+        self.it = torch.zeros((), dtype=torch.long, device=device)
+        self.averaged = torch.zeros_like(self.out) if cfg.exp_weight is not None else None
+        self._started = torch.zeros(n, dtype=torch.bool, device=device)
+        self.trackers = [WindowedVariance(cfg.es_window, cfg.es_patience) for _ in range(n)] if cfg.early_stop else []
+        for i, tracker in enumerate(self.trackers):
+            tracker.bind(self.out[i : i + 1].float())
+        self.good = [p.detach().clone() for p in self.params] if cfg.backtrack else []
+        self.good_loss = torch.full((n,), math.inf, dtype=dtype, device=device)
+        self.jump = 10 ** (cfg.backtrack_drop_db / 10)
+        self.masked = cfg.backtrack or n > 1  # lone fits without backtracking always step
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.cfg.precision == "bf16" and self.z.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)  # graph-safe
+        return contextlib.nullcontext()
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        """``f_θ(code)`` for every image, cropped from the canvas to the image's size."""
+        with self.autocast():
+            out = self._forward(code)
+        return out[..., : self.h, : self.w].to(self.dtype)
+
+    def losses(self, out: torch.Tensor) -> torch.Tensor:
+        """Per-image data term (mean squared error through each operator), plus TV if asked."""
+        terms = [torch.mean((op(out[i : i + 1]) - y) ** 2) for i, (op, y) in enumerate(zip(self.operators, self.observations))]
+        loss = terms[0][None] if self.n == 1 else torch.stack(terms)
+        if self.tv is not None:
+            loss = loss + torch.stack([self.tv(out[i : i + 1]) for i in range(self.n)])
+        return loss
+
+    def _per_image(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return self.adam.per_image(values, like)
+
+    def __call__(self) -> None:
+        """One iteration of every image (see the module docstring). No host synchronisation."""
+        cfg = self.cfg
+        code = self.z
+        if cfg.reg_noise_std > 0:
+            for i, gen in enumerate(self.generators):
+                torch.randn(self.noise[i : i + 1].shape, generator=gen, device=self.z.device, dtype=self.z.dtype, out=self.noise[i : i + 1])
+            torch.add(self.z, self.noise, alpha=cfg.reg_noise_std, out=self.code)
+            code = self.code
+        for p in self.params:
+            p.grad = None
+        out = self.forward(code)
+        loss = self.losses(out)
+        loss.sum().backward()  # image i's parameters only receive the gradient of loss i
+        with torch.no_grad():
+            out, loss = out.detach(), loss.detach()
+            take = self.active
+            if cfg.backtrack:
+                bad = self.active & ~(loss <= self.good_loss * self.jump)  # NaN counts as bad
+                for p, good in zip(self.params, self.good):
+                    p.copy_(torch.where(self._per_image(bad, p), good, p))
+                    good.copy_(p)
+                take = self.active & ~bad
+                self.good_loss.copy_(torch.where(take, loss, self.good_loss))
+                self.backtracks += bad.long()
+            for p in self.params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+            self.adam.step(take if self.masked else None)
+            if self.averaged is not None:
+                beta, k = cfg.exp_weight, take.view(-1, 1, 1, 1)
+                blended = torch.where(self._started.view(-1, 1, 1, 1), self.averaged * beta + out * (1 - beta), out)
+                self.averaged.copy_(torch.where(k, blended, self.averaged))
+                self._started |= take
+            for i, tracker in enumerate(self.trackers):
+                tracker.update(self.it, out[i : i + 1], take[i])
+            self.out.copy_(out)
+            self.loss.copy_(loss)
+            self.skipped.copy_(~take)
+            broken = take & ~torch.isfinite(loss) & (self.nonfinite_at < 0)
+            self.nonfinite_at.copy_(torch.where(broken, self.it, self.nonfinite_at))
+            self.it += 1
