@@ -49,6 +49,7 @@ class EngineConfig:
     threads_per_worker: int = 1    # LocalCluster: concurrent fits per worker process
     dashboard: str = ""            # LocalCluster: dashboard address, e.g. 127.0.0.1:8787; '' = off
     retries: int = 2               # dask: re-runs of a fit that raised (a killed worker's task is rescheduled anyway)
+    group: str = "auto"            # local: same-size fits run together on CUDA; auto = from free GPU memory (1 off CUDA), or a number
 
     @classmethod
     def from_params(cls, engine: dict[str, Any] | None) -> "EngineConfig":
@@ -63,12 +64,15 @@ class EngineConfig:
         if cfg.n_workers < 1 or cfg.threads_per_worker < 1 or cfg.threads < 0 or cfg.retries < 0:
             raise ValueError("engine.n_workers and engine.threads_per_worker must be ≥ 1, engine.threads and engine.retries ≥ 0")
         cfg.address, cfg.dashboard = str(cfg.address), str(cfg.dashboard)
+        cfg.group = str(cfg.group).lower()
+        if cfg.group != "auto" and not (cfg.group.isdigit() and int(cfg.group) >= 1):
+            raise ValueError(f"engine.group must be 'auto' or a whole number >= 1, got {cfg.group!r}")
         return cfg
 
 
 def make_engine(cfg: EngineConfig, device: str) -> "LocalEngine | DaskEngine":
     """The engine ``cfg`` asks for (use it as a context manager: ``close()`` shuts a cluster down)."""
-    return DaskEngine(cfg, device) if cfg.kind == "dask" else LocalEngine(cfg.threads)
+    return DaskEngine(cfg, device) if cfg.kind == "dask" else LocalEngine(cfg.threads, cfg.group)
 
 
 class LocalEngine:
@@ -76,21 +80,33 @@ class LocalEngine:
 
     name = "local"
 
-    def __init__(self, threads: int = 0) -> None:
+    def __init__(self, threads: int = 0, group: str = "auto") -> None:
+        self.group = group
         if threads > 0:
             import torch
 
             torch.set_num_threads(threads)
 
     def run(self, jobs: Sequence["Job"], progress: Progress) -> Iterator[tuple["Job", dict[str, Any]]]:
-        from pipeline.run import restore_job
+        """Fit the jobs group by group (:func:`pipeline.run.groups`: same-size fits together on
+        CUDA, one at a time elsewhere); a fit that fails is raised after its group's others are written."""
+        from pipeline.restore import restore_group
+        from pipeline.run import groups, prepare_job
 
-        for job in jobs:
-            def tick(step: Any, job: "Job" = job) -> None:
-                progress(job, int(step.iteration), float(step.loss))
+        for group in groups(list(jobs), self.group):
+            def ticker(job: "Job") -> Any:
+                return lambda step: progress(job, int(step.iteration), float(step.loss))
 
-            record = restore_job(job.case_dir, job.out_dir, job.settings, [(tick, int(job.settings["log_every"]))], extra={"engine": self.name})
-            yield job, record
+            restorations = [prepare_job(job.case_dir, job.out_dir, job.settings, [(ticker(job), int(job.settings["log_every"]))],
+                                        extra={"engine": self.name}) for job in group]
+            failed = None
+            for job, outcome in zip(group, restore_group(restorations)):
+                if isinstance(outcome, Exception):
+                    failed = failed or outcome
+                else:
+                    yield job, outcome
+            if failed is not None:
+                raise failed
 
     def describe(self) -> str:
         return "in-process"

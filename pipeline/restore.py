@@ -15,6 +15,7 @@ import csv
 import dataclasses
 import platform
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -23,7 +24,7 @@ import torch
 
 import dip
 from dip.callbacks import CurveRecorder, SnapshotTaker
-from dip.fit import Callback, FitConfig, Fitter, FitResult
+from dip.fit import Callback, FitConfig, FitDiverged, Fitter, FitResult, run_fits
 from dip.io import atomic_directory, save_image, save_json, to_numpy, to_tensor
 from dip.metrics import quality
 from dip.network import NetConfig
@@ -45,7 +46,26 @@ def write_curve(path: Path, rows: list[dict[str, float]]) -> None:
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
-def restore(
+@dataclass
+class Restoration:
+    """One image being restored: its fitter (with the curve and snapshot callbacks) and what its
+    output folder needs. Nothing is written until :func:`write`."""
+
+    fitter: Fitter
+    operator: Operator
+    observation: np.ndarray
+    out_dir: Path
+    curve: CurveRecorder
+    snapshots: dict[int, np.ndarray] = field(default_factory=dict)
+    ground_truth: np.ndarray | None = None
+    protocol: str = "rgb"
+    shave: int = 0
+    overwrite: bool = False
+    extra: dict[str, Any] | None = None
+    started: float = field(default_factory=time.time)
+
+
+def prepare(
     operator: Operator,
     observation: np.ndarray,
     out_dir: Path,
@@ -61,35 +81,64 @@ def restore(
     callbacks: Iterable[tuple[Callback, int]] = (),
     overwrite: bool = False,
     extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Fit DIP to ``observation`` through ``operator`` and write ``out_dir`` atomically.
-
-    Returns the content of ``run.json``.
-    """
+) -> Restoration:
+    """Check the inputs and set up the fit of one image (curve every ``log_every`` iterations,
+    snapshots kept in memory at the requested iterations, the caller's ``callbacks``)."""
     y = to_tensor(observation)
     fitter = Fitter(net_cfg, operator, y, fit_cfg, device)
     if ground_truth is not None and tuple(ground_truth.shape[:2]) != tuple(fitter.image_size):
         gh, gw = ground_truth.shape[:2]
         raise ValueError(f"ground truth is {gw}x{gh} but the restored image will be {fitter.image_size[1]}x{fitter.image_size[0]}")
-    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+    if out_dir.exists() and not overwrite:
+        raise FileExistsError(f"{out_dir} exists; pass --force to overwrite it")
+    r = Restoration(fitter, operator, observation, out_dir, CurveRecorder(ground_truth, protocol=protocol, shave=shave),  # type: ignore[arg-type]
+                    ground_truth=ground_truth, protocol=protocol, shave=shave, overwrite=overwrite, extra=extra)
+    fitter.add_callback(r.curve, every=log_every)
+    marks = sorted({i for i in snapshots if 0 <= i <= fit_cfg.iterations})
+    if marks:
+        fitter.add_callback(SnapshotTaker(lambda i, img: r.snapshots.__setitem__(i, img)), at=marks)
+    for fn, every in callbacks:
+        fitter.add_callback(fn, every=every)
+    return r
+
+
+def write(r: Restoration, result: FitResult) -> dict[str, Any]:
+    """Write ``r``'s output folder atomically from the fit's ``result``; returns run.json's content."""
+    if result.diverged_at is not None:
+        raise FitDiverged(result.diverged_at)
+    record = _record(r.fitter, result, r.curve, r.ground_truth, r.operator, r.observation, r.protocol, r.shave, r.started, r.extra)
+    with atomic_directory(r.out_dir, overwrite=r.overwrite) as tmp:
         (tmp / "snapshots").mkdir()
-        curve = CurveRecorder(ground_truth, protocol=protocol, shave=shave)  # type: ignore[arg-type]
-        fitter.add_callback(curve, every=log_every)
-        marks = sorted({i for i in snapshots if 0 <= i <= fit_cfg.iterations})
-        if marks:
-            taker = SnapshotTaker(lambda i, img: save_image(tmp / "snapshots" / f"iter_{i:05d}.png", img))
-            fitter.add_callback(taker, at=marks)
-        for fn, every in callbacks:
-            fitter.add_callback(fn, every=every)
-        started = time.time()
-        result = fitter.run()
-        record = _record(fitter, result, curve, ground_truth, operator, observation, protocol, shave, started, extra)
+        for i, image in sorted(r.snapshots.items()):
+            save_image(tmp / "snapshots" / f"iter_{i:05d}.png", image)
         save_image(tmp / "restored.png", to_numpy(result.best))
         if result.best is not result.output:
             save_image(tmp / "final.png", to_numpy(result.output))
-        write_curve(tmp / "curve.csv", curve.rows)
+        write_curve(tmp / "curve.csv", r.curve.rows)
         save_json(tmp / "run.json", record)
     return record
+
+
+def restore(operator: Operator, observation: np.ndarray, out_dir: Path, net_cfg: NetConfig, fit_cfg: FitConfig, **options: Any) -> dict[str, Any]:
+    """Fit DIP to ``observation`` through ``operator`` and write ``out_dir`` atomically (options as
+    :func:`prepare`). Returns the content of ``run.json``."""
+    r = prepare(operator, observation, out_dir, net_cfg, fit_cfg, **options)
+    return write(r, run_fits([r.fitter])[0])
+
+
+def restore_group(restorations: list[Restoration]) -> list[dict[str, Any] | Exception]:
+    """Fit same-size images together (:mod:`dip.group`) and write each folder; an image that
+    fails (e.g. its loss diverged) gets its exception in the list, the others their record."""
+    results = run_fits([r.fitter for r in restorations])
+    for r in restorations:
+        r.extra = {**(r.extra or {}), "group_size": len(restorations)}
+    outcomes: list[dict[str, Any] | Exception] = []
+    for r, result in zip(restorations, results):
+        try:
+            outcomes.append(write(r, result))
+        except (FitDiverged, ValueError, OSError) as err:
+            outcomes.append(err)
+    return outcomes
 
 
 def _record(
@@ -118,6 +167,7 @@ def _record(
         "early_stop_iteration": result.early_stop_iteration,
         "backtracks": result.backtracks,
         "image_size": list(fitter.image_size),
+        "loop": result.mode,
         "estimate": "early_stopped" if result.early_stopped is not None else "averaged" if result.averaged is not None else "final",
         **(extra or {}),
     }

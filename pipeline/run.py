@@ -32,6 +32,7 @@ from pipeline.profiles import Experiment, Profile, parse_experiment
 
 if TYPE_CHECKING:
     from pipeline.engines import DaskEngine, LocalEngine
+    from pipeline.restore import Restoration
 
     Engine = LocalEngine | DaskEngine
 
@@ -71,12 +72,11 @@ def job_settings(exp: Experiment, profile: Profile, seed: int, device: str) -> d
             "log_every": profile.log_every, "snapshots": snapshots, "profile": profile.name}
 
 
-def restore_job(case_dir: Path, out_dir: Path, settings: dict[str, Any], callbacks: list[tuple[Callback, int]] | None = None,
-                extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Fit DIP to one corrupted case and write ``out_dir`` (restored.png, curve.csv, snapshots/,
-    run.json); returns run.json's content. Pure inputs → output folder, no global state.
-    ``extra`` adds provenance keys to run.json (e.g. the engine); it does not enter the hash."""
-    from pipeline.restore import restore
+def prepare_job(case_dir: Path, out_dir: Path, settings: dict[str, Any], callbacks: list[tuple[Callback, int]] | None = None,
+                extra: dict[str, Any] | None = None) -> "Restoration":
+    """Read one corrupted case and set up its fit (nothing written yet). ``extra`` adds
+    provenance keys to run.json (e.g. the engine); it does not enter the hash."""
+    from pipeline.restore import prepare
 
     meta = json.loads((case_dir / "meta.json").read_text())
     observation = np.load(case_dir / "observation.npy")
@@ -86,12 +86,57 @@ def restore_job(case_dir: Path, out_dir: Path, settings: dict[str, Any], callbac
     operator = make_operator(meta["task"], mask=mask, factor=factor or 4)
     extra = {**(extra or {}), **{k: meta[k] for k in ("experiment", "image", "set", "profile") if k in meta}}
     extra["settings_hash"] = settings_hash(case_dir, settings)
-    return restore(
+    return prepare(
         operator, observation, out_dir, NetConfig.from_dict(settings["net"]), FitConfig.from_dict(settings["fit"]),
         ground_truth=truth, protocol="sr" if meta["task"] == "sr" else "rgb", shave=factor if meta["task"] == "sr" else 0,
         device=settings["device"], log_every=int(settings["log_every"]), snapshots=settings["snapshots"],
         callbacks=callbacks or (), overwrite=True, extra=extra,
     )
+
+
+def restore_job(case_dir: Path, out_dir: Path, settings: dict[str, Any], callbacks: list[tuple[Callback, int]] | None = None,
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fit DIP to one corrupted case and write ``out_dir`` (restored.png, curve.csv, snapshots/,
+    run.json); returns run.json's content. Pure inputs → output folder, no global state."""
+    from pipeline.restore import restore_group
+
+    outcome = restore_group([prepare_job(case_dir, out_dir, settings, callbacks, extra)])[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def group_key(job: "Job") -> str:
+    """Jobs with equal keys can be fitted together: same settings but the seed, same image size."""
+    fit = {k: v for k, v in job.settings["fit"].items() if k != "seed"}
+    observation = np.load(job.case_dir / "observation.npy", mmap_mode="r")
+    return json.dumps({"net": job.settings["net"], "fit": fit, "device": job.settings["device"], "shape": observation.shape,
+                       "task": json.loads((job.case_dir / "meta.json").read_text())["task"]}, sort_keys=True, default=str)
+
+
+def groups(jobs: list["Job"], size: int | str) -> list[list["Job"]]:
+    """Split ``jobs`` into groups of at most ``size`` (``auto``: from free GPU memory, 1 off CUDA)
+    fits that :func:`pipeline.restore.restore_group` can run together, in plan order."""
+    from dip.device import pick_device
+    from dip.group import fit_bytes, group_size
+
+    by_key: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_key.setdefault(group_key(job), []).append(job)
+    out: list[list[Job]] = []
+    for same in by_key.values():
+        n = size
+        if size == "auto":
+            device = pick_device(same[0].settings["device"])
+            per_fit = 0
+            if device.type == "cuda":
+                r = prepare_job(same[0].case_dir, same[0].out_dir, same[0].settings)
+                net, z = r.fitter.build()
+                per_fit = fit_bytes(net, z)
+            n = group_size("auto", len(same), per_fit, device)
+        n = max(1, min(int(n), len(same)))
+        out.extend(same[i : i + n] for i in range(0, len(same), n))
+    return out
 
 
 def is_done(case_dir: Path, out_dir: Path, settings: dict[str, Any]) -> bool:
