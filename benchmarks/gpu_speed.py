@@ -1,0 +1,220 @@
+"""GPU speed and agreement of the fitting loop: every variant in one run, results as they come.
+
+``python benchmarks/gpu_speed.py speed``  — steady-state time per iteration (paper network, 5
+levels 128/128/4, inpainting operator as issue 10 measured) of
+
+* ``plain``  the authors'-style reference loop (eager, default Adam, host PSNR every iteration);
+* ``bare``   forward / loss / backward / foreach Adam / averaging, eager;
+* ``eager``  the library's loop without CUDA graphs (``FitConfig(graph=False)``);
+* ``graph``  the library's loop replayed as one CUDA graph per iteration (the default on CUDA);
+* ``graph_bf16``, ``graph_channels_last``, ``compile`` (torch.compile inside the graph, compile
+  time reported separately) — the options to decide on;
+* ``group_N`` (N = 1, 4, 8, 16 images of 256² gray, graph) and ``group8_eager``: image-iterations
+  per second, with peak memory (``group8_eager_nobench``: cuDNN autotuning off, to see where
+  the memory of a grouped eager fit goes).
+
+Each fit is timed between two synchronised stamps ``warmup`` and ``warmup + timed`` iterations
+in, so the GPU can run ahead of the host as it does in real fits. One JSON line per variant is
+appended to ``--out`` as soon as it is measured (a timeout loses little).
+
+``python benchmarks/gpu_speed.py agree --image PATH`` — a Table 1 image at the paper's
+inpainting settings for ``--iterations``: PSNR of eager vs graph (must agree within 0.05 dB) and
+bf16 vs fp32 (bf16 is worth having only within 0.1 dB).
+
+``--tiny`` shrinks everything (CPU smoke test of this script).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import LR, bare_stepper, plain_stepper  # noqa: E402
+
+from dip import FitConfig, Fitter, Inpainting, NetConfig, fit_many  # noqa: E402
+from dip.io import load_image, to_numpy, to_tensor  # noqa: E402
+from dip.metrics import psnr  # noqa: E402
+
+PAPER_NET = dict(levels=5, width=128, skip=4)
+TINY_NET = dict(levels=3, width=8, skip=2)
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def peak_reset() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_mib() -> float | None:
+    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+
+
+def case(size: int, channels: int, n: int = 1, seed: int = 0) -> tuple[list[torch.Tensor], list[Inpainting]]:
+    """``n`` random images with 50 % of pixels missing (the inpainting operator)."""
+    gen = torch.Generator().manual_seed(seed)
+    ys, ops = [], []
+    for _ in range(n):
+        clean = torch.rand((1, channels, size, size), generator=gen)
+        mask = Inpainting.random_mask((size, size), 0.5, gen)
+        ys.append(Inpainting.corrupt(clean, mask))
+        ops.append(Inpainting(mask))
+    return ys, ops
+
+
+def time_fitters(fitters: list[Fitter], warmup: int, timed: int) -> tuple[float, float]:
+    """Seconds per iteration between the stamps, and seconds until the first stamp."""
+    stamps: list[float] = []
+    start = time.perf_counter()
+
+    def stamp(step) -> None:
+        if step.iteration >= warmup + timed + 1:
+            return
+        sync()
+        stamps.append(time.perf_counter())
+        if len(stamps) == 2:
+            for f in fitters:
+                f.request_stop()
+
+    fitters[0].add_callback(stamp, at=[warmup, warmup + timed])
+    if len(fitters) == 1:
+        fitters[0].run()
+    else:
+        from dip.fit import run_fits
+
+        run_fits(fitters)
+    return (stamps[1] - stamps[0]) / timed, stamps[0] - start
+
+
+def time_stepper(step, warmup: int, timed: int) -> float:
+    for _ in range(warmup):
+        step()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(timed):
+        step()
+    sync()
+    return (time.perf_counter() - t0) / timed
+
+
+def speed(args: argparse.Namespace, emit) -> None:
+    net = NetConfig.from_dict(TINY_NET if args.tiny else PAPER_NET)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    warmup, timed = (3, 4) if args.tiny else (args.warmup, args.timed)
+    sizes = [(64, 1, "gray64"), (64, 3, "rgb64")] if args.tiny else [(256, 1, "gray256"), (512, 3, "rgb512")]
+    base = FitConfig(iterations=warmup + timed + 2, lr=LR, reg_noise_std=1 / 30, exp_weight=0.99)
+
+    def variant(name: str, label: str, fn) -> None:
+        peak_reset()
+        try:
+            row = {"case": label, "variant": name, **fn()}
+        except Exception as err:  # noqa: BLE001 - record and go on with the next variant
+            traceback.print_exc()
+            row = {"case": label, "variant": name, "error": f"{err.__class__.__name__}: {str(err)[:300]}"}
+        row["peak_mib"] = peak_mib()
+        emit(row)
+
+    for size, channels, label in sizes:
+        (y,), (op,) = case(size, channels)
+        clean = torch.rand_like(y)
+        for name, maker in (("plain", lambda: plain_stepper(y, clean, device)), ("bare", lambda: bare_stepper(y, device))):
+            variant(name, label, lambda maker=maker: {"ms_per_it": 1e3 * time_stepper(maker(), warmup, timed)})
+        options = {  # compile last: it is the one most likely to fail
+            "eager": dict(graph=False),
+            "graph": dict(graph=True),
+            "graph_bf16": dict(graph=True, precision="bf16"),
+            "graph_channels_last": dict(graph=True, channels_last=True),
+            "compile": dict(graph=True, compile=True),
+        }
+        for name, opts in options.items():
+            def one(opts=opts) -> dict:
+                f = Fitter(net, op, y, dataclasses.replace(base, **opts), device=device)
+                per_it, first = time_fitters([f], warmup, timed)
+                return {"ms_per_it": 1e3 * per_it, "seconds_to_steady": round(first, 2), "options": opts}
+            variant(name, label, one)
+
+    size, channels = (32, 1) if args.tiny else (256, 1)
+    for n, opts in [(1, {}), (4, {}), (8, {}), (16, {}), (8, dict(graph=False)), (8, dict(graph=False, bench=False))]:
+        name = f"group{n}" + ("_eager" if opts.get("graph") is False else "") + ("_nobench" if opts.get("bench") is False else "")
+
+        def grouped(n=n, opts=opts) -> dict:
+            ys, ops = case(size, channels, n, seed=1)
+            cfg = dataclasses.replace(base, **{k: v for k, v in opts.items() if k != "bench"})
+            fitters = [Fitter(net, o, yy, dataclasses.replace(cfg, seed=s), device=device) for s, (o, yy) in enumerate(zip(ops, ys))]
+            old = torch.backends.cudnn.benchmark
+            if opts.get("bench") is False:
+                torch.backends.cudnn.benchmark = False
+                torch.backends.cudnn.enabled = True
+            try:
+                per_it, first = time_fitters(fitters, warmup, timed)
+            finally:
+                torch.backends.cudnn.benchmark = old
+            return {"ms_per_it": 1e3 * per_it, "images": n, "image_its_per_s": n / per_it, "seconds_to_steady": round(first, 2)}
+        variant(name, f"gray{size}", grouped)
+
+
+def agree(args: argparse.Namespace, emit) -> None:
+    """Graph vs eager and bf16 vs fp32 on one Table 1 image at the paper's inpainting settings."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    clean = load_image(args.image, mode="keep")
+    if args.tiny:
+        clean = clean[:64, :64]
+    mask = Inpainting.random_mask(clean.shape[:2], 0.5, torch.Generator().manual_seed(0))
+    y = Inpainting.corrupt(to_tensor(clean), mask)
+    net = NetConfig.from_dict(TINY_NET if args.tiny else PAPER_NET)
+    iterations = 20 if args.tiny else args.iterations
+    cfg = FitConfig(iterations=iterations, lr=args.lr, reg_noise_std=0.03)
+    scores = {}
+    for name, opts in [("eager", dict(graph=False)), ("graph", dict(graph=True)), ("graph_bf16", dict(graph=True, precision="bf16"))]:
+        t0 = time.perf_counter()
+        result = Fitter(net, Inpainting(mask), y, dataclasses.replace(cfg, **opts), device=device).run()
+        scores[name] = psnr(clean, to_numpy(result.output))
+        emit({"check": "agree", "variant": name, "image": str(args.image), "iterations": iterations, "psnr": round(scores[name], 3),
+              "seconds": round(time.perf_counter() - t0, 1), "mode": result.mode})
+    emit({"check": "agree", "graph_vs_eager_db": round(scores["graph"] - scores["eager"], 3),
+          "graph_ok": abs(scores["graph"] - scores["eager"]) <= 0.05,
+          "bf16_vs_fp32_db": round(scores["graph_bf16"] - scores["graph"], 3),
+          "bf16_ok": abs(scores["graph_bf16"] - scores["graph"]) <= 0.1})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("what", choices=["speed", "agree"])
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/gpu.jsonl"))
+    ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--timed", type=int, default=100)
+    ap.add_argument("--image", type=Path)
+    ap.add_argument("--iterations", type=int, default=2000)
+    ap.add_argument("--lr", type=float, default=0.01)
+    args = ap.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"torch": torch.__version__, "cuda": torch.version.cuda,
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
+
+    def emit(row: dict) -> None:
+        row = {**row, **meta}
+        print(json.dumps(row), flush=True)
+        with open(args.out, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+    (speed if args.what == "speed" else agree)(args, emit)
+
+
+if __name__ == "__main__":
+    main()
