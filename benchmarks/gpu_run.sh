@@ -9,7 +9,8 @@
 #      -> pipeline.jsonl, results.tgz (refreshed every 30 s, so a timeout loses little)
 # Usage, from the repository root:
 #   DIP_MIRROR=<folder laid out like ../shared/images, inside the checkout> DIP_GPU_OUT=<folder> bash benchmarks/gpu_run.sh
-# At most 8 files land in DIP_GPU_OUT. Budget per step via DIP_GPU_BUDGET (seconds, default 530).
+# At most 8 files land in DIP_GPU_OUT. DIP_GPU_BUDGET: seconds for the whole run (default 530);
+# DIP_GPU_STEPS: which of 'speed agree pipeline' to run (default all).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${DIP_GPU_OUT:?set DIP_GPU_OUT to the folder for the results}
@@ -25,9 +26,15 @@ left() { echo $(( BUDGET - (SECONDS - start) )); }
   git rev-parse HEAD 2>/dev/null || true; date -u; } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-timeout 200 python3 benchmarks/gpu_speed.py speed $TINY --out "$OUT/speed.jsonl" || echo "speed step ended with $?"
-timeout 120 python3 benchmarks/gpu_speed.py agree $TINY --image "$DIP_MIRROR/inpainting11/barbara.png" --out "$OUT/agree.jsonl" \
-  || echo "agree step ended with $?"
+STEPS=${DIP_GPU_STEPS:-speed agree pipeline}
+if [[ " $STEPS " == *" speed "* ]]; then
+  timeout 200 python3 benchmarks/gpu_speed.py speed $TINY --out "$OUT/speed.jsonl" || echo "speed step ended with $?"
+fi
+if [[ " $STEPS " == *" agree "* ]]; then
+  timeout 120 python3 benchmarks/gpu_speed.py agree $TINY --image "$DIP_MIRROR/inpainting11/barbara.png" --out "$OUT/agree.jsonl" \
+    || echo "agree step ended with $?"
+fi
+[[ " $STEPS " == *" pipeline "* ]] || exit 0
 
 stage() {  # stage NAME CMD...: run a pipeline stage within the time left, record its wall time
   local name=$1; shift
@@ -37,7 +44,11 @@ stage() {  # stage NAME CMD...: run a pipeline stage within the time left, recor
   echo "{\"stage\": \"$name\", \"rc\": $rc, \"seconds\": $((SECONDS - t0))}" | tee -a "$OUT/pipeline.jsonl"
   return $rc
 }
-snapshot() { tar czf "$OUT/results.tgz.part" results data/profile.json 2>/dev/null && mv "$OUT/results.tgz.part" "$OUT/results.tgz"; }
+snapshot() {  # results so far, replaced atomically
+  [ -d results ] || return 0
+  if tar czf "$OUT/.results.tgz.part" results data/profile.json 2>/dev/null; then mv "$OUT/.results.tgz.part" "$OUT/results.tgz"
+  else rm -f "$OUT/.results.tgz.part"; fi
+}
 ( while sleep 30; do snapshot; done ) &
 tarrer=$!
 trap 'kill $tarrer 2>/dev/null; snapshot' EXIT
