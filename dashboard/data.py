@@ -34,11 +34,11 @@ def resolve_root(argv: list[str] | None = None) -> Path:
     argv = sys.argv[1:] if argv is None else argv
     for i, arg in enumerate(argv):
         if arg == "--results" and i + 1 < len(argv):
-            return Path(argv[i + 1]).expanduser().resolve()
+            return expand_root(argv[i + 1]).resolve()
         if arg.startswith("--results="):
-            return Path(arg.split("=", 1)[1]).expanduser().resolve()
+            return expand_root(arg.split("=", 1)[1]).resolve()
     if os.environ.get(ENV_ROOT):
-        return Path(os.environ[ENV_ROOT]).expanduser().resolve()
+        return expand_root(os.environ[ENV_ROOT]).resolve()
     cwd = Path.cwd()
     if any((cwd / d).is_dir() for d in LAYOUT_DIRS):
         return cwd.resolve()

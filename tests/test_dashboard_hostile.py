@@ -109,4 +109,5 @@ def test_readers_check_their_input(tmp_path: Path) -> None:
     assert len(problems) == 3 and "wall_seconds is '1', not a number" in problems
     assert data.load_image(root / RUN / "nope.png") == "missing"
     assert data.expand_root("~nosuchuser-dip-test") == Path("~nosuchuser-dip-test")
+    assert data.resolve_root(["--results", "~nosuchuser-dip-test"]) == Path("~nosuchuser-dip-test").resolve()
     assert data.number(float("nan")) is None and data.number(2) == 2.0
