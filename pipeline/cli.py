@@ -444,6 +444,9 @@ def dashboard(
 
 
 def main() -> None:
+    from pipeline.threads import prepare_openmp
+
+    prepare_openmp()  # before torch loads: OpenMP threads sleep, not spin, while they wait
     app()
 
 
