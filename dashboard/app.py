@@ -5,8 +5,10 @@ A multipage app built with ``st.navigation``; each page is a file in ``dashboard
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
+from typing import Callable
 
 import streamlit as st
 
@@ -27,6 +29,19 @@ PAGES = [
 # Pixel-exact viewing: the browser must not smooth enlarged images.
 st.html("<style>[data-testid='stImage'] img, [data-testid='stFullScreenFrame'] img {image-rendering: pixelated;}</style>")
 
+
+
+def guarded(what: str, run: Callable[[], object]) -> None:
+    """Run one part of the app; an error the readers did not foresee becomes a short message (the
+    traceback goes to the server's log, never to the browser) and the rest of the app still runs.
+    Streamlit's own control flow (``st.stop``, reruns) derives from BaseException and passes."""
+    try:
+        run()
+    except Exception as err:  # noqa: BLE001 - the last line of defence, on purpose
+        logging.getLogger("dashboard").exception("%s failed", what)
+        st.error(f"{what} could not be shown: {type(err).__name__}: {str(err)[:300]}. The details are in the server's log.")
+
+
 page = st.navigation(PAGES)
-ui.sidebar()
-page.run()
+guarded("The sidebar", ui.sidebar)
+guarded(f"The page {page.title}", page.run)

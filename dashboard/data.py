@@ -34,11 +34,11 @@ def resolve_root(argv: list[str] | None = None) -> Path:
     argv = sys.argv[1:] if argv is None else argv
     for i, arg in enumerate(argv):
         if arg == "--results" and i + 1 < len(argv):
-            return Path(argv[i + 1]).expanduser().resolve()
+            return expand_root(argv[i + 1]).resolve()
         if arg.startswith("--results="):
-            return Path(arg.split("=", 1)[1]).expanduser().resolve()
+            return expand_root(arg.split("=", 1)[1]).resolve()
     if os.environ.get(ENV_ROOT):
-        return Path(os.environ[ENV_ROOT]).expanduser().resolve()
+        return expand_root(os.environ[ENV_ROOT]).resolve()
     cwd = Path.cwd()
     if any((cwd / d).is_dir() for d in LAYOUT_DIRS):
         return cwd.resolve()
@@ -46,8 +46,23 @@ def resolve_root(argv: list[str] | None = None) -> Path:
 
 
 def has_outputs(root: Path) -> dict[str, bool]:
-    """Which of the pipeline's output directories exist and are non-empty."""
-    return {d: (root / d).is_dir() and any((root / d).iterdir()) for d in LAYOUT_DIRS}
+    """Which of the pipeline's output directories exist and are non-empty (readable)."""
+    def non_empty(path: Path) -> bool:
+        try:
+            return path.is_dir() and any(path.iterdir())
+        except OSError:
+            return False
+
+    return {d: non_empty(root / d) for d in LAYOUT_DIRS}
+
+
+def expand_root(text: str) -> Path:
+    """The sidebar's root as a path: ``~`` expanded where it can be (``~nosuchuser`` stays as
+    written, a path that does not exist, instead of raising)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # no home directory for that user
+        return Path(text)
 
 
 def _mtime(path: Path) -> float:
@@ -87,8 +102,21 @@ def read_json(path: Path) -> Any:
         return None
     try:
         return _read_json(str(path), _mtime(path))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
         return None
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file that should hold an object: ``{}`` when missing, unreadable or anything else."""
+    value = read_json(path)
+    return value if isinstance(value, dict) else {}
+
+
+def number(value: Any) -> float | None:
+    """``value`` as a finite float when it is an int or float (not a bool), else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if np.isfinite(value) else None
 
 
 def png_bytes(path: Path) -> bytes | None:
@@ -102,6 +130,20 @@ def decode(data: bytes) -> np.ndarray:
 
     with Image.open(io.BytesIO(data)) as im:
         return np.asarray(im.convert("L" if im.mode in ("L", "1", "I", "I;16") else "RGB"))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _load_image(path: str, mtime: float) -> tuple[bytes, np.ndarray] | str:
+    try:
+        raw = Path(path).read_bytes()
+        return raw, decode(raw)
+    except Exception as err:  # noqa: BLE001 - PIL raises many types for a broken file; all mean "unreadable"
+        return f"not a readable image ({type(err).__name__})"
+
+
+def load_image(path: Path) -> tuple[bytes, np.ndarray] | str:
+    """``(PNG bytes, pixels)`` of an image file, or a short reason why it cannot be shown."""
+    return _load_image(str(path), _mtime(path)) if path.is_file() else "missing"
 
 
 def encode_png(array: np.ndarray) -> bytes:
@@ -156,11 +198,63 @@ def run_dirs(root: Path) -> list[Run]:
     return out
 
 
+def rel(root: Path, path: Path) -> str:
+    """``path`` relative to the results root where it is below it (for messages)."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+RUN_NUMBERS = ("wall_seconds", "iterations_run", "early_stop_iteration")
+RUN_TEXTS = ("task", "profile", "preset", "device", "device_name", "estimate")
+
+
+def run_record(path: Path) -> tuple[dict[str, Any], list[str]]:
+    """``run.json`` of the run folder ``path``, checked: ``(record, problems)``.
+
+    Fields the dashboard reads that have the wrong type are dropped (``None``) and named in
+    ``problems``; ``metrics`` keeps only ``{name: {"psnr", "ssim"}}`` entries with numbers."""
+    raw = read_json(path / "run.json")
+    if not isinstance(raw, dict):
+        return {}, ["not valid JSON" if raw is None else f"not a JSON object but a {type(raw).__name__}"]
+    rec, problems = dict(raw), []
+    for key in RUN_NUMBERS:
+        if rec.get(key) is not None and number(rec[key]) is None:
+            problems.append(f"{key} is {rec[key]!r}, not a number")
+        rec[key] = number(rec.get(key))
+    for key in RUN_TEXTS:
+        if rec.get(key) is not None and not isinstance(rec[key], str):
+            problems.append(f"{key} is {rec[key]!r}, not text")
+            rec[key] = None
+    metrics = rec.get("metrics") or {}
+    if not isinstance(metrics, dict):
+        problems.append(f"metrics is {metrics!r}, not a mapping")
+        metrics = {}
+    rec["metrics"] = {}
+    for name, scores in metrics.items():
+        if isinstance(scores, dict):
+            rec["metrics"][name] = {k: number(scores.get(k)) for k in ("psnr", "ssim")}
+        else:
+            problems.append(f"metrics.{name} is {scores!r}, not a mapping")
+    return rec, problems
+
+
+def run_problems(root: Path) -> list[str]:
+    """One line per finished run whose ``run.json`` is damaged: the file and what is wrong."""
+    out = []
+    for r in run_dirs(root):
+        _, problems = run_record(r.path)
+        if problems:
+            out.append(f"`{rel(root, r.path / 'run.json')}`: " + "; ".join(problems))
+    return out
+
+
 def runs(root: Path) -> pd.DataFrame:
-    """One row per finished DIP run with the key fields of its ``run.json``."""
+    """One row per finished DIP run with the key fields of its ``run.json`` (damaged fields empty)."""
     rows = []
     for r in run_dirs(root):
-        rec = read_json(r.path / "run.json") or {}
+        rec, _ = run_record(r.path)
         metrics = rec.get("metrics") or {}
         rows.append(
             {
@@ -168,7 +262,7 @@ def runs(root: Path) -> pd.DataFrame:
                 "image": r.image,
                 "seed": r.seed,
                 "path": str(r.path),
-                "task": rec.get("task", experiment_task(r.experiment)),
+                "task": rec.get("task") or experiment_task(r.experiment),
                 "profile": rec.get("profile") or rec.get("preset"),
                 "device": rec.get("device"),
                 "device_name": rec.get("device_name"),
@@ -192,7 +286,7 @@ def per_image(root: Path) -> pd.DataFrame | None:
     if df is None or not {"experiment", "image", "method"} <= set(df.columns):
         return None
     df["method"] = df["method"].astype(str)
-    return df
+    return numeric(df, ("psnr", "ssim", "seconds"))
 
 
 REPORT_COLUMNS = ("experiment", "image", "set", "method", "psnr", "psnr_std", "ssim", "ssim_std",
@@ -211,7 +305,7 @@ def report(root: Path) -> pd.DataFrame | None:
         df[col] = df[col].astype("string").fillna("").astype(str)
     df["source"] = df["source"].astype("string").fillna("ours").astype(str)
     df["reproduced"] = df["reproduced"].map(lambda v: v if isinstance(v, bool) else {"true": True, "false": False}.get(str(v).strip().lower()))
-    return df
+    return numeric(df, ("psnr", "psnr_std", "ssim", "ssim_std", "seeds", "seconds", "paper_psnr", "delta"))
 
 
 def report_from_runs(root: Path) -> pd.DataFrame:
@@ -243,15 +337,14 @@ def report_from_runs(root: Path) -> pd.DataFrame:
 
 def summary(root: Path) -> dict[str, Any]:
     """``metrics/summary.json`` (``{}`` when not written)."""
-    data_ = read_json(root / "metrics" / "summary.json")
-    return data_ if isinstance(data_, dict) else {}
+    return read_json_object(root / "metrics" / "summary.json")
 
 
 def paper_status(root: Path) -> dict[str, dict[str, Any]]:
     """The ``paper`` section of ``metrics/summary.json``: per experiment ``comparable`` and either
     ``reason`` or ``mean_delta_dip``, ``reproduced``, ``compared``."""
     section = summary(root).get("paper")
-    return section if isinstance(section, dict) else {}
+    return {k: v for k, v in section.items() if isinstance(v, dict)} if isinstance(section, dict) else {}
 
 
 def paper_dip_reference(root: Path) -> pd.DataFrame:
@@ -302,8 +395,22 @@ def run_dir(root: Path, exp: str, image: str, seed: int | None = None) -> Path |
     return root / "results" / exp / image / f"seed_{seed if seed in available else available[0]}"
 
 
+def numeric(df: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> pd.DataFrame:
+    """``columns`` of ``df`` (those present) as numbers; anything else in them becomes NaN."""
+    for col in columns:
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    return df
+
+
 def curve(path: Path) -> pd.DataFrame | None:
-    return read_csv(path / "curve.csv")
+    """``curve.csv`` of a run with numeric columns (rows without an iteration dropped); ``None``
+    when missing or unreadable."""
+    df = read_csv(path / "curve.csv")
+    if df is None or "iteration" not in df.columns:
+        return None
+    df = numeric(df, [c for c in df.columns])
+    return df.dropna(subset=["iteration"]).astype({"iteration": int})
 
 
 def curves(root: Path) -> pd.DataFrame:
@@ -350,7 +457,7 @@ def sources(root: Path, exp: str, image: str, seed: int | None = None) -> dict[s
 
 
 def meta(root: Path, exp: str, image: str) -> dict[str, Any]:
-    return read_json(root / "data" / "corrupted" / exp / image / "meta.json") or {}
+    return read_json_object(root / "data" / "corrupted" / exp / image / "meta.json")
 
 
 # ----------------------------------------------------------------------------------- ablations

@@ -26,7 +26,24 @@ def root() -> Path:
     """The results root chosen in the sidebar (defaults to :func:`dashboard.data.resolve_root`)."""
     if ROOT_KEY not in st.session_state:
         st.session_state[ROOT_KEY] = str(data.resolve_root())
-    return Path(st.session_state[ROOT_KEY]).expanduser()
+    return data.expand_root(str(st.session_state[ROOT_KEY]))
+
+
+def image(where, root_dir: Path, path: Path, caption: str, **kwargs) -> bool:
+    """Show the PNG file ``path`` as it is, or a short warning naming it when it is unreadable."""
+    loaded = data.load_image(path)
+    if isinstance(loaded, str):
+        where.warning(f"{caption}: `{data.rel(root_dir, path)}` is {loaded}.")
+        return False
+    where.image(loaded[0], caption=caption, output_format="PNG", **kwargs)
+    return True
+
+
+def run_warnings(root_dir: Path, where=st) -> None:
+    """One warning listing the damaged ``run.json`` files (their runs show without those fields)."""
+    problems = data.run_problems(root_dir)
+    if problems:
+        where.warning("Damaged run records, shown without the damaged fields:\n\n" + "\n".join(f"- {p}" for p in problems))
 
 
 def profile_badge(root_dir: Path, where=st) -> dict:

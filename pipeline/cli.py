@@ -415,10 +415,13 @@ def dashboard(
     results: Annotated[Optional[Path], typer.Option(help="Results root holding data/, results/, baselines/, metrics/ (default: this directory if it has them, else the repository).")] = None,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8501,
 ) -> None:
-    """Open the results dashboard (Streamlit, bound to 127.0.0.1, usage statistics off)."""
+    """Open the results dashboard (Streamlit, bound to 127.0.0.1, usage statistics off, no
+    tracebacks in the browser). SIGTERM or Ctrl+C stops the server too."""
     import os
-    import subprocess
+    import re
     import sys
+
+    from pipeline.server import run_server
 
     if not 1 <= port <= 65535:
         raise ValueError(f"--port must be between 1 and 65535, got {port}")
@@ -427,21 +430,23 @@ def dashboard(
     app_path = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
     if not app_path.is_file():
         raise FileNotFoundError(f"{app_path} is missing; reinstall the package from its repository")
-    env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false", STREAMLIT_SERVER_ADDRESS="127.0.0.1")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.address", "127.0.0.1", "--server.port", str(port),
-           "--browser.gatherUsageStats", "false", "--server.headless", "true"]
+    # .streamlit/config.toml is read only from the working directory: every setting is passed here
+    settings = {"server.address": "127.0.0.1", "server.port": str(port), "server.headless": "true",
+                "browser.gatherUsageStats": "false", "client.showErrorDetails": "none", "client.toolbarMode": "minimal"}
+    env = dict(os.environ, **{"STREAMLIT_" + re.sub(r"([A-Z])", r"_\1", k.replace(".", "_")).upper(): v for k, v in settings.items()})
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app_path)] + [x for k, v in settings.items() for x in (f"--{k}", v)]
     if results is not None:
         cmd += ["--", "--results", str(results.resolve())]
     typer.echo(f"dashboard on http://127.0.0.1:{port} (Ctrl+C stops it)")
-    try:
-        code = subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        code = 0
+    code = run_server(cmd, env)
     if code:
         raise typer.Exit(code)
 
 
 def main() -> None:
+    from pipeline.threads import prepare_openmp
+
+    prepare_openmp()  # before torch loads: OpenMP threads sleep, not spin, while they wait
     app()
 
 

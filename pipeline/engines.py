@@ -43,7 +43,7 @@ class EngineConfig:
     """params.yaml's ``engine:`` group (``device`` is resolved elsewhere)."""
 
     kind: str = "local"
-    threads: int = 1               # torch threads per fit (0 = torch's default; on Dask workers 0 means 1)
+    threads: int = 1               # torch threads per fit (0 = torch's default, one per core; on Dask workers 0 means 1)
     address: str = ""              # dask: scheduler address; '' = a LocalCluster on 127.0.0.1
     n_workers: int = 2             # LocalCluster: worker processes
     threads_per_worker: int = 1    # LocalCluster: concurrent fits per worker process
@@ -81,11 +81,10 @@ class LocalEngine:
     name = "local"
 
     def __init__(self, threads: int = 0, group: str = "auto") -> None:
-        self.group = group
-        if threads > 0:
-            import torch
+        from pipeline.threads import set_torch_threads
 
-            torch.set_num_threads(threads)
+        self.group = group
+        set_torch_threads(threads)  # with OMP_WAIT_POLICY=PASSIVE (set by `dip`), 0 is fast on a busy CPU too
 
     def run(self, jobs: Sequence["Job"], progress: Progress) -> Iterator[tuple["Job", dict[str, Any]]]:
         """Fit the jobs group by group (:func:`pipeline.run.groups`: same-size fits together on
@@ -143,11 +142,10 @@ def fit_task(case_files: dict[str, bytes], settings: dict[str, Any], threads: in
     Returns ``{"record": run.json's content, "files": {relative path: bytes}}``; writes nothing
     that outlives the task. Reports progress as worker events on :data:`PROGRESS_TOPIC`.
     """
-    import torch
-
     from pipeline.run import restore_job
+    from pipeline.threads import set_torch_threads
 
-    torch.set_num_threads(max(1, threads))  # never torch's default: OpenMP oversubscription between workers
+    set_torch_threads(max(1, threads))  # never torch's default: several workers share the cores
     try:
         from distributed import get_worker
 

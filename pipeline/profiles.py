@@ -61,6 +61,9 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such params file")
     params = yaml.safe_load(path.read_text()) or {}
+    from pipeline.schema import check_params
+
+    check_params(params, str(path))  # a misspelt key is an error, not a silent default
     for key in ("profile", "profiles", "experiments"):
         if key not in params:
             raise ValueError(f"{path}: missing top-level key {key!r}")

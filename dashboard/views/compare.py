@@ -34,11 +34,17 @@ if ui.require_outputs(root, "results", "data/corrupted", "baselines"):
         st.info("No image for this experiment yet. Run `dvc repro`.")
         st.stop()
     # every image of this scene: this experiment first, then the same image in other experiments
-    options: dict[str, object] = {}
+    options: dict[str, tuple[bytes, np.ndarray]] = {}
+    unreadable: list[str] = []
     for e in [exp] + [x for x in exps if x != exp]:
         for label, path in data.sources(root, e, image).items():
-            if label != "mask":
-                options[f"{label}" if e == exp else f"{e}: {label}"] = path
+            loaded = data.load_image(path)
+            if isinstance(loaded, str):
+                unreadable.append(f"`{data.rel(root, path)}` ({loaded})")
+            elif label != "mask":
+                options[f"{label}" if e == exp else f"{e}: {label}"] = loaded
+    if unreadable:
+        st.warning("Left out, not readable as images: " + ", ".join(unreadable))
     labels = list(options)
     if len(labels) < 2:
         st.info("Only one image of this scene exists so far; a comparison needs two.")
@@ -48,12 +54,10 @@ if ui.require_outputs(root, "results", "data/corrupted", "baselines"):
     c1, c2 = st.columns(2)
     la = c1.selectbox("A (left / before)", labels, index=default_a, key="compare_a")
     lb = c2.selectbox("B (right / after)", labels, index=default_b, key="compare_b")
-    ba, bb = data.png_bytes(options[la]), data.png_bytes(options[lb])
-    ia, ib = data.decode(ba), data.decode(bb)
-    gt_path = data.sources(root, exp, image).get("ground truth")
-    gt = data.decode(data.png_bytes(gt_path)) if gt_path else None
+    (ba, ia), (bb, ib) = options[la], options[lb]
+    gt = options["ground truth"][1] if "ground truth" in options else None
     task = data.experiment_task(exp)
-    shave = int(data.meta(root, exp, image).get("factor", 0)) if task == "sr" else 0
+    shave = int(data.number(data.meta(root, exp, image).get("factor")) or 0) if task == "sr" else 0
     cols = st.columns(2)
     for col, label, raw, arr in ((cols[0], la, ba, ia), (cols[1], lb, bb, ib)):
         col.image(raw, caption=f"{label} · {arr.shape[1]}×{arr.shape[0]}", output_format="PNG", width=int(arr.shape[1]))

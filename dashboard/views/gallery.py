@@ -31,8 +31,10 @@ if ui.require_outputs(root, "results", "data/corrupted"):
     if ends:
         cols = st.columns(len(ends))
         for col, (label, path) in zip(cols, ends):
-            col.image(data.png_bytes(path), caption=label, output_format="PNG", width="stretch")
-    record = data.read_json(rd / "run.json") if rd else None
+            ui.image(col, root, path, label, width="stretch")
+    record, problems = data.run_record(rd) if rd else ({}, [])
+    if problems:
+        st.warning(f"`{data.rel(root, rd / 'run.json')}`: " + "; ".join(problems))
     snaps = data.snapshots(rd) if rd else []
     st.subheader(f"Snapshots ({len(snaps)})")
     if not snaps:
@@ -45,12 +47,14 @@ if ui.require_outputs(root, "results", "data/corrupted"):
         cols = st.columns(ncols)
         for col, (it, path) in zip(cols, snaps[start : start + ncols]):
             cap = f"iteration {it}" + (f" · {psnr_at[it]:.2f} dB" if it in psnr_at else "")
-            col.image(data.png_bytes(path), caption=cap, output_format="PNG", width="stretch")
+            ui.image(col, root, path, cap, width="stretch")
     if record:
         restored = (record.get("metrics") or {}).get("restored") or {}
         es = record.get("early_stop_iteration")
+        its, seconds = record.get("iterations_run"), record.get("wall_seconds")
         st.caption(
-            f"{record.get('iterations_run')} iterations in {record.get('wall_seconds', 0):.1f} s on {record.get('device')}"
-            + (f" · early stop at {es}" if es is not None else "")
-            + (f" · restored ({record.get('estimate')}): {restored['psnr']:.2f} dB, SSIM {restored['ssim']:.3f}" if restored else "")
+            f"{f'{its:.0f}' if its is not None else '?'} iterations in {f'{seconds:.1f}' if seconds is not None else '?'} s on {record.get('device') or '?'}"
+            + (f" · early stop at {es:.0f}" if es is not None else "")
+            + (f" · restored ({record.get('estimate')}): {restored['psnr']:.2f} dB, SSIM {restored['ssim']:.3f}"
+               if restored.get("psnr") is not None and restored.get("ssim") is not None else "")
         )

@@ -78,7 +78,7 @@ def paper_caption(status: dict, epsilon: float | None) -> str:
     if not status.get("comparable"):
         return f"Not compared with the paper: {status.get('reason', 'no reason given')}."
     parts = ["Paper comparison (metrics/report.csv)"]
-    if status.get("mean_delta_dip") is not None:
+    if data.number(status.get("mean_delta_dip")) is not None:
         parts.append(f"mean Δ DIP {status['mean_delta_dip']:+.2f} dB")
     if status.get("compared") == 0:
         parts.append("the paper reports no number for these images or their mean")
@@ -94,7 +94,7 @@ if ui.require_outputs(root, "metrics", "results"):
     paper_setting = ui.is_paper(root)
     report = data.report(root)
     status = data.paper_status(root)
-    epsilon = data.summary(root).get("epsilon")
+    epsilon = data.number(data.summary(root).get("epsilon"))
     c1, c2 = st.columns([1, 3])
     metric_label = c1.radio("Metric", ["PSNR (dB)", "SSIM"], horizontal=True, key="overview_metric")
     metric = "psnr" if metric_label.startswith("PSNR") else "ssim"
@@ -137,7 +137,8 @@ if ui.require_outputs(root, "metrics", "results"):
     report_md = root / "metrics" / "report.md"
     if report_md.is_file():
         with st.expander("metrics/report.md"):
-            st.markdown(report_md.read_text())
+            st.markdown(report_md.read_text(errors="replace"))
+    ui.run_warnings(root)
     runs = data.runs(root)
     if len(runs):
         with st.expander(f"DIP runs ({len(runs)})"):
