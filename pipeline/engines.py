@@ -87,25 +87,22 @@ class LocalEngine:
         set_torch_threads(threads)  # with OMP_WAIT_POLICY=PASSIVE (set by `dip`), 0 is fast on a busy CPU too
 
     def run(self, jobs: Sequence["Job"], progress: Progress) -> Iterator[tuple["Job", dict[str, Any]]]:
-        """Fit the jobs group by group (:func:`pipeline.run.groups`: same-size fits together on
-        CUDA, one at a time elsewhere); a fit that fails is raised after its group's others are written."""
-        from pipeline.restore import restore_group
-        from pipeline.run import groups, prepare_job
+        """Fit the jobs group by group (:func:`pipeline.restore.restore_groups`: same-size fits
+        together on CUDA, one at a time elsewhere); a fit that fails is raised once its group's
+        other folders are written."""
+        from pipeline.restore import restore_groups
+        from pipeline.run import prepare_job
 
-        for group in groups(list(jobs), self.group):
-            def ticker(job: "Job") -> Any:
-                return lambda step: progress(job, int(step.iteration), float(step.loss))
+        def ticker(job: "Job") -> Any:
+            return lambda step: progress(job, int(step.iteration), float(step.loss))
 
-            restorations = [prepare_job(job.case_dir, job.out_dir, job.settings, [(ticker(job), int(job.settings["log_every"]))],
-                                        extra={"engine": self.name}) for job in group]
-            failed = None
-            for job, outcome in zip(group, restore_group(restorations)):
-                if isinstance(outcome, Exception):
-                    failed = failed or outcome
-                else:
-                    yield job, outcome
-            if failed is not None:
-                raise failed
+        restorations = [prepare_job(job.case_dir, job.out_dir, job.settings, [(ticker(job), int(job.settings["log_every"]))],
+                                    extra={"engine": self.name}) for job in jobs]
+        job_of = {id(r): job for r, job in zip(restorations, jobs)}
+        for r, outcome in restore_groups(restorations, self.group):
+            if isinstance(outcome, Exception):
+                raise outcome
+            yield job_of[id(r)], outcome
 
     def describe(self) -> str:
         return "in-process"

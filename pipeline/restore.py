@@ -183,3 +183,72 @@ def _record(
     return record
 
 
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def image_files(inputs: Iterable[Path]) -> list[Path]:
+    """The images to restore: each file as given, each folder's images (sorted; ``*_mask.*`` files
+    are masks, not inputs). Raises ``FileNotFoundError`` for a path that does not exist."""
+    files: list[Path] = []
+    for path in inputs:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                                and not p.stem.endswith("_mask")))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder")
+    return files
+
+
+def mask_beside(image: Path) -> Path | None:
+    """``photo_mask.png`` (any image suffix) beside ``photo.jpg``, the authors' naming, if present."""
+    for suffix in IMAGE_SUFFIXES:
+        candidate = image.with_name(f"{image.stem}_mask{suffix}")
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def batch_hash(source: Path, mask: Path | None, settings: dict[str, Any]) -> str:
+    """What a finished output folder must match to be reused: the input (and mask) bytes and settings."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for path in (source, mask):
+        if path is not None:
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def finished(out_dir: Path, digest: str) -> bool:
+    """Whether ``out_dir`` holds a finished restoration with this ``batch_hash``."""
+    import json
+
+    try:
+        return json.loads((out_dir / "run.json").read_text()).get("batch_hash") == digest and (out_dir / "restored.png").is_file()
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def restore_groups(restorations: list[Restoration], group: int | str) -> Iterable[tuple[Restoration, dict[str, Any] | Exception]]:
+    """Run ``restorations`` in groups of same-size, same-settings fits (``group``: a number or ``auto`` = from
+    free GPU memory, 1 off CUDA), yielding each one's record or exception as its group ends."""
+    from dip.group import fit_bytes, group_size
+
+    by_shape: dict[str, list[Restoration]] = {}
+    for r in restorations:
+        f = r.fitter
+        key = repr((tuple(f.observation.shape), f.image_size, r.operator.task, str(f.device), f.net_cfg, dataclasses.replace(f.cfg, seed=0)))
+        by_shape.setdefault(key, []).append(r)
+    for same in by_shape.values():
+        per_fit = 0
+        if group == "auto" and same[0].fitter.device.type == "cuda":
+            per_fit = fit_bytes(*same[0].fitter.build())
+        n = group_size(group, len(same), per_fit, same[0].fitter.device)
+        for i in range(0, len(same), n):
+            chunk = same[i : i + n]
+            yield from zip(chunk, restore_group(chunk))

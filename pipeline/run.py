@@ -106,39 +106,6 @@ def restore_job(case_dir: Path, out_dir: Path, settings: dict[str, Any], callbac
     return outcome
 
 
-def group_key(job: "Job") -> str:
-    """Jobs with equal keys can be fitted together: same settings but the seed, same image size."""
-    fit = {k: v for k, v in job.settings["fit"].items() if k != "seed"}
-    observation = np.load(job.case_dir / "observation.npy", mmap_mode="r")
-    return json.dumps({"net": job.settings["net"], "fit": fit, "device": job.settings["device"], "shape": observation.shape,
-                       "task": json.loads((job.case_dir / "meta.json").read_text())["task"]}, sort_keys=True, default=str)
-
-
-def groups(jobs: list["Job"], size: int | str) -> list[list["Job"]]:
-    """Split ``jobs`` into groups of at most ``size`` (``auto``: from free GPU memory, 1 off CUDA)
-    fits that :func:`pipeline.restore.restore_group` can run together, in plan order."""
-    from dip.device import pick_device
-    from dip.group import fit_bytes, group_size
-
-    by_key: dict[str, list[Job]] = {}
-    for job in jobs:
-        by_key.setdefault(group_key(job), []).append(job)
-    out: list[list[Job]] = []
-    for same in by_key.values():
-        n = size
-        if size == "auto":
-            device = pick_device(same[0].settings["device"])
-            per_fit = 0
-            if device.type == "cuda":
-                r = prepare_job(same[0].case_dir, same[0].out_dir, same[0].settings)
-                net, z = r.fitter.build()
-                per_fit = fit_bytes(net, z)
-            n = group_size("auto", len(same), per_fit, device)
-        n = max(1, min(int(n), len(same)))
-        out.extend(same[i : i + n] for i in range(0, len(same), n))
-    return out
-
-
 def is_done(case_dir: Path, out_dir: Path, settings: dict[str, Any]) -> bool:
     """True if ``out_dir`` holds a finished run of exactly these settings and inputs."""
     record = out_dir / "run.json"

@@ -104,23 +104,19 @@ def test_interrupted_restore_resumes(tmp_path: Path, images: tuple[Path, list[Im
 def test_grouped_run_writes_what_one_at_a_time_writes(tmp_path: Path, images: tuple[Path, list[ImageEntry]]) -> None:
     """engine.group: seeds of one image (same size) fitted together give each seed's lone result."""
     from pipeline.engines import LocalEngine
-    from pipeline.run import groups, plan
 
     root, entries = images
     fit64 = {**TINY["fit"]["inpaint"], "precision": "fp64", "backtrack": True, "exp_weight": 0.9}
     prof = Profile("t", {**TINY, "fit": {"inpaint": fit64}})
     corrupted = tmp_path / "corrupted"
     corrupt_all(["inpaint_p50"], prof, {"inpaint": entries}, root, corrupted, seed=0)
-    jobs = plan("inpaint_p50", corrupted / "inpaint_p50", tmp_path / "x", prof, [0, 1, 2], "cpu")
-    assert [len(g) for g in groups(jobs, "2")] == [2, 1, 2, 1]  # per image (a, b): seeds 0+1, then 2
-    assert [len(g) for g in groups(jobs, "auto")] == [1] * 6  # off CUDA, auto = one at a time
     records = {}
-    for size in ("1", "3"):
+    for size in ("auto", "3"):  # auto: one at a time off CUDA
         out = tmp_path / f"group{size}"
         run_experiment("inpaint_p50", corrupted / "inpaint_p50", out, prof, [0, 1, 2], "cpu", engine=LocalEngine(1, size))
         records[size] = {p.parent.relative_to(out).as_posix(): json.loads(p.read_text()) for p in sorted(out.glob("*/seed_*/run.json"))}
-    assert len(records["1"]) == 6 and records["1"].keys() == records["3"].keys()
-    for key, alone in records["1"].items():
+    assert len(records["auto"]) == 6 and records["auto"].keys() == records["3"].keys()
+    for key, alone in records["auto"].items():
         together = records["3"][key]
         assert alone["group_size"] == 1 and together["group_size"] == 3
         assert together["seed"] == alone["seed"] and together["settings_hash"] == alone["settings_hash"]
