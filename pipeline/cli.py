@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional, TypeVar
@@ -31,6 +32,13 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _message(err: BaseException) -> str:
+    """One line for an expected error."""
+    if isinstance(err, KeyError) and err.args:
+        return str(err.args[0])
+    return " ".join(str(err).split())
+
+
 def user_errors(fn: F) -> F:
     """Turn expected errors into one ``error: …`` line and exit code 2 (never a traceback)."""
 
@@ -39,8 +47,7 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except USER_ERRORS as err:
-            msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-            raise fail(str(msg)) from None
+            raise fail(_message(err)) from None
         except KeyboardInterrupt:
             raise fail("interrupted; nothing half-written was left behind", 130) from None
 
@@ -70,15 +77,44 @@ def _center_crop(image: np.ndarray, multiple: int) -> np.ndarray:
     return image[top : top + nh, left : left + nw]
 
 
+def _load_case(input: Path, task: str, mask: Path | None, factor: int, gt: Path | None, size_mode: str, multiple: int) -> tuple[Any, Any, Any]:
+    """Read and check one image to restore: ``(observation, operator, ground truth or None)``."""
+    import torch
+
+    from dip.io import load_image, load_mask
+    from dip.operators import make_operator
+
+    observation = load_image(input)
+    m = load_mask(mask) if mask is not None else None
+    if task == "inpaint" and m is None:
+        raise ValueError("inpainting needs --mask (white = known pixels, black = pixels to fill), or a NAME_mask.png beside each image")
+    if m is not None and m.shape != observation.shape[:2]:
+        raise ValueError(f"mask {mask} is {m.shape[1]}x{m.shape[0]} but {input} is {observation.shape[1]}x{observation.shape[0]}; give a mask of the image's size")
+    truth = load_image(gt, mode="gray" if observation.ndim == 2 else "rgb") if gt is not None else None
+    if size_mode == "crop":
+        mult = multiple if task != "sr" else max(1, multiple // factor)
+        observation = _center_crop(observation, mult)
+        m = _center_crop(m, mult) if m is not None else None
+        truth = _center_crop(truth, mult * (factor if task == "sr" else 1)) if truth is not None else None
+    if task == "sr":
+        h, w = observation.shape[:2]
+        if min(h, w) * factor < multiple:
+            raise ValueError(f"a {w}x{h} image at factor {factor} is too small for the network ({multiple} px per side needed)")
+        if truth is not None and truth.shape[:2] != (h * factor, w * factor):
+            raise ValueError(f"--gt is {truth.shape[1]}x{truth.shape[0]} but factor {factor} gives {w * factor}x{h * factor}")
+    operator = make_operator(task, mask=torch.from_numpy(m) if m is not None else None, factor=factor)
+    return observation, operator, truth
+
+
 @app.command()
 @user_errors
 def restore(
-    input: Annotated[Path, typer.Argument(help="The corrupted image (noisy, with holes, or low-resolution).")],
+    inputs: Annotated[list[Path], typer.Argument(help="The corrupted image (noisy, with holes, or low-resolution), or several images / folders of images.", show_default=False)],
     task: Annotated[str, typer.Option(help="denoise | inpaint | sr")] = "denoise",
-    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("dip-out"),
-    mask: Annotated[Optional[Path], typer.Option(help="Inpainting mask (white = known pixel), same size as INPUT.")] = None,
+    out: Annotated[Path, typer.Option(help="Output directory (one image), or the root of one OUT/NAME/ folder per image (several).")] = Path("dip-out"),
+    mask: Annotated[Optional[Path], typer.Option(help="Inpainting mask (white = known pixel), same size as the input; with several inputs, default NAME_mask.png beside each.")] = None,
     factor: Annotated[int, typer.Option(help="Super-resolution factor (the output is FACTOR times larger).")] = 4,
-    gt: Annotated[Optional[Path], typer.Option(help="Ground truth, to log PSNR/SSIM.")] = None,
+    gt: Annotated[Optional[Path], typer.Option(help="Ground truth, to log PSNR/SSIM (one input only).")] = None,
     iterations: Annotated[Optional[int], typer.Option(help="Override the preset's iteration count.")] = None,
     preset: Annotated[str, typer.Option(help="paper | quick | auto (paper on CUDA, else quick)")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the network, input code and perturbations.")] = 0,
@@ -87,17 +123,18 @@ def restore(
     log_every: Annotated[int, typer.Option(help="Curve and progress interval (iterations).")] = 25,
     snapshots: Annotated[str, typer.Option(help="Iterations to save, comma-separated.")] = "0,250,1000,2000,5000,11000",
     early_stop: Annotated[bool, typer.Option(help="ES-WMV early stopping.")] = False,
+    group: Annotated[str, typer.Option(help="Same-size images fitted together on CUDA: auto (from free GPU memory) or a number; 1 off CUDA.")] = "auto",
     force: Annotated[bool, typer.Option(help="Overwrite OUT if it exists.")] = False,
 ) -> None:
-    """Restore one image of yours with Deep Image Prior."""
-    import torch
+    """Restore images of yours with Deep Image Prior.
 
+    One image goes to OUT/. Several images, or folders of images, go to OUT/NAME/ each, fitted together where they have one size (CUDA); finished images are skipped when run again, and an image that cannot be used is reported on one line without stopping the others.
+    """
     from dip.device import pick_device
-    from dip.io import load_image, load_mask
-    from dip.operators import TASKS, make_operator
+    from dip.operators import TASKS
     from dip.presets import preset as get_preset
-    from pipeline.progress import FitProgress, console, make_progress
-    from pipeline.restore import restore as run_restore
+    from pipeline.progress import console, make_progress
+    from pipeline.restore import batch_hash, finished, image_files, mask_beside, prepare, restore_groups
 
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -109,7 +146,15 @@ def restore(
         raise ValueError(f"--size-mode must be pad or crop, got {size_mode!r}")
     if task == "sr" and not 2 <= factor <= 16:
         raise ValueError(f"--factor must be between 2 and 16, got {factor}")
-    if out.exists() and not force:
+    if group != "auto" and not (group.isdigit() and int(group) >= 1):
+        raise ValueError(f"--group must be auto or a whole number >= 1, got {group!r}")
+    files = image_files(inputs)
+    single = len(inputs) == 1 and inputs[0].is_file()
+    if not files:
+        raise ValueError(f"no images ({', '.join(sorted({'.png', '.jpg', '.tif'}))}, …) in {', '.join(map(str, inputs))}")
+    if not single and gt is not None:
+        raise ValueError("--gt works with one input image; for several, compare afterwards with `dip metrics`")
+    if single and out.exists() and not force:
         raise FileExistsError(f"{out} exists; pass --force to overwrite it or choose another --out")
     dev = pick_device(device)
     preset_name = ("paper" if dev.type == "cuda" else "quick") if preset == "auto" else preset
@@ -118,47 +163,71 @@ def restore(
     fit_cfg.early_stop = early_stop
     if iterations is not None:
         fit_cfg.iterations = iterations
-    observation = load_image(input)
-    m = load_mask(mask) if mask is not None else None
-    if task == "inpaint" and m is None:
-        raise ValueError("inpainting needs --mask (white = known pixels, black = pixels to fill)")
-    if m is not None and m.shape != observation.shape[:2]:
-        raise ValueError(f"mask {mask} is {m.shape[1]}x{m.shape[0]} but {input} is {observation.shape[1]}x{observation.shape[0]}; give a mask of the image's size")
-    truth = load_image(gt, mode="gray" if observation.ndim == 2 else "rgb") if gt is not None else None
-    if size_mode == "crop":
-        mult = net_cfg.multiple if task != "sr" else max(1, net_cfg.multiple // factor)
-        observation = _center_crop(observation, mult)
-        m = _center_crop(m, mult) if m is not None else None
-        truth = _center_crop(truth, mult * (factor if task == "sr" else 1)) if truth is not None else None
-    if task == "sr":
-        h, w = observation.shape[:2]
-        if min(h, w) * factor < net_cfg.multiple:
-            raise ValueError(f"a {w}x{h} image at factor {factor} is too small for the network ({net_cfg.multiple} px per side needed)")
-        if truth is not None and truth.shape[:2] != (h * factor, w * factor):
-            raise ValueError(f"--gt is {truth.shape[1]}x{truth.shape[0]} but factor {factor} gives {w * factor}x{h * factor}")
-    operator = make_operator(task, mask=torch.from_numpy(m) if m is not None else None, factor=factor)
+    marks = _parse_ints(snapshots)
+    settings = {"net": net_cfg.to_dict(), "fit": fit_cfg.__dict__, "task": task, "factor": factor, "size_mode": size_mode,
+                "snapshots": marks, "log_every": log_every, "device": str(dev)}
+    restorations, failed, reused, written, names = [], 0, 0, 0, set()
+    running: dict[int, int] = {}
+    for path in files:
+        out_dir = out if single else out / path.stem
+        try:
+            if out_dir in names:
+                raise ValueError(f"another input is also named {path.stem!r}; rename one (outputs go to {out}/NAME/)")
+            names.add(out_dir)
+            mask_path = mask if mask is not None or task != "inpaint" else mask_beside(path)
+            digest = batch_hash(path, mask_path, settings)
+            if not single and finished(out_dir, digest):
+                reused += 1
+                console.print(f"{path}: already restored in {out_dir}/ (same image and settings)")
+                continue
+            observation, operator, truth = _load_case(path, task, mask_path, factor, gt, size_mode, net_cfg.multiple)
+            restorations.append(prepare(
+                operator, observation, out_dir, net_cfg, fit_cfg, ground_truth=truth, protocol="sr" if task == "sr" else "rgb",
+                shave=factor if task == "sr" else 0, device=dev, log_every=log_every, snapshots=marks, overwrite=force,
+                extra={"preset": preset_name, "input": str(path), "batch_hash": digest},
+            ))
+        except USER_ERRORS as err:
+            if single:
+                raise
+            failed += 1
+            typer.echo(f"error: {path}: {_message(err)}", err=True)
+    total = len(restorations) * fit_cfg.iterations
     with make_progress() as progress:
-        bar = progress.add_task(f"{task} {input.name}", total=fit_cfg.iterations, status="")
-        record = run_restore(
-            operator,
-            observation,
-            out,
-            net_cfg,
-            fit_cfg,
-            ground_truth=truth,
-            protocol="sr" if task == "sr" else "rgb",
-            shave=factor if task == "sr" else 0,
-            device=dev,
-            log_every=log_every,
-            snapshots=_parse_ints(snapshots),
-            callbacks=[(FitProgress(progress, bar), log_every)],
-            overwrite=force,
-            extra={"preset": preset_name, "input": str(input)},
-        )
-    console.print(f"wrote {out}/restored.png after {record['iterations_run']} iterations in {record['wall_seconds']:.1f} s on {record['device']}")
-    if "metrics" in record:
-        mt = record["metrics"]
-        console.print(f"PSNR input {mt['input']['psnr']:.2f} dB → restored {mt['restored']['psnr']:.2f} dB (SSIM {mt['restored']['ssim']:.3f})")
+        label = f"{task} {files[0].name}" if single else f"{task} {len(restorations)} image(s)"
+        bar = progress.add_task(label, total=max(total, 1), status="")
+        done = 0
+
+        def ticker(k: int) -> Callable[[Any], None]:
+            def tick(step: Any) -> None:
+                running[k] = int(step.iteration)
+                loss = float(step.loss)
+                progress.update(bar, completed=done + sum(running.values()), status=f"loss {loss:.2e}  PSNR(obs) {-10 * math.log10(max(loss, 1e-12)):.2f} dB")
+            return tick
+
+        for k, r in enumerate(restorations):
+            r.fitter.add_callback(ticker(k), every=log_every)
+        index = {id(r): k for k, r in enumerate(restorations)}
+        for r, outcome in restore_groups(restorations, group):
+            running.pop(index[id(r)], None)
+            done += fit_cfg.iterations
+            progress.update(bar, completed=done + sum(running.values()))
+            source = (r.extra or {}).get("input")
+            if isinstance(outcome, Exception):
+                if single:
+                    raise outcome
+                failed += 1
+                typer.echo(f"error: {source}: {_message(outcome)}", err=True)
+                continue
+            written += 1
+            where = f"{r.out_dir}/restored.png" + ("" if single else f" ({source})")
+            console.print(f"wrote {where} after {outcome['iterations_run']} iterations in {outcome['wall_seconds']:.1f} s on {outcome['device']}")
+            if "metrics" in outcome:
+                mt = outcome["metrics"]
+                console.print(f"PSNR input {mt['input']['psnr']:.2f} dB → restored {mt['restored']['psnr']:.2f} dB (SSIM {mt['restored']['ssim']:.3f})")
+    if not single:
+        console.print(f"{written} restored, {reused} already done, {failed} failed")
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

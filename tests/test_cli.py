@@ -113,3 +113,44 @@ def test_metrics_prints_json(images: dict[str, Path], tmp_path: Path, camera64: 
     values = json.loads(result.output)
     assert 20 < values["psnr"] < 40 and 0 < values["ssim"] < 1
     _one_line_error(runner.invoke(app, ["metrics", str(images["clean"]), str(images["lr"])]), "is 64x64 but")
+
+
+def test_restore_a_folder_with_a_bad_file_among_good_ones_and_resume(tmp_path: Path, camera64: np.ndarray) -> None:
+    """Several inputs: one folder per image, masks NAME_mask.png beside each, a bad file reported
+    on one line without stopping the others, exit 1; run again: finished images are skipped."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for name, image in (("a", camera64), ("b", camera64.T.copy()), ("c", camera64[:, ::-1].copy())):
+        Image.fromarray(to_uint8(image)).save(photos / f"{name}.png")
+        Image.fromarray((rng.random(image.shape) > 0.5).astype(np.uint8) * 255).save(photos / f"{name}_mask.png")
+    (photos / "broken.png").write_bytes(b"not a png at all")
+    Image.fromarray(to_uint8(camera64)).save(photos / "nomask.png")
+    out = tmp_path / "out"
+    args = ["restore", str(photos), "--task", "inpaint", "--out", str(out), *FAST]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 1, first.output
+    errors = [line for line in first.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and any("broken.png" in e for e in errors) and any("nomask.png" in e and "mask" in e for e in errors)
+    assert "Traceback" not in first.output
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b", "c"]
+    for name in "abc":
+        run = json.loads((out / name / "run.json").read_text())
+        assert run["input"] == str(photos / f"{name}.png") and run["iterations_run"] == 3 and run["batch_hash"]
+    stamp = (out / "a" / "run.json").read_text()
+    (photos / "broken.png").unlink()
+    (photos / "nomask.png").unlink()
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert "0 restored, 3 already done, 0 failed" in again.output
+    assert (out / "a" / "run.json").read_text() == stamp  # not redone
+    changed = runner.invoke(app, [*args[:-len(FAST)], *FAST[:1], "4", *FAST[2:]])  # other settings: refuses without --force
+    assert changed.exit_code == 1 and changed.output.count("error:") == 3 and "--force" in changed.output
+
+
+def test_restore_many_refuses_gt_and_empty_folders(tmp_path: Path, images: dict[str, Path]) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _one_line_error(runner.invoke(app, ["restore", str(empty), "--out", str(tmp_path / "o"), *FAST]), "no images")
+    _one_line_error(runner.invoke(app, ["restore", str(images["clean"]), str(images["lr"]), "--gt", str(images["clean"]),
+                                        "--out", str(tmp_path / "o"), *FAST]), "--gt works with one input")
