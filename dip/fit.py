@@ -30,8 +30,11 @@ from torch import nn
 
 from dip.device import pick_device
 from dip.early_stopping import WindowedVariance
-from dip.network import NetConfig, SkipNet
+from dip.inputs import INPUT_KINDS, make_input
+from dip.models import build_model
+from dip.network import NetConfig
 from dip.operators import Operator
+from dip.priors import tv
 
 
 @dataclass
@@ -54,6 +57,8 @@ class FitConfig:
     precision: str = "fp32"
     channels_last: bool | None = None  # None = on for CUDA, off elsewhere (slower on this CPU)
     compile: bool = False  # torch.compile the forward pass (measured slower on the test CPU)
+    input: str = "noise"  # the code z: noise | meshgrid | image (dip.inputs.make_input)
+    tv_weight: float = 0.0  # λ of the added λ·TV(x) term (dip.priors.tv); 0 = none
 
     def validate(self) -> "FitConfig":
         if self.iterations < 1:
@@ -66,6 +71,10 @@ class FitConfig:
             raise ValueError(f"exp_weight must be in [0, 1), got {self.exp_weight}")
         if self.precision not in ("fp32", "bf16", "fp64"):
             raise ValueError(f"precision must be fp32, bf16 or fp64, got {self.precision!r}")
+        if self.input not in INPUT_KINDS:
+            raise ValueError(f"input must be one of {', '.join(INPUT_KINDS)}, got {self.input!r}")
+        if not self.tv_weight >= 0:
+            raise ValueError(f"tv_weight must be >= 0, got {self.tv_weight}")
         return self
 
     @classmethod
@@ -125,7 +134,7 @@ def check_size(size: tuple[int, int], cfg: NetConfig) -> None:
 
 
 class Fitter:
-    """Fits a fresh :class:`SkipNet` to one observation through ``operator``."""
+    """Fits a fresh generator (:func:`dip.models.build_model`) to one observation through ``operator``."""
 
     def __init__(
         self,
@@ -134,8 +143,13 @@ class Fitter:
         observation: torch.Tensor,
         cfg: FitConfig | None = None,
         device: str | torch.device = "auto",
+        input_image: torch.Tensor | None = None,
     ) -> None:
+        """``input_image`` (C, H, W) is the code z when ``cfg.input == "image"`` (flash/no-flash)."""
         self.cfg = (cfg or FitConfig()).validate()
+        if self.cfg.input == "image" and input_image is None:
+            raise ValueError("FitConfig(input='image') needs Fitter(..., input_image=...)")
+        self.input_image = input_image
         self.net_cfg = net_cfg.validate()
         self.device = pick_device(device) if isinstance(device, str) else device
         if observation.dim() == 3:
@@ -167,11 +181,11 @@ class Fitter:
     def build(self) -> tuple[nn.Module, torch.Tensor]:
         """Network and input code z, both drawn from ``cfg.seed`` on the CPU (device independent)."""
         gen = torch.Generator().manual_seed(self.cfg.seed)
+        canvas = canvas_size(self.image_size, self.net_cfg.multiple)
+        z = make_input(self.cfg.input, self.net_cfg.input_depth, self.image_size, canvas, gen, self.cfg.input_noise_scale, self.input_image)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.cfg.seed)
-            net = SkipNet(self.net_cfg, self.channels)
-        h, w = canvas_size(self.image_size, self.net_cfg.multiple)
-        z = torch.rand((1, self.net_cfg.input_depth, h, w), generator=gen) * self.cfg.input_noise_scale
+            net = build_model(self.net_cfg, self.channels, in_channels=z.shape[1], canvas=canvas)
         return net.to(self.device, self.dtype), z.to(self.device, self.dtype)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -268,12 +282,14 @@ def _run_group(fitters: list[Fitter]) -> list[FitResult]:
             out = forward(code)
         return out[..., :h, :w].to(lead.dtype)
 
+    def loss_of(f: Fitter, out_f: torch.Tensor) -> torch.Tensor:
+        data_term = torch.mean((f.operator(out_f) - f.observation) ** 2)
+        return data_term + cfg.tv_weight * tv(out_f) if cfg.tv_weight else data_term
+
     def losses_of(out: torch.Tensor) -> torch.Tensor:
         if n == 1:
-            return torch.mean((lead.operator(out) - lead.observation) ** 2)[None]
-        return torch.stack(
-            [torch.mean((f.operator(out[i : i + 1]) - f.observation) ** 2) for i, f in enumerate(fitters)]
-        )
+            return loss_of(lead, out)[None]
+        return torch.stack([loss_of(f, out[i : i + 1]) for i, f in enumerate(fitters)])
 
     averaged: list[torch.Tensor | None] = [None] * n
     trackers = [WindowedVariance(cfg.es_window, cfg.es_patience) if cfg.early_stop else None for _ in fitters]
