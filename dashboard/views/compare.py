@@ -52,7 +52,9 @@ if ui.require_outputs(root, "results", "data/corrupted", "baselines"):
     ia, ib = data.decode(ba), data.decode(bb)
     gt_path = data.sources(root, exp, image).get("ground truth")
     gt = data.decode(data.png_bytes(gt_path)) if gt_path else None
-    task = data.experiment_task(exp)
+    task = data.experiment_task(exp, root)
+    if not data.has_ground_truth(root, exp):
+        st.info(data.NO_TRUTH)
     shave = int(data.meta(root, exp, image).get("factor", 0)) if task == "sr" else 0
     cols = st.columns(2)
     for col, label, raw, arr in ((cols[0], la, ba, ia), (cols[1], lb, bb, ib)):

@@ -121,7 +121,7 @@ if ui.require_outputs(root, "metrics", "results"):
         exp_status = status.get(exp) or {}
         # a non-paper profile never shows as the paper's setting, whatever the files say
         with_paper = paper_setting and exp_status.get("comparable", True)
-        st.subheader(f"{exp} · {data.experiment_task(exp)}")
+        st.subheader(f"{exp} · {data.experiment_task(exp, root)}")
         table, flags = experiment_table(rows, metric, with_paper)
         styler = table.style.format(fmt, na_rep=ui.EMPTY)
         delta_cols = [c for c in table.columns if c.startswith("Δ ")]
@@ -134,11 +134,17 @@ if ui.require_outputs(root, "metrics", "results"):
         caption = paper_caption(exp_status, epsilon) if paper_setting or not exp_status.get("comparable") else ""
         if caption:
             st.caption(caption)
+    runs = data.runs(root)
+    shown = set(report["experiment"]) if len(report) else set()
+    for exp in dict.fromkeys(r for r in runs["experiment"] if r not in shown):
+        st.subheader(f"{exp} · {data.experiment_task(exp, root)}")
+        st.info(data.NO_TRUTH + " See the Gallery (result, snapshots, loss) and Curves pages.")
+        blind = runs[runs["experiment"] == exp][["image", "seed", "iterations_run", "wall_seconds"]]
+        ui.table(blind, width="stretch", hide_index=True)
     report_md = root / "metrics" / "report.md"
     if report_md.is_file():
         with st.expander("metrics/report.md"):
             st.markdown(report_md.read_text())
-    runs = data.runs(root)
     if len(runs):
         with st.expander(f"DIP runs ({len(runs)})"):
             ui.table(runs.drop(columns=["path"]).style.format(precision=4, na_rep=ui.EMPTY), width="stretch", hide_index=True)
