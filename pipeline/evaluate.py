@@ -140,12 +140,16 @@ def evaluate(
     returns the summary. ``about`` describes figure experiments (params.yaml ``figures:``)."""
     rows, curves = collect(results, experiments, resolution)
     blind = collect_without_truth(results, experiments)
-    if not rows:
-        raise ValueError(f"no results with a ground truth under {results} for {', '.join(experiments)}; run `dvc repro`")
+    if not rows and not blind:
+        raise ValueError(f"no results under {results} for {', '.join(experiments)}; run `dvc repro`")
     if baselines is not None and corrupted is not None:
         rows += collect_baselines(baselines, corrupted, experiments, resolution)
     summary = summarise(rows, resolution)
-    table, text, paper_summary = report.build(pd.DataFrame(rows), pd.DataFrame(curves), paper or {}, resolution, epsilon)
+    if rows:
+        table, text, paper_summary = report.build(pd.DataFrame(rows), pd.DataFrame(curves), paper or {}, resolution, epsilon)
+    else:  # only real photographs ran (e.g. `profiles.paper.experiments=[real_snail]`)
+        table, paper_summary = pd.DataFrame(columns=list(report.REPORT_FIELDS)), {}
+        text = f"# Deep Image Prior: reproduction report\n\nProfile **{resolution['profile']}** on **{resolution['device']}**. No run has a ground truth.\n\n"
     summary["paper"] = paper_summary
     summary["epsilon"] = epsilon
     summary["no_ground_truth"] = report.without_truth_summary(blind)

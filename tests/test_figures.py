@@ -182,3 +182,5 @@ def test_figures_run_and_evaluate_without_ground_truth(toy: tuple[Profile, Path,
     assert "no PSNR" in summary["no_ground_truth"]["flash"]["note"]
     report = (results.parent / "metrics" / "report.md").read_text()
     assert "## Figures" in report and "| `flash` | what flash is | no ground truth" in report
+    only_blind = evaluate(results, ["real", "flash"], resolution, results.parent / "metrics_blind")
+    assert only_blind["experiments"] == {} and set(only_blind["no_ground_truth"]) == {"real", "flash"}
