@@ -117,6 +117,13 @@ def test_figure8_parameter_counts_at_paper_settings() -> None:
     assert counts == {"skip_depth6": 2_996_467, "skip_depth4": 1_060_339, "skip_depth2": 59_635, "unet": 1_616_315, "resnet": 158_979}
 
 
+def test_figure_parameter_counts_match_the_authors_nets() -> None:
+    """RGB output; the counts of the authors' ``skip(...)`` with each notebook's arguments."""
+    counts = {e: count_parameters(build_model(settings(e)[0], 3)) for e in ("fig7_text", "fig6_vase", "sup_kate98", "real_snail", "flash_cave", "sr_prior_dip")}
+    assert counts == {"fig7_text": 3_002_627, "fig6_vase": 2_157_955, "sup_kate98": 1_027_379, "real_snail": 572_827,
+                      "flash_cave": 2_184_307, "sr_prior_dip": 2_184_307}
+
+
 # --- corrupt → run on toy figures -------------------------------------------------------------
 
 TOY_FIGURES = {
