@@ -116,7 +116,8 @@ if ui.require_outputs(root, "metrics", "results"):
     if not len(report):
         st.info("No finished DIP run and no metrics yet. Run `dvc repro`.")
     fmt = "{:.2f}" if metric == "psnr" else "{:.3f}"
-    for exp in list(dict.fromkeys(report["experiment"])):
+    scored = report.dropna(subset=["psnr"]) if len(report) else report  # runs without ground truth have no PSNR
+    for exp in list(dict.fromkeys(scored["experiment"])):
         rows = report[report["experiment"] == exp]
         exp_status = status.get(exp) or {}
         # a non-paper profile never shows as the paper's setting, whatever the files say
@@ -135,7 +136,7 @@ if ui.require_outputs(root, "metrics", "results"):
         if caption:
             st.caption(caption)
     runs = data.runs(root)
-    shown = set(report["experiment"]) if len(report) else set()
+    shown = set(scored["experiment"])
     for exp in dict.fromkeys(r for r in runs["experiment"] if r not in shown):
         st.subheader(f"{exp} · {data.experiment_task(exp, root)}")
         st.info(data.NO_TRUTH + " See the Gallery (result, snapshots, loss) and Curves pages.")
