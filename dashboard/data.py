@@ -155,8 +155,22 @@ def encode_png(array: np.ndarray) -> bytes:
 
 
 # --------------------------------------------------------------------------------- the outputs
-def experiment_task(exp: str) -> str:
+def experiment_task(exp: str, root: Path | None = None) -> str:
+    """The task of ``exp``: its ``data/corrupted/<exp>/experiment.json`` (figures: ``fig7_text`` is
+    inpainting) when ``root`` is given and the file exists, else the id's prefix."""
+    info = read_json(root / "data" / "corrupted" / exp / "experiment.json") if root is not None else None
+    if isinstance(info, dict) and info.get("task"):
+        return str(info["task"])
     return next((t for p, t in TASK_OF_PREFIX.items() if exp.startswith(p)), exp.split("_")[0])
+
+
+def has_ground_truth(root: Path, exp: str) -> bool:
+    """False for a figure of a real photograph (``"ground_truth": false`` in its experiment.json)."""
+    info = read_json(root / "data" / "corrupted" / exp / "experiment.json")
+    return not (isinstance(info, dict) and info.get("ground_truth") is False)
+
+
+NO_TRUTH = "No ground truth: this is a real photograph, so no PSNR can be computed. Judge the result by eye and by its loss curve."
 
 
 def profile(root: Path) -> dict[str, Any]:
@@ -440,7 +454,8 @@ def sources(root: Path, exp: str, image: str, seed: int | None = None) -> dict[s
     """Every image of one scene in one experiment, by label: ground truth, corrupted, DIP, baselines."""
     out: dict[str, Path] = {}
     corr = root / "data" / "corrupted" / exp / image
-    for label, name in (("ground truth", "ground_truth.png"), ("corrupted input", "observation.png"), ("mask", "mask.png")):
+    for label, name in (("ground truth", "ground_truth.png"), ("corrupted input", "observation.png"), ("mask", "mask.png"),
+                        ("network input", "input.png")):
         if (corr / name).is_file():
             out[label] = corr / name
     rd = run_dir(root, exp, image, seed)

@@ -4,6 +4,7 @@
 """
 
 from dip.fit import FitConfig, FitResult, Fitter, Step, fit, fit_many
+from dip.models import build_model
 from dip.network import NetConfig, SkipNet, count_parameters
 from dip.operators import Denoising, Inpainting, Operator, SuperResolution, make_operator
 
@@ -19,6 +20,7 @@ __all__ = [
     "SkipNet",
     "Step",
     "SuperResolution",
+    "build_model",
     "count_parameters",
     "fit",
     "fit_many",

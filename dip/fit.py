@@ -37,9 +37,12 @@ from torch import nn
 from dip.device import pick_device
 from dip.graphs import Replayer
 from dip.group import Lone, Stacked
+from dip.inputs import INPUT_KINDS, make_input
 from dip.iteration import Iteration
-from dip.network import NetConfig, SkipNet
+from dip.models import build_model
+from dip.network import NetConfig
 from dip.operators import Operator
+from dip.priors import tv
 
 
 @dataclass
@@ -64,6 +67,8 @@ class FitConfig:
     compile: bool = False  # torch.compile the forward pass (measured slower on the test CPU)
     graph: bool | None = None  # capture each iteration as a CUDA graph; None = on for CUDA (eager elsewhere)
     check_every: int = 100  # host check for a NaN/Inf loss every this many iterations
+    input: str = "noise"  # the code z: noise | meshgrid | image (dip.inputs.make_input)
+    tv_weight: float = 0.0  # λ of the added λ·TV(x) term (dip.priors.tv); 0 = none
 
     def validate(self) -> "FitConfig":
         if self.iterations < 1:
@@ -78,6 +83,10 @@ class FitConfig:
             raise ValueError(f"check_every must be >= 1, got {self.check_every}")
         if self.precision not in ("fp32", "bf16", "fp64"):
             raise ValueError(f"precision must be fp32, bf16 or fp64, got {self.precision!r}")
+        if self.input not in INPUT_KINDS:
+            raise ValueError(f"input must be one of {', '.join(INPUT_KINDS)}, got {self.input!r}")
+        if not self.tv_weight >= 0:
+            raise ValueError(f"tv_weight must be >= 0, got {self.tv_weight}")
         return self
 
     @classmethod
@@ -150,7 +159,7 @@ def check_size(size: tuple[int, int], cfg: NetConfig) -> None:
 
 
 class Fitter:
-    """Fits a fresh :class:`SkipNet` to one observation through ``operator``.
+    """Fits a fresh generator (:func:`dip.models.build_model`) to one observation through ``operator``.
 
     Callbacks get a :class:`Step` whose tensors are the loop's buffers: read them during the
     call (``to_numpy``, ``float``), ``clone()`` what you keep.
@@ -163,8 +172,13 @@ class Fitter:
         observation: torch.Tensor,
         cfg: FitConfig | None = None,
         device: str | torch.device = "auto",
+        input_image: torch.Tensor | None = None,
     ) -> None:
+        """``input_image`` (C, H, W) is the code z when ``cfg.input == "image"`` (flash/no-flash)."""
         self.cfg = (cfg or FitConfig()).validate()
+        if self.cfg.input == "image" and input_image is None:
+            raise ValueError("FitConfig(input='image') needs Fitter(..., input_image=...)")
+        self.input_image = input_image
         self.net_cfg = net_cfg.validate()
         self.device = pick_device(device) if isinstance(device, str) else device
         if observation.dim() == 3:
@@ -196,11 +210,11 @@ class Fitter:
     def build(self) -> tuple[nn.Module, torch.Tensor]:
         """Network and input code z, both drawn from ``cfg.seed`` on the CPU (device independent)."""
         gen = torch.Generator().manual_seed(self.cfg.seed)
+        canvas = canvas_size(self.image_size, self.net_cfg.multiple)
+        z = make_input(self.cfg.input, self.net_cfg.input_depth, self.image_size, canvas, gen, self.cfg.input_noise_scale, self.input_image)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.cfg.seed)
-            net = SkipNet(self.net_cfg, self.channels)
-        h, w = canvas_size(self.image_size, self.net_cfg.multiple)
-        z = torch.rand((1, self.net_cfg.input_depth, h, w), generator=gen) * self.cfg.input_noise_scale
+            net = build_model(self.net_cfg, self.channels, in_channels=z.shape[1], canvas=canvas)
         return net.to(self.device, self.dtype), z.to(self.device, self.dtype)
 
     def run(self) -> FitResult:
@@ -238,7 +252,8 @@ def run_fits(fitters: list[Fitter]) -> list[FitResult]:
         f.net, f.z, f.stop_requested = (nets[0] if n == 1 else None), z[i : i + 1], False
     forward = torch.compile(model) if cfg.compile else model
     step = Iteration(model, forward, z, [f.operator for f in fitters], [f.observation for f in fitters],
-                     [f.cfg.seed for f in fitters], cfg, lead.image_size, lead.dtype)
+                     [f.cfg.seed for f in fitters], cfg, lead.image_size, lead.dtype,
+                     tv=(lambda x: cfg.tv_weight * tv(x)) if cfg.tv_weight else None)
     use_graph = cfg.graph if cfg.graph is not None else device.type == "cuda"
     replay = Replayer(step, device, use_graph, step.generators)
     iterations_run = [cfg.iterations] * n

@@ -42,10 +42,14 @@ from dip.downsample import LanczosDownsampler
 
 DownsampleMode = Literal["stride", "max", "avg", "lanczos2", "lanczos3"]
 UpsampleMode = Literal["nearest", "bilinear"]
+Arch = Literal["skip", "unet", "resnet", "image"]
 PadMode = Literal["reflection", "zero"]
 DOWNSAMPLE_MODES = ("stride", "max", "avg", "lanczos2", "lanczos3")
 UPSAMPLE_MODES = ("nearest", "bilinear")
 PAD_MODES = ("reflection", "zero")
+#: generators :func:`dip.models.build_model` knows: the paper's skip network, the U-Net and
+#: ResNet of its architecture comparison (Fig. 8), and "image" (no network: the pixels themselves)
+ARCHS = ("skip", "unet", "resnet", "image")
 
 
 def _per_level(value: int | Sequence[int], levels: int, name: str) -> list[int]:
@@ -53,6 +57,16 @@ def _per_level(value: int | Sequence[int], levels: int, name: str) -> list[int]:
     if len(values) != levels:
         raise ValueError(f"{name} has {len(values)} entries but the network has {levels} levels")
     return values
+
+
+def upsample_modes(cfg: "NetConfig") -> list[str]:
+    """The upsampling mode of each level, outermost first (``cfg.upsample`` may be one mode or a list)."""
+    if isinstance(cfg.upsample, str):
+        return [cfg.upsample] * cfg.levels
+    modes = [str(m) for m in cfg.upsample]
+    if len(modes) != cfg.levels:
+        raise ValueError(f"upsample has {len(modes)} entries but the network has {cfg.levels} levels")
+    return modes
 
 
 @dataclass
@@ -67,11 +81,16 @@ class NetConfig:
     kernel_up: int | list[int] = 3  # k_u
     kernel_skip: int | list[int] = 1  # k_s
     downsample: DownsampleMode = "stride"
-    upsample: UpsampleMode = "bilinear"
+    upsample: UpsampleMode | list[UpsampleMode] = "bilinear"  # one mode, or one per level (outermost first)
     align_corners: bool = True  # PyTorch < 0.4 behaviour, which the paper's runs used
     pad: PadMode = "reflection"
     conv1x1_up: bool = True
     leaky_slope: float = 0.2
+    arch: Arch = "skip"  # skip | unet | resnet | image (dip.models.build_model)
+    unet_feature_scale: int = 8  # unet: channels [64, 128, 256, 512, 1024] // feature_scale
+    unet_more_layers: int = 1  # unet: extra levels beyond the 4 of the classic U-Net
+    resnet_blocks: int = 8  # resnet: residual blocks
+    resnet_channels: int = 32  # resnet: channels of every block
 
     @property
     def levels(self) -> int:
@@ -96,15 +115,25 @@ class NetConfig:
                 raise ValueError(f"{name} must be >= 1")
         if self.downsample not in DOWNSAMPLE_MODES:
             raise ValueError(f"downsample must be one of {DOWNSAMPLE_MODES}, got {self.downsample!r}")
-        if self.upsample not in UPSAMPLE_MODES:
-            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {self.upsample!r}")
+        bad = [m for m in upsample_modes(self) if m not in UPSAMPLE_MODES]
+        if bad:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES} (or a list of them, one per level), got {self.upsample!r}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if min(self.unet_feature_scale, self.resnet_blocks, self.resnet_channels) < 1 or self.unet_more_layers < 0:
+            raise ValueError("unet_feature_scale, resnet_blocks and resnet_channels must be >= 1, unet_more_layers >= 0")
         if self.pad not in PAD_MODES:
             raise ValueError(f"pad must be one of {PAD_MODES}, got {self.pad!r}")
         return self
 
     @property
     def multiple(self) -> int:
-        """Spatial sizes the network accepts are multiples of this (``2**levels``)."""
+        """Spatial sizes the network accepts are multiples of this: ``2**levels`` for the skip
+        network, ``2**(4 + more_layers)`` for the U-Net, 1 for the ResNet and the pixel image."""
+        if self.arch == "unet":
+            return 2 ** (4 + self.unet_more_layers)
+        if self.arch in ("resnet", "image"):
+            return 1
         return 2**self.levels
 
     @classmethod
@@ -176,8 +205,9 @@ class Level(nn.Module):
         last = i == cfg.levels - 1
         self.deeper = None if last else Level(i + 1, nd, cfg)
         deep_channels = nd if last else cfg.channels_up[i + 1]
-        align = cfg.align_corners if cfg.upsample == "bilinear" else None
-        self.upsample = nn.Upsample(scale_factor=2, mode=cfg.upsample, align_corners=align)
+        mode = upsample_modes(cfg)[i]
+        align = cfg.align_corners if mode == "bilinear" else None
+        self.upsample = nn.Upsample(scale_factor=2, mode=mode, align_corners=align)
         up: list[nn.Module] = [
             nn.BatchNorm2d(ns + deep_channels, track_running_stats=False),
             _block(ns + deep_channels, nu, ku, cfg),

@@ -102,8 +102,12 @@ def method_params(method: str, config: dict[str, Any]) -> dict[str, Any]:
     return {**DEFAULTS[method], **given}
 
 
-def methods_for(task: str, config: dict[str, Any]) -> list[str]:
-    """The baselines params.yaml asks for on ``task`` (default: all of the task's methods)."""
+def methods_for(task: str, config: dict[str, Any], info: dict[str, Any] | None = None) -> list[str]:
+    """The baselines params.yaml asks for on ``task`` (default: all of the task's methods); none
+    for an experiment without ground truth (``info`` = its experiment.json: a real photograph
+    has nothing to score a baseline against, and no known σ to give BM3D)."""
+    if info is not None and info.get("ground_truth") is False:
+        return []
     methods = [str(m) for m in (config.get("methods") or {}).get(task, list(METHODS[task]))]
     for m in methods:
         if m not in METHODS[task]:
@@ -126,7 +130,7 @@ def run_experiment_baselines(
     """Every configured baseline on every image of one experiment; rebuilds ``out_dir`` atomically."""
     info = json.loads((corrupted / "experiment.json").read_text())
     task = info["task"]
-    methods = methods_for(task, config)
+    methods = methods_for(task, config, info)
     done = 0
     with atomic_directory(out_dir, overwrite=True) as tmp:
         for name in info["images"]:

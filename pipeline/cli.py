@@ -367,7 +367,7 @@ def fetch(
         specs = [s.strip() for s in sets.split(",") if s.strip()]
     else:
         prof = active_profile(p, _resolution(profile_file))
-        specs = list(dict.fromkeys(s for e in prof.experiments for s in prof.image_specs(e.task)))
+        specs = list(dict.fromkeys(s for e in prof.experiments for s in prof.specs(e)))
     opts = FetchOptions(mirror=mirror_from(mirror or cfg.get("mirror")), timeout=float(cfg.get("timeout", 30)), retries=int(cfg.get("retries", 3)))
     sources = fetch_all(load_manifest(manifest), specs, out, opts, clean=not keep_others)
     counts = {s: list(sources.values()).count(s) for s in sorted(set(sources.values()))}
@@ -391,7 +391,7 @@ def corrupt(
     p = load_params(params)
     prof = active_profile(p, _resolution(profile_file))
     m = load_manifest(manifest)
-    by_task = {e.task: m.select(prof.image_specs(e.task)) for e in prof.experiments}
+    by_task = {e.id if e.is_figure else e.task: m.select([e.image] if e.is_figure else prof.image_specs(e.task)) for e in prof.experiments}
     counts = corrupt_all([str(e) for e in p["experiments"]], prof, by_task, images, out, int((p.get("corrupt") or {}).get("seed", 0)))
     typer.echo(f"profile {prof.name}: " + ", ".join(f"{k} {v} image(s)" for k, v in counts.items()))
 
@@ -399,7 +399,7 @@ def corrupt(
 @app.command("run")
 @user_errors
 def run_cmd(
-    experiment: Annotated[str, typer.Argument(help="Experiment id, e.g. denoise_s25, inpaint_p50, sr_x4.")],
+    experiment: Annotated[str, typer.Argument(help="Experiment id, e.g. denoise_s25, inpaint_p50, sr_x4, fig7_text.")],
     params: ParamsOpt = Path("params.yaml"),
     profile_file: ProfileFileOpt = Path("data/profile.json"),
     corrupted: Annotated[Path, typer.Option(help="Root of the corrupted inputs.")] = Path("data/corrupted"),
@@ -411,8 +411,8 @@ def run_cmd(
     from pipeline.profiles import active_profile, load_params, parse_experiment
     from pipeline.run import run_experiment
 
-    parse_experiment(experiment)
     p = load_params(params)
+    parse_experiment(experiment, p.get("figures"))
     res = _resolution(profile_file)
     cfg = EngineConfig.from_params(p.get("engine"))
     prof = active_profile(p, res)
@@ -427,7 +427,7 @@ def run_cmd(
 @app.command()
 @user_errors
 def baselines(
-    experiment: Annotated[str, typer.Argument(help="Experiment id, e.g. denoise_s25, inpaint_p50, sr_x4.")],
+    experiment: Annotated[str, typer.Argument(help="Experiment id, e.g. denoise_s25, inpaint_p50, sr_x4, fig7_text.")],
     params: ParamsOpt = Path("params.yaml"),
     corrupted: Annotated[Path, typer.Option(help="Root of the corrupted inputs.")] = Path("data/corrupted"),
     out: Annotated[Path, typer.Option(help="Root of the baseline outputs.")] = Path("baselines"),
@@ -437,13 +437,14 @@ def baselines(
     from pipeline.profiles import load_params, parse_experiment
     from pipeline.progress import make_progress
 
-    parse_experiment(experiment)
+    p = load_params(params)
+    parse_experiment(experiment, p.get("figures"))
     if not (corrupted / experiment / "experiment.json").is_file():
         raise FileNotFoundError(f"{corrupted / experiment}: no corrupted inputs; run `dip corrupt` (the corrupt stage) first")
-    config = load_params(params).get("baselines") or {}
+    config = p.get("baselines") or {}
     with make_progress() as progress:
         info = json.loads((corrupted / experiment / "experiment.json").read_text())
-        methods = methods_for(info["task"], config)
+        methods = methods_for(info["task"], config, info)
         bar = progress.add_task(f"baselines {experiment}", total=len(info["images"]) * len(methods), status="")
         stats = run_experiment_baselines(corrupted / experiment, out / experiment, config,
                                          progress=lambda what: progress.update(bar, advance=1, status=what))
@@ -472,7 +473,8 @@ def evaluate(
         raise ValueError(f"report.epsilon must be > 0 dB, got {epsilon}")
     summary = run_evaluate(results, [str(e) for e in p["experiments"]], _resolution(profile_file), out,
                            baselines=baselines_dir if baselines_dir.is_dir() else None, corrupted=corrupted,
-                           paper=load_paper(paper), epsilon=epsilon)
+                           paper=load_paper(paper), epsilon=epsilon,
+                           about={k: str((v or {}).get("about", k)) for k, v in (p.get("figures") or {}).items()})
     typer.echo(f"profile {summary['profile']} on {summary['device']}: report in {out}/report.md")
     for exp, methods in summary["experiments"].items():
         typer.echo(f"  {exp}: " + ", ".join(f"{k} {v['psnr']} dB" for k, v in methods.items() if not k.startswith("dip_")))

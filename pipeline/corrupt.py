@@ -9,6 +9,12 @@ gets ``experiment.json`` (profile, active or not, its images), so that every exp
 
 The random stream of an image is seeded from ``(seed, experiment, set, image)``, so one image's
 corruption does not depend on which other images are processed.
+
+Figure experiments (``figures:`` in params.yaml) also come from here: a given ``mask`` (resized
+with the image, nearest neighbour), a Bernoulli ``drop`` (e.g. 98 % missing), a real photograph
+as its own observation (``ground_truth: false``: no ``ground_truth.png`` is written, nothing
+is added), and ``input.npy`` / ``input.png``, the image the network takes as its input code
+(the flash photograph of flash/no-flash).
 """
 
 from __future__ import annotations
@@ -48,9 +54,23 @@ def prepare_ground_truth(image: np.ndarray, max_side: int, factor: int | None) -
     return image
 
 
-def corrupt_image(exp: Experiment, truth: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    """``{"observation": float32 array[, "mask": float32 (H, W)]}`` for one clean image."""
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A binary (H, W) mask at ``size`` (H, W), nearest neighbour, 1 = known pixel."""
+    if tuple(mask.shape[:2]) != tuple(size):
+        mask = np.asarray(Image.fromarray((mask > 0.5).astype(np.uint8) * 255).resize((size[1], size[0]), Image.Resampling.NEAREST)) / 255.0
+    return (mask > 0.5).astype(np.float32)
+
+
+def corrupt_image(exp: Experiment, truth: np.ndarray, seed: int, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """``{"observation": float32 array[, "mask": float32 (H, W)]}`` for one clean image; a given
+    ``mask`` replaces the random one; a denoising case without σ is a real photograph, kept as is."""
     gen = torch.Generator().manual_seed(seed)
+    if exp.task == "inpaint" and mask is not None:
+        mask = resize_mask(mask, truth.shape[:2])
+        obs = truth * (mask[..., None] if truth.ndim == 3 else mask)
+        return {"observation": obs.astype(np.float32), "mask": mask}
+    if exp.task == "denoise" and not exp.sigma:
+        return {"observation": truth.astype(np.float32)}
     if exp.task == "denoise":
         obs = to_numpy(Denoising.corrupt(to_tensor(truth), float(exp.sigma), gen))
         return {"observation": obs.astype(np.float32)}
@@ -67,35 +87,43 @@ def write_case(out_dir: Path, exp: Experiment, entry: ImageEntry, images_dir: Pa
     source = images_dir / entry.set / f"{entry.name}.png"
     truth = prepare_ground_truth(load_image(source), profile.max_side, exp.factor)
     seed = image_seed(base_seed, exp.id, entry)
-    case = corrupt_image(exp, truth, seed)
+    mask = load_image(images_dir / f"{exp.mask}.png", mode="gray") if exp.mask else None
+    case = corrupt_image(exp, truth, seed, mask)
+    if exp.input:
+        case["input"] = prepare_ground_truth(load_image(images_dir / f"{exp.input}.png"), profile.max_side, exp.factor)
+        if case["input"].shape != truth.shape:
+            raise ValueError(f"experiment {exp.id}: input image {exp.input} is {case['input'].shape} but the image is {truth.shape}")
     meta: dict[str, Any] = {
         "experiment": exp.id, "task": exp.task, "image": entry.name, "set": entry.set, **exp.corruption(),
         "seed": seed, "base_seed": base_seed, "size": list(truth.shape[:2]), "profile": profile.name,
     }
     with atomic_directory(out_dir, overwrite=True) as tmp:
-        save_image(tmp / "ground_truth.png", truth)
+        if exp.ground_truth:
+            save_image(tmp / "ground_truth.png", truth)
         save_array(tmp / "observation.npy", case["observation"])
         save_image(tmp / "observation.png", case["observation"])
         if "mask" in case:
             save_image(tmp / "mask.png", case["mask"])
+        if "input" in case:
+            save_array(tmp / "input.npy", case["input"])
+            save_image(tmp / "input.png", case["input"])
         save_json(tmp / "meta.json", meta)
     return meta
 
 
 def corrupt_all(experiment_ids: list[str], profile: Profile, manifest_images: dict[str, list[ImageEntry]], images_dir: Path, out_root: Path, seed: int) -> dict[str, int]:
-    """Rebuild ``out_root`` for every experiment id; returns ``{experiment: number of images}``."""
-    from pipeline.profiles import parse_experiment
-
+    """Rebuild ``out_root`` for every experiment id; returns ``{experiment: number of images}``.
+    ``manifest_images`` maps a task (or a figure's id) to its images."""
     counts: dict[str, int] = {}
     if out_root.exists():
         shutil.rmtree(out_root)
     for exp_id in experiment_ids:
-        exp = parse_experiment(exp_id)
+        exp = profile.experiment(exp_id)
         active = profile.is_active(exp_id)
-        entries = manifest_images.get(exp.task, []) if active else []
+        entries = manifest_images.get(exp.id if exp.is_figure else exp.task, []) if active else []
         names = [e.name for e in entries]
         if len(set(names)) != len(names):
-            raise ValueError(f"experiment {exp_id}: two images share a name in {profile.image_specs(exp.task)}; image names must be unique per task")
+            raise ValueError(f"experiment {exp_id}: two images share a name in {profile.specs(exp)}; image names must be unique per task")
         for entry in entries:
             write_case(out_root / exp_id / entry.name, exp, entry, images_dir, profile, seed)
         save_json(out_root / exp_id / "experiment.json", {

@@ -13,6 +13,10 @@
   side (:mod:`pipeline.report`); ``summary.json`` gets the baselines' means and a ``paper``
   section (comparable or why not, mean Δ of DIP, images reproduced).
 
+Runs without a ground truth (figures of real photographs: ``real_snail``, ``flash_cave``) have
+no PSNR; they are listed in ``summary.json`` under ``no_ground_truth`` (final loss, PSNR to the
+observation) and in their own section of the report, which says so.
+
 The numbers are those of ``run.json`` (8-bit metrics of :mod:`dip.metrics`, Y-channel protocol
 with the factor shaved for super-resolution).
 """
@@ -56,6 +60,23 @@ def collect(results: Path, experiments: list[str], resolution: dict[str, str]) -
                 for r in csv.DictReader(fh):
                     curves.append({"experiment": exp, "image": image, "seed": seed, **{k: r.get(k, "") for k in CURVE_FIELDS[3:]}})
     return rows, curves
+
+
+def collect_without_truth(results: Path, experiments: list[str]) -> list[dict[str, Any]]:
+    """One entry per run that has no ground truth (no ``metrics`` in its run.json): experiment,
+    image, seed, iterations, seconds and the last logged loss and PSNR to the observation."""
+    out: list[dict[str, Any]] = []
+    for exp in experiments:
+        for run_json in sorted((results / exp).glob("*/seed_*/run.json")):
+            run = json.loads(run_json.read_text())
+            if "metrics" in run:
+                continue
+            with open(run_json.parent / "curve.csv", newline="") as fh:
+                last = (list(csv.DictReader(fh)) or [{}])[-1]
+            out.append({"experiment": exp, "image": run_json.parent.parent.name, "seed": int(run_json.parent.name.removeprefix("seed_")),
+                        "iterations": run.get("iterations_run"), "seconds": round(run.get("wall_seconds", 0.0), 2),
+                        "loss": float(last.get("loss") or "nan"), "psnr_obs": float(last.get("psnr_obs") or "nan")})
+    return out
 
 
 def collect_baselines(baselines: Path, corrupted: Path, experiments: list[str], resolution: dict[str, str]) -> list[dict[str, Any]]:
@@ -113,18 +134,26 @@ def evaluate(
     corrupted: Path | None = None,
     paper: dict[str, Any] | None = None,
     epsilon: float = 0.5,
+    about: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Write ``out_dir/{per_image.csv, curves.csv, summary.json, report.md, report.csv}``;
-    returns the summary."""
+    returns the summary. ``about`` describes figure experiments (params.yaml ``figures:``)."""
     rows, curves = collect(results, experiments, resolution)
-    if not rows:
+    blind = collect_without_truth(results, experiments)
+    if not rows and not blind:
         raise ValueError(f"no results under {results} for {', '.join(experiments)}; run `dvc repro`")
     if baselines is not None and corrupted is not None:
         rows += collect_baselines(baselines, corrupted, experiments, resolution)
     summary = summarise(rows, resolution)
-    table, text, paper_summary = report.build(pd.DataFrame(rows), pd.DataFrame(curves), paper or {}, resolution, epsilon)
+    if rows:
+        table, text, paper_summary = report.build(pd.DataFrame(rows), pd.DataFrame(curves), paper or {}, resolution, epsilon)
+    else:  # only real photographs ran (e.g. `profiles.paper.experiments=[real_snail]`)
+        table, paper_summary = pd.DataFrame(columns=list(report.REPORT_FIELDS)), {}
+        text = f"# Deep Image Prior: reproduction report\n\nProfile **{resolution['profile']}** on **{resolution['device']}**. No run has a ground truth.\n\n"
     summary["paper"] = paper_summary
     summary["epsilon"] = epsilon
+    summary["no_ground_truth"] = report.without_truth_summary(blind)
+    text += report.figures_section(about or {}, summary["experiments"], blind)
     write_csv(out_dir / "per_image.csv", PER_IMAGE_FIELDS, rows)
     write_csv(out_dir / "curves.csv", CURVE_FIELDS, curves)
     write_csv(out_dir / "report.csv", report.REPORT_FIELDS, table.to_dict("records"))

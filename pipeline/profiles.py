@@ -5,13 +5,20 @@ An experiment id names a task and its corruption level (``docs/LAYOUT.md``):
 pixels dropped), ``sr_x4`` (×4). A *profile* (``paper``, ``quick``, ``smoke``) says which
 experiments run on which images with which network and fitting settings; ``auto`` resolves to
 ``paper`` where CUDA is available and to ``quick`` otherwise.
+
+A *figure* experiment (issue 14: ``fig7_text``, ``flash_cave``, …) is any id defined in the
+top-level ``figures:`` section of ``params.yaml``: a task, a fixed image (``set/name``) and its
+case (a given ``mask``, a Bernoulli ``drop``, an SR ``factor``, an ``input`` image for the
+network, ``ground_truth: false`` for a real photograph with nothing to compare against). Its
+fitting settings are the profile's ``fit.<id>`` (or ``fit.<id>_<variant>``); a ``net:`` inside
+that entry is the experiment's own network and replaces the profile's ``net`` whole.
 """
 
 from __future__ import annotations
 
 import platform
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +38,58 @@ class Experiment:
     sigma: float | None = None  # denoise: noise std on [0, 1] images
     drop: float | None = None  # inpaint: probability that a pixel is missing
     factor: int | None = None  # sr: scale factor
+    image: str | None = None  # figures: the one image (set/name)
+    mask: str | None = None  # figures: a given inpainting mask (set/name; white = known)
+    input: str | None = None  # figures: an image fed to the network as its input code
+    ground_truth: bool = True  # figures: False for a real photograph (no PSNR possible)
+
+    @property
+    def is_figure(self) -> bool:
+        return self.image is not None
 
     @property
     def fit_key(self) -> str:
-        """Key of the fitting settings in a profile: ``denoise``, ``inpaint``, ``sr_x4``, …"""
-        return self.id if self.task == "sr" else self.task
+        """Key of the fitting settings in a profile: ``denoise``, ``inpaint``, ``sr_x4``, a figure's id, …"""
+        return self.id if self.task == "sr" or self.is_figure else self.task
 
     def corruption(self) -> dict[str, Any]:
+        if self.is_figure:
+            extra = {k: getattr(self, k) for k in ("sigma", "drop", "factor", "mask", "input") if getattr(self, k) is not None}
+            return {**extra, "ground_truth": self.ground_truth}
         return {"sigma": self.sigma} if self.task == "denoise" else {"drop": self.drop} if self.task == "inpaint" else {"factor": self.factor}
 
 
-def parse_experiment(exp_id: str) -> Experiment:
-    """``denoise_s25`` → Experiment(task="denoise", sigma=25/255), etc.; ``ValueError`` otherwise."""
+FIGURE_KEYS = {"task", "image", "mask", "drop", "factor", "input", "ground_truth", "about"}
+
+
+def parse_figure(exp_id: str, spec: dict[str, Any]) -> Experiment:
+    """A ``figures:`` entry → :class:`Experiment`; ``ValueError`` for a malformed one."""
+    unknown = set(spec) - FIGURE_KEYS
+    if unknown:
+        raise ValueError(f"figures.{exp_id}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(FIGURE_KEYS))}")
+    task, image = spec.get("task"), spec.get("image")
+    if task not in ("denoise", "inpaint", "sr") or not image or "/" not in str(image):
+        raise ValueError(f"figures.{exp_id} needs task (denoise, inpaint or sr) and image (set/name)")
+    if task == "inpaint" and (spec.get("mask") is None) == (spec.get("drop") is None):
+        raise ValueError(f"figures.{exp_id}: an inpainting figure needs either mask (set/name) or drop")
+    if task == "sr" and not 2 <= int(spec.get("factor") or 0) <= 16:
+        raise ValueError(f"figures.{exp_id}: a super-resolution figure needs factor (2 to 16)")
+    return Experiment(
+        exp_id, task, sigma=None, drop=float(spec["drop"]) if spec.get("drop") is not None else None,
+        factor=int(spec["factor"]) if task == "sr" else None, image=str(image),
+        mask=str(spec["mask"]) if spec.get("mask") else None, input=str(spec["input"]) if spec.get("input") else None,
+        ground_truth=bool(spec.get("ground_truth", True)),
+    )
+
+
+def parse_experiment(exp_id: str, figures: dict[str, Any] | None = None) -> Experiment:
+    """``denoise_s25`` → Experiment(task="denoise", sigma=25/255), etc., or the entry of ``figures``
+    (params.yaml ``figures:``) of that id; ``ValueError`` otherwise."""
+    if figures and exp_id in figures:
+        return parse_figure(exp_id, figures[exp_id] or {})
     m = _ID.match(exp_id)
     if not m:
-        raise ValueError(f"bad experiment id {exp_id!r}; expected denoise_s<σ·255>, inpaint_p<percent> or sr_x<factor>")
+        raise ValueError(f"bad experiment id {exp_id!r}; expected denoise_s<σ·255>, inpaint_p<percent>, sr_x<factor> or an id of params.yaml figures:")
     if m["sigma"] is not None:
         return Experiment(exp_id, "denoise", sigma=float(m["sigma"]) / 255.0)
     if m["drop"] is not None:
@@ -95,10 +139,20 @@ class Profile:
 
     name: str
     body: dict[str, Any]
+    figures: dict[str, Any] = field(default_factory=dict)  # params.yaml `figures:`
+
+    def experiment(self, exp_id: str) -> Experiment:
+        return parse_experiment(exp_id, self.figures)
 
     @property
     def experiments(self) -> list[Experiment]:
-        return [parse_experiment(e) for e in self.body.get("experiments", [])]
+        return [self.experiment(e) for e in self.body.get("experiments", [])]
+
+    def specs(self, exp: Experiment) -> list[str]:
+        """Every image ``exp`` needs (``set`` or ``set/name``): a figure's image, mask and input."""
+        if exp.is_figure:
+            return [s for s in (exp.image, exp.mask, exp.input) if s]
+        return self.image_specs(exp.task)
 
     def is_active(self, exp_id: str) -> bool:
         return exp_id in self.body.get("experiments", [])
@@ -117,11 +171,13 @@ class Profile:
     def log_every(self) -> int:
         return int(self.body.get("log_every", 50))
 
-    def net(self) -> dict[str, Any]:
-        return dict(self.body.get("net", {}))
+    def net(self, exp: Experiment | None = None) -> dict[str, Any]:
+        """The network settings of ``exp``: its fit entry's own ``net`` if it has one (whole, not
+        merged), else the profile's ``net``."""
+        own = self._fit_entry(exp).get("net") if exp is not None else None
+        return dict(own if own else self.body.get("net", {}))
 
-    def fit(self, exp: Experiment) -> tuple[dict[str, Any], list[int]]:
-        """Fitting settings (for :class:`dip.fit.FitConfig`) and snapshot iterations of ``exp``."""
+    def _fit_entry(self, exp: Experiment) -> dict[str, Any]:
         key = exp.fit_key
         variant = (self.body.get("variants") or {}).get(key)
         if variant:
@@ -129,7 +185,12 @@ class Profile:
         fits = self.body.get("fit", {})
         if key not in fits:
             raise KeyError(f"profile {self.name!r} has no fitting settings {key!r} (profiles.{self.name}.fit.{key})")
-        settings = dict(fits[key])
+        return dict(fits[key])
+
+    def fit(self, exp: Experiment) -> tuple[dict[str, Any], list[int]]:
+        """Fitting settings (for :class:`dip.fit.FitConfig`) and snapshot iterations of ``exp``."""
+        settings = self._fit_entry(exp)
+        settings.pop("net", None)
         snapshots = settings.pop("snapshots", self.body.get("snapshots", []))
         return settings, [int(s) for s in snapshots]
 
@@ -138,4 +199,4 @@ def active_profile(params: dict[str, Any], resolution: dict[str, str]) -> Profil
     name = resolution["profile"]
     if name not in params["profiles"]:
         raise ValueError(f"data/profile.json names profile {name!r}, which params.yaml does not define; run `dvc repro`")
-    return Profile(name, params["profiles"][name])
+    return Profile(name, params["profiles"][name], dict(params.get("figures") or {}))

@@ -224,3 +224,37 @@ def build(rows: pd.DataFrame, curves: pd.DataFrame, paper: dict[str, Any], resol
     table = compare(with_means(aggregate(rows)), paper, resolution.get("profile", ""), epsilon)
     table = table.reindex(columns=list(REPORT_FIELDS))
     return table, markdown(table, curves, paper, resolution, epsilon), paper_summary(table, paper, resolution.get("profile", ""))
+
+
+NO_TRUTH = "no ground truth (a real photograph): no PSNR can be computed"
+
+
+def without_truth_summary(blind: list[dict[str, Any]]) -> dict[str, Any]:
+    """``summary.json``'s ``no_ground_truth``: per experiment the mean final loss and PSNR to
+    the observation over its runs, and why there is no PSNR."""
+    out: dict[str, Any] = {}
+    for exp in dict.fromkeys(b["experiment"] for b in blind):
+        runs = [b for b in blind if b["experiment"] == exp]
+        mean = lambda key: round(sum(r[key] for r in runs) / len(runs), 6)  # noqa: E731
+        out[exp] = {"images": len({r["image"] for r in runs}), "loss": mean("loss"), "psnr_obs": round(mean("psnr_obs"), 3), "note": NO_TRUTH}
+    return out
+
+
+def figures_section(about: dict[str, str], experiments: dict[str, Any], blind: list[dict[str, Any]]) -> str:
+    """The report's list of the figure experiments that ran: what each one is, and either its
+    DIP PSNR (table above) or, without a ground truth, its final loss and the plain statement
+    that there is no PSNR."""
+    ran = [e for e in about if e in experiments or any(b["experiment"] == e for b in blind)]
+    if not ran:
+        return ""
+    lines = ["## Figures", "", "The paper's other figures (params.yaml `figures:`; results in the dashboard's Gallery and Compare pages).", "",
+             "| experiment | what | result |", "|---|---|---|"]
+    for exp in ran:
+        if exp in experiments and "dip" in experiments[exp]:
+            result = f"PSNR {_fmt(experiments[exp]['dip']['psnr'])} dB (method `dip` in its table above: the fitted result)"
+        else:
+            runs = [b for b in blind if b["experiment"] == exp]
+            losses = ", ".join(f"{r['image']}: loss {r['loss']:.3g} after {r['iterations']} it. (PSNR to the observation {r['psnr_obs']:.2f} dB)" for r in runs)
+            result = f"{NO_TRUTH}; {losses}"
+        lines.append(f"| `{exp}` | {about[exp]} | {result} |")
+    return "\n".join(lines) + "\n"

@@ -81,11 +81,13 @@ def prepare(
     callbacks: Iterable[tuple[Callback, int]] = (),
     overwrite: bool = False,
     extra: dict[str, Any] | None = None,
+    input_image: np.ndarray | None = None,
 ) -> Restoration:
     """Check the inputs and set up the fit of one image (curve every ``log_every`` iterations,
-    snapshots kept in memory at the requested iterations, the caller's ``callbacks``)."""
+    snapshots kept in memory at the requested iterations, the caller's ``callbacks``);
+    ``input_image`` is the network's input when ``fit_cfg.input == "image"``."""
     y = to_tensor(observation)
-    fitter = Fitter(net_cfg, operator, y, fit_cfg, device)
+    fitter = Fitter(net_cfg, operator, y, fit_cfg, device, input_image=None if input_image is None else to_tensor(input_image))
     if ground_truth is not None and tuple(ground_truth.shape[:2]) != tuple(fitter.image_size):
         gh, gw = ground_truth.shape[:2]
         raise ValueError(f"ground truth is {gw}x{gh} but the restored image will be {fitter.image_size[1]}x{fitter.image_size[0]}")

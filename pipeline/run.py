@@ -28,7 +28,7 @@ from dip.fit import Callback, FitConfig
 from dip.io import load_image, load_mask, save_json
 from dip.network import NetConfig
 from dip.operators import make_operator
-from pipeline.profiles import Experiment, Profile, parse_experiment
+from pipeline.profiles import Experiment, Profile
 
 if TYPE_CHECKING:
     from pipeline.engines import DaskEngine, LocalEngine
@@ -66,7 +66,7 @@ def settings_hash(case_dir: Path, settings: dict[str, Any]) -> str:
 def job_settings(exp: Experiment, profile: Profile, seed: int, device: str) -> dict[str, Any]:
     """Everything :func:`restore_job` needs besides the files (JSON-serialisable)."""
     fit, snapshots = profile.fit(exp)
-    net_cfg = NetConfig.from_dict(profile.net()).to_dict()  # validated, every field explicit
+    net_cfg = NetConfig.from_dict(profile.net(exp)).to_dict()  # validated, every field explicit
     fit_cfg = FitConfig.from_dict({**fit, "seed": seed})
     return {"net": net_cfg, "fit": fit_cfg.__dict__.copy(), "seed": seed, "device": device,
             "log_every": profile.log_every, "snapshots": snapshots, "profile": profile.name}
@@ -80,7 +80,9 @@ def prepare_job(case_dir: Path, out_dir: Path, settings: dict[str, Any], callbac
 
     meta = json.loads((case_dir / "meta.json").read_text())
     observation = np.load(case_dir / "observation.npy")
-    truth = load_image(case_dir / "ground_truth.png", mode="gray" if observation.ndim == 2 else "rgb")
+    has_truth = (case_dir / "ground_truth.png").is_file()  # figures of real photographs have none
+    truth = load_image(case_dir / "ground_truth.png", mode="gray" if observation.ndim == 2 else "rgb") if has_truth else None
+    input_image = np.load(case_dir / "input.npy") if (case_dir / "input.npy").is_file() else None
     mask = torch.from_numpy(load_mask(case_dir / "mask.png")) if meta["task"] == "inpaint" else None
     factor = int(meta.get("factor") or 0)
     operator = make_operator(meta["task"], mask=mask, factor=factor or 4)
@@ -90,7 +92,7 @@ def prepare_job(case_dir: Path, out_dir: Path, settings: dict[str, Any], callbac
         operator, observation, out_dir, NetConfig.from_dict(settings["net"]), FitConfig.from_dict(settings["fit"]),
         ground_truth=truth, protocol="sr" if meta["task"] == "sr" else "rgb", shave=factor if meta["task"] == "sr" else 0,
         device=settings["device"], log_every=int(settings["log_every"]), snapshots=settings["snapshots"],
-        callbacks=callbacks or (), overwrite=True, extra=extra,
+        callbacks=callbacks or (), overwrite=True, extra=extra, input_image=input_image,
     )
 
 
@@ -128,7 +130,7 @@ class Job:
 
 def plan(exp_id: str, corrupted: Path, out_root: Path, profile: Profile, seeds: list[int], device: str) -> list[Job]:
     """The jobs of an experiment: every image of ``corrupted/<exp>`` × every seed."""
-    exp = parse_experiment(exp_id)
+    exp = profile.experiment(exp_id)
     info = json.loads((corrupted / "experiment.json").read_text())
     if info.get("profile") != profile.name:
         raise ValueError(f"{corrupted} was made for profile {info.get('profile')!r}, not {profile.name!r}; run `dvc repro`")

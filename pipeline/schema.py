@@ -29,11 +29,12 @@ def params_schema() -> dict[str, Schema]:
     from pipeline.baselines import DEFAULTS, METHODS
     from pipeline.engines import EngineConfig
 
+    net = _fields(NetConfig, "levels", "width", "skip")  # NetConfig.from_dict's shorthands
     profile: dict[str, Schema] = {
         "experiments": None, "images": {t: None for t in TASKS}, "max_side": None, "log_every": None, "snapshots": None,
-        "net": _fields(NetConfig, "levels", "width", "skip"),     # NetConfig.from_dict's shorthands
+        "net": net,
         "variants": {ANY: None},
-        "fit": {ANY: _fields(FitConfig, "snapshots")},
+        "fit": {ANY: {**_fields(FitConfig, "snapshots"), "net": net}},  # a figure's own network
     }
     return {
         "profile": None, "seeds": None, "experiments": None,
@@ -43,6 +44,7 @@ def params_schema() -> dict[str, Schema]:
         "baselines": {"methods": {t: None for t in METHODS}, **{m: {k: None for k in d} for m, d in DEFAULTS.items()}},
         "report": {"epsilon": None},
         "profiles": {ANY: profile},
+        "figures": {ANY: None},  # each entry's keys are checked by pipeline.profiles.parse_figure
     }
 
 

@@ -18,6 +18,8 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from dashboard.data import NO_TRUTH  # noqa: E402
+
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "dashboard" / "app.py")
@@ -134,10 +136,14 @@ def texts(at: AppTest) -> str:
 def test_overview_tables_from_the_report_with_the_badge(smoke: Path, experiments: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     report = pd.read_csv(smoke / "metrics" / "report.csv")
     at = open_app(smoke, monkeypatch)
-    assert [s.value.split(" ·")[0] for s in at.subheader] == list(dict.fromkeys(report["experiment"]))
-    assert sorted(experiments) == sorted(s.value.split(" ·")[0] for s in at.subheader)  # inactive ones left out
+    reported = list(dict.fromkeys(report["experiment"]))
+    heads = [s.value.split(" ·")[0] for s in at.subheader]
+    assert heads[: len(reported)] == reported
+    assert set(heads[len(reported):]) == {"real_snail", "flash_cave"}  # no ground truth: listed after, with a note
+    assert sorted(experiments) == sorted(heads)  # inactive ones left out
     tables = {s.value.split(" ·")[0]: d.value for s, d in zip(at.subheader, at.dataframe)}
-    for exp, table in tables.items():
+    assert [i.value for i in at.info].count(f"{NO_TRUTH} See the Gallery (result, snapshots, loss) and Curves pages.") == 2
+    for exp, table in ((e, t) for e, t in tables.items() if e in reported):
         ours = report[(report["experiment"] == exp) & (report["source"] == "ours")]
         assert list(table.index) == list(dict.fromkeys(ours["image"]))  # images, then the mean
         assert list(table.index)[-1] == "mean" and set(experiments[exp]) <= set(table.index)
@@ -265,6 +271,28 @@ def test_gallery_grid_and_image_choice(smoke: Path, experiments: dict, monkeypat
     assert got == expected and len(got) >= 2
     at.number_input(key="gallery_cols").set_value(2).run()
     assert not at.exception
+
+
+def test_gallery_of_figures(smoke: Path, experiments: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14: a figure's input, mask and result side by side; no PSNR without a ground truth."""
+    at = open_app(smoke, monkeypatch, "gallery")
+    at.selectbox(key="gallery_experiment").set_value("fig7_text").run()
+    captions = [img.proto.imgs[0].caption for img in at.image]
+    assert captions[:4] == ["corrupted input", "mask", "ground truth", "DIP"] and not at.exception
+    at.selectbox(key="gallery_experiment").set_value("flash_cave").run()
+    captions = [img.proto.imgs[0].caption for img in at.image]
+    assert captions[:3] == ["network input", "observation (target)", "DIP"] and "ground truth" not in captions
+    assert NO_TRUTH in [i.value for i in at.info] and "Loss" in [s.value for s in at.subheader]
+    assert not [c for c in captions if " dB" in c] and not at.exception
+
+
+def test_compare_the_three_sr_priors(smoke: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_app(smoke, monkeypatch, "compare")
+    at.selectbox(key="compare_experiment").set_value("sr_prior_dip").run()
+    options = set(at.selectbox(key="compare_b").options)
+    assert {"DIP", "sr_prior_none: DIP", "sr_prior_tv: DIP", "ground truth", "bicubic"} <= options
+    at.selectbox(key="compare_a").set_value("sr_prior_none: DIP").run()
+    assert not at.exception and len(at.metric) == 2  # both scored against the ground truth
 
 
 # ------------------------------------------------------------------------------------- compare

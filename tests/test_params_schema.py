@@ -68,7 +68,7 @@ def test_the_schema_follows_the_dataclasses() -> None:
     schema = params_schema()
     profile = schema["profiles"]["*"]
     assert {f.name for f in dataclasses.fields(NetConfig)} | {"levels", "width", "skip"} == set(profile["net"])
-    assert {f.name for f in dataclasses.fields(FitConfig)} | {"snapshots"} == set(profile["fit"]["*"])
+    assert {f.name for f in dataclasses.fields(FitConfig)} | {"snapshots", "net"} == set(profile["fit"]["*"])  # net: a figure's own network
     assert {f.name for f in dataclasses.fields(EngineConfig)} | {"device"} == set(schema["engine"])
     p = params()
     p["profiles"]["smoke"]["net"].update({f.name: getattr(NetConfig(), f.name) for f in dataclasses.fields(NetConfig)})

@@ -122,8 +122,8 @@ def test_cli_error_is_one_line(tmp_path: Path) -> None:
 
 def test_manifest_covers_the_paper_sets() -> None:
     m = load_manifest(ROOT / "data/manifest.yaml")
-    assert {k: len(v) for k, v in m.sets.items()} == {"inpainting11": 11, "set5": 5, "set14": 14, "cset9": 9, "embedded": 5}
-    assert all(e.url and e.url.startswith("https://") and e.source_sha256 for s in ("set5", "cset9") for e in m.sets[s].values())
+    assert {k: len(v) for k, v in m.sets.items()} == {"inpainting11": 11, "set5": 5, "set14": 14, "cset9": 9, "dip_demo": 12, "embedded": 5}
+    assert all(e.url and e.url.startswith("https://") and e.source_sha256 for s in ("set5", "cset9", "dip_demo") for e in m.sets[s].values())
 
 
 @pytest.mark.skipif(mirror_dir() is None, reason="no image mirror ($DIP_MIRROR or ../shared/images)")
@@ -131,3 +131,7 @@ def test_real_manifest_matches_the_mirror(tmp_path: Path) -> None:
     sources = fetch_all(load_manifest(ROOT / "data/manifest.yaml"), ["set5", "embedded/camera"], tmp_path, FetchOptions(mirror=mirror_dir(), allow_network=False))
     assert sources == {**{f"set5/{n}": "mirror" for n in ("baby", "bird", "butterfly", "head", "woman")}, "embedded/camera": "skimage"}
     assert yaml.safe_load((ROOT / "data/manifest.yaml").read_text())["sets"]["cset9"]["mirror_folder"] == "color_denoise"
+    # the figures' JPEG sources (snail, cave01) are stored as PNG with the decoded pixels' checksum
+    demo = fetch_all(load_manifest(ROOT / "data/manifest.yaml"), ["dip_demo/denoising_snail", "dip_demo/inpainting_vase_mask"], tmp_path / "demo",
+                     FetchOptions(mirror=mirror_dir(), allow_network=False))
+    assert set(demo.values()) == {"mirror"} and (tmp_path / "demo/dip_demo/denoising_snail.png").is_file()

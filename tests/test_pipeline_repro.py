@@ -11,6 +11,8 @@ from pathlib import Path
 from conftest import run_in
 
 ACTIVE = ("denoise_s25", "inpaint_p50", "sr_x4")
+FIGURES = ("fig7_text", "fig6_vase", "fig8_library", "sup_kate98", "sr_prior_none", "sr_prior_tv", "sr_prior_dip")  # with ground truth
+BLIND = ("real_snail", "flash_cave")  # real photographs: no ground truth
 
 
 def test_outputs_follow_the_layout(smoke_project: Path) -> None:
@@ -32,13 +34,14 @@ def test_outputs_follow_the_layout(smoke_project: Path) -> None:
 
 def test_metrics_and_plots(smoke_project: Path) -> None:
     summary = json.loads((smoke_project / "metrics/summary.json").read_text())
-    assert summary["profile"] == "smoke" and sorted(summary["experiments"]) == sorted(ACTIVE)
+    assert summary["profile"] == "smoke" and sorted(summary["experiments"]) == sorted(ACTIVE + FIGURES)
+    assert sorted(summary["no_ground_truth"]) == sorted(BLIND)
     for exp in ACTIVE:
         for method in ("input", "dip", "dip_final"):
             assert math.isfinite(summary["experiments"][exp][method]["psnr"])
     assert "dip_averaged" in summary["experiments"]["denoise_s25"]  # exp averaging 0.99
     rows = list(csv.DictReader(open(smoke_project / "metrics/per_image.csv")))
-    assert {r["experiment"] for r in rows} == set(ACTIVE) and all(r["device"] == "cpu" for r in rows)
+    assert {r["experiment"] for r in rows} == set(ACTIVE + FIGURES) and all(r["device"] == "cpu" for r in rows)
     curves = list(csv.DictReader(open(smoke_project / "metrics/curves.csv")))
     assert {int(r["iteration"]) for r in curves if r["experiment"] == "sr_x4"} == {0, 5, 10, 15, 20}
     shown = json.loads(run_in(smoke_project, "dvc", "metrics", "show", "--json").stdout)
@@ -74,7 +77,40 @@ def test_baselines_and_report(smoke_project: Path) -> None:
             assert summary["experiments"][exp][method]["psnr"] > summary["experiments"][exp]["input"]["psnr"]
         assert summary["paper"][exp]["comparable"] is False and "smoke" in summary["paper"][exp]["reason"]
     report = (smoke_project / "metrics/report.md").read_text()
-    assert "`smoke`-profile" in report and report.count("Paper columns left out") == 3
+    assert "`smoke`-profile" in report and report.count("Paper columns left out") == len(ACTIVE + FIGURES)
     rows = list(csv.DictReader(open(smoke_project / "metrics/report.csv")))
     assert {r["method"] for r in rows if r["experiment"] == "sr_x4"} == {"input", "dip", "bicubic", "lanczos"}
     assert all(r["source"] == "ours" for r in rows)
+
+
+def test_figures_end_to_end(smoke_project: Path) -> None:
+    """Issue 14: every figure's case, run and report line in the smoke profile."""
+    corrupted, results = smoke_project / "data/corrupted", smoke_project / "results"
+    assert sorted(p.name for p in (smoke_project / "data/images/dip_demo").iterdir()) == sorted(
+        f"{n}.png" for n in ("inpainting_kate", "inpainting_kate_mask", "inpainting_vase", "inpainting_vase_mask", "inpainting_library",
+                             "inpainting_library_mask", "restoration_kate", "denoising_snail", "flash_no_flash_cave01_00_flash",
+                             "flash_no_flash_cave01_01_noflash", "sr_zebra_crop"))
+    assert (corrupted / "fig7_text/inpainting_kate/mask.png").is_file() and (corrupted / "flash_cave/flash_no_flash_cave01_01_noflash/input.png").is_file()
+    assert not (corrupted / "real_snail/denoising_snail/ground_truth.png").exists()
+    runs = {e: json.loads(next((results / e).glob("*/seed_0/run.json")).read_text()) for e in FIGURES + BLIND}
+    assert runs["fig6_vase"]["fit"]["input"] == "meshgrid" and runs["flash_cave"]["fit"]["input"] == "image"
+    assert runs["fig8_library"]["net"]["channels_skip"] == [0, 0] and runs["fig8_library"]["net"]["conv1x1_up"] is False
+    assert runs["sr_prior_none"]["net"]["arch"] == "image" and runs["sr_prior_tv"]["fit"]["tv_weight"] == 1e-7
+    assert runs["flash_cave"]["net"]["upsample"] == ["nearest", "nearest", "bilinear"]
+    for e in BLIND:
+        assert "metrics" not in runs[e] and not list((smoke_project / "baselines" / e).glob("*/*.png"))
+    report = (smoke_project / "metrics/report.md").read_text()
+    assert "## Figures" in report and report.count("no PSNR can be computed") == 2
+
+
+def test_architecture_comparison_is_a_parameter(smoke_project: Path, tmp_path: Path) -> None:
+    """Fig. 8's architectures are variants: `dvc exp run -S` refits fig8_library alone."""
+    project = tmp_path / "project"
+    shutil.copytree(smoke_project, project, symlinks=True)
+    run_in(project, "dvc", "exp", "run", "-S", "profiles.smoke.variants.fig8_library=resnet")
+    run = json.loads(next((project / "results/fig8_library").glob("*/seed_0/run.json")).read_text())
+    assert run["net"]["arch"] == "resnet" and run["fit"]["lr"] == 0.001
+    diff = json.loads(run_in(project, "dvc", "params", "diff", "--json").stdout)
+    assert diff["params.yaml"]["profiles.smoke.variants.fig8_library"]["new"] == "resnet"
+    shown = run_in(project, "dvc", "exp", "show", "--json").stdout
+    assert "fig8_library" in shown

@@ -15,7 +15,11 @@ st.caption(
 table, message = data.dvc_experiments(root)
 if table is None or not len(table):
     st.info(message or "No DVC experiments yet.")
-    st.markdown("To create one:\n\n```bash\ndvc exp run -S net.downsample=max -n maxpool\ndvc exp run -S net.downsample=stride -n stride\n```")
+    st.markdown(
+        "To create one:\n\n```bash\ndvc exp run -S net.downsample=max -n maxpool\ndvc exp run -S net.downsample=stride -n stride\n"
+        "# Fig. 8's architecture comparison: skip_depth6 | skip_depth4 | skip_depth2 | unet | resnet\n"
+        "dvc exp run -S profiles.paper.variants.fig8_library=unet -n fig8-unet\n```"
+    )
     st.stop()
 changed = data.changed_columns(table)
 params = [c for c in changed if c.startswith("param:")]

@@ -56,7 +56,9 @@ if ui.require_outputs(root, "results", "data/corrupted", "baselines"):
     lb = c2.selectbox("B (right / after)", labels, index=default_b, key="compare_b")
     (ba, ia), (bb, ib) = options[la], options[lb]
     gt = options["ground truth"][1] if "ground truth" in options else None
-    task = data.experiment_task(exp)
+    task = data.experiment_task(exp, root)
+    if not data.has_ground_truth(root, exp):
+        st.info(data.NO_TRUTH)
     shave = int(data.number(data.meta(root, exp, image).get("factor")) or 0) if task == "sr" else 0
     cols = st.columns(2)
     for col, label, raw, arr in ((cols[0], la, ba, ia), (cols[1], lb, bb, ib)):

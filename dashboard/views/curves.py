@@ -56,6 +56,9 @@ if ui.require_outputs(root, "results", "metrics"):
     if not chosen:
         st.info("Pick at least one experiment.")
         st.stop()
+    blind = [e for e in chosen if not data.has_ground_truth(root, e)]
+    if blind and y not in ("loss", "psnr_obs"):
+        st.info(f"{', '.join(blind)}: {data.NO_TRUTH} Choose the loss or the PSNR vs observation.")
     df = all_curves[all_curves["experiment"].astype(str).isin(chosen)].dropna(subset=[y]).copy()
     runs = data.runs(root)
     runs = runs[runs["experiment"].astype(str).isin(chosen)]

@@ -25,9 +25,13 @@ if ui.require_outputs(root, "results", "data/corrupted"):
     m = data.meta(root, exp, image)
     if m:
         level = ", ".join(f"{k} {m[k]:.4g}" if isinstance(m[k], float) else f"{k} {m[k]}" for k in ("sigma", "drop", "factor") if k in m)
-        st.caption(f"{data.experiment_task(exp)} · {image} ({m.get('set', '?')}) · {level}")
+        st.caption(f"{data.experiment_task(exp, root)} · {image} ({m.get('set', '?')}) · {level}")
+    truth = data.has_ground_truth(root, exp)
+    if not truth:
+        st.info(data.NO_TRUTH)
     # the endpoints: what the network sees and what it should find
-    ends = [(label, src[label]) for label in ("corrupted input", "ground truth", "DIP") if label in src]
+    labels = ("network input", "corrupted input", "mask", "ground truth", "DIP")
+    ends = [(label if label != "corrupted input" or truth else "observation (target)", src[label]) for label in labels if label in src]
     if ends:
         cols = st.columns(len(ends))
         for col, (label, path) in zip(cols, ends):
@@ -48,6 +52,9 @@ if ui.require_outputs(root, "results", "data/corrupted"):
         for col, (it, path) in zip(cols, snaps[start : start + ncols]):
             cap = f"iteration {it}" + (f" · {psnr_at[it]:.2f} dB" if it in psnr_at else "")
             ui.image(col, root, path, cap, width="stretch")
+    if curve is not None and not truth and "loss" in curve.columns:
+        st.subheader("Loss")
+        st.line_chart(curve.set_index("iteration")[["loss"]])
     if record:
         restored = (record.get("metrics") or {}).get("restored") or {}
         es = record.get("early_stop_iteration")

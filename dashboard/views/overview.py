@@ -116,12 +116,13 @@ if ui.require_outputs(root, "metrics", "results"):
     if not len(report):
         st.info("No finished DIP run and no metrics yet. Run `dvc repro`.")
     fmt = "{:.2f}" if metric == "psnr" else "{:.3f}"
-    for exp in list(dict.fromkeys(report["experiment"])):
+    scored = report.dropna(subset=["psnr"]) if len(report) else report  # runs without ground truth have no PSNR
+    for exp in list(dict.fromkeys(scored["experiment"])):
         rows = report[report["experiment"] == exp]
         exp_status = status.get(exp) or {}
         # a non-paper profile never shows as the paper's setting, whatever the files say
         with_paper = paper_setting and exp_status.get("comparable", True)
-        st.subheader(f"{exp} · {data.experiment_task(exp)}")
+        st.subheader(f"{exp} · {data.experiment_task(exp, root)}")
         table, flags = experiment_table(rows, metric, with_paper)
         styler = table.style.format(fmt, na_rep=ui.EMPTY)
         delta_cols = [c for c in table.columns if c.startswith("Δ ")]
@@ -134,12 +135,18 @@ if ui.require_outputs(root, "metrics", "results"):
         caption = paper_caption(exp_status, epsilon) if paper_setting or not exp_status.get("comparable") else ""
         if caption:
             st.caption(caption)
+    runs = data.runs(root)
+    shown = set(scored["experiment"])
+    for exp in dict.fromkeys(r for r in runs["experiment"] if r not in shown):
+        st.subheader(f"{exp} · {data.experiment_task(exp, root)}")
+        st.info(data.NO_TRUTH + " See the Gallery (result, snapshots, loss) and Curves pages.")
+        blind = runs[runs["experiment"] == exp][["image", "seed", "iterations_run", "wall_seconds"]]
+        ui.table(blind, width="stretch", hide_index=True)
     report_md = root / "metrics" / "report.md"
     if report_md.is_file():
         with st.expander("metrics/report.md"):
             st.markdown(report_md.read_text(errors="replace"))
     ui.run_warnings(root)
-    runs = data.runs(root)
     if len(runs):
         with st.expander(f"DIP runs ({len(runs)})"):
             ui.table(runs.drop(columns=["path"]).style.format(precision=4, na_rep=ui.EMPTY), width="stretch", hide_index=True)
