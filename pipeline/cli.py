@@ -87,13 +87,13 @@ def restore(
     log_every: Annotated[int, typer.Option(help="Curve and progress interval (iterations).")] = 25,
     snapshots: Annotated[str, typer.Option(help="Iterations to save, comma-separated.")] = "0,250,1000,2000,5000,11000",
     early_stop: Annotated[bool, typer.Option(help="ES-WMV early stopping.")] = False,
-    force: Annotated[bool, typer.Option(help="Overwrite OUT if it exists.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace OUT if it is an earlier output of dip (never a folder of yours).")] = False,
 ) -> None:
     """Restore one image of yours with Deep Image Prior."""
     import torch
 
     from dip.device import pick_device
-    from dip.io import load_image, load_mask
+    from dip.io import check_replaceable, load_image, load_mask
     from dip.operators import TASKS, make_operator
     from dip.presets import preset as get_preset
     from pipeline.progress import FitProgress, console, make_progress
@@ -109,8 +109,7 @@ def restore(
         raise ValueError(f"--size-mode must be pad or crop, got {size_mode!r}")
     if task == "sr" and not 2 <= factor <= 16:
         raise ValueError(f"--factor must be between 2 and 16, got {factor}")
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; pass --force to overwrite it or choose another --out")
+    check_replaceable(out, force)
     dev = pick_device(device)
     preset_name = ("paper" if dev.type == "cuda" else "quick") if preset == "auto" else preset
     net_cfg, fit_cfg = get_preset(preset_name, task, factor)
@@ -164,7 +163,7 @@ def restore(
 @app.command()
 @user_errors
 def demo(
-    out: Annotated[Path, typer.Option(help="Output directory (the demo replaces its own earlier output).")] = Path("dip-demo"),
+    out: Annotated[Path, typer.Option(help="Output directory (the demo replaces its own earlier output, never a folder of yours).")] = Path("dip-demo"),
     iterations: Annotated[int, typer.Option(help="Fitting iterations.")] = 400,
     size: Annotated[int, typer.Option(help="Side of the (downscaled) cameraman image.")] = 256,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps")] = "auto",
@@ -173,7 +172,7 @@ def demo(
     import torch
     from skimage import data, transform
 
-    from dip.io import save_image
+    from dip.io import check_replaceable, save_image
     from dip.operators import Inpainting
     from dip.presets import preset as get_preset
     from pipeline.progress import FitProgress, console, make_progress
@@ -181,6 +180,7 @@ def demo(
 
     if iterations <= 0 or size < 32:
         raise ValueError("--iterations must be positive and --size at least 32")
+    check_replaceable(out, overwrite=True)  # before the fit: only the demo's own earlier output is replaced
     truth = transform.resize(data.camera(), (size, size), anti_aliasing=True).astype(np.float32)
     mask = Inpainting.random_mask(truth.shape, 0.5, torch.Generator().manual_seed(0))
     observation = (truth * mask.numpy()).astype(np.float32)
