@@ -6,8 +6,10 @@ Every command turns bad input into one ``error: …`` line and a non-zero exit c
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
+import signal
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional, TypeVar
@@ -23,12 +25,24 @@ app = typer.Typer(
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileExistsError, FileNotFoundError, KeyError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError)
+DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
+
+
+def _message(err: BaseException) -> str:
+    """One line for an expected error; an operating-system error says which file and what to do."""
+    if isinstance(err, KeyError) and err.args:
+        return str(err.args[0])
+    if isinstance(err, OSError) and err.strerror:
+        where = f"{err.filename}: " if err.filename else ""
+        hint = "; choose an output folder on a writable disk with free space" if err.errno in DISK_ERRNOS else ""
+        return f"{where}{err.strerror}{hint}"
+    return " ".join(str(err).split())
 
 
 def user_errors(fn: F) -> F:
@@ -39,8 +53,7 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except USER_ERRORS as err:
-            msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-            raise fail(str(msg)) from None
+            raise fail(_message(err)) from None
         except KeyboardInterrupt:
             raise fail("interrupted; nothing half-written was left behind", 130) from None
 
@@ -88,6 +101,7 @@ def restore(
     snapshots: Annotated[str, typer.Option(help="Iterations to save, comma-separated.")] = "0,250,1000,2000,5000,11000",
     early_stop: Annotated[bool, typer.Option(help="ES-WMV early stopping.")] = False,
     force: Annotated[bool, typer.Option(help="Replace OUT if it is an earlier output of dip (never a folder of yours).")] = False,
+    max_pixels: Annotated[Optional[int], typer.Option(help="Refuse restored images of more pixels than this (memory); default 2048x2048.")] = None,
 ) -> None:
     """Restore one image of yours with Deep Image Prior."""
     import torch
@@ -97,6 +111,7 @@ def restore(
     from dip.operators import TASKS, make_operator
     from dip.presets import preset as get_preset
     from pipeline.progress import FitProgress, console, make_progress
+    from pipeline.restore import DEFAULT_MAX_PIXELS, check_size
     from pipeline.restore import restore as run_restore
 
     if task not in TASKS:
@@ -105,10 +120,14 @@ def restore(
         raise ValueError(f"--iterations must be a positive number, got {iterations}")
     if log_every <= 0:
         raise ValueError(f"--log-every must be positive, got {log_every}")
+    if max_pixels is not None and max_pixels <= 0:
+        raise ValueError(f"--max-pixels must be positive, got {max_pixels}")
     if size_mode not in ("pad", "crop"):
         raise ValueError(f"--size-mode must be pad or crop, got {size_mode!r}")
     if task == "sr" and not 2 <= factor <= 16:
         raise ValueError(f"--factor must be between 2 and 16, got {factor}")
+    if mask is not None and task != "inpaint":
+        raise ValueError(f"--mask is only used by --task inpaint, not {task}; drop it or use --task inpaint")
     check_replaceable(out, force)
     dev = pick_device(device)
     preset_name = ("paper" if dev.type == "cuda" else "quick") if preset == "auto" else preset
@@ -136,6 +155,8 @@ def restore(
         if truth is not None and truth.shape[:2] != (h * factor, w * factor):
             raise ValueError(f"--gt is {truth.shape[1]}x{truth.shape[0]} but factor {factor} gives {w * factor}x{h * factor}")
     operator = make_operator(task, mask=torch.from_numpy(m) if m is not None else None, factor=factor)
+    max_pixels = max_pixels or DEFAULT_MAX_PIXELS
+    check_size(*operator.image_size(observation.shape[:2]), max_pixels)
     with make_progress() as progress:
         bar = progress.add_task(f"{task} {input.name}", total=fit_cfg.iterations, status="")
         record = run_restore(
@@ -153,6 +174,7 @@ def restore(
             callbacks=[(FitProgress(progress, bar), log_every)],
             overwrite=force,
             extra={"preset": preset_name, "input": str(input)},
+            max_pixels=max_pixels,
         )
     console.print(f"wrote {out}/restored.png after {record['iterations_run']} iterations in {record['wall_seconds']:.1f} s on {record['device']}")
     if "metrics" in record:
@@ -176,10 +198,12 @@ def demo(
     from dip.operators import Inpainting
     from dip.presets import preset as get_preset
     from pipeline.progress import FitProgress, console, make_progress
+    from pipeline.restore import check_size
     from pipeline.restore import restore as run_restore
 
     if iterations <= 0 or size < 32:
         raise ValueError("--iterations must be positive and --size at least 32")
+    check_size(size, size)
     check_replaceable(out, overwrite=True)  # before the fit: only the demo's own earlier output is replaced
     truth = transform.resize(data.camera(), (size, size), anti_aliasing=True).astype(np.float32)
     mask = Inpainting.random_mask(truth.shape, 0.5, torch.Generator().manual_seed(0))
@@ -242,10 +266,17 @@ def metrics(
     if protocol not in ("rgb", "sr"):
         raise ValueError(f"--protocol must be rgb or sr, got {protocol!r}")
     ref, img = load_image(reference), load_image(image)
-    if ref.shape != img.shape:
-        raise ValueError(f"{reference} is {ref.shape[1]}x{ref.shape[0]} but {image} is {img.shape[1]}x{img.shape[0]}")
+    if ref.shape[:2] != img.shape[:2]:
+        raise ValueError(f"{reference} is {ref.shape[1]}x{ref.shape[0]} but {image} is {img.shape[1]}x{img.shape[0]}; give two images of one size")
+    if ref.ndim != img.ndim:
+        kind = {2: "gray (1 channel)", 3: "colour (3 channels)"}
+        raise ValueError(f"{reference} is {kind[ref.ndim]} but {image} is {kind[img.ndim]}; give two gray or two colour images")
     result = quality(ref, img, protocol, shave if protocol == "sr" else 0)  # type: ignore[arg-type]
-    typer.echo(json.dumps({"psnr": round(result["psnr"], 4), "ssim": round(result["ssim"], 4), "protocol": protocol}))
+    psnr = result["psnr"]
+    values: dict[str, Any] = {"psnr": round(psnr, 4) if np.isfinite(psnr) else None, "ssim": round(result["ssim"], 4), "protocol": protocol}
+    if not np.isfinite(psnr):
+        values["note"] = "identical images: PSNR is infinite, printed as null"
+    typer.echo(json.dumps(values, allow_nan=False))
 
 
 # --- reproduction pipeline (issue 3): every DVC stage calls one of these -------------------
@@ -441,7 +472,13 @@ def dashboard(
         raise typer.Exit(code)
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # cleaned up like Ctrl+C: temporary output folders are removed
+
+
 def main() -> None:
+    """The ``dip`` entry point; SIGTERM (``kill``, a job scheduler) is handled like Ctrl+C."""
+    signal.signal(signal.SIGTERM, _terminate)
     app()
 
 

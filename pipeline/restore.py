@@ -30,6 +30,17 @@ from dip.network import NetConfig
 from dip.operators import Operator
 
 CURVE_FIELDS = ("iteration", "loss", "psnr_obs", "psnr_gt", "ssim_gt", "psnr_gt_avg")
+DEFAULT_MAX_PIXELS = 2048 * 2048  # a fit keeps several network activations per pixel: gigabytes beyond this
+
+
+def check_size(height: int, width: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """``ValueError`` before any allocation if a ``height`` × ``width`` restored image is over ``max_pixels``."""
+    if height * width > max_pixels:
+        raise ValueError(
+            f"the restored image would be {width}x{height} = {height * width:,} pixels, more than the limit of "
+            f"{max_pixels:,} (a fit needs memory for many network activations per pixel); downscale or crop it, "
+            "or raise the limit with --max-pixels"
+        )
 
 
 def versions() -> dict[str, str]:
@@ -61,11 +72,14 @@ def restore(
     callbacks: Iterable[tuple[Callback, int]] = (),
     overwrite: bool = False,
     extra: dict[str, Any] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> dict[str, Any]:
     """Fit DIP to ``observation`` through ``operator`` and write ``out_dir`` atomically.
 
-    Returns the content of ``run.json``.
+    Refuses (``ValueError``) a restored image over ``max_pixels`` before fitting, and a result
+    that is not finite before writing it. Returns the content of ``run.json``.
     """
+    check_size(*operator.image_size(tuple(observation.shape[:2])), max_pixels)  # type: ignore[arg-type]
     y = to_tensor(observation)
     fitter = Fitter(net_cfg, operator, y, fit_cfg, device)
     if ground_truth is not None and tuple(ground_truth.shape[:2]) != tuple(fitter.image_size):
@@ -83,6 +97,10 @@ def restore(
             fitter.add_callback(fn, every=every)
         started = time.time()
         result = fitter.run()
+        for name, out in (("restored", result.best), ("final", result.output)):
+            if not torch.isfinite(out).all():
+                raise ValueError(f"the {name} image holds NaN or infinite values (the fit diverged); nothing was written: "
+                                 "try a lower learning rate, another --seed or --early-stop")
         record = _record(fitter, result, curve, ground_truth, operator, observation, protocol, shave, started, extra)
         save_image(tmp / "restored.png", to_numpy(result.best))
         if result.best is not result.output:

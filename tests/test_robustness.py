@@ -3,6 +3,7 @@ results, never write outside the output root and never end in a traceback."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -23,11 +24,14 @@ runner = CliRunner()
 FAST = ["--iterations", "2", "--preset", "quick", "--device", "cpu", "--log-every", "1", "--snapshots", "0"]
 
 
-def one_line_error(result, needle: str) -> None:
+def one_line_error(result, needle: str, after_progress: bool = False) -> None:
+    """Exactly one ``error:`` line saying ``needle``, no traceback; the only line unless the
+    failure came mid-fit (``after_progress``: a progress bar was already drawn)."""
     assert result.exit_code != 0, result.output
     lines = [line for line in result.output.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    assert needle in lines[0], lines[0]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and (after_progress or len(lines) == 1) and lines[-1] == errors[0], result.output
+    assert needle in errors[0] and "Traceback" not in result.output, errors[0]
 
 
 @pytest.fixture
@@ -183,3 +187,157 @@ def test_corrupt_never_replaces_a_users_folder_or_escapes(tmp_path: Path, camera
     with pytest.raises(ValueError, match="outside"):
         corrupt_all(["denoise_s25"], profile, by_task, tmp_path / "images", tmp_path / "corrupted", 0)
     assert (mine / "docs" / "thesis.tex").is_file()
+
+
+# --- 2. silently wrong results ---------------------------------------------------------------
+
+
+def test_restore_refuses_to_write_a_non_finite_result(tmp_path: Path, camera64: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from dip.fit import Fitter
+    from dip.operators import Denoising
+    from dip.presets import preset
+    from pipeline.restore import restore
+
+    real_run = Fitter.run
+
+    def diverged(self):  # a fit that went to NaN
+        result = real_run(self)
+        result.output.fill_(float("nan"))
+        return result
+
+    monkeypatch.setattr(Fitter, "run", diverged)
+    net_cfg, fit_cfg = preset("quick", "denoise")
+    fit_cfg.iterations = 1
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        restore(Denoising(), camera64[:32, :32], out, net_cfg, fit_cfg, device=torch.device("cpu"), snapshots=())
+    assert list(tmp_path.iterdir()) == []  # nothing written, no temporary folder left
+
+
+# --- 4. crashes become one line ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("factor", [3, 5, 7])
+def test_odd_sr_factors_work(factor: int) -> None:
+    import torch
+
+    from dip.operators import SuperResolution
+
+    rng = np.random.default_rng(factor)
+    hr = rng.random((factor * 8, factor * 6, 3)).astype(np.float32)
+    op = SuperResolution(factor)
+    low = op(torch.from_numpy(hr.transpose(2, 0, 1).copy())[None])
+    assert tuple(low.shape[-2:]) == (8, 6)
+    const = op(torch.full((1, 1, factor * 4, factor * 4), 0.3))
+    assert torch.allclose(const, torch.full_like(const, 0.3), atol=1e-6)
+
+
+def test_sr_x3_runs_from_the_cli(tmp_path: Path, camera64: np.ndarray) -> None:
+    from pipeline.profiles import parse_experiment
+
+    assert parse_experiment("sr_x3").factor == 3
+    lr = tmp_path / "lr.png"
+    Image.fromarray(to_uint8(camera64[:63:3, :63:3])).save(lr)  # 21 x 21
+    result = runner.invoke(app, ["restore", str(lr), "--task", "sr", "--factor", "3", "--out", str(tmp_path / "out"), *FAST])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "out" / "restored.png").size == (63, 63)
+
+
+def test_a_huge_image_is_refused_before_fitting(tmp_path: Path) -> None:
+    big = tmp_path / "big.png"
+    Image.new("L", (3000, 2000)).save(big)
+    out = tmp_path / "out"
+    one_line_error(runner.invoke(app, ["restore", str(big), "--out", str(out), *FAST]), "more than the limit of 4,194,304")
+    small = tmp_path / "small.png"
+    Image.new("L", (600, 400)).save(small)  # 2,400 x 1,600 restored at factor 4
+    one_line_error(runner.invoke(app, ["restore", str(small), "--task", "sr", "--factor", "4", "--out", str(out), "--max-pixels", "1000000", *FAST]),
+                   "3,840,000 pixels, more than the limit of 1,000,000")
+    one_line_error(runner.invoke(app, ["demo", "--size", "5000", "--out", str(out)]), "more than the limit")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("code", [28, 30])  # ENOSPC, EROFS
+def test_a_full_or_read_only_disk_is_one_line(tmp_path: Path, clean: Path, monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+    import pipeline.restore
+
+    def refuse(path, image):
+        raise OSError(code, os.strerror(code), str(path))
+
+    monkeypatch.setattr(pipeline.restore, "save_image", refuse)
+    result = runner.invoke(app, ["restore", str(clean), "--out", str(tmp_path / "out"), *FAST])
+    one_line_error(result, os.strerror(code), after_progress=True)
+    assert "writable disk with free space" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean.png"]
+
+
+@pytest.mark.parametrize("device, needle", [("tpu", "unknown device 'tpu'"), ("mps", "not available"), ("cuda:7", "cuda")])
+def test_unavailable_devices_are_one_line(tmp_path: Path, clean: Path, device: str, needle: str) -> None:
+    import torch
+
+    if torch.cuda.is_available() or torch.backends.mps.is_available():
+        pytest.skip("this machine has an accelerator")
+    args = ["restore", str(clean), "--out", str(tmp_path / "out"), "--iterations", "1", "--device", device]
+    one_line_error(runner.invoke(app, args), needle)
+
+
+# --- 6. signals ----------------------------------------------------------------------------------
+
+
+def test_sigterm_removes_the_temporary_folder(tmp_path: Path, clean: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "pipeline.cli", "restore", str(clean), "--out", str(out), "--iterations", "100000",
+           "--preset", "quick", "--device", "cpu", "--snapshots", "0"]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while not any(tmp_path.glob(".out.*.tmp/snapshots/*.png")) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert any(tmp_path.glob(".out.*.tmp")), "the fit did not start"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert [line for line in stderr.splitlines() if line.strip()][-1].startswith("error: interrupted")
+    assert "Traceback" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean.png"]
+
+
+# --- 7. masks and options that would be ignored ------------------------------------------------
+
+
+def test_all_black_mask_and_mask_without_inpaint_are_errors(tmp_path: Path, clean: Path) -> None:
+    black = tmp_path / "black.png"
+    Image.new("L", (64, 64)).save(black)
+    out = tmp_path / "out"
+    one_line_error(runner.invoke(app, ["restore", str(clean), "--task", "inpaint", "--mask", str(black), "--out", str(out), *FAST]), "all black")
+    one_line_error(runner.invoke(app, ["restore", str(clean), "--task", "denoise", "--mask", str(black), "--out", str(out), *FAST]),
+                   "--mask is only used by --task inpaint")
+    assert not out.exists()
+
+
+# --- 8. small ones -----------------------------------------------------------------------------
+
+
+def test_metrics_of_identical_images_is_valid_json(clean: Path) -> None:
+    result = runner.invoke(app, ["metrics", str(clean), str(clean)])
+    assert result.exit_code == 0, result.output
+    values = json.loads(result.output)  # strict JSON: no Infinity
+    assert values["psnr"] is None and "infinite" in values["note"] and values["ssim"] == 1.0
+
+
+def test_metrics_gray_against_colour_says_channels(tmp_path: Path, clean: Path) -> None:
+    colour = tmp_path / "colour.png"
+    Image.open(clean).convert("RGB").save(colour)
+    result = runner.invoke(app, ["metrics", str(clean), str(colour)])
+    one_line_error(result, "is gray (1 channel) but")
+    assert "colour (3 channels)" in result.output
