@@ -136,9 +136,10 @@ def save_array(path: str | Path, array: np.ndarray) -> None:
 
 
 def inside(root: str | Path, path: str | Path) -> Path:
-    """``path`` if it stays under ``root`` once ``..`` and links are resolved; ``ValueError`` otherwise."""
+    """``path`` if it stays under ``root`` once ``..`` is resolved (lexically: links, e.g. DVC's
+    cache links, are not followed); ``ValueError`` otherwise."""
     path = Path(path)
-    if not path.resolve().is_relative_to(Path(root).resolve()):
+    if not Path(os.path.abspath(path)).is_relative_to(os.path.abspath(root)):
         raise ValueError(f"{path} lies outside {root}; refusing to write there (check the names in the manifest)")
     return path
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import math
 import signal
 from enum import Enum
 from pathlib import Path
@@ -198,12 +199,13 @@ def demo(
     from dip.operators import Inpainting
     from dip.presets import preset as get_preset
     from pipeline.progress import FitProgress, console, make_progress
-    from pipeline.restore import check_size
+    from pipeline.restore import DEFAULT_MAX_PIXELS
     from pipeline.restore import restore as run_restore
 
     if iterations <= 0 or size < 32:
         raise ValueError("--iterations must be positive and --size at least 32")
-    check_size(size, size)
+    if size * size > DEFAULT_MAX_PIXELS:
+        raise ValueError(f"--size {size} is too large for the demo's memory limit; use at most {math.isqrt(DEFAULT_MAX_PIXELS)}")
     check_replaceable(out, overwrite=True)  # before the fit: only the demo's own earlier output is replaced
     truth = transform.resize(data.camera(), (size, size), anti_aliasing=True).astype(np.float32)
     mask = Inpainting.random_mask(truth.shape, 0.5, torch.Generator().manual_seed(0))

@@ -103,7 +103,7 @@ def _from_skimage(entry: ImageEntry, dest: Path) -> None:
 
 
 def _from_mirror(entry: ImageEntry, dest: Path, mirror: Path) -> None:
-    src = inside(mirror, mirror / (entry.file or ""))
+    src = mirror / (entry.file or "")  # load_manifest checked every part of the name
     if not entry.file or not src.is_file():
         raise ValueError(f"{src}: not in the mirror")
     _write_verified(src.read_bytes(), entry, dest, str(src), (entry.sha256, entry.source_sha256))
