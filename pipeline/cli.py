@@ -111,7 +111,7 @@ def restore(
     from dip.io import check_replaceable, load_image, load_mask
     from dip.operators import TASKS, make_operator
     from dip.presets import preset as get_preset
-    from pipeline.progress import FitProgress, console, make_progress
+    from pipeline.progress import FitProgress, console, hidden_on_error, make_progress
     from pipeline.restore import DEFAULT_MAX_PIXELS, check_size
     from pipeline.restore import restore as run_restore
 
@@ -160,23 +160,24 @@ def restore(
     check_size(*operator.image_size(observation.shape[:2]), max_pixels)
     with make_progress() as progress:
         bar = progress.add_task(f"{task} {input.name}", total=fit_cfg.iterations, status="")
-        record = run_restore(
-            operator,
-            observation,
-            out,
-            net_cfg,
-            fit_cfg,
-            ground_truth=truth,
-            protocol="sr" if task == "sr" else "rgb",
-            shave=factor if task == "sr" else 0,
-            device=dev,
-            log_every=log_every,
-            snapshots=_parse_ints(snapshots),
-            callbacks=[(FitProgress(progress, bar), log_every)],
-            overwrite=force,
-            extra={"preset": preset_name, "input": str(input)},
-            max_pixels=max_pixels,
-        )
+        with hidden_on_error(progress, bar):
+            record = run_restore(
+                operator,
+                observation,
+                out,
+                net_cfg,
+                fit_cfg,
+                ground_truth=truth,
+                protocol="sr" if task == "sr" else "rgb",
+                shave=factor if task == "sr" else 0,
+                device=dev,
+                log_every=log_every,
+                snapshots=_parse_ints(snapshots),
+                callbacks=[(FitProgress(progress, bar), log_every)],
+                overwrite=force,
+                extra={"preset": preset_name, "input": str(input)},
+                max_pixels=max_pixels,
+            )
     console.print(f"wrote {out}/restored.png after {record['iterations_run']} iterations in {record['wall_seconds']:.1f} s on {record['device']}")
     if "metrics" in record:
         mt = record["metrics"]
@@ -198,7 +199,7 @@ def demo(
     from dip.io import check_replaceable, save_image
     from dip.operators import Inpainting
     from dip.presets import preset as get_preset
-    from pipeline.progress import FitProgress, console, make_progress
+    from pipeline.progress import FitProgress, console, hidden_on_error, make_progress
     from pipeline.restore import DEFAULT_MAX_PIXELS
     from pipeline.restore import restore as run_restore
 
@@ -214,11 +215,12 @@ def demo(
     fit_cfg.iterations = iterations
     with make_progress() as progress:
         bar = progress.add_task("inpainting cameraman", total=iterations, status="")
-        record = run_restore(
-            Inpainting(mask), observation, out, net_cfg, fit_cfg, ground_truth=truth, device=device,
-            log_every=10, snapshots=(0, iterations // 4, iterations // 2, iterations),
-            callbacks=[(FitProgress(progress, bar), 10)], overwrite=True, extra={"preset": "demo"},
-        )
+        with hidden_on_error(progress, bar):
+            record = run_restore(
+                Inpainting(mask), observation, out, net_cfg, fit_cfg, ground_truth=truth, device=device,
+                log_every=10, snapshots=(0, iterations // 4, iterations // 2, iterations),
+                callbacks=[(FitProgress(progress, bar), 10)], overwrite=True, extra={"preset": "demo"},
+            )
     save_image(out / "corrupted.png", observation)
     save_image(out / "ground_truth.png", truth)
     mt = record["metrics"]
