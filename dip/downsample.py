@@ -1,4 +1,5 @@
-"""Lanczos downsampling, as in the authors' ``Downsampler`` (support 2 or 3, phase 0.5).
+"""Lanczos downsampling, as in the authors' ``Downsampler`` (support 2 or 3, phase 0.5 for even
+factors; phase 0 for odd ones, whose block centres fall on a pixel).
 
 The 2-D kernel of the authors is a product ``k(i) k(j)`` of one 1-D kernel, normalised to sum
 to one, so it is applied here as two 1-D strided convolutions (exactly the same result, cheaper):
@@ -9,8 +10,10 @@ to one, so it is applied here as two 1-D strided convolutions (exactly the same 
     d_i = \\frac{|i + \\tfrac12 - c|}{f},\\quad c = \\frac{w + 1}{2},\\quad w = 2af + 1,
 
 for taps :math:`i = 1 … w-1` (phase 0.5 drops one tap), factor :math:`f`, support :math:`a`.
-The input is replicate-padded by :math:`(w - 1 - f)/2` so that the output is exactly
-:math:`\\lfloor H/f \\rfloor \\times \\lfloor W/f \\rfloor` for sizes divisible by :math:`f`.
+For odd :math:`f` the phase is 0: all :math:`w` taps, :math:`d_i = |i - c| / f`.
+The input is replicate-padded by (kernel length :math:`- f`)/2, an integer in both cases, so that
+the output is exactly :math:`H/f \\times W/f` for sizes divisible by :math:`f` and each output
+pixel is centred on its block of :math:`f \\times f` input pixels (as PIL's resize).
 """
 
 from __future__ import annotations
@@ -23,14 +26,16 @@ from torch import nn
 
 
 def lanczos_kernel_1d(factor: int, support: int = 2) -> torch.Tensor:
-    """The normalised 1-D Lanczos kernel of the authors' ``get_kernel`` (phase 0.5), float64."""
+    """The normalised 1-D Lanczos kernel of the authors' ``get_kernel``, float64: phase 0.5
+    (``2·support·factor`` taps) for even factors, phase 0 (one tap more) for odd ones."""
     if factor < 1 or support < 1:
         raise ValueError(f"factor and support must be >= 1, got {factor} and {support}")
     width = 2 * support * factor + 1
     center = (width + 1) / 2.0
+    phase = 0.5 if factor % 2 == 0 else 0.0
     taps = []
-    for i in range(1, width):  # phase 0.5: width - 1 taps
-        d = abs(i + 0.5 - center) / factor
+    for i in range(1, width + (phase == 0.0)):  # phase 0.5: width - 1 taps
+        d = abs(i + phase - center) / factor
         if d == 0:
             taps.append(1.0)
         else:

@@ -69,6 +69,8 @@ class Inpainting(Operator):
             mask = mask[None, None]
         elif mask.dim() == 3:
             mask = mask[None]
+        if not (mask > 0.5).any():
+            raise ValueError("the inpainting mask is all black: no pixel is known, so there is nothing to fit; white marks the pixels to keep")
         self.register_buffer("mask", (mask > 0.5).float(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,9 +6,11 @@ Every command turns bad input into one ``error: …`` line and a non-zero exit c
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import math
+import signal
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional, TypeVar
@@ -24,7 +26,8 @@ app = typer.Typer(
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileExistsError, FileNotFoundError, KeyError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError)
+DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -33,9 +36,13 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _message(err: BaseException) -> str:
-    """One line for an expected error."""
+    """One line for an expected error; an operating-system error says which file and what to do."""
     if isinstance(err, KeyError) and err.args:
         return str(err.args[0])
+    if isinstance(err, OSError) and err.strerror:
+        where = f"{err.filename}: " if err.filename else ""
+        hint = "; choose an output folder on a writable disk with free space" if err.errno in DISK_ERRNOS else ""
+        return f"{where}{err.strerror}{hint}"
     return " ".join(str(err).split())
 
 
@@ -124,17 +131,19 @@ def restore(
     snapshots: Annotated[str, typer.Option(help="Iterations to save, comma-separated.")] = "0,250,1000,2000,5000,11000",
     early_stop: Annotated[bool, typer.Option(help="ES-WMV early stopping.")] = False,
     group: Annotated[str, typer.Option(help="Same-size images fitted together on CUDA: auto (from free GPU memory) or a number; 1 off CUDA.")] = "auto",
-    force: Annotated[bool, typer.Option(help="Overwrite OUT if it exists.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace OUT (or OUT/NAME) if it is an earlier output of dip (never a folder of yours).")] = False,
+    max_pixels: Annotated[Optional[int], typer.Option(help="Refuse restored images of more pixels than this (memory); default 2048x2048.")] = None,
 ) -> None:
     """Restore images of yours with Deep Image Prior.
 
     One image goes to OUT/. Several images, or folders of images, go to OUT/NAME/ each, fitted together where they have one size (CUDA); finished images are skipped when run again, and an image that cannot be used is reported on one line without stopping the others.
     """
     from dip.device import pick_device
+    from dip.io import check_replaceable
     from dip.operators import TASKS
     from dip.presets import preset as get_preset
-    from pipeline.progress import console, make_progress
-    from pipeline.restore import batch_hash, finished, image_files, mask_beside, prepare, restore_groups
+    from pipeline.progress import console, hidden_on_error, make_progress
+    from pipeline.restore import DEFAULT_MAX_PIXELS, batch_hash, finished, image_files, mask_beside, prepare, restore_groups
 
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -142,10 +151,16 @@ def restore(
         raise ValueError(f"--iterations must be a positive number, got {iterations}")
     if log_every <= 0:
         raise ValueError(f"--log-every must be positive, got {log_every}")
+    if max_pixels is not None and max_pixels <= 0:
+        raise ValueError(f"--max-pixels must be positive, got {max_pixels}")
     if size_mode not in ("pad", "crop"):
         raise ValueError(f"--size-mode must be pad or crop, got {size_mode!r}")
     if task == "sr" and not 2 <= factor <= 16:
         raise ValueError(f"--factor must be between 2 and 16, got {factor}")
+    if mask is not None and task != "inpaint":
+        raise ValueError(f"--mask is only used by --task inpaint, not {task}; drop it or use --task inpaint")
+    if max_pixels is not None and max_pixels <= 0:
+        raise ValueError(f"--max-pixels must be positive, got {max_pixels}")
     if group != "auto" and not (group.isdigit() and int(group) >= 1):
         raise ValueError(f"--group must be auto or a whole number >= 1, got {group!r}")
     files = image_files(inputs)
@@ -154,8 +169,8 @@ def restore(
         raise ValueError(f"no images ({', '.join(sorted({'.png', '.jpg', '.tif'}))}, …) in {', '.join(map(str, inputs))}")
     if not single and gt is not None:
         raise ValueError("--gt works with one input image; for several, compare afterwards with `dip metrics`")
-    if single and out.exists() and not force:
-        raise FileExistsError(f"{out} exists; pass --force to overwrite it or choose another --out")
+    if single:
+        check_replaceable(out, force)  # before any fit: never a user's folder, --force or not
     dev = pick_device(device)
     preset_name = ("paper" if dev.type == "cuda" else "quick") if preset == "auto" else preset
     net_cfg, fit_cfg = get_preset(preset_name, task, factor)
@@ -184,7 +199,7 @@ def restore(
             restorations.append(prepare(
                 operator, observation, out_dir, net_cfg, fit_cfg, ground_truth=truth, protocol="sr" if task == "sr" else "rgb",
                 shave=factor if task == "sr" else 0, device=dev, log_every=log_every, snapshots=marks, overwrite=force,
-                extra={"preset": preset_name, "input": str(path), "batch_hash": digest},
+                extra={"preset": preset_name, "input": str(path), "batch_hash": digest}, max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
             ))
         except USER_ERRORS as err:
             if single:
@@ -207,23 +222,24 @@ def restore(
         for k, r in enumerate(restorations):
             r.fitter.add_callback(ticker(k), every=log_every)
         index = {id(r): k for k, r in enumerate(restorations)}
-        for r, outcome in restore_groups(restorations, group):
-            running.pop(index[id(r)], None)
-            done += fit_cfg.iterations
-            progress.update(bar, completed=done + sum(running.values()))
-            source = (r.extra or {}).get("input")
-            if isinstance(outcome, Exception):
-                if single:
-                    raise outcome
-                failed += 1
-                typer.echo(f"error: {source}: {_message(outcome)}", err=True)
-                continue
-            written += 1
-            where = f"{r.out_dir}/restored.png" + ("" if single else f" ({source})")
-            console.print(f"wrote {where} after {outcome['iterations_run']} iterations in {outcome['wall_seconds']:.1f} s on {outcome['device']}")
-            if "metrics" in outcome:
-                mt = outcome["metrics"]
-                console.print(f"PSNR input {mt['input']['psnr']:.2f} dB → restored {mt['restored']['psnr']:.2f} dB (SSIM {mt['restored']['ssim']:.3f})")
+        with hidden_on_error(progress, bar):  # a failing single fit leaves its error line alone
+            for r, outcome in restore_groups(restorations, group):
+                running.pop(index[id(r)], None)
+                done += fit_cfg.iterations
+                progress.update(bar, completed=done + sum(running.values()))
+                source = (r.extra or {}).get("input")
+                if isinstance(outcome, Exception):
+                    if single:
+                        raise outcome
+                    failed += 1
+                    typer.echo(f"error: {source}: {_message(outcome)}", err=True)
+                    continue
+                written += 1
+                where = f"{r.out_dir}/restored.png" + ("" if single else f" ({source})")
+                console.print(f"wrote {where} after {outcome['iterations_run']} iterations in {outcome['wall_seconds']:.1f} s on {outcome['device']}")
+                if "metrics" in outcome:
+                    mt = outcome["metrics"]
+                    console.print(f"PSNR input {mt['input']['psnr']:.2f} dB → restored {mt['restored']['psnr']:.2f} dB (SSIM {mt['restored']['ssim']:.3f})")
     if not single:
         console.print(f"{written} restored, {reused} already done, {failed} failed")
     if failed:
@@ -233,7 +249,7 @@ def restore(
 @app.command()
 @user_errors
 def demo(
-    out: Annotated[Path, typer.Option(help="Output directory (the demo replaces its own earlier output).")] = Path("dip-demo"),
+    out: Annotated[Path, typer.Option(help="Output directory (the demo replaces its own earlier output, never a folder of yours).")] = Path("dip-demo"),
     iterations: Annotated[int, typer.Option(help="Fitting iterations.")] = 400,
     size: Annotated[int, typer.Option(help="Side of the (downscaled) cameraman image.")] = 256,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps")] = "auto",
@@ -242,14 +258,18 @@ def demo(
     import torch
     from skimage import data, transform
 
-    from dip.io import save_image
+    from dip.io import check_replaceable, save_image
     from dip.operators import Inpainting
     from dip.presets import preset as get_preset
-    from pipeline.progress import FitProgress, console, make_progress
+    from pipeline.progress import FitProgress, console, hidden_on_error, make_progress
+    from pipeline.restore import DEFAULT_MAX_PIXELS
     from pipeline.restore import restore as run_restore
 
     if iterations <= 0 or size < 32:
         raise ValueError("--iterations must be positive and --size at least 32")
+    if size * size > DEFAULT_MAX_PIXELS:
+        raise ValueError(f"--size {size} is too large for the demo's memory limit; use at most {math.isqrt(DEFAULT_MAX_PIXELS)}")
+    check_replaceable(out, overwrite=True)  # before the fit: only the demo's own earlier output is replaced
     truth = transform.resize(data.camera(), (size, size), anti_aliasing=True).astype(np.float32)
     mask = Inpainting.random_mask(truth.shape, 0.5, torch.Generator().manual_seed(0))
     observation = (truth * mask.numpy()).astype(np.float32)
@@ -257,11 +277,12 @@ def demo(
     fit_cfg.iterations = iterations
     with make_progress() as progress:
         bar = progress.add_task("inpainting cameraman", total=iterations, status="")
-        record = run_restore(
-            Inpainting(mask), observation, out, net_cfg, fit_cfg, ground_truth=truth, device=device,
-            log_every=10, snapshots=(0, iterations // 4, iterations // 2, iterations),
-            callbacks=[(FitProgress(progress, bar), 10)], overwrite=True, extra={"preset": "demo"},
-        )
+        with hidden_on_error(progress, bar):
+            record = run_restore(
+                Inpainting(mask), observation, out, net_cfg, fit_cfg, ground_truth=truth, device=device,
+                log_every=10, snapshots=(0, iterations // 4, iterations // 2, iterations),
+                callbacks=[(FitProgress(progress, bar), 10)], overwrite=True, extra={"preset": "demo"},
+            )
     save_image(out / "corrupted.png", observation)
     save_image(out / "ground_truth.png", truth)
     mt = record["metrics"]
@@ -311,10 +332,17 @@ def metrics(
     if protocol not in ("rgb", "sr"):
         raise ValueError(f"--protocol must be rgb or sr, got {protocol!r}")
     ref, img = load_image(reference), load_image(image)
-    if ref.shape != img.shape:
-        raise ValueError(f"{reference} is {ref.shape[1]}x{ref.shape[0]} but {image} is {img.shape[1]}x{img.shape[0]}")
+    if ref.shape[:2] != img.shape[:2]:
+        raise ValueError(f"{reference} is {ref.shape[1]}x{ref.shape[0]} but {image} is {img.shape[1]}x{img.shape[0]}; give two images of one size")
+    if ref.ndim != img.ndim:
+        kind = {2: "gray (1 channel)", 3: "colour (3 channels)"}
+        raise ValueError(f"{reference} is {kind[ref.ndim]} but {image} is {kind[img.ndim]}; give two gray or two colour images")
     result = quality(ref, img, protocol, shave if protocol == "sr" else 0)  # type: ignore[arg-type]
-    typer.echo(json.dumps({"psnr": round(result["psnr"], 4), "ssim": round(result["ssim"], 4), "protocol": protocol}))
+    psnr = result["psnr"]
+    values: dict[str, Any] = {"psnr": round(psnr, 4) if np.isfinite(psnr) else None, "ssim": round(result["ssim"], 4), "protocol": protocol}
+    if not np.isfinite(psnr):
+        values["note"] = "identical images: PSNR is infinite, printed as null"
+    typer.echo(json.dumps(values, allow_nan=False))
 
 
 # --- reproduction pipeline (issue 3): every DVC stage calls one of these -------------------
@@ -514,10 +542,16 @@ def dashboard(
         raise typer.Exit(code)
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # cleaned up like Ctrl+C: temporary output folders are removed
+
+
 def main() -> None:
+    """The ``dip`` entry point; SIGTERM (``kill``, a job scheduler) is handled like Ctrl+C."""
     from pipeline.threads import prepare_openmp
 
     prepare_openmp()  # before torch loads: OpenMP threads sleep, not spin, while they wait
+    signal.signal(signal.SIGTERM, _terminate)
     app()
 
 

@@ -20,7 +20,6 @@ is added), and ``input.npy`` / ``input.png``, the image the network takes as its
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dip.io import atomic_directory, load_image, save_array, save_image, save_json, to_numpy, to_tensor
+from dip.io import atomic_directory, inside, load_image, save_array, save_image, save_json, to_numpy, to_tensor
 from dip.metrics import to_uint8
 from dip.operators import Denoising, Inpainting, SuperResolution
 from pipeline.manifest import ImageEntry
@@ -113,10 +112,12 @@ def write_case(out_dir: Path, exp: Experiment, entry: ImageEntry, images_dir: Pa
 
 def corrupt_all(experiment_ids: list[str], profile: Profile, manifest_images: dict[str, list[ImageEntry]], images_dir: Path, out_root: Path, seed: int) -> dict[str, int]:
     """Rebuild ``out_root`` for every experiment id; returns ``{experiment: number of images}``.
-    ``manifest_images`` maps a task (or a figure's id) to its images."""
-    counts: dict[str, int] = {}
-    if out_root.exists():
-        shutil.rmtree(out_root)
+    ``manifest_images`` maps a task (or a figure's id) to its images.
+
+    Every id is checked before anything is written; the new root replaces the old one (only an
+    earlier output of this stage, never a user's folder) once it is complete.
+    """
+    plan: list[tuple[Experiment, bool, list[ImageEntry]]] = []
     for exp_id in experiment_ids:
         exp = profile.experiment(exp_id)
         active = profile.is_active(exp_id)
@@ -124,11 +125,15 @@ def corrupt_all(experiment_ids: list[str], profile: Profile, manifest_images: di
         names = [e.name for e in entries]
         if len(set(names)) != len(names):
             raise ValueError(f"experiment {exp_id}: two images share a name in {profile.specs(exp)}; image names must be unique per task")
-        for entry in entries:
-            write_case(out_root / exp_id / entry.name, exp, entry, images_dir, profile, seed)
-        save_json(out_root / exp_id / "experiment.json", {
-            "experiment": exp_id, "task": exp.task, **exp.corruption(), "profile": profile.name,
-            "active": active, "images": names, "seed": seed,
-        })
-        counts[exp_id] = len(entries)
+        plan.append((exp, active, entries))
+    counts: dict[str, int] = {}
+    with atomic_directory(out_root, overwrite=True) as tmp:
+        for exp, active, entries in plan:
+            for entry in entries:
+                write_case(inside(tmp, tmp / exp.id / entry.name), exp, entry, images_dir, profile, seed)
+            save_json(tmp / exp.id / "experiment.json", {
+                "experiment": exp.id, "task": exp.task, **exp.corruption(), "profile": profile.name,
+                "active": active, "images": [e.name for e in entries], "seed": seed,
+            })
+            counts[exp.id] = len(entries)
     return counts

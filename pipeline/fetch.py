@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from dip.io import atomic_path
+from dip.io import atomic_path, inside
 from pipeline.manifest import ImageEntry, Manifest, pixel_sha256, pixel_sha256_of_array, sha256_bytes
 
 MIRROR_ENV = "DIP_MIRROR"
@@ -52,7 +52,8 @@ def mirror_from(value: str | os.PathLike | None) -> Path | None:
 
 
 def target_path(out_dir: Path, entry: ImageEntry) -> Path:
-    return Path(out_dir) / entry.set / f"{entry.name}.png"
+    """``out_dir/<set>/<name>.png``; ``ValueError`` if that would lie outside ``out_dir``."""
+    return inside(out_dir, Path(out_dir) / entry.set / f"{entry.name}.png")
 
 
 def _decode(data: bytes, what: str) -> Image.Image:
@@ -102,7 +103,7 @@ def _from_skimage(entry: ImageEntry, dest: Path) -> None:
 
 
 def _from_mirror(entry: ImageEntry, dest: Path, mirror: Path) -> None:
-    src = mirror / (entry.file or "")
+    src = mirror / (entry.file or "")  # load_manifest checked every part of the name
     if not entry.file or not src.is_file():
         raise ValueError(f"{src}: not in the mirror")
     _write_verified(src.read_bytes(), entry, dest, str(src), (entry.sha256, entry.source_sha256))
@@ -174,18 +175,21 @@ def fetch_image(entry: ImageEntry, out_dir: Path, opts: FetchOptions, progress: 
     raise FetchError(f"cannot fetch image {entry.key}; tried " + "; ".join(tried))
 
 
-def prune(out_dir: Path, keep: list[ImageEntry]) -> list[Path]:
-    """Remove files and set folders of ``out_dir`` that are not in ``keep``; returns what went."""
+def prune(out_dir: Path, keep: list[ImageEntry], manifest: Manifest) -> list[Path]:
+    """Remove the images of ``manifest`` that ``out_dir`` holds but ``keep`` does not, and set
+    folders left empty; returns what went. Files that fetch does not manage are never touched."""
     wanted = {target_path(out_dir, e) for e in keep}
     removed: list[Path] = []
-    if not out_dir.is_dir():
-        return removed
-    for path in sorted(out_dir.rglob("*"), reverse=True):
-        if path.is_file() and path not in wanted:
-            path.unlink()
-            removed.append(path)
-        elif path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
+    for entries in manifest.sets.values():
+        for entry in entries.values():
+            path = target_path(out_dir, entry)
+            if path not in wanted and path.is_file() and not path.is_symlink():
+                path.unlink()
+                removed.append(path)
+    for set_name in manifest.sets:
+        folder = Path(out_dir) / set_name
+        if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+            folder.rmdir()
     return removed
 
 
@@ -207,7 +211,7 @@ def fetch_all(manifest: Manifest, specs: list[str], out_dir: Path, opts: FetchOp
             sources[entry.key] = fetch_image(entry, out_dir, opts, show)
         progress.update(bar, completed=len(entries), status="done")
     if clean:
-        prune(out_dir, entries)
+        prune(out_dir, entries, manifest)
     return sources
 
 

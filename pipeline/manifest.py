@@ -14,6 +14,7 @@ scikit-image, needing neither network nor mirror). Checksums:
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,14 @@ import yaml
 from PIL import Image, UnidentifiedImageError
 
 DEFAULT_MANIFEST = Path("data/manifest.yaml")
+SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")  # set and image names become file names
+
+
+def check_name(name: str, what: str) -> str:
+    """``name`` if it is safe as one file name (letters, digits, ``._-``, no leading dot); else ``ValueError``."""
+    if not SAFE_NAME.fullmatch(name):
+        raise ValueError(f"{what} {name!r}: names may only hold letters, digits, '.', '_' and '-' and must not start with '.'")
+    return name
 
 
 @dataclass(frozen=True)
@@ -82,9 +91,14 @@ def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> Manifest:
     manifest = Manifest()
     for set_name, body in (raw.get("sets") or {}).items():
         images: dict[str, ImageEntry] = {}
+        check_name(str(set_name), f"{path}: set name")
         for name, e in (body.get("images") or {}).items():
+            check_name(str(name), f"{path}: set {set_name}: image name")
             if not isinstance(e, dict) or "pixel_sha256" not in e:
                 raise ValueError(f"{path}: {set_name}/{name} needs a pixel_sha256")
+            if e.get("file"):
+                for part in str(e["file"]).split("/"):
+                    check_name(part, f"{path}: {set_name}/{name}: mirror file {e['file']!r}: part")
             if not (e.get("url") or e.get("skimage") or e.get("file")):
                 raise ValueError(f"{path}: {set_name}/{name} has no source (url, file or skimage)")
             size = tuple(e["size"]) if e.get("size") else None

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import Iterator
+
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from dip.fit import Step
 
@@ -23,6 +26,16 @@ def make_progress() -> Progress:
         TextColumn("{task.fields[status]}"),
         console=console,
     )
+
+
+@contextlib.contextmanager
+def hidden_on_error(progress: Progress, task_id: TaskID) -> Iterator[None]:
+    """Hide ``task_id``'s bar if the block fails, so that the ``error:`` line stands alone."""
+    try:
+        yield
+    except BaseException:
+        progress.update(task_id, visible=False)
+        raise
 
 
 class FitProgress:

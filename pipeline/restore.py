@@ -25,12 +25,23 @@ import torch
 import dip
 from dip.callbacks import CurveRecorder, SnapshotTaker
 from dip.fit import Callback, FitConfig, FitDiverged, Fitter, FitResult, run_fits
-from dip.io import atomic_directory, save_image, save_json, to_numpy, to_tensor
+from dip.io import atomic_directory, check_replaceable, save_image, save_json, to_numpy, to_tensor
 from dip.metrics import quality
 from dip.network import NetConfig
 from dip.operators import Operator
 
 CURVE_FIELDS = ("iteration", "loss", "psnr_obs", "psnr_gt", "ssim_gt", "psnr_gt_avg")
+DEFAULT_MAX_PIXELS = 2048 * 2048  # a fit keeps several network activations per pixel: gigabytes beyond this
+
+
+def check_size(height: int, width: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """``ValueError`` before any allocation if a ``height`` × ``width`` restored image is over ``max_pixels``."""
+    if height * width > max_pixels:
+        raise ValueError(
+            f"the restored image would be {width}x{height} = {height * width:,} pixels, more than the limit of "
+            f"{max_pixels:,} (a fit needs memory for many network activations per pixel); downscale or crop it, "
+            "or raise the limit with --max-pixels"
+        )
 
 
 def versions() -> dict[str, str]:
@@ -82,17 +93,19 @@ def prepare(
     overwrite: bool = False,
     extra: dict[str, Any] | None = None,
     input_image: np.ndarray | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Restoration:
     """Check the inputs and set up the fit of one image (curve every ``log_every`` iterations,
     snapshots kept in memory at the requested iterations, the caller's ``callbacks``);
-    ``input_image`` is the network's input when ``fit_cfg.input == "image"``."""
+    ``input_image`` is the network's input when ``fit_cfg.input == "image"``. Refuses
+    (``ValueError``) a restored image over ``max_pixels`` before anything is allocated."""
+    check_size(*operator.image_size(tuple(observation.shape[:2])), max_pixels)  # type: ignore[arg-type]
     y = to_tensor(observation)
     fitter = Fitter(net_cfg, operator, y, fit_cfg, device, input_image=None if input_image is None else to_tensor(input_image))
     if ground_truth is not None and tuple(ground_truth.shape[:2]) != tuple(fitter.image_size):
         gh, gw = ground_truth.shape[:2]
         raise ValueError(f"ground truth is {gw}x{gh} but the restored image will be {fitter.image_size[1]}x{fitter.image_size[0]}")
-    if out_dir.exists() and not overwrite:
-        raise FileExistsError(f"{out_dir} exists; pass --force to overwrite it")
+    check_replaceable(out_dir, overwrite)
     r = Restoration(fitter, operator, observation, out_dir, CurveRecorder(ground_truth, protocol=protocol, shave=shave),  # type: ignore[arg-type]
                     ground_truth=ground_truth, protocol=protocol, shave=shave, overwrite=overwrite, extra=extra)
     fitter.add_callback(r.curve, every=log_every)
@@ -108,6 +121,10 @@ def write(r: Restoration, result: FitResult) -> dict[str, Any]:
     """Write ``r``'s output folder atomically from the fit's ``result``; returns run.json's content."""
     if result.diverged_at is not None:
         raise FitDiverged(result.diverged_at)
+    for name, out in (("restored", result.best), ("final", result.output)):
+        if not torch.isfinite(out).all():
+            raise ValueError(f"the {name} image holds NaN or infinite values (the fit diverged); nothing was written: "
+                             "try a lower learning rate, another --seed or --early-stop")
     record = _record(r.fitter, result, r.curve, r.ground_truth, r.operator, r.observation, r.protocol, r.shave, r.started, r.extra)
     with atomic_directory(r.out_dir, overwrite=r.overwrite) as tmp:
         (tmp / "snapshots").mkdir()

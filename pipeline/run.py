@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch
 
 import dip
 from dip.fit import Callback, FitConfig
-from dip.io import load_image, load_mask, save_json
+from dip.io import load_image, load_mask, remove_output, save_json
 from dip.network import NetConfig
 from dip.operators import make_operator
 from pipeline.profiles import Experiment, Profile
@@ -142,20 +141,20 @@ def plan(exp_id: str, corrupted: Path, out_root: Path, profile: Profile, seeds: 
 
 
 def prune(out_root: Path, jobs: list[Job]) -> None:
-    """Remove result folders (images, seeds, leftovers) that the plan does not contain."""
+    """Remove result folders (images, seeds, leftovers) that the plan does not contain; only
+    folders that dip wrote are removed, never other files."""
     wanted = {j.out_dir for j in jobs}
     images = {j.out_dir.parent for j in jobs}
     if not out_root.is_dir():
         return
     for image_dir in out_root.iterdir():
-        if image_dir.is_file():
-            continue
-        if image_dir not in images:
-            shutil.rmtree(image_dir)
+        if not image_dir.is_dir() or image_dir.is_symlink():
             continue
         for seed_dir in image_dir.iterdir():
             if seed_dir not in wanted:
-                shutil.rmtree(seed_dir) if seed_dir.is_dir() else seed_dir.unlink()
+                remove_output(seed_dir)
+        if image_dir not in images and not any(image_dir.iterdir()):
+            image_dir.rmdir()
 
 
 def run_experiment(exp_id: str, corrupted: Path, out_root: Path, profile: Profile, seeds: list[int], device: str,

@@ -93,8 +93,12 @@ def test_existing_output_needs_force(tmp_path: Path, images: dict[str, Path]) ->
     _one_line_error(result, "pass --force")
     assert (out / "keep.txt").read_text() == "mine"
     result = runner.invoke(app, ["restore", str(images["clean"]), "--task", "denoise", "--out", str(out), "--force", *FAST])
+    _one_line_error(result, "not an output of dip")  # --force replaces only dip's own outputs
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()  # an empty folder may be used
+    result = runner.invoke(app, ["restore", str(images["clean"]), "--task", "denoise", "--out", str(out), "--force", *FAST])
     assert result.exit_code == 0, result.output
-    assert (out / "restored.png").is_file() and not (out / "keep.txt").exists()
+    assert (out / "restored.png").is_file()
 
 
 def test_net_json_reports_the_paper_parameter_count() -> None:

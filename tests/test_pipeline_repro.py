@@ -20,7 +20,7 @@ def test_outputs_follow_the_layout(smoke_project: Path) -> None:
     assert profile["requested"] == "smoke" and profile["profile"] == "smoke" and profile["device"] == "cpu"
     assert sorted(p.name for p in (smoke_project / "data/images/embedded").iterdir()) == ["astronaut.png", "camera.png", "coffee.png"]
     inpaint = smoke_project / "data/corrupted/inpaint_p50/camera"
-    assert {p.name for p in inpaint.iterdir()} == {"ground_truth.png", "observation.npy", "observation.png", "mask.png", "meta.json"}
+    assert {p.name for p in inpaint.iterdir()} == {"ground_truth.png", "observation.npy", "observation.png", "mask.png", "meta.json", ".dip-output"}
     meta = json.loads((inpaint / "meta.json").read_text())
     assert meta["drop"] == 0.5 and meta["set"] == "embedded" and max(meta["size"]) == 48
     for exp, image in zip(ACTIVE, ("astronaut", "camera", "coffee")):
