@@ -44,4 +44,8 @@ def guarded(what: str, run: Callable[[], object]) -> None:
 
 page = st.navigation(PAGES)
 guarded("The sidebar", ui.sidebar)
-guarded(f"The page {page.title}", page.run)
+try:
+    title = page.title
+except AttributeError:  # bare mode, e.g. a Dask/multiprocessing child that re-imports this file as __main__
+    title = "this page"
+guarded(f"The page {title}", page.run)

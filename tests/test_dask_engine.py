@@ -158,7 +158,8 @@ def test_dvc_exp_run_with_dask_reproduces_local_metrics(smoke_project: Path, tmp
     lock["stages"] = {k: v for k, v in lock["stages"].items() if not k.startswith("restore@")}
     (project / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
     out = run_in(project, "dvc", "exp", "run", "-S", "engine.kind=dask").stdout
-    assert out.count("[dask LocalCluster (2 workers)]") == 3, out  # the three active experiments
+    active = yaml.safe_load((project / "params.yaml").read_text())["profiles"]["smoke"]["experiments"]
+    assert out.count("[dask LocalCluster (2 workers)]") == len(active) > 3, out  # every active experiment, figures too
 
     def rows(root: Path) -> list[dict[str, str]]:
         return sorted(({k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(root / "metrics/per_image.csv"))),
