@@ -24,7 +24,8 @@ from pipeline.corrupt import corrupt_all
 from pipeline.engines import DASK_MISSING, DaskEngine, EngineConfig, LocalEngine, make_engine
 from pipeline.manifest import ImageEntry
 from pipeline.profiles import Profile
-from pipeline.run import Job, run_experiment
+from pipeline.job import Job
+from pipeline.run import run_experiment
 
 distributed = pytest.importorskip("distributed")
 

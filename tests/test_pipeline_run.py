@@ -13,7 +13,8 @@ from dip.io import save_image
 from pipeline.corrupt import corrupt_all, write_case
 from pipeline.manifest import ImageEntry
 from pipeline.profiles import Profile, parse_experiment, resolve
-from pipeline.run import Job, run_experiment
+from pipeline.job import Job
+from pipeline.run import run_experiment
 
 TINY = {
     "experiments": ["inpaint_p50"],
@@ -104,7 +105,8 @@ def test_interrupted_restore_resumes(tmp_path: Path, images: tuple[Path, list[Im
 def test_grouped_run_writes_what_one_at_a_time_writes(tmp_path: Path, images: tuple[Path, list[ImageEntry]]) -> None:
     """engine.group: seeds of one image (same size) fitted together give each seed's lone result."""
     from pipeline.engines import LocalEngine
-    from pipeline.run import groups, plan
+    from pipeline.job import groups
+    from pipeline.run import plan
 
     root, entries = images
     fit64 = {**TINY["fit"]["inpaint"], "precision": "fp64", "backtrack": True, "exp_weight": 0.9}
