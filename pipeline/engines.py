@@ -23,7 +23,6 @@ when the Dask engine is used.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import uuid
 from dataclasses import dataclass, fields
@@ -287,8 +286,3 @@ class DaskEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def worker_pids(client: Any) -> dict[str, int]:
-    """``{worker address: pid}`` (for tests and debugging)."""
-    return client.run(os.getpid)
