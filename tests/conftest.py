@@ -89,6 +89,13 @@ def run_in(project: Path, *cmd: str, check: bool = True) -> "subprocess.Complete
     return proc
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the ``smoke_project`` (a full ``dvc repro``) is an integration test."""
+    for item in items:
+        if "smoke_project" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def smoke_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the project in which `dvc repro` has run the ``smoke`` profile end to end

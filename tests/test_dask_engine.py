@@ -68,6 +68,7 @@ def records(root: Path) -> dict[str, dict]:
     return {p.relative_to(root).as_posix(): {k: v for k, v in json.loads(p.read_text()).items() if k not in drop} for p in sorted(root.rglob("run.json"))}
 
 
+@pytest.mark.integration
 def test_dask_equals_local(tmp_path: Path, corrupted: Path, cluster: "distributed.LocalCluster") -> None:
     """Same seeds → byte-identical images, curves and snapshots, equal run.json (minus timings)."""
     prof, seeds = Profile("t", TINY), [0, 1]
@@ -89,6 +90,7 @@ def test_dask_equals_local(tmp_path: Path, corrupted: Path, cluster: "distribute
     assert not list((tmp_path / "dask").rglob("*.tmp"))  # the driver's atomic writes left nothing behind
 
 
+@pytest.mark.integration
 def test_killed_worker_is_retried(tmp_path: Path, corrupted: Path, cluster: "distributed.LocalCluster") -> None:
     """SIGKILL a worker process while it fits: the scheduler reschedules the task, the nanny
     restarts the worker, and every output folder is written exactly once and complete."""
@@ -131,6 +133,7 @@ def test_killed_worker_is_retried(tmp_path: Path, corrupted: Path, cluster: "dis
     assert files(tmp_path / "local" / exp / "a/seed_0") == files(out / "a/seed_0")
 
 
+@pytest.mark.integration
 def test_gpu_needs_gpu_workers(cluster: "distributed.LocalCluster") -> None:
     with DaskEngine(EngineConfig(kind="dask", address=cluster.scheduler_address), "cuda") as engine:
         with pytest.raises(ValueError, match="resources GPU=1"):
