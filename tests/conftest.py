@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -39,6 +40,36 @@ def astronaut64() -> np.ndarray:
     from skimage import data, transform
 
     return transform.resize(data.astronaut(), (64, 64), anti_aliasing=True).astype(np.float32)
+
+
+# --- a tiny profile for `dip run` without DVC ---------------------------------------------------
+
+def tiny_profile(iterations: int = 4) -> dict[str, Any]:
+    """Settings of a profile that fits two 24×20 images (:func:`tiny_images`) in a fraction of a
+    second: a two-level, four-channel network, ``iterations`` steps, snapshots at both ends."""
+    ends = {"iterations": iterations, "lr": 0.01, "reg_noise_std": 0.03, "snapshots": [0, iterations]}
+    return {
+        "experiments": ["denoise_s25", "inpaint_p50"],
+        "images": {"inpaint": ["t/a", "t/b"], "denoise": ["t/a", "t/b"]},
+        "max_side": 0,
+        "log_every": 2,
+        "net": {"levels": 2, "width": 4, "skip": 1},
+        "fit": {"denoise": {**ends, "exp_weight": 0.99, "backtrack": True}, "inpaint": ends},
+    }
+
+
+@pytest.fixture
+def tiny_images(tmp_path: Path, camera64: np.ndarray) -> tuple[Path, list["ImageEntry"]]:  # noqa: F821
+    """Two 24×20 crops of the cameraman, set ``t``, names ``a`` and ``b``: ``(root, entries)``."""
+    from dip.io import save_image
+    from pipeline.manifest import ImageEntry
+
+    root = tmp_path / "images"
+    entries = []
+    for i, name in enumerate(("a", "b")):
+        save_image(root / "t" / f"{name}.png", np.rot90(camera64[:24, :20], i))
+        entries.append(ImageEntry(set="t", name=name, pixel_sha256="-"))
+    return root, entries
 
 
 # --- the reproduction pipeline (issue 3) ----------------------------------------------------

@@ -14,12 +14,10 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
-from conftest import run_in
-from dip.io import save_image
+from conftest import run_in, tiny_profile
 from pipeline.corrupt import corrupt_all
 from pipeline.engines import DASK_MISSING, DaskEngine, EngineConfig, LocalEngine, make_engine
 from pipeline.manifest import ImageEntry
@@ -29,15 +27,7 @@ from pipeline.run import run_experiment
 
 distributed = pytest.importorskip("distributed")
 
-TINY = {
-    "experiments": ["denoise_s25", "inpaint_p50"],
-    "images": {"inpaint": ["t/a", "t/b"], "denoise": ["t/a", "t/b"]},
-    "max_side": 0,
-    "log_every": 2,
-    "net": {"levels": 2, "width": 4, "skip": 1},
-    "fit": {"denoise": {"iterations": 6, "lr": 0.01, "reg_noise_std": 0.03, "exp_weight": 0.99, "backtrack": True, "snapshots": [0, 6]},
-            "inpaint": {"iterations": 6, "lr": 0.01, "reg_noise_std": 0.03, "snapshots": [0, 6]}},
-}
+TINY = tiny_profile(6)
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +38,8 @@ def cluster() -> "distributed.LocalCluster":
 
 
 @pytest.fixture
-def corrupted(tmp_path: Path, camera64: np.ndarray) -> Path:
-    root = tmp_path / "images"
-    entries = []
-    for i, name in enumerate(("a", "b")):
-        save_image(root / "t" / f"{name}.png", np.rot90(camera64[:24, :20], i))
-        entries.append(ImageEntry(set="t", name=name, pixel_sha256="-"))
+def corrupted(tmp_path: Path, tiny_images: tuple[Path, list[ImageEntry]]) -> Path:
+    root, entries = tiny_images
     out = tmp_path / "corrupted"
     corrupt_all(["denoise_s25", "inpaint_p50"], Profile("t", TINY), {"denoise": entries, "inpaint": entries}, root, out, seed=0)
     return out
