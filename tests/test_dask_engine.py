@@ -78,12 +78,14 @@ def test_dask_equals_local(tmp_path: Path, corrupted: Path, cluster: "distribute
 
 @pytest.mark.integration
 def test_killed_worker_is_retried(tmp_path: Path, corrupted: Path, cluster: "distributed.LocalCluster") -> None:
-    """SIGKILL a worker process while it fits: the scheduler reschedules the task, the nanny
-    restarts the worker, and every output folder is written exactly once and complete."""
+    """SIGKILL a worker process while it fits: the scheduler reschedules the killed fit, the nanny
+    restarts the worker, the killed fit is run again to completion, and every output folder is
+    written exactly once and complete."""
     long = {**TINY, "fit": {"inpaint": {**TINY["fit"]["inpaint"], "iterations": 150, "snapshots": [0, 150]}}}
     prof, seeds, exp = Profile("t", long), [0, 1], "inpaint_p50"
     client = distributed.Client(cluster)
     killed: list[int] = []
+    killed_keys: list[str] = []  # the tasks that were fitting on the killed worker
 
     def kill_a_fitting_worker() -> None:
         deadline = time.time() + 60
@@ -93,8 +95,10 @@ def test_killed_worker_is_retried(tmp_path: Path, corrupted: Path, cluster: "dis
             if busy:
                 time.sleep(0.5)  # well inside a fit of 150 iterations
                 pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+                keys = client.run(lambda dask_worker: [str(ts.key) for ts in dask_worker.state.executing], workers=[busy[0]])[busy[0]]
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
+                killed_keys.extend(keys)
             time.sleep(0.1)
 
     log: list[tuple[str, str]] = []
@@ -104,8 +108,17 @@ def test_killed_worker_is_retried(tmp_path: Path, corrupted: Path, cluster: "dis
         killer.start()
         stats = run_experiment(exp, corrupted / exp, tmp_path / "dask" / exp, prof, seeds, "cpu", lambda j, s: log.append((j.out_dir.as_posix(), s)), engine=engine)
     killer.join(5)
+    stories = {key: client.run_on_scheduler(lambda dask_scheduler, key=key: [tuple(t[1:3]) for t in dask_scheduler.story(key)]) for key in killed_keys}
     client.close()
-    assert killed, "no worker was seen fitting"
+    assert killed and killed_keys, "no worker was seen fitting"
+    redone: list[tuple[str, int]] = []
+    for key, story in stories.items():  # (start, finish) transitions of the killed fit's task
+        assert [s for s in story if s[1] == "processing"][1:], f"{key} was not rescheduled after the kill: {story}"
+        assert ("processing", "memory") in story, f"{key} never completed: {story}"
+        image, seed = key.rsplit("-", 3)[1:3]  # dip-fit-<exp>-<image>-seed<s>-<uuid>
+        redone.append((image, int(seed.removeprefix("seed"))))
+        assert (out_dir := tmp_path / "dask" / exp / image / f"seed_{redone[-1][1]}").is_dir()
+        assert (out_dir.as_posix(), "run") in log and json.loads((out_dir / "run.json").read_text())["iterations_run"] == 150
     assert stats == {"run": 4, "reused": 0} and len(log) == 4 and len(set(log)) == 4  # each job once
     out = tmp_path / "dask" / exp
     dirs = sorted(p.relative_to(out).as_posix() for p in out.glob("*/*") if p.is_dir())
@@ -115,8 +128,9 @@ def test_killed_worker_is_retried(tmp_path: Path, corrupted: Path, cluster: "dis
         assert {"restored.png", "curve.csv", "run.json", "snapshots/iter_00000.png", "snapshots/iter_00150.png"} <= names
         assert json.loads((out / d / "run.json").read_text())["iterations_run"] == 150
     # the killed worker's fit, redone elsewhere, equals the same fit run in-process
-    run_experiment(exp, corrupted / exp, tmp_path / "local" / exp, prof, [0], "cpu", engine=LocalEngine(1))
-    assert files(tmp_path / "local" / exp / "a/seed_0") == files(out / "a/seed_0")
+    run_experiment(exp, corrupted / exp, tmp_path / "local" / exp, prof, sorted({s for _, s in redone}), "cpu", engine=LocalEngine(1))
+    for image, seed in redone:
+        assert files(tmp_path / "local" / exp / image / f"seed_{seed}") == files(out / image / f"seed_{seed}")
 
 
 @pytest.mark.integration
