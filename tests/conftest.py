@@ -72,6 +72,44 @@ def tiny_images(tmp_path: Path, camera64: np.ndarray) -> tuple[Path, list["Image
     return root, entries
 
 
+# --- docs/LAYOUT.md, the output contract -------------------------------------------------------
+
+def layout_doc() -> dict[str, Any]:
+    """What docs/LAYOUT.md documents: ``paths`` (``{path template: description}``, files under a
+    folder joined to it; ``a / b`` and ``a, b?`` give one entry per name, ``?`` = optional),
+    ``columns`` (``{file name: [column, …]}`` of every CSV whose description lists them),
+    ``curve`` (curve.csv's columns, the bracketed ones optional) and ``run_json`` (run.json's keys)."""
+    import re
+
+    text = (ROOT / "docs" / "LAYOUT.md").read_text()
+    block = re.search(r"```\n(.*?)```", text, re.S)
+    assert block, "docs/LAYOUT.md has no layout block"
+    paths: dict[str, str] = {}
+    folder, last = "", ""
+    for line in block.group(1).splitlines():
+        indent = len(line) - len(line.lstrip())
+        name, _, description = line.strip().partition("  ")
+        if indent > 4:  # a description's continuation
+            paths[last] += " " + line.strip()
+            continue
+        names = [n.strip() for n in re.split(r" / |, ", name)] if indent else [name]
+        for n in names:
+            last = (folder if indent else "") + n
+            paths[last] = description.strip()
+        if not indent:
+            folder = name if name.endswith("/") else ""
+    columns = {}
+    for path, description in paths.items():
+        if path.endswith(".csv") and "," in description:
+            flat = re.sub(r"\([^()]*\)", "", description)
+            columns[path.rsplit("/", 1)[-1]] = [c.strip() for c in flat.split(",") if c.strip()]
+    curve = re.search(r"`curve\.csv` columns: `([^`]*)`", text)
+    keys = re.search(r"`run\.json` keys: (.*?)\n\(", text, re.S)
+    assert curve and keys, "docs/LAYOUT.md no longer documents curve.csv's columns or run.json's keys"
+    return {"paths": paths, "columns": columns, "curve": [c.strip(" []") for c in curve.group(1).split(",")],
+            "run_json": [k.strip() for k in keys.group(1).replace("\n", " ").split(",")]}
+
+
 # --- the reproduction pipeline (issue 3) ----------------------------------------------------
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "dip-tests", "GIT_AUTHOR_EMAIL": "tests@localhost",

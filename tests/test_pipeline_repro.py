@@ -8,12 +8,26 @@ import math
 import shutil
 from pathlib import Path
 
-from conftest import run_in
+from conftest import layout_doc, run_in
 
 ACTIVE = ("denoise_s25", "inpaint_p50", "sr_x4")
 
 
 def test_outputs_follow_the_layout(smoke_project: Path) -> None:
+    """Every path docs/LAYOUT.md documents is written (for one image of each experiment)."""
+    doc = layout_doc()
+    for exp, image, method in (("denoise_s25", "astronaut", "bm3d"), ("inpaint_p50", "camera", "biharmonic"), ("sr_x4", "coffee", "bicubic")):
+        names = {"<exp>": exp, "<image>": image, "<set>": "embedded", "<name>": image, "<s>": "0", "<method>": method, "NNNNN": "*"}
+        for template in doc["paths"]:
+            path = template
+            for placeholder, value in names.items():
+                path = path.replace(placeholder, value)
+            optional = path.endswith("?") or (path.endswith("mask.png") and exp != "inpaint_p50")  # mask: inpainting only
+            assert optional or list(smoke_project.glob(path.rstrip("/"))), f"docs/LAYOUT.md documents {template}; missing: {path}"
+        run = json.loads((smoke_project / "results" / exp / image / "seed_0" / "run.json").read_text())
+        assert set(doc["run_json"]) <= set(run), f"run.json lacks documented keys {set(doc['run_json']) - set(run)}"
+        for col in doc["curve"][:3]:  # the rest are optional (no ground truth, no averaging)
+            assert col in (smoke_project / "results" / exp / image / "seed_0" / "curve.csv").read_text().splitlines()[0].split(",")
     profile = json.loads((smoke_project / "data/profile.json").read_text())
     assert profile["requested"] == "smoke" and profile["profile"] == "smoke" and profile["device"] == "cpu"
     assert sorted(p.name for p in (smoke_project / "data/images/embedded").iterdir()) == ["astronaut.png", "camera.png", "coffee.png"]
