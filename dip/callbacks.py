@@ -23,9 +23,8 @@ class CurveRecorder:
     the ground-truth columns use the 8-bit metrics of :mod:`dip.metrics`.
     """
 
-    def __init__(self, ground_truth: np.ndarray | None = None, protocol: Protocol = "rgb", shave: int = 0, ssim_every: int = 1) -> None:
+    def __init__(self, ground_truth: np.ndarray | None = None, protocol: Protocol = "rgb", shave: int = 0) -> None:
         self.gt, self.protocol, self.shave = ground_truth, protocol, shave
-        self.ssim_every = max(1, ssim_every)
         self.rows: list[dict[str, float]] = []
 
     def __call__(self, step: Step) -> None:
@@ -38,15 +37,10 @@ class CurveRecorder:
         if self.gt is not None:
             out = to_numpy(step.output)
             row["psnr_gt"] = psnr(self.gt, out, self.protocol, self.shave)
-            if len(self.rows) % self.ssim_every == 0:
-                row["ssim_gt"] = ssim(self.gt, out, self.protocol, self.shave)
+            row["ssim_gt"] = ssim(self.gt, out, self.protocol, self.shave)
             if step.averaged is not None:
                 row["psnr_gt_avg"] = psnr(self.gt, to_numpy(step.averaged), self.protocol, self.shave)
         self.rows.append(row)
-
-    @property
-    def last(self) -> dict[str, float]:
-        return self.rows[-1] if self.rows else {}
 
 
 class SnapshotTaker:
@@ -54,8 +48,6 @@ class SnapshotTaker:
 
     def __init__(self, save: Callable[[int, np.ndarray], None]) -> None:
         self.save = save
-        self.taken: list[int] = []
 
     def __call__(self, step: Step) -> None:
         self.save(step.iteration, to_numpy(step.output))
-        self.taken.append(step.iteration)

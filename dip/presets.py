@@ -18,7 +18,6 @@ from dip.fit import FitConfig
 from dip.network import NetConfig
 
 PRESETS = ("paper", "quick")
-PAPER_SNAPSHOTS = (0, 250, 1000, 2000, 5000, 11000)
 
 _FIT: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {

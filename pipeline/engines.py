@@ -1,8 +1,9 @@
-"""Execution engines for ``dip run``: where each fit (:func:`pipeline.run.restore_job`) runs.
+"""Execution engines for ``dip run``: where each fit (:func:`pipeline.job.restore_job`) runs.
 
-Both engines take the same list of :class:`pipeline.run.Job` and yield ``(job, run.json record)``
-as each job's output folder is complete, calling ``progress(job, iteration, loss)`` while fits
-advance; :func:`pipeline.run.run_experiment` drives either one (resume, progress bar with ETA).
+Both engines follow the :class:`Engine` protocol: they take a list of :class:`pipeline.job.Job`
+and yield ``(job, run.json record)`` as each job's output folder is complete, calling
+``progress(job, iteration, loss)`` while fits advance; :func:`pipeline.run.run_experiment`
+drives either one (resume, progress bar with ETA). Engines import the job, never the stage.
 
 - :class:`LocalEngine` (``engine.kind: local``): in this process, one job after another; each
   job writes its folder atomically itself.
@@ -22,17 +23,18 @@ when the Dask engine is used.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import uuid
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
-if TYPE_CHECKING:
-    from pipeline.run import Job
+from dip.io import atomic_directory
+from pipeline.job import Job, prepare_job, restore_job, settings_hash
+from pipeline.restore import restore_groups
+from pipeline.threads import set_torch_threads
 
-Progress = Callable[["Job", int, float], None]
+Progress = Callable[[Job, int, float], None]
 KINDS = ("local", "dask")
 DASK_MISSING = "engine.kind=dask needs Dask: pip install 'dip-repro[dask]' (or: pip install 'dask[distributed]')"
 PROGRESS_TOPIC = "dip-fit-progress"
@@ -70,7 +72,31 @@ class EngineConfig:
         return cfg
 
 
-def make_engine(cfg: EngineConfig, device: str) -> "LocalEngine | DaskEngine":
+@runtime_checkable
+class Engine(Protocol):
+    """Where the fits of ``dip run`` run; results are identical whichever engine runs them.
+    Use it as a context manager: leaving it calls :meth:`close`."""
+
+    name: str
+
+    def run(self, jobs: Sequence[Job], progress: Progress) -> Iterator[tuple[Job, dict[str, Any]]]:
+        """Run ``jobs``; yield each with its run.json record once its output folder is written."""
+        ...
+
+    def describe(self) -> str:
+        """One line for the console: where the fits run."""
+        ...
+
+    def close(self) -> None:
+        """Release what the engine started (a cluster, a client); idempotent."""
+        ...
+
+    def __enter__(self) -> "Engine": ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+def make_engine(cfg: EngineConfig, device: str) -> Engine:
     """The engine ``cfg`` asks for (use it as a context manager: ``close()`` shuts a cluster down)."""
     return DaskEngine(cfg, device) if cfg.kind == "dask" else LocalEngine(cfg.threads, cfg.group)
 
@@ -81,19 +107,14 @@ class LocalEngine:
     name = "local"
 
     def __init__(self, threads: int = 0, group: str = "auto") -> None:
-        from pipeline.threads import set_torch_threads
-
         self.group = group
         set_torch_threads(threads)  # with OMP_WAIT_POLICY=PASSIVE (set by `dip`), 0 is fast on a busy CPU too
 
-    def run(self, jobs: Sequence["Job"], progress: Progress) -> Iterator[tuple["Job", dict[str, Any]]]:
+    def run(self, jobs: Sequence[Job], progress: Progress) -> Iterator[tuple[Job, dict[str, Any]]]:
         """Fit the jobs group by group (:func:`pipeline.restore.restore_groups`: same-size fits
         together on CUDA, one at a time elsewhere); a fit that fails is raised once its group's
         other folders are written."""
-        from pipeline.restore import restore_groups
-        from pipeline.run import prepare_job
-
-        def ticker(job: "Job") -> Any:
+        def ticker(job: Job) -> Any:
             return lambda step: progress(job, int(step.iteration), float(step.loss))
 
         restorations = [prepare_job(job.case_dir, job.out_dir, job.settings, [(ticker(job), int(job.settings["log_every"]))],
@@ -139,9 +160,6 @@ def fit_task(case_files: dict[str, bytes], settings: dict[str, Any], threads: in
     Returns ``{"record": run.json's content, "files": {relative path: bytes}}``; writes nothing
     that outlives the task. Reports progress as worker events on :data:`PROGRESS_TOPIC`.
     """
-    from pipeline.run import restore_job
-    from pipeline.threads import set_torch_threads
-
     set_torch_threads(max(1, threads))  # never torch's default: several workers share the cores
     try:
         from distributed import get_worker
@@ -205,16 +223,14 @@ class DaskEngine:
         n = len(self.client.scheduler_info().get("workers", {}))
         return f"dask {self.cfg.address or 'LocalCluster'} ({n} workers)"
 
-    def run(self, jobs: Sequence["Job"], progress: Progress) -> Iterator[tuple["Job", dict[str, Any]]]:
+    def run(self, jobs: Sequence[Job], progress: Progress) -> Iterator[tuple[Job, dict[str, Any]]]:
+        """One Dask task per job; the driver checks each result's hash and writes its folder."""
         from distributed import as_completed
-
-        from dip.io import atomic_directory
-        from pipeline.run import settings_hash
 
         if not jobs:
             return
         client = self.start()
-        by_key: dict[str, "Job"] = {}
+        by_key: dict[str, Job] = {}
         finished: set[str] = set()
 
         def on_event(event: tuple[float, dict[str, Any]]) -> None:
@@ -267,8 +283,3 @@ class DaskEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def worker_pids(client: Any) -> dict[str, int]:
-    """``{worker address: pid}`` (for tests and debugging)."""
-    return client.run(os.getpid)

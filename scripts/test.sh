@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the tests need (Debian's chromium for the browser test, the package with its
-# dev extra, CPU torch) and run the test suite. Extra arguments go to pytest.
+# dev extra, CPU torch) and run the test suite: both layers, the unit tests and the integration
+# tests (plain `pytest` runs only the unit tests). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
@@ -8,4 +9,4 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
     || echo "warning: could not install chromium; the browser test will be skipped" >&2
 fi
 python3 -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
-python3 -m pytest "$@"
+python3 -m pytest -m "not benchmark" "$@"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -39,6 +40,74 @@ def astronaut64() -> np.ndarray:
     from skimage import data, transform
 
     return transform.resize(data.astronaut(), (64, 64), anti_aliasing=True).astype(np.float32)
+
+
+# --- a tiny profile for `dip run` without DVC ---------------------------------------------------
+
+def tiny_profile(iterations: int = 4) -> dict[str, Any]:
+    """Settings of a profile that fits two 24×20 images (:func:`tiny_images`) in a fraction of a
+    second: a two-level, four-channel network, ``iterations`` steps, snapshots at both ends."""
+    ends = {"iterations": iterations, "lr": 0.01, "reg_noise_std": 0.03, "snapshots": [0, iterations]}
+    return {
+        "experiments": ["denoise_s25", "inpaint_p50"],
+        "images": {"inpaint": ["t/a", "t/b"], "denoise": ["t/a", "t/b"]},
+        "max_side": 0,
+        "log_every": 2,
+        "net": {"levels": 2, "width": 4, "skip": 1},
+        "fit": {"denoise": {**ends, "exp_weight": 0.99, "backtrack": True}, "inpaint": ends},
+    }
+
+
+@pytest.fixture
+def tiny_images(tmp_path: Path, camera64: np.ndarray) -> tuple[Path, list["ImageEntry"]]:  # noqa: F821
+    """Two 24×20 crops of the cameraman, set ``t``, names ``a`` and ``b``: ``(root, entries)``."""
+    from dip.io import save_image
+    from pipeline.manifest import ImageEntry
+
+    root = tmp_path / "images"
+    entries = []
+    for i, name in enumerate(("a", "b")):
+        save_image(root / "t" / f"{name}.png", np.rot90(camera64[:24, :20], i))
+        entries.append(ImageEntry(set="t", name=name, pixel_sha256="-"))
+    return root, entries
+
+
+# --- docs/LAYOUT.md, the output contract -------------------------------------------------------
+
+def layout_doc() -> dict[str, Any]:
+    """What docs/LAYOUT.md documents: ``paths`` (``{path template: description}``, files under a
+    folder joined to it; ``a / b`` and ``a, b?`` give one entry per name, ``?`` = optional),
+    ``columns`` (``{file name: [column, …]}`` of every CSV whose description lists them),
+    ``curve`` (curve.csv's columns, the bracketed ones optional) and ``run_json`` (run.json's keys)."""
+    import re
+
+    text = (ROOT / "docs" / "LAYOUT.md").read_text()
+    block = re.search(r"```\n(.*?)```", text, re.S)
+    assert block, "docs/LAYOUT.md has no layout block"
+    paths: dict[str, str] = {}
+    folder, last = "", ""
+    for line in block.group(1).splitlines():
+        indent = len(line) - len(line.lstrip())
+        name, _, description = line.strip().partition("  ")
+        if indent > 4:  # a description's continuation
+            paths[last] += " " + line.strip()
+            continue
+        names = [n.strip() for n in re.split(r" / |, ", name)] if indent else [name]
+        for n in names:
+            last = (folder if indent else "") + n
+            paths[last] = description.strip()
+        if not indent:
+            folder = name if name.endswith("/") else ""
+    columns = {}
+    for path, description in paths.items():
+        if path.endswith(".csv") and "," in description:
+            flat = re.sub(r"\([^()]*\)", "", description)
+            columns[path.rsplit("/", 1)[-1]] = [c.strip() for c in flat.split(",") if c.strip()]
+    curve = re.search(r"`curve\.csv` columns: `([^`]*)`", text)
+    keys = re.search(r"`run\.json` keys: (.*?)\n\(", text, re.S)
+    assert curve and keys, "docs/LAYOUT.md no longer documents curve.csv's columns or run.json's keys"
+    return {"paths": paths, "columns": columns, "curve": [c.strip(" []") for c in curve.group(1).split(",")],
+            "run_json": [k.strip() for k in keys.group(1).replace("\n", " ").split(",")]}
 
 
 # --- the reproduction pipeline (issue 3) ----------------------------------------------------
@@ -87,6 +156,13 @@ def run_in(project: Path, *cmd: str, check: bool = True) -> "subprocess.Complete
     if check and proc.returncode != 0:
         pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the ``smoke_project`` (a full ``dvc repro``) is an integration test."""
+    for item in items:
+        if "smoke_project" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

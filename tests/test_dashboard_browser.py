@@ -24,6 +24,7 @@ CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/ch
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = [
+    pytest.mark.integration,
     pytest.mark.browser,
     pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)"),
 ]

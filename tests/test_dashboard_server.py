@@ -48,6 +48,7 @@ def healthy(port: int) -> bool:
         return False
 
 
+@pytest.mark.integration  # a real server process
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_to_dip_dashboard_stops_the_server(sig: int, tmp_path: Path) -> None:

@@ -14,29 +14,20 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
-from conftest import run_in
-from dip.io import save_image
+from conftest import run_in, tiny_profile
 from pipeline.corrupt import corrupt_all
 from pipeline.engines import DASK_MISSING, DaskEngine, EngineConfig, LocalEngine, make_engine
 from pipeline.manifest import ImageEntry
 from pipeline.profiles import Profile
-from pipeline.run import Job, run_experiment
+from pipeline.job import Job
+from pipeline.run import run_experiment
 
 distributed = pytest.importorskip("distributed")
 
-TINY = {
-    "experiments": ["denoise_s25", "inpaint_p50"],
-    "images": {"inpaint": ["t/a", "t/b"], "denoise": ["t/a", "t/b"]},
-    "max_side": 0,
-    "log_every": 2,
-    "net": {"levels": 2, "width": 4, "skip": 1},
-    "fit": {"denoise": {"iterations": 6, "lr": 0.01, "reg_noise_std": 0.03, "exp_weight": 0.99, "backtrack": True, "snapshots": [0, 6]},
-            "inpaint": {"iterations": 6, "lr": 0.01, "reg_noise_std": 0.03, "snapshots": [0, 6]}},
-}
+TINY = tiny_profile(6)
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +38,8 @@ def cluster() -> "distributed.LocalCluster":
 
 
 @pytest.fixture
-def corrupted(tmp_path: Path, camera64: np.ndarray) -> Path:
-    root = tmp_path / "images"
-    entries = []
-    for i, name in enumerate(("a", "b")):
-        save_image(root / "t" / f"{name}.png", np.rot90(camera64[:24, :20], i))
-        entries.append(ImageEntry(set="t", name=name, pixel_sha256="-"))
+def corrupted(tmp_path: Path, tiny_images: tuple[Path, list[ImageEntry]]) -> Path:
+    root, entries = tiny_images
     out = tmp_path / "corrupted"
     corrupt_all(["denoise_s25", "inpaint_p50"], Profile("t", TINY), {"denoise": entries, "inpaint": entries}, root, out, seed=0)
     return out
@@ -67,6 +54,7 @@ def records(root: Path) -> dict[str, dict]:
     return {p.relative_to(root).as_posix(): {k: v for k, v in json.loads(p.read_text()).items() if k not in drop} for p in sorted(root.rglob("run.json"))}
 
 
+@pytest.mark.integration
 def test_dask_equals_local(tmp_path: Path, corrupted: Path, cluster: "distributed.LocalCluster") -> None:
     """Same seeds → byte-identical images, curves and snapshots, equal run.json (minus timings)."""
     prof, seeds = Profile("t", TINY), [0, 1]
@@ -88,13 +76,16 @@ def test_dask_equals_local(tmp_path: Path, corrupted: Path, cluster: "distribute
     assert not list((tmp_path / "dask").rglob("*.tmp"))  # the driver's atomic writes left nothing behind
 
 
+@pytest.mark.integration
 def test_killed_worker_is_retried(tmp_path: Path, corrupted: Path, cluster: "distributed.LocalCluster") -> None:
-    """SIGKILL a worker process while it fits: the scheduler reschedules the task, the nanny
-    restarts the worker, and every output folder is written exactly once and complete."""
+    """SIGKILL a worker process while it fits: the scheduler reschedules the killed fit, the nanny
+    restarts the worker, the killed fit is run again to completion, and every output folder is
+    written exactly once and complete."""
     long = {**TINY, "fit": {"inpaint": {**TINY["fit"]["inpaint"], "iterations": 150, "snapshots": [0, 150]}}}
     prof, seeds, exp = Profile("t", long), [0, 1], "inpaint_p50"
     client = distributed.Client(cluster)
     killed: list[int] = []
+    killed_keys: list[str] = []  # the tasks that were fitting on the killed worker
 
     def kill_a_fitting_worker() -> None:
         deadline = time.time() + 60
@@ -104,8 +95,10 @@ def test_killed_worker_is_retried(tmp_path: Path, corrupted: Path, cluster: "dis
             if busy:
                 time.sleep(0.5)  # well inside a fit of 150 iterations
                 pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+                keys = client.run(lambda dask_worker: [str(ts.key) for ts in dask_worker.state.executing], workers=[busy[0]])[busy[0]]
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
+                killed_keys.extend(keys)
             time.sleep(0.1)
 
     log: list[tuple[str, str]] = []
@@ -115,8 +108,17 @@ def test_killed_worker_is_retried(tmp_path: Path, corrupted: Path, cluster: "dis
         killer.start()
         stats = run_experiment(exp, corrupted / exp, tmp_path / "dask" / exp, prof, seeds, "cpu", lambda j, s: log.append((j.out_dir.as_posix(), s)), engine=engine)
     killer.join(5)
+    stories = {key: client.run_on_scheduler(lambda dask_scheduler, key=key: [tuple(t[1:3]) for t in dask_scheduler.story(key)]) for key in killed_keys}
     client.close()
-    assert killed, "no worker was seen fitting"
+    assert killed and killed_keys, "no worker was seen fitting"
+    redone: list[tuple[str, int]] = []
+    for key, story in stories.items():  # (start, finish) transitions of the killed fit's task
+        assert [s for s in story if s[1] == "processing"][1:], f"{key} was not rescheduled after the kill: {story}"
+        assert ("processing", "memory") in story, f"{key} never completed: {story}"
+        image, seed = key.rsplit("-", 3)[1:3]  # dip-fit-<exp>-<image>-seed<s>-<uuid>
+        redone.append((image, int(seed.removeprefix("seed"))))
+        assert (out_dir := tmp_path / "dask" / exp / image / f"seed_{redone[-1][1]}").is_dir()
+        assert (out_dir.as_posix(), "run") in log and json.loads((out_dir / "run.json").read_text())["iterations_run"] == 150
     assert stats == {"run": 4, "reused": 0} and len(log) == 4 and len(set(log)) == 4  # each job once
     out = tmp_path / "dask" / exp
     dirs = sorted(p.relative_to(out).as_posix() for p in out.glob("*/*") if p.is_dir())
@@ -126,10 +128,12 @@ def test_killed_worker_is_retried(tmp_path: Path, corrupted: Path, cluster: "dis
         assert {"restored.png", "curve.csv", "run.json", "snapshots/iter_00000.png", "snapshots/iter_00150.png"} <= names
         assert json.loads((out / d / "run.json").read_text())["iterations_run"] == 150
     # the killed worker's fit, redone elsewhere, equals the same fit run in-process
-    run_experiment(exp, corrupted / exp, tmp_path / "local" / exp, prof, [0], "cpu", engine=LocalEngine(1))
-    assert files(tmp_path / "local" / exp / "a/seed_0") == files(out / "a/seed_0")
+    run_experiment(exp, corrupted / exp, tmp_path / "local" / exp, prof, sorted({s for _, s in redone}), "cpu", engine=LocalEngine(1))
+    for image, seed in redone:
+        assert files(tmp_path / "local" / exp / image / f"seed_{seed}") == files(out / image / f"seed_{seed}")
 
 
+@pytest.mark.integration
 def test_gpu_needs_gpu_workers(cluster: "distributed.LocalCluster") -> None:
     with DaskEngine(EngineConfig(kind="dask", address=cluster.scheduler_address), "cuda") as engine:
         with pytest.raises(ValueError, match="resources GPU=1"):

@@ -8,7 +8,7 @@ import math
 import shutil
 from pathlib import Path
 
-from conftest import run_in
+from conftest import layout_doc, run_in
 
 ACTIVE = ("denoise_s25", "inpaint_p50", "sr_x4")
 FIGURES = ("fig7_text", "fig6_vase", "fig8_library", "sup_kate98", "sr_prior_none", "sr_prior_tv", "sr_prior_dip")  # with ground truth
@@ -16,6 +16,20 @@ BLIND = ("real_snail", "flash_cave")  # real photographs: no ground truth
 
 
 def test_outputs_follow_the_layout(smoke_project: Path) -> None:
+    """Every path docs/LAYOUT.md documents is written (for one image of each experiment)."""
+    doc = layout_doc()
+    for exp, image, method in (("denoise_s25", "astronaut", "bm3d"), ("inpaint_p50", "camera", "biharmonic"), ("sr_x4", "coffee", "bicubic")):
+        names = {"<exp>": exp, "<image>": image, "<set>": "embedded", "<name>": image, "<s>": "0", "<method>": method, "NNNNN": "*"}
+        for template in doc["paths"]:
+            path = template
+            for placeholder, value in names.items():
+                path = path.replace(placeholder, value)
+            optional = path.endswith("?") or (path.endswith("mask.png") and exp != "inpaint_p50")  # mask: inpainting only
+            assert optional or list(smoke_project.glob(path.rstrip("/"))), f"docs/LAYOUT.md documents {template}; missing: {path}"
+        run = json.loads((smoke_project / "results" / exp / image / "seed_0" / "run.json").read_text())
+        assert set(doc["run_json"]) <= set(run), f"run.json lacks documented keys {set(doc['run_json']) - set(run)}"
+        for col in doc["curve"][:3]:  # the rest are optional (no ground truth, no averaging)
+            assert col in (smoke_project / "results" / exp / image / "seed_0" / "curve.csv").read_text().splitlines()[0].split(",")
     profile = json.loads((smoke_project / "data/profile.json").read_text())
     assert profile["requested"] == "smoke" and profile["profile"] == "smoke" and profile["device"] == "cpu"
     assert sorted(p.name for p in (smoke_project / "data/images/embedded").iterdir()) == ["astronaut.png", "camera.png", "coffee.png"]
@@ -69,10 +83,13 @@ def test_params_diff_shows_a_set_change(smoke_project: Path, tmp_path: Path) -> 
 def test_baselines_and_report(smoke_project: Path) -> None:
     expected = {"denoise_s25": ("astronaut", ["bm3d", "nlm", "tv"]), "inpaint_p50": ("camera", ["biharmonic"]), "sr_x4": ("coffee", ["bicubic", "lanczos"])}
     summary = json.loads((smoke_project / "metrics/summary.json").read_text())
+    per_image = {(r["experiment"], r["image"], r["method"]): r for r in csv.DictReader(open(smoke_project / "metrics/per_image.csv"))}
     for exp, (image, methods) in expected.items():
         for method in methods:
             record = json.loads((smoke_project / "baselines" / exp / image / f"{method}.json").read_text())
-            assert record["method"] == method and record["seconds"] >= 0
+            assert record["method"] == method
+            assert float(per_image[(exp, image, method)]["seconds"]) == record["seconds"]  # evaluate reports the baseline's time
+            assert record["seconds"] > 0 or method in ("bicubic", "lanczos")  # rounded to ms: a 48-pixel resize may take 0.000
             assert (smoke_project / "baselines" / exp / image / f"{method}.png").is_file()
             assert summary["experiments"][exp][method]["psnr"] > summary["experiments"][exp]["input"]["psnr"]
         assert summary["paper"][exp]["comparable"] is False and "smoke" in summary["paper"][exp]["reason"]

@@ -9,31 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from dip.io import save_image
+from conftest import tiny_profile
 from pipeline.corrupt import corrupt_all, write_case
 from pipeline.manifest import ImageEntry
 from pipeline.profiles import Profile, parse_experiment, resolve
-from pipeline.run import Job, run_experiment
+from pipeline.job import Job
+from pipeline.run import run_experiment
 
-TINY = {
-    "experiments": ["inpaint_p50"],
-    "images": {"inpaint": ["t/a", "t/b"], "denoise": ["t/a"]},
-    "max_side": 0,
-    "log_every": 2,
-    "net": {"levels": 2, "width": 4, "skip": 1},
-    "fit": {"inpaint": {"iterations": 4, "lr": 0.01, "reg_noise_std": 0.03, "snapshots": [0, 4]},
-            "denoise": {"iterations": 4, "lr": 0.01, "reg_noise_std": 0.03}},
-}
-
-
-@pytest.fixture
-def images(tmp_path: Path, camera64: np.ndarray) -> tuple[Path, list[ImageEntry]]:
-    root = tmp_path / "images"
-    entries = []
-    for i, name in enumerate(("a", "b")):
-        save_image(root / "t" / f"{name}.png", np.rot90(camera64[:24, :20], i))
-        entries.append(ImageEntry(set="t", name=name, pixel_sha256="-"))
-    return root, entries
+TINY = tiny_profile(4)
 
 
 @pytest.mark.parametrize("exp_id,task,value", [("denoise_s25", "denoise", 25 / 255), ("denoise_s8.5", "denoise", 1 / 30), ("inpaint_p50", "inpaint", 0.5), ("sr_x8", "sr", 8)])
@@ -59,8 +42,8 @@ def test_auto_resolves_to_quick_without_cuda() -> None:
 
 
 @pytest.mark.parametrize("exp_id", ["denoise_s25", "inpaint_p50", "sr_x4"])
-def test_corruption_is_reproducible_by_seed(tmp_path: Path, images: tuple[Path, list[ImageEntry]], exp_id: str) -> None:
-    root, entries = images
+def test_corruption_is_reproducible_by_seed(tmp_path: Path, tiny_images: tuple[Path, list[ImageEntry]], exp_id: str) -> None:
+    root, entries = tiny_images
     exp, prof = parse_experiment(exp_id), Profile("t", TINY)
     obs = []
     for run, seed in enumerate((7, 7, 8)):
@@ -73,8 +56,8 @@ def test_corruption_is_reproducible_by_seed(tmp_path: Path, images: tuple[Path, 
     assert meta["experiment"] == exp_id and meta["base_seed"] == 7 and meta["size"] == [24 - 24 % (exp.factor or 1), 20 - 20 % (exp.factor or 1)]
 
 
-def test_interrupted_restore_resumes(tmp_path: Path, images: tuple[Path, list[ImageEntry]]) -> None:
-    root, entries = images
+def test_interrupted_restore_resumes(tmp_path: Path, tiny_images: tuple[Path, list[ImageEntry]]) -> None:
+    root, entries = tiny_images
     prof = Profile("t", TINY)
     corrupted, results = tmp_path / "corrupted", tmp_path / "results"
     corrupt_all(["inpaint_p50", "sr_x4"], prof, {"inpaint": entries}, root, corrupted, seed=0)
@@ -101,11 +84,11 @@ def test_interrupted_restore_resumes(tmp_path: Path, images: tuple[Path, list[Im
     assert json.loads((results / "sr_x4/experiment.json").read_text())["active"] is False
 
 
-def test_grouped_run_writes_what_one_at_a_time_writes(tmp_path: Path, images: tuple[Path, list[ImageEntry]]) -> None:
+def test_grouped_run_writes_what_one_at_a_time_writes(tmp_path: Path, tiny_images: tuple[Path, list[ImageEntry]]) -> None:
     """engine.group: seeds of one image (same size) fitted together give each seed's lone result."""
     from pipeline.engines import LocalEngine
 
-    root, entries = images
+    root, entries = tiny_images
     fit64 = {**TINY["fit"]["inpaint"], "precision": "fp64", "backtrack": True, "exp_weight": 0.9}
     prof = Profile("t", {**TINY, "fit": {"inpaint": fit64}})
     corrupted = tmp_path / "corrupted"
