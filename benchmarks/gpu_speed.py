@@ -34,7 +34,6 @@ import time
 import traceback
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -42,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import LR, bare_stepper, plain_stepper  # noqa: E402
 
-from dip import FitConfig, Fitter, Inpainting, NetConfig, fit_many  # noqa: E402
+from dip import FitConfig, Fitter, Inpainting, NetConfig  # noqa: E402
 from dip.io import load_image, to_numpy, to_tensor  # noqa: E402
 from dip.metrics import psnr  # noqa: E402
 
@@ -129,24 +128,24 @@ def speed(args: argparse.Namespace, emit) -> None:
         row["peak_mib"] = peak_mib()
         emit(row)
 
+    def single(y: torch.Tensor, op: Inpainting, opts: dict) -> dict:
+        f = Fitter(net, op, y, dataclasses.replace(base, **opts), device=device)
+        per_it, first = time_fitters([f], warmup, timed)
+        return {"ms_per_it": 1e3 * per_it, "seconds_to_steady": round(first, 2), "options": opts}
+
     for size, channels, label in sizes:
         (y,), (op,) = case(size, channels)
         clean = torch.rand_like(y)
         for name, maker in (("plain", lambda: plain_stepper(y, clean, device)), ("bare", lambda: bare_stepper(y, device))):
             variant(name, label, lambda maker=maker: {"ms_per_it": 1e3 * time_stepper(maker(), warmup, timed)})
-        options = {  # compile last: it is the one most likely to fail
+        options = {
             "eager": dict(graph=False),
             "graph": dict(graph=True),
             "graph_bf16": dict(graph=True, precision="bf16"),
             "graph_channels_last": dict(graph=True, channels_last=True),
-            "compile": dict(graph=True, compile=True),
         }
         for name, opts in options.items():
-            def one(opts=opts) -> dict:
-                f = Fitter(net, op, y, dataclasses.replace(base, **opts), device=device)
-                per_it, first = time_fitters([f], warmup, timed)
-                return {"ms_per_it": 1e3 * per_it, "seconds_to_steady": round(first, 2), "options": opts}
-            variant(name, label, one)
+            variant(name, label, lambda opts=opts, y=y, op=op: single(y, op, opts))
 
     size, channels = (32, 1) if args.tiny else (256, 1)
     for n, opts in [(1, {}), (4, {}), (8, {}), (16, {}), (8, dict(graph=False)), (8, dict(graph=False, bench=False))]:
@@ -166,6 +165,10 @@ def speed(args: argparse.Namespace, emit) -> None:
                 torch.backends.cudnn.benchmark = old
             return {"ms_per_it": 1e3 * per_it, "images": n, "image_its_per_s": n / per_it, "seconds_to_steady": round(first, 2)}
         variant(name, f"gray{size}", grouped)
+
+    for size, channels, label in sizes:  # last: compiling may take minutes (seconds_to_steady says how long)
+        (y,), (op,) = case(size, channels)
+        variant("compile", label, lambda y=y, op=op: single(y, op, dict(graph=True, compile=True)))
 
 
 def agree(args: argparse.Namespace, emit) -> None:
