@@ -205,7 +205,8 @@ def restore(
             if single:
                 raise
             failed += 1
-            typer.echo(f"error: {path}: {_message(err)}", err=True)
+            message = _message(err)
+            typer.echo(f"error: {message}" if message.startswith(str(path)) else f"error: {path}: {message}", err=True)
     total = len(restorations) * fit_cfg.iterations
     with make_progress() as progress:
         label = f"{task} {files[0].name}" if single else f"{task} {len(restorations)} image(s)"
