@@ -109,8 +109,9 @@ class Step:
     fitter: "Fitter"
 
 
-class FitDiverged(RuntimeError):
-    """The loss became NaN or infinite (without backtracking to catch it)."""
+class FitDiverged(ValueError):
+    """The loss became NaN or infinite (without backtracking to catch it). A ``ValueError``: the
+    settings (learning rate, no backtracking) do not suit this input, which the CLI reports in one line."""
 
     def __init__(self, iteration: int) -> None:
         super().__init__(

@@ -158,3 +158,20 @@ def test_restore_many_refuses_gt_and_empty_folders(tmp_path: Path, images: dict[
     _one_line_error(runner.invoke(app, ["restore", str(empty), "--out", str(tmp_path / "o"), *FAST]), "no images")
     _one_line_error(runner.invoke(app, ["restore", str(images["clean"]), str(images["lr"]), "--gt", str(images["clean"]),
                                         "--out", str(tmp_path / "o"), *FAST]), "--gt works with one input")
+
+
+def test_a_diverged_fit_is_one_error_line_and_writes_nothing(tmp_path: Path, images: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.restore as restoring
+
+    real_run_fits = restoring.run_fits
+
+    def diverging(fitters):
+        results = real_run_fits(fitters)
+        for result in results:
+            result.diverged_at = 2
+        return results
+
+    monkeypatch.setattr(restoring, "run_fits", diverging)
+    out = tmp_path / "out"
+    _one_line_error(runner.invoke(app, ["restore", str(images["clean"]), "--out", str(out), *FAST]), "NaN/Inf at iteration 2")
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
