@@ -191,7 +191,7 @@ def restore(
             names.add(out_dir)
             mask_path = mask if mask is not None or task != "inpaint" else mask_beside(path)
             digest = batch_hash(path, mask_path, settings)
-            if not single and finished(out_dir, digest):
+            if not single and finished(out_dir, "batch_hash", digest):
                 reused += 1
                 console.print(f"{path}: already restored in {out_dir}/ (same image and settings)")
                 continue

@@ -29,7 +29,7 @@ from dip.fit import Callback, FitConfig
 from dip.io import load_image, load_mask
 from dip.network import NetConfig
 from dip.operators import make_operator
-from pipeline.restore import Restoration, prepare, restore_group
+from pipeline.restore import Restoration, finished, prepare, restore_group
 
 if TYPE_CHECKING:  # annotations only: the profile is duck-typed, so profiles need not import the job
     from pipeline.profiles import Experiment, Profile
@@ -118,10 +118,4 @@ def restore_job(case_dir: Path, out_dir: Path, settings: dict[str, Any], callbac
 
 def is_done(case_dir: Path, out_dir: Path, settings: dict[str, Any]) -> bool:
     """True if ``out_dir`` holds a finished run of exactly these settings and inputs."""
-    record = out_dir / "run.json"
-    if not (record.is_file() and (out_dir / "restored.png").is_file()):
-        return False
-    try:
-        return json.loads(record.read_text()).get("settings_hash") == settings_hash(case_dir, settings)
-    except (json.JSONDecodeError, OSError):
-        return False
+    return finished(out_dir, "settings_hash", settings_hash(case_dir, settings))

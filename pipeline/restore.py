@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
+import json
 import platform
 import time
 from dataclasses import dataclass, field
@@ -233,9 +235,6 @@ def mask_beside(image: Path) -> Path | None:
 
 def batch_hash(source: Path, mask: Path | None, settings: dict[str, Any]) -> str:
     """What a finished output folder must match to be reused: the input (and mask) bytes and settings."""
-    import hashlib
-    import json
-
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for path in (source, mask):
         if path is not None:
@@ -243,13 +242,12 @@ def batch_hash(source: Path, mask: Path | None, settings: dict[str, Any]) -> str
     return h.hexdigest()
 
 
-def finished(out_dir: Path, digest: str) -> bool:
-    """Whether ``out_dir`` holds a finished restoration with this ``batch_hash``."""
-    import json
-
+def finished(out_dir: Path, key: str, digest: str) -> bool:
+    """Whether ``out_dir`` holds a finished restoration whose run.json records ``key: digest``
+    (``batch_hash`` for `dip restore`, ``settings_hash`` for `dip run`)."""
     try:
-        return json.loads((out_dir / "run.json").read_text()).get("batch_hash") == digest and (out_dir / "restored.png").is_file()
-    except (OSError, ValueError, AttributeError):
+        return json.loads((out_dir / "run.json").read_text()).get(key) == digest and (out_dir / "restored.png").is_file()
+    except (OSError, ValueError, AttributeError):  # missing, not JSON, not a mapping
         return False
 
 
