@@ -4,9 +4,13 @@
 #   1. environment (nvidia-smi, torch/CUDA versions, commit)            -> env.txt
 #   2. speed: every loop variant, single and grouped, fp32/bf16           -> speed.jsonl
 #   3. agreement: graph vs eager, bf16 vs fp32, 2000 its on barbara       -> agree.jsonl
-#   4. the paper profile's stages called directly (profile, fetch from the images folder,
-#      corrupt, run inpaint_p50, then other experiments while time is left), wall time each
-#      -> pipeline.jsonl, results.tgz (refreshed every 30 s, so a timeout loses little)
+#   4. torch.compile at 256² (compile time included), at most 45 s        -> speed.jsonl
+#   5. the paper profile's stages called directly (profile, fetch from the images folder,
+#      corrupt, run inpaint_p50 = Table 1, sr_x4, denoise_s25, sr_x8, denoise_s8.5, the figures
+#      while time is left), engine.group = the fastest group size of step 2, wall time each
+#      -> pipeline.jsonl; results-<part>.tgz (inpaint+figures, sr_x4, sr_x8, denoise: run.json,
+#      curve.csv, restored.png of every fit, snapshots of peppers, man and the figures only),
+#      refreshed every 30 s, so a timeout loses little
 # Usage, from the repository root:
 #   DIP_MIRROR=<folder laid out like ../shared/images, inside the checkout> DIP_GPU_OUT=<folder> bash benchmarks/gpu_run.sh
 # At most 8 files land in DIP_GPU_OUT. DIP_GPU_BUDGET: seconds for the whole run (default 530);
@@ -15,9 +19,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${DIP_GPU_OUT:?set DIP_GPU_OUT to the folder for the results}
 : "${DIP_MIRROR:?set DIP_MIRROR to the images folder (laid out like ../shared/images)}"
-BUDGET=${DIP_GPU_BUDGET:-530}
+BUDGET=${DIP_GPU_BUDGET:-520}
 TINY=${DIP_GPU_TINY:+--tiny}  # DIP_GPU_TINY=1: tiny benchmark settings (a CPU check of this script)
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 DIP_MIRROR
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 DIP_MIRROR DIP_DEBUG=1
 mkdir -p "$OUT"
 start=$SECONDS
 left() { echo $(( BUDGET - (SECONDS - start) )); }
@@ -26,35 +30,72 @@ left() { echo $(( BUDGET - (SECONDS - start) )); }
   git rev-parse HEAD 2>/dev/null || true; date -u; } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-STEPS=${DIP_GPU_STEPS:-speed agree pipeline}
+STEPS=${DIP_GPU_STEPS:-speed agree compile pipeline}
 if [[ " $STEPS " == *" speed "* ]]; then
-  timeout 200 python3 benchmarks/gpu_speed.py speed $TINY --out "$OUT/speed.jsonl" || echo "speed step ended with $?"
+  timeout 150 python3 benchmarks/gpu_speed.py speed $TINY --out "$OUT/speed.jsonl" || echo "speed step ended with $?"
 fi
 if [[ " $STEPS " == *" agree "* ]]; then
-  timeout 120 python3 benchmarks/gpu_speed.py agree $TINY --image "$DIP_MIRROR/inpainting11/barbara.png" --out "$OUT/agree.jsonl" \
+  timeout 100 python3 benchmarks/gpu_speed.py agree $TINY --image "$DIP_MIRROR/inpainting11/barbara.png" --out "$OUT/agree.jsonl" \
     || echo "agree step ended with $?"
 fi
+if [[ " $STEPS " == *" compile "* ]]; then
+  timeout 45 python3 benchmarks/gpu_speed.py compile $TINY --out "$OUT/speed.jsonl" || echo "compile step ended with $? (killed at 45 s: compiling one shape takes longer)"
+fi
 [[ " $STEPS " == *" pipeline "* ]] || exit 0
+
+# engine.group for the pipeline: the group size with the most image-iterations per second in step 2
+GROUP=$(python3 - "$OUT/speed.jsonl" <<'PY'
+import json, sys
+best = ("1", 0.0)
+try:
+    for line in open(sys.argv[1]):
+        r = json.loads(line)
+        if r.get("variant", "").startswith("group") and r["variant"][5:].isdigit() and r.get("image_its_per_s", 0) > best[1]:
+            best = (r["variant"][5:], r["image_its_per_s"])
+except OSError:
+    best = ("auto", 0.0)
+print(best[0])
+PY
+)
+python3 - "$GROUP" <<'PY'
+import os, sys, yaml
+p = yaml.safe_load(open("params.yaml"))
+p["profile"] = os.environ.get("DIP_GPU_PROFILE", p["profile"])  # auto = paper on CUDA; smoke for a CPU check
+p["engine"]["group"] = sys.argv[1] if sys.argv[1] == "auto" else int(sys.argv[1])
+yaml.safe_dump(p, open("params.gpu.yaml", "w"), sort_keys=False)
+PY
+echo "engine.group for the pipeline: $GROUP" | tee -a "$OUT/env.txt"
+P=(--params params.gpu.yaml)
 
 stage() {  # stage NAME CMD...: run a pipeline stage within the time left, record its wall time
   local name=$1; shift
   local t0=$SECONDS budget; budget=$(left)
   if (( budget < 20 )); then echo "skip $name: ${budget}s left"; return 1; fi
   timeout "$budget" "$@"; local rc=$?
-  echo "{\"stage\": \"$name\", \"rc\": $rc, \"seconds\": $((SECONDS - t0))}" | tee -a "$OUT/pipeline.jsonl"
+  echo "{\"stage\": \"$name\", \"rc\": $rc, \"seconds\": $((SECONDS - t0)), \"group\": \"$GROUP\"}" | tee -a "$OUT/pipeline.jsonl"
   return $rc
 }
-snapshot() {  # results so far, replaced atomically
-  [ -d results ] || return 0
-  if tar czf "$OUT/.results.tgz.part" results data/profile.json 2>/dev/null; then mv "$OUT/.results.tgz.part" "$OUT/results.tgz"
-  else rm -f "$OUT/.results.tgz.part"; fi
+pack() {  # pack NAME DIR...: the results of DIRs (those that exist) into $OUT/results-NAME.tgz, replaced atomically
+  local name=$1; shift; local dirs=()
+  for d in "$@"; do [ -d "results/$d" ] && dirs+=("results/$d"); done
+  (( ${#dirs[@]} )) || return 0
+  if tar czf "$OUT/.$name.part" --exclude='results/inpaint_p50/[!pm]*/*/snapshots' --exclude='results/sr_x*/*/*/snapshots' \
+       --exclude='results/denoise_*/*/*/snapshots' data/profile.json "${dirs[@]}" 2>/dev/null; then
+    mv "$OUT/.$name.part" "$OUT/results-$name.tgz"
+  else rm -f "$OUT/.$name.part"; fi
+}
+FIGURES="fig7_text fig6_vase fig8_library sup_kate98 real_snail flash_cave sr_prior_none sr_prior_tv sr_prior_dip"
+snapshot() {
+  pack inpaint inpaint_p50 $FIGURES; pack sr_x4 sr_x4; pack sr_x8 sr_x8; pack denoise denoise_s25 denoise_s8.5
 }
 ( while sleep 30; do snapshot; done ) &
 tarrer=$!
 trap 'kill $tarrer 2>/dev/null; snapshot' EXIT
 
-stage profile python3 -m pipeline.cli profile \
-  && stage fetch python3 -m pipeline.cli fetch --mirror "$DIP_MIRROR" \
-  && stage corrupt python3 -m pipeline.cli corrupt \
-  && for exp in inpaint_p50 sr_x4 denoise_s25 sr_x8 denoise_s8.5; do stage "run $exp" python3 -m pipeline.cli run "$exp" || true; done
+stage profile python3 -m pipeline.cli profile "${P[@]}" \
+  && stage fetch python3 -m pipeline.cli fetch "${P[@]}" --mirror "$DIP_MIRROR" \
+  && stage corrupt python3 -m pipeline.cli corrupt "${P[@]}" \
+  && for exp in inpaint_p50 sr_x4 denoise_s25 sr_x8 denoise_s8.5 $FIGURES; do
+       stage "run $exp" python3 -m pipeline.cli run "$exp" "${P[@]}" || true
+     done
 echo "done in $((SECONDS - start)) s"

@@ -7,8 +7,9 @@ levels 128/128/4, inpainting operator as issue 10 measured) of
 * ``bare``   forward / loss / backward / foreach Adam / averaging, eager;
 * ``eager``  the library's loop without CUDA graphs (``FitConfig(graph=False)``);
 * ``graph``  the library's loop replayed as one CUDA graph per iteration (the default on CUDA);
-* ``graph_bf16``, ``graph_channels_last``, ``compile`` (torch.compile inside the graph, compile
-  time reported separately) — the options to decide on;
+* ``graph_bf16``, ``graph_channels_last`` — the options to decide on;
+* ``compile`` (``python benchmarks/gpu_speed.py compile``, on its own as it may take minutes):
+  torch.compile inside the graph at 256², compile time in ``seconds_to_steady``;
 * ``group_N`` (N = 1, 4, 8, 16 images of 256² gray, graph) and ``group8_eager``: image-iterations
   per second, with peak memory (``group8_eager_nobench``: cuDNN autotuning off, to see where
   the memory of a grouped eager fit goes).
@@ -76,8 +77,9 @@ def case(size: int, channels: int, n: int = 1, seed: int = 0) -> tuple[list[torc
     return ys, ops
 
 
-def time_fitters(fitters: list[Fitter], warmup: int, timed: int) -> tuple[float, float]:
-    """Seconds per iteration between the stamps, and seconds until the first stamp."""
+def time_fitters(fitters: list[Fitter], warmup: int, timed: int) -> tuple[float, float, str]:
+    """Seconds per iteration between the stamps, seconds until the first stamp, and the loop's
+    mode (``graph`` or ``eager``: a failed capture falls back to eager)."""
     stamps: list[float] = []
     start = time.perf_counter()
 
@@ -91,13 +93,10 @@ def time_fitters(fitters: list[Fitter], warmup: int, timed: int) -> tuple[float,
                 f.request_stop()
 
     fitters[0].add_callback(stamp, at=[warmup, warmup + timed])
-    if len(fitters) == 1:
-        fitters[0].run()
-    else:
-        from dip.fit import run_fits
+    from dip.fit import run_fits
 
-        run_fits(fitters)
-    return (stamps[1] - stamps[0]) / timed, stamps[0] - start
+    mode = run_fits(fitters)[0].mode
+    return (stamps[1] - stamps[0]) / timed, stamps[0] - start, mode
 
 
 def time_stepper(step, warmup: int, timed: int) -> float:
@@ -130,9 +129,14 @@ def speed(args: argparse.Namespace, emit) -> None:
 
     def single(y: torch.Tensor, op: Inpainting, opts: dict) -> dict:
         f = Fitter(net, op, y, dataclasses.replace(base, **opts), device=device)
-        per_it, first = time_fitters([f], warmup, timed)
-        return {"ms_per_it": 1e3 * per_it, "seconds_to_steady": round(first, 2), "options": opts}
+        per_it, first, mode = time_fitters([f], warmup, timed)
+        return {"ms_per_it": 1e3 * per_it, "seconds_to_steady": round(first, 2), "options": opts, "mode": mode}
 
+    if args.what == "compile":  # on its own: compiling may take minutes (seconds_to_steady says how long)
+        for size, channels, label in sizes[:1]:
+            (y,), (op,) = case(size, channels)
+            variant("compile", label, lambda y=y, op=op: single(y, op, dict(graph=True, compile=True)))
+        return
     for size, channels, label in sizes:
         (y,), (op,) = case(size, channels)
         clean = torch.rand_like(y)
@@ -160,15 +164,12 @@ def speed(args: argparse.Namespace, emit) -> None:
                 torch.backends.cudnn.benchmark = False
                 torch.backends.cudnn.enabled = True
             try:
-                per_it, first = time_fitters(fitters, warmup, timed)
+                per_it, first, mode = time_fitters(fitters, warmup, timed)
             finally:
                 torch.backends.cudnn.benchmark = old
-            return {"ms_per_it": 1e3 * per_it, "images": n, "image_its_per_s": n / per_it, "seconds_to_steady": round(first, 2)}
+            return {"ms_per_it": 1e3 * per_it, "images": n, "image_its_per_s": n / per_it, "seconds_to_steady": round(first, 2), "mode": mode}
         variant(name, f"gray{size}", grouped)
 
-    for size, channels, label in sizes:  # last: compiling may take minutes (seconds_to_steady says how long)
-        (y,), (op,) = case(size, channels)
-        variant("compile", label, lambda y=y, op=op: single(y, op, dict(graph=True, compile=True)))
 
 
 def agree(args: argparse.Namespace, emit) -> None:
@@ -197,7 +198,7 @@ def agree(args: argparse.Namespace, emit) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["speed", "agree"])
+    ap.add_argument("what", choices=["speed", "compile", "agree"])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/gpu.jsonl"))
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--warmup", type=int, default=20)
@@ -216,7 +217,7 @@ def main() -> None:
         with open(args.out, "a") as fh:
             fh.write(json.dumps(row) + "\n")
 
-    (speed if args.what == "speed" else agree)(args, emit)
+    (agree if args.what == "agree" else speed)(args, emit)
 
 
 if __name__ == "__main__":

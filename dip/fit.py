@@ -264,7 +264,7 @@ def run_fits(fitters: list[Fitter]) -> list[FitResult]:
     def finish(i: int, ran: int) -> None:
         iterations_run[i] = ran
         active.remove(i)
-        step.active[i] = False
+        step.freeze(i)
 
     for iteration in range(cfg.iterations):
         replay()
@@ -287,6 +287,7 @@ def run_fits(fitters: list[Fitter]) -> list[FitResult]:
                 finish(i, iteration + 1)
         if not active:
             break
+    step.thaw()
     with torch.no_grad():
         final = step.forward(z)
         final_losses = step.losses(final)

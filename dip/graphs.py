@@ -5,12 +5,15 @@ GPU spends computing them. :class:`Replayer` runs the iteration ``warmup`` times
 stream (cuDNN picks its algorithms, autograd and the allocator settle), then captures it into a
 ``torch.cuda.CUDAGraph`` with every perturbation generator registered (so each replay draws new
 noise) and replays the graph from then on. Every iteration — warm-up ones included — is a real
-iteration of the fit. If the capture fails, it says so in one line on stderr and goes on eagerly.
+iteration of the fit. If the capture fails, it says so in one line on stderr and goes on eagerly
+(``DIP_DEBUG=1`` prints the whole traceback).
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from typing import Callable, Sequence
 
 import torch
@@ -53,6 +56,8 @@ class Replayer:
             with torch.cuda.graph(graph):
                 self.fn()
         except Exception as err:  # noqa: BLE001 - any capture failure falls back to eager
+            if os.environ.get("DIP_DEBUG"):
+                traceback.print_exc()
             print(f"warning: CUDA graph capture failed ({err.__class__.__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
                   "fitting eagerly", file=sys.stderr)
             self.enabled = False

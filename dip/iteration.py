@@ -61,7 +61,11 @@ class Iteration:
         self.good = [p.detach().clone() for p in self.params] if cfg.backtrack else []
         self.good_loss = torch.full((n,), math.inf, dtype=dtype, device=device)
         self.jump = 10 ** (cfg.backtrack_drop_db / 10)
-        self.masked = cfg.backtrack or n > 1  # lone fits without backtracking always step
+        # Adam skips an image's step only where backtracking can reject it. Without backtracking
+        # every image steps until the host stops it; :meth:`freeze` keeps its weights from then on
+        # (masking a group's Adam costs ~9 small kernels per parameter tensor per iteration).
+        self.masked = cfg.backtrack
+        self._frozen: dict[int, list[torch.Tensor]] = {}
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.cfg.precision == "bf16" and self.z.device.type == "cuda":
@@ -81,6 +85,21 @@ class Iteration:
         if self.tv is not None:
             loss = loss + torch.stack([self.tv(out[i : i + 1]) for i in range(self.n)])
         return loss
+
+    def freeze(self, i: int) -> None:
+        """Image ``i`` has stopped (host decision): keep its weights as they are now, for :meth:`thaw`.
+        Its later (unmasked) steps change only its own slice of the stacked weights."""
+        self.active[i] = False
+        if not self.masked and self.model.stacked:
+            self._frozen[i] = [p[i].detach().clone() for p in self.params]
+
+    def thaw(self) -> None:
+        """Put back the weights of every image frozen by :meth:`freeze` (before the final forward)."""
+        with torch.no_grad():
+            for i, saved in self._frozen.items():
+                for p, value in zip(self.params, saved):
+                    p[i].copy_(value)
+        self._frozen.clear()
 
     def _per_image(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return self.adam.per_image(values, like)

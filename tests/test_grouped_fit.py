@@ -73,3 +73,22 @@ def test_float32_group_matches_over_a_few_steps(camera64, astronaut64) -> None:
     together = fit_many(Denoising(), images, TINY, cfg, seeds=[3, 7], device="cpu")
     for y, seed, got in zip(images, [3, 7], together):
         torch.testing.assert_close(got.output, _alone(Denoising(), y, cfg, seed).output, atol=1e-4, rtol=0)
+
+
+def test_an_image_stopped_early_keeps_its_weights_while_the_others_go_on(camera64, astronaut64) -> None:
+    """Without backtracking the group's Adam steps every image (no per-iteration masking); an image
+    the host stops is frozen and its weights put back before the final output."""
+    images = _images(camera64, astronaut64)[:2]
+    cfg = FitConfig(iterations=12, lr=0.01, precision="fp64", exp_weight=0.9)
+    stop_at = 4
+
+    def stopper(step) -> None:
+        if step.iteration == stop_at:
+            step.fitter.request_stop()
+
+    together = fit_many(Denoising(), images, TINY, cfg, seeds=[1, 2], device="cpu", callbacks=[[(stopper, None, [stop_at])], []])
+    assert [r.iterations_run for r in together] == [stop_at + 1, 12]
+    short = fit(Denoising(), images[0], TINY, dataclasses.replace(cfg, seed=1, iterations=stop_at + 1), device="cpu")
+    torch.testing.assert_close(together[0].output, short.output, atol=1e-8, rtol=0)
+    torch.testing.assert_close(together[0].averaged, short.averaged, atol=1e-8, rtol=0)
+    torch.testing.assert_close(together[1].output, _alone(Denoising(), images[1], cfg, 2).output, atol=1e-8, rtol=0)

@@ -115,3 +115,53 @@ def test_backtracking_catches_nan_instead_of_failing(camera64: np.ndarray) -> No
 
     result = fit(Denoising(), y, TINY, cfg, device="cpu", callbacks=[(poison, None, [7])])
     assert result.backtracks >= 1 and torch.isfinite(result.output).all()
+
+
+SYNC_OPS = {"aten._local_scalar_dense.default", "aten.nonzero.default", "aten.is_nonzero.default",
+            "aten.item.default", "aten.masked_select.default", "aten.equal.default", "aten.lift_fresh.default"}
+
+
+@pytest.mark.parametrize("n, options", [(1, dict(backtrack=True, exp_weight=0.99, early_stop=True, es_window=2)),
+                                        (3, dict(backtrack=True, exp_weight=0.99, early_stop=True, es_window=2)),
+                                        (2, dict(tv_weight=1e-3))])
+def test_an_iteration_never_reads_the_device_from_the_host(n, options) -> None:
+    """What a CUDA graph cannot capture is a host read (``.item()``, ``bool(t)``, ``nonzero``) or a
+    tensor made from Python data: none of those ops may appear in one iteration (checked on the CPU
+    with a dispatch mode that logs every aten op the iteration issues)."""
+    import dataclasses
+
+    import dip.graphs as graphs
+    from dip.fit import run_fits
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Log(TorchDispatchMode):
+        ops: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    seen: list[list[str]] = []
+
+    def logged(self) -> None:
+        self.calls += 1
+        if self.calls == 4:
+            with Log() as log:
+                self.fn()
+            seen.append(list(log.ops))
+        else:
+            self.fn()
+
+    y = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    op = Inpainting(Inpainting.random_mask((32, 32), 0.5, torch.Generator().manual_seed(1)))
+    cfg = FitConfig(iterations=6, **options)
+    fitters = [Fitter(TINY, op, y, dataclasses.replace(cfg, seed=s), device="cpu") for s in range(n)]
+    original = graphs.Replayer.__call__
+    graphs.Replayer.__call__ = logged
+    try:
+        run_fits(fitters)
+    finally:
+        graphs.Replayer.__call__ = original
+    (ops,) = seen
+    assert "aten.convolution_backward.default" in ops  # the log saw the whole iteration
+    assert not SYNC_OPS & set(ops)
