@@ -27,7 +27,7 @@ start=$SECONDS
 left() { echo $(( BUDGET - (SECONDS - start) )); }
 
 { nvidia-smi || true; python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'NO CUDA')"
-  git rev-parse HEAD 2>/dev/null || true; date -u; } > "$OUT/env.txt" 2>&1
+  git rev-parse HEAD 2>/dev/null || true; date -u; } >> "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
 STEPS=${DIP_GPU_STEPS:-speed agree compile pipeline}
