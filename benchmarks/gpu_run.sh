@@ -12,7 +12,7 @@
 #      curve.csv, restored.png of every fit, snapshots of peppers, man and the figures only),
 #      refreshed every 30 s, so a timeout loses little
 # Usage, from the repository root:
-#   DIP_MIRROR=<folder laid out like ../shared/images, inside the checkout> DIP_GPU_OUT=<folder> bash benchmarks/gpu_run.sh
+#   DIP_MIRROR=<folder laid out like ../shared/images, inside the checkout> DIP_GPU_OUT=<folder> bash benchmarks/gpu_run.sh 2>&1 | tee -a <folder>/env.txt
 # At most 8 files land in DIP_GPU_OUT. DIP_GPU_BUDGET: seconds for the whole run (default 530);
 # DIP_GPU_STEPS: which of 'speed agree pipeline' to run (default all).
 set -uo pipefail
@@ -28,7 +28,6 @@ left() { echo $(( BUDGET - (SECONDS - start) )); }
 
 { nvidia-smi || true; python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'NO CUDA')"
   git rev-parse HEAD 2>/dev/null || true; date -u; } >> "$OUT/env.txt" 2>&1
-cat "$OUT/env.txt"
 
 STEPS=${DIP_GPU_STEPS:-speed agree compile pipeline}
 if [[ " $STEPS " == *" speed "* ]]; then
@@ -64,7 +63,7 @@ p["profile"] = os.environ.get("DIP_GPU_PROFILE", p["profile"])  # auto = paper o
 p["engine"]["group"] = sys.argv[1] if sys.argv[1] == "auto" else int(sys.argv[1])
 yaml.safe_dump(p, open("params.gpu.yaml", "w"), sort_keys=False)
 PY
-echo "engine.group for the pipeline: $GROUP" | tee -a "$OUT/env.txt"
+echo "engine.group for the pipeline: $GROUP"
 P=(--params params.gpu.yaml)
 
 stage() {  # stage NAME CMD...: run a pipeline stage within the time left, record its wall time
