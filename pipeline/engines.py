@@ -51,7 +51,7 @@ class EngineConfig:
     threads_per_worker: int = 1    # LocalCluster: concurrent fits per worker process
     dashboard: str = ""            # LocalCluster: dashboard address, e.g. 127.0.0.1:8787; '' = off
     retries: int = 2               # dask: re-runs of a fit that raised (a killed worker's task is rescheduled anyway)
-    group: str = "auto"            # local: same-size fits run together on CUDA; auto = from free GPU memory (1 off CUDA), or a number
+    group: str = "1"               # local: same-size fits run together on CUDA: a number, or auto = from free GPU memory (1 off CUDA)
 
     @classmethod
     def from_params(cls, engine: dict[str, Any] | None) -> "EngineConfig":
@@ -106,7 +106,7 @@ class LocalEngine:
 
     name = "local"
 
-    def __init__(self, threads: int = 0, group: str = "auto") -> None:
+    def __init__(self, threads: int = 0, group: str = "1") -> None:
         self.group = group
         set_torch_threads(threads)  # with OMP_WAIT_POLICY=PASSIVE (set by `dip`), 0 is fast on a busy CPU too
 
