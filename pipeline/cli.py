@@ -74,45 +74,6 @@ def _parse_ints(text: str) -> list[int]:
         raise ValueError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def _center_crop(image: np.ndarray, multiple: int) -> np.ndarray:
-    """The authors' ``crop_image``: centre crop so both sides are multiples of ``multiple``."""
-    h, w = image.shape[:2]
-    nh, nw = h - h % multiple, w - w % multiple
-    if nh == 0 or nw == 0:
-        raise ValueError(f"image {w}x{h} is smaller than {multiple} px, so it cannot be cropped to a multiple of it")
-    top, left = (h - nh) // 2, (w - nw) // 2
-    return image[top : top + nh, left : left + nw]
-
-
-def _load_case(input: Path, task: str, mask: Path | None, factor: int, gt: Path | None, size_mode: str, multiple: int) -> tuple[Any, Any, Any]:
-    """Read and check one image to restore: ``(observation, operator, ground truth or None)``."""
-    import torch
-
-    from dip.io import load_image, load_mask
-    from dip.operators import make_operator
-
-    observation = load_image(input)
-    m = load_mask(mask) if mask is not None else None
-    if task == "inpaint" and m is None:
-        raise ValueError("inpainting needs --mask (white = known pixels, black = pixels to fill), or a NAME_mask.png beside each image")
-    if m is not None and m.shape != observation.shape[:2]:
-        raise ValueError(f"mask {mask} is {m.shape[1]}x{m.shape[0]} but {input} is {observation.shape[1]}x{observation.shape[0]}; give a mask of the image's size")
-    truth = load_image(gt, mode="gray" if observation.ndim == 2 else "rgb") if gt is not None else None
-    if size_mode == "crop":
-        mult = multiple if task != "sr" else max(1, multiple // factor)
-        observation = _center_crop(observation, mult)
-        m = _center_crop(m, mult) if m is not None else None
-        truth = _center_crop(truth, mult * (factor if task == "sr" else 1)) if truth is not None else None
-    if task == "sr":
-        h, w = observation.shape[:2]
-        if min(h, w) * factor < multiple:
-            raise ValueError(f"a {w}x{h} image at factor {factor} is too small for the network ({multiple} px per side needed)")
-        if truth is not None and truth.shape[:2] != (h * factor, w * factor):
-            raise ValueError(f"--gt is {truth.shape[1]}x{truth.shape[0]} but factor {factor} gives {w * factor}x{h * factor}")
-    operator = make_operator(task, mask=torch.from_numpy(m) if m is not None else None, factor=factor)
-    return observation, operator, truth
-
-
 @app.command()
 @user_errors
 def restore(
@@ -123,7 +84,8 @@ def restore(
     factor: Annotated[int, typer.Option(help="Super-resolution factor (the output is FACTOR times larger).")] = 4,
     gt: Annotated[Optional[Path], typer.Option(help="Ground truth, to log PSNR/SSIM (one input only).")] = None,
     iterations: Annotated[Optional[int], typer.Option(help="Override the preset's iteration count.")] = None,
-    preset: Annotated[str, typer.Option(help="paper | quick | auto (paper on CUDA, else quick)")] = "auto",
+    preset: Annotated[str, typer.Option(help="A profile of params.yaml (paper | quick | smoke) or auto (paper on CUDA, else quick): its network and fitting settings for the task.")] = "auto",
+    params: Annotated[Optional[Path], typer.Option("--params", help="params.yaml whose profiles are the presets (default: the one installed with dip).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the network, input code and perturbations.")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps")] = "auto",
     size_mode: Annotated[str, typer.Option(help="pad (work on a padded canvas, keep the size) | crop (authors: centre crop to a multiple of 2^levels)")] = "pad",
@@ -141,9 +103,9 @@ def restore(
     from dip.device import pick_device
     from dip.io import check_replaceable
     from dip.operators import TASKS
-    from dip.presets import preset as get_preset
     from pipeline.progress import console, hidden_on_error, make_progress
     from pipeline.restore import DEFAULT_MAX_PIXELS, batch_hash, finished, image_files, mask_beside, prepare, restore_groups
+    from pipeline.user import load_case, preset_configs
 
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -172,9 +134,7 @@ def restore(
     if single:
         check_replaceable(out, force)  # before any fit: never a user's folder, --force or not
     dev = pick_device(device)
-    preset_name = ("paper" if dev.type == "cuda" else "quick") if preset == "auto" else preset
-    net_cfg, fit_cfg = get_preset(preset_name, task, factor)
-    fit_cfg.seed = seed
+    preset_name, net_cfg, fit_cfg = preset_configs(preset, task, factor, seed=seed, device=str(dev), params=params)
     fit_cfg.early_stop = early_stop
     if iterations is not None:
         fit_cfg.iterations = iterations
@@ -195,7 +155,7 @@ def restore(
                 reused += 1
                 console.print(f"{path}: already restored in {out_dir}/ (same image and settings)")
                 continue
-            observation, operator, truth = _load_case(path, task, mask_path, factor, gt, size_mode, net_cfg.multiple)
+            observation, operator, truth = load_case(path, task, mask_path, factor, gt, size_mode, net_cfg.multiple)
             restorations.append(prepare(
                 operator, observation, out_dir, net_cfg, fit_cfg, ground_truth=truth, protocol="sr" if task == "sr" else "rgb",
                 shave=factor if task == "sr" else 0, device=dev, log_every=log_every, snapshots=marks, overwrite=force,
@@ -254,6 +214,7 @@ def demo(
     iterations: Annotated[int, typer.Option(help="Fitting iterations.")] = 400,
     size: Annotated[int, typer.Option(help="Side of the (downscaled) cameraman image.")] = 256,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps")] = "auto",
+    params: Annotated[Optional[Path], typer.Option("--params", help="params.yaml whose quick profile the demo uses (default: the one installed with dip).")] = None,
 ) -> None:
     """Inpaint scikit-image's cameraman with 50% of its pixels missing (about 2 minutes on a CPU)."""
     import torch
@@ -261,10 +222,10 @@ def demo(
 
     from dip.io import check_replaceable, save_image
     from dip.operators import Inpainting
-    from dip.presets import preset as get_preset
     from pipeline.progress import FitProgress, console, hidden_on_error, make_progress
     from pipeline.restore import DEFAULT_MAX_PIXELS
     from pipeline.restore import restore as run_restore
+    from pipeline.user import preset_configs
 
     if iterations <= 0 or size < 32:
         raise ValueError("--iterations must be positive and --size at least 32")
@@ -274,7 +235,7 @@ def demo(
     truth = transform.resize(data.camera(), (size, size), anti_aliasing=True).astype(np.float32)
     mask = Inpainting.random_mask(truth.shape, 0.5, torch.Generator().manual_seed(0))
     observation = (truth * mask.numpy()).astype(np.float32)
-    net_cfg, fit_cfg = get_preset("quick", "inpaint")
+    _, net_cfg, fit_cfg = preset_configs("quick", "inpaint", device=device, params=params)
     fit_cfg.iterations = iterations
     with make_progress() as progress:
         bar = progress.add_task("inpainting cameraman", total=iterations, status="")
@@ -297,16 +258,17 @@ def demo(
 @user_errors
 def net(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    preset: Annotated[str, typer.Option(help="paper | quick")] = "paper",
+    preset: Annotated[str, typer.Option(help="A profile of params.yaml: paper | quick | smoke")] = "paper",
     channels: Annotated[int, typer.Option(help="Image channels (1 gray, 3 colour).")] = 3,
+    params: Annotated[Optional[Path], typer.Option("--params", help="params.yaml whose profiles are the presets (default: the one installed with dip).")] = None,
 ) -> None:
-    """Print the network's architecture per level and its parameter count."""
+    """Print the network's architecture per level (a profile's network) and its parameter count."""
     from dip.network import describe
-    from dip.presets import preset as get_preset
+    from pipeline.user import preset_configs
 
     if channels not in (1, 3):
         raise ValueError(f"--channels must be 1 or 3, got {channels}")
-    net_cfg, _ = get_preset(preset, "denoise")
+    _, net_cfg, _ = preset_configs(preset, "denoise", device="cpu", params=params)
     info = describe(net_cfg, channels)
     if as_json:
         typer.echo(json.dumps(info, indent=2))

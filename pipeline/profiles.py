@@ -25,6 +25,9 @@ from typing import Any
 import yaml
 
 DEFAULT_PARAMS = Path("params.yaml")
+# The params.yaml beside the installed package (the repository's, for a clone installed with
+# `pip install -e .`): `dip restore --preset` reads its profiles wherever the command runs.
+PACKAGE_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 PROFILE_FILE = Path("data/profile.json")
 _ID = re.compile(r"^(?:denoise_s(?P<sigma>\d+(?:\.\d)?)|inpaint_p(?P<drop>\d{1,2})|sr_x(?P<factor>\d+))$")
 
@@ -193,6 +196,21 @@ class Profile:
         settings.pop("net", None)
         snapshots = settings.pop("snapshots", self.body.get("snapshots", []))
         return settings, [int(s) for s in snapshots]
+
+
+def user_experiment(profile: Profile, task: str, factor: int = 4) -> Experiment:
+    """The experiment whose settings ``dip restore --task TASK`` uses on a person's own image:
+    ``denoise``, ``inpaint`` (and its variant), ``sr_x<factor>`` where the profile has settings
+    for that factor, else ``sr_x8`` above ×4 and ``sr_x4`` otherwise."""
+    if task != "sr":
+        return Experiment(task, task)
+    exact = Experiment(f"sr_x{factor}", "sr", factor=factor)
+    try:
+        profile.fit(exact)
+        return exact
+    except KeyError:
+        near = 8 if factor > 4 else 4
+        return Experiment(f"sr_x{near}", "sr", factor=near)
 
 
 def active_profile(params: dict[str, Any], resolution: dict[str, str]) -> Profile:
