@@ -1,6 +1,11 @@
-"""The ``dip`` command line: restore a person's own image, the demo, the network, metrics.
+"""The ``dip`` command line: restore a person's own image, the demo, the network, metrics, and
+one sub-command per DVC stage.
 
-Pipeline sub-commands (fetch, corrupt, run, evaluate, …) are added by their modules.
+Every sub-command is registered here and only parses its options, calls one entry point and
+prints: a pipeline stage's logic is its module's ``stage`` function (``pipeline/profiles.py``,
+``fetch.py``, ``corrupt.py``, ``run.py``, ``evaluate.py``; ``dip baselines`` still reads its
+corrupted inputs here); the settings of ``dip restore --preset`` are params.yaml's profiles
+(``pipeline/user.py``).
 Every command turns bad input into one ``error: …`` line and a non-zero exit code.
 """
 
@@ -314,12 +319,6 @@ ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to read."
 ProfileFileOpt = Annotated[Path, typer.Option("--profile-file", help="The resolved profile (written by `dip profile`).")]
 
 
-def _resolution(path: Path) -> dict[str, str]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no resolved profile; run `dip profile` (the `resolve` stage) first")
-    return json.loads(path.read_text())
-
-
 @app.command("profile")
 @user_errors
 def profile_cmd(
@@ -327,12 +326,9 @@ def profile_cmd(
     out: Annotated[Path, typer.Option(help="Where to write the resolution.")] = Path("data/profile.json"),
 ) -> None:
     """Resolve params.yaml's `profile` (auto → paper with CUDA, else quick) into data/profile.json."""
-    from dip.io import save_json
-    from pipeline.profiles import load_params, resolve
+    from pipeline.profiles import stage
 
-    p = load_params(params)
-    record = resolve(str(p["profile"]), p["profiles"], str((p.get("engine") or {}).get("device", "auto")))
-    save_json(out, record)  # byte-identical while the resolution is: downstream stages stay cached
+    record = stage(params, out)
     typer.echo(f"profile {record['requested']} → {record['profile']} on {record['device']} ({record['device_name']})")
 
 
@@ -348,19 +344,10 @@ def fetch(
     keep_others: Annotated[bool, typer.Option(help="Keep cached images that are not asked for.")] = False,
 ) -> None:
     """Fetch and verify images: local cache, then mirror, then URL."""
-    from pipeline.fetch import FetchOptions, fetch_all, mirror_from
-    from pipeline.manifest import load_manifest
-    from pipeline.profiles import active_profile, load_params
+    from pipeline.fetch import stage
 
-    p = load_params(params) if params.is_file() else {}
-    cfg = p.get("fetch") or {}
-    if sets:
-        specs = [s.strip() for s in sets.split(",") if s.strip()]
-    else:
-        prof = active_profile(p, _resolution(profile_file))
-        specs = list(dict.fromkeys(s for e in prof.experiments for s in prof.specs(e)))
-    opts = FetchOptions(mirror=mirror_from(mirror or cfg.get("mirror")), timeout=float(cfg.get("timeout", 30)), retries=int(cfg.get("retries", 3)))
-    sources = fetch_all(load_manifest(manifest), specs, out, opts, clean=not keep_others)
+    chosen = [s.strip() for s in sets.split(",") if s.strip()] if sets else None
+    sources = stage(params, profile_file, manifest, out, sets=chosen, mirror=mirror, keep_others=keep_others)
     counts = {s: list(sources.values()).count(s) for s in sorted(set(sources.values()))}
     typer.echo(f"{len(sources)} images verified in {out}/ (" + ", ".join(f"{n} from {s}" for s, n in counts.items()) + ")")
 
@@ -375,16 +362,10 @@ def corrupt(
     out: Annotated[Path, typer.Option(help="Output root (one folder per experiment).")] = Path("data/corrupted"),
 ) -> None:
     """Synthesise every experiment's observations (noise, masks, low-resolution), seeded."""
-    from pipeline.corrupt import corrupt_all
-    from pipeline.manifest import load_manifest
-    from pipeline.profiles import active_profile, load_params
+    from pipeline.corrupt import stage
 
-    p = load_params(params)
-    prof = active_profile(p, _resolution(profile_file))
-    m = load_manifest(manifest)
-    by_task = {e.id if e.is_figure else e.task: m.select([e.image] if e.is_figure else prof.image_specs(e.task)) for e in prof.experiments}
-    counts = corrupt_all([str(e) for e in p["experiments"]], prof, by_task, images, out, int((p.get("corrupt") or {}).get("seed", 0)))
-    typer.echo(f"profile {prof.name}: " + ", ".join(f"{k} {v} image(s)" for k, v in counts.items()))
+    name, counts = stage(params, profile_file, manifest, images, out)
+    typer.echo(f"profile {name}: " + ", ".join(f"{k} {v} image(s)" for k, v in counts.items()))
 
 
 @app.command("run")
@@ -398,21 +379,11 @@ def run_cmd(
 ) -> None:
     """Run DIP on every image and seed of EXPERIMENT (resumes finished images) on params.yaml's
     engine: in-process (`engine.kind: local`) or one Dask task per fit (`engine.kind: dask`)."""
-    from pipeline.engines import EngineConfig, make_engine
-    from pipeline.profiles import active_profile, load_params, parse_experiment
-    from pipeline.run import run_experiment
+    from pipeline.run import stage
 
-    p = load_params(params)
-    parse_experiment(experiment, p.get("figures"))
-    res = _resolution(profile_file)
-    cfg = EngineConfig.from_params(p.get("engine"))
-    prof = active_profile(p, res)
-    seeds = [int(s) for s in p.get("seeds", [0])]
-    with make_engine(cfg, res["device"]) as engine:
-        stats = run_experiment(experiment, corrupted / experiment, out / experiment, prof, seeds, res["device"], engine=engine)
-        where = engine.describe()
-    state = "active" if prof.is_active(experiment) else f"not in profile {prof.name}; nothing to run"
-    typer.echo(f"{experiment} ({state}): {stats['run']} run, {stats['reused']} reused [{where}]")
+    stats = stage(experiment, params, profile_file, corrupted, out)
+    state = "active" if stats["active"] else f"not in profile {stats['profile']}; nothing to run"
+    typer.echo(f"{experiment} ({state}): {stats['run']} run, {stats['reused']} reused [{stats['engine']}]")
 
 
 @app.command()
@@ -454,18 +425,9 @@ def evaluate(
     out: Annotated[Path, typer.Option(help="Metrics directory.")] = Path("metrics"),
 ) -> None:
     """PSNR/SSIM per image, experiment and method, and the report against the paper → metrics/."""
-    from pipeline.evaluate import evaluate as run_evaluate
-    from pipeline.profiles import load_params
-    from pipeline.report import load_paper
+    from pipeline.evaluate import stage
 
-    p = load_params(params)
-    epsilon = float((p.get("report") or {}).get("epsilon", 0.5))
-    if not epsilon > 0:
-        raise ValueError(f"report.epsilon must be > 0 dB, got {epsilon}")
-    summary = run_evaluate(results, [str(e) for e in p["experiments"]], _resolution(profile_file), out,
-                           baselines=baselines_dir if baselines_dir.is_dir() else None, corrupted=corrupted,
-                           paper=load_paper(paper), epsilon=epsilon,
-                           about={k: str((v or {}).get("about", k)) for k, v in (p.get("figures") or {}).items()})
+    summary = stage(params, profile_file, results, baselines_dir, corrupted, paper, out)
     typer.echo(f"profile {summary['profile']} on {summary['device']}: report in {out}/report.md")
     for exp, methods in summary["experiments"].items():
         typer.echo(f"  {exp}: " + ", ".join(f"{k} {v['psnr']} dB" for k, v in methods.items() if not k.startswith("dip_")))

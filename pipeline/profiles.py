@@ -16,6 +16,7 @@ that entry is the experiment's own network and replaces the profile's ``net`` wh
 
 from __future__ import annotations
 
+import json
 import platform
 import re
 from dataclasses import dataclass, field
@@ -115,6 +116,25 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
         if key not in params:
             raise ValueError(f"{path}: missing top-level key {key!r}")
     return params
+
+
+def read_resolution(path: str | Path = PROFILE_FILE) -> dict[str, str]:
+    """The record ``dip profile`` wrote (``data/profile.json``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no resolved profile; run `dip profile` (the `resolve` stage) first")
+    return json.loads(path.read_text())
+
+
+def stage(params_path: str | Path = DEFAULT_PARAMS, out: str | Path = PROFILE_FILE) -> dict[str, str]:
+    """The ``resolve`` stage (``dip profile``): resolve params.yaml's ``profile`` (auto → paper
+    with CUDA, else quick) and write its record to ``out``; returns the record."""
+    from dip.io import save_json
+
+    p = load_params(params_path)
+    record = resolve(str(p["profile"]), p["profiles"], str((p.get("engine") or {}).get("device", "auto")))
+    save_json(Path(out), record)  # byte-identical while the resolution is: downstream stages stay cached
+    return record
 
 
 def resolve(requested: str, profiles: dict[str, Any], device: str = "auto") -> dict[str, str]:
