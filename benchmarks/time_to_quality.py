@@ -1,7 +1,7 @@
 """Time to quality: what ES-WMV early stopping saves and costs on quick-style runs.
 
-One run per task on a scikit-image bundled image at 128×128 with the ``quick`` preset's
-settings (32-channel network, the preset's iterations), run to the end. A callback records the
+One run per task on a scikit-image bundled image at 128×128 with the ``quick`` profile's
+settings (``profiles.quick`` of params.yaml: 32-channel network, its iterations), run to the end. A callback records the
 PSNR of every output against the ground truth and feeds the same :class:`WindowedVariance`
 ES-WMV uses; the stopping rule (stop once the windowed variance has not reached a new minimum for
 ``patience`` iterations, return the output at the minimum) is then applied to that history for a
@@ -26,7 +26,7 @@ from dip import Denoising, Fitter, Inpainting, SuperResolution
 from dip.early_stopping import WindowedVariance
 from dip.io import to_numpy
 from dip.metrics import psnr
-from dip.presets import preset
+from pipeline.user import preset_configs
 
 
 def tasks(size: int) -> dict:
@@ -72,7 +72,7 @@ def main() -> None:
     torch.set_num_threads(2)
     rows = []
     for name, (task, op, y, gt, protocol, shave) in tasks(args.size).items():
-        net_cfg, cfg = preset("quick", task)
+        _, net_cfg, cfg = preset_configs("quick", task, device="cpu")
         psnrs: dict[int, float] = {}
         seen: list[int] = []
         es = WindowedVariance(args.window, 10**9)

@@ -1,6 +1,11 @@
-"""The ``dip`` command line: restore a person's own image, the demo, the network, metrics.
+"""The ``dip`` command line: restore a person's own image, the demo, the network, metrics, and
+one sub-command per DVC stage.
 
-Pipeline sub-commands (fetch, corrupt, run, evaluate, …) are added by their modules.
+Every sub-command is registered here and only parses its options, calls one entry point and
+prints: a pipeline stage's logic is its module's ``stage`` function (``pipeline/profiles.py``,
+``fetch.py``, ``corrupt.py``, ``run.py``, ``evaluate.py``; ``dip baselines`` still reads its
+corrupted inputs here); the settings of ``dip restore --preset`` are params.yaml's profiles
+(``pipeline/user.py``).
 Every command turns bad input into one ``error: …`` line and a non-zero exit code.
 """
 
@@ -74,45 +79,6 @@ def _parse_ints(text: str) -> list[int]:
         raise ValueError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def _center_crop(image: np.ndarray, multiple: int) -> np.ndarray:
-    """The authors' ``crop_image``: centre crop so both sides are multiples of ``multiple``."""
-    h, w = image.shape[:2]
-    nh, nw = h - h % multiple, w - w % multiple
-    if nh == 0 or nw == 0:
-        raise ValueError(f"image {w}x{h} is smaller than {multiple} px, so it cannot be cropped to a multiple of it")
-    top, left = (h - nh) // 2, (w - nw) // 2
-    return image[top : top + nh, left : left + nw]
-
-
-def _load_case(input: Path, task: str, mask: Path | None, factor: int, gt: Path | None, size_mode: str, multiple: int) -> tuple[Any, Any, Any]:
-    """Read and check one image to restore: ``(observation, operator, ground truth or None)``."""
-    import torch
-
-    from dip.io import load_image, load_mask
-    from dip.operators import make_operator
-
-    observation = load_image(input)
-    m = load_mask(mask) if mask is not None else None
-    if task == "inpaint" and m is None:
-        raise ValueError("inpainting needs --mask (white = known pixels, black = pixels to fill), or a NAME_mask.png beside each image")
-    if m is not None and m.shape != observation.shape[:2]:
-        raise ValueError(f"mask {mask} is {m.shape[1]}x{m.shape[0]} but {input} is {observation.shape[1]}x{observation.shape[0]}; give a mask of the image's size")
-    truth = load_image(gt, mode="gray" if observation.ndim == 2 else "rgb") if gt is not None else None
-    if size_mode == "crop":
-        mult = multiple if task != "sr" else max(1, multiple // factor)
-        observation = _center_crop(observation, mult)
-        m = _center_crop(m, mult) if m is not None else None
-        truth = _center_crop(truth, mult * (factor if task == "sr" else 1)) if truth is not None else None
-    if task == "sr":
-        h, w = observation.shape[:2]
-        if min(h, w) * factor < multiple:
-            raise ValueError(f"a {w}x{h} image at factor {factor} is too small for the network ({multiple} px per side needed)")
-        if truth is not None and truth.shape[:2] != (h * factor, w * factor):
-            raise ValueError(f"--gt is {truth.shape[1]}x{truth.shape[0]} but factor {factor} gives {w * factor}x{h * factor}")
-    operator = make_operator(task, mask=torch.from_numpy(m) if m is not None else None, factor=factor)
-    return observation, operator, truth
-
-
 @app.command()
 @user_errors
 def restore(
@@ -123,7 +89,8 @@ def restore(
     factor: Annotated[int, typer.Option(help="Super-resolution factor (the output is FACTOR times larger).")] = 4,
     gt: Annotated[Optional[Path], typer.Option(help="Ground truth, to log PSNR/SSIM (one input only).")] = None,
     iterations: Annotated[Optional[int], typer.Option(help="Override the preset's iteration count.")] = None,
-    preset: Annotated[str, typer.Option(help="paper | quick | auto (paper on CUDA, else quick)")] = "auto",
+    preset: Annotated[str, typer.Option(help="A profile of params.yaml (paper | quick | smoke) or auto (paper on CUDA, else quick): its network and fitting settings for the task.")] = "auto",
+    params: Annotated[Optional[Path], typer.Option("--params", help="params.yaml whose profiles are the presets (default: the one installed with dip).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the network, input code and perturbations.")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps")] = "auto",
     size_mode: Annotated[str, typer.Option(help="pad (work on a padded canvas, keep the size) | crop (authors: centre crop to a multiple of 2^levels)")] = "pad",
@@ -141,9 +108,9 @@ def restore(
     from dip.device import pick_device
     from dip.io import check_replaceable
     from dip.operators import TASKS
-    from dip.presets import preset as get_preset
     from pipeline.progress import console, hidden_on_error, make_progress
     from pipeline.restore import DEFAULT_MAX_PIXELS, batch_hash, finished, image_files, mask_beside, prepare, restore_groups
+    from pipeline.user import load_case, preset_configs
 
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -172,9 +139,7 @@ def restore(
     if single:
         check_replaceable(out, force)  # before any fit: never a user's folder, --force or not
     dev = pick_device(device)
-    preset_name = ("paper" if dev.type == "cuda" else "quick") if preset == "auto" else preset
-    net_cfg, fit_cfg = get_preset(preset_name, task, factor)
-    fit_cfg.seed = seed
+    preset_name, net_cfg, fit_cfg = preset_configs(preset, task, factor, seed=seed, device=str(dev), params=params)
     fit_cfg.early_stop = early_stop
     if iterations is not None:
         fit_cfg.iterations = iterations
@@ -195,7 +160,7 @@ def restore(
                 reused += 1
                 console.print(f"{path}: already restored in {out_dir}/ (same image and settings)")
                 continue
-            observation, operator, truth = _load_case(path, task, mask_path, factor, gt, size_mode, net_cfg.multiple)
+            observation, operator, truth = load_case(path, task, mask_path, factor, gt, size_mode, net_cfg.multiple)
             restorations.append(prepare(
                 operator, observation, out_dir, net_cfg, fit_cfg, ground_truth=truth, protocol="sr" if task == "sr" else "rgb",
                 shave=factor if task == "sr" else 0, device=dev, log_every=log_every, snapshots=marks, overwrite=force,
@@ -254,6 +219,7 @@ def demo(
     iterations: Annotated[int, typer.Option(help="Fitting iterations.")] = 400,
     size: Annotated[int, typer.Option(help="Side of the (downscaled) cameraman image.")] = 256,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps")] = "auto",
+    params: Annotated[Optional[Path], typer.Option("--params", help="params.yaml whose quick profile the demo uses (default: the one installed with dip).")] = None,
 ) -> None:
     """Inpaint scikit-image's cameraman with 50% of its pixels missing (about 2 minutes on a CPU)."""
     import torch
@@ -261,10 +227,10 @@ def demo(
 
     from dip.io import check_replaceable, save_image
     from dip.operators import Inpainting
-    from dip.presets import preset as get_preset
     from pipeline.progress import FitProgress, console, hidden_on_error, make_progress
     from pipeline.restore import DEFAULT_MAX_PIXELS
     from pipeline.restore import restore as run_restore
+    from pipeline.user import preset_configs
 
     if iterations <= 0 or size < 32:
         raise ValueError("--iterations must be positive and --size at least 32")
@@ -274,7 +240,7 @@ def demo(
     truth = transform.resize(data.camera(), (size, size), anti_aliasing=True).astype(np.float32)
     mask = Inpainting.random_mask(truth.shape, 0.5, torch.Generator().manual_seed(0))
     observation = (truth * mask.numpy()).astype(np.float32)
-    net_cfg, fit_cfg = get_preset("quick", "inpaint")
+    _, net_cfg, fit_cfg = preset_configs("quick", "inpaint", device=device, params=params)
     fit_cfg.iterations = iterations
     with make_progress() as progress:
         bar = progress.add_task("inpainting cameraman", total=iterations, status="")
@@ -297,16 +263,17 @@ def demo(
 @user_errors
 def net(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    preset: Annotated[str, typer.Option(help="paper | quick")] = "paper",
+    preset: Annotated[str, typer.Option(help="A profile of params.yaml: paper | quick | smoke")] = "paper",
     channels: Annotated[int, typer.Option(help="Image channels (1 gray, 3 colour).")] = 3,
+    params: Annotated[Optional[Path], typer.Option("--params", help="params.yaml whose profiles are the presets (default: the one installed with dip).")] = None,
 ) -> None:
-    """Print the network's architecture per level and its parameter count."""
+    """Print the network's architecture per level (a profile's network) and its parameter count."""
     from dip.network import describe
-    from dip.presets import preset as get_preset
+    from pipeline.user import preset_configs
 
     if channels not in (1, 3):
         raise ValueError(f"--channels must be 1 or 3, got {channels}")
-    net_cfg, _ = get_preset(preset, "denoise")
+    _, net_cfg, _ = preset_configs(preset, "denoise", device="cpu", params=params)
     info = describe(net_cfg, channels)
     if as_json:
         typer.echo(json.dumps(info, indent=2))
@@ -352,12 +319,6 @@ ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to read."
 ProfileFileOpt = Annotated[Path, typer.Option("--profile-file", help="The resolved profile (written by `dip profile`).")]
 
 
-def _resolution(path: Path) -> dict[str, str]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no resolved profile; run `dip profile` (the `resolve` stage) first")
-    return json.loads(path.read_text())
-
-
 @app.command("profile")
 @user_errors
 def profile_cmd(
@@ -365,12 +326,9 @@ def profile_cmd(
     out: Annotated[Path, typer.Option(help="Where to write the resolution.")] = Path("data/profile.json"),
 ) -> None:
     """Resolve params.yaml's `profile` (auto → paper with CUDA, else quick) into data/profile.json."""
-    from dip.io import save_json
-    from pipeline.profiles import load_params, resolve
+    from pipeline.profiles import stage
 
-    p = load_params(params)
-    record = resolve(str(p["profile"]), p["profiles"], str((p.get("engine") or {}).get("device", "auto")))
-    save_json(out, record)  # byte-identical while the resolution is: downstream stages stay cached
+    record = stage(params, out)
     typer.echo(f"profile {record['requested']} → {record['profile']} on {record['device']} ({record['device_name']})")
 
 
@@ -386,19 +344,10 @@ def fetch(
     keep_others: Annotated[bool, typer.Option(help="Keep cached images that are not asked for.")] = False,
 ) -> None:
     """Fetch and verify images: local cache, then mirror, then URL."""
-    from pipeline.fetch import FetchOptions, fetch_all, mirror_from
-    from pipeline.manifest import load_manifest
-    from pipeline.profiles import active_profile, load_params
+    from pipeline.fetch import stage
 
-    p = load_params(params) if params.is_file() else {}
-    cfg = p.get("fetch") or {}
-    if sets:
-        specs = [s.strip() for s in sets.split(",") if s.strip()]
-    else:
-        prof = active_profile(p, _resolution(profile_file))
-        specs = list(dict.fromkeys(s for e in prof.experiments for s in prof.specs(e)))
-    opts = FetchOptions(mirror=mirror_from(mirror or cfg.get("mirror")), timeout=float(cfg.get("timeout", 30)), retries=int(cfg.get("retries", 3)))
-    sources = fetch_all(load_manifest(manifest), specs, out, opts, clean=not keep_others)
+    chosen = [s.strip() for s in sets.split(",") if s.strip()] if sets else None
+    sources = stage(params, profile_file, manifest, out, sets=chosen, mirror=mirror, keep_others=keep_others)
     counts = {s: list(sources.values()).count(s) for s in sorted(set(sources.values()))}
     typer.echo(f"{len(sources)} images verified in {out}/ (" + ", ".join(f"{n} from {s}" for s, n in counts.items()) + ")")
 
@@ -413,16 +362,10 @@ def corrupt(
     out: Annotated[Path, typer.Option(help="Output root (one folder per experiment).")] = Path("data/corrupted"),
 ) -> None:
     """Synthesise every experiment's observations (noise, masks, low-resolution), seeded."""
-    from pipeline.corrupt import corrupt_all
-    from pipeline.manifest import load_manifest
-    from pipeline.profiles import active_profile, load_params
+    from pipeline.corrupt import stage
 
-    p = load_params(params)
-    prof = active_profile(p, _resolution(profile_file))
-    m = load_manifest(manifest)
-    by_task = {e.id if e.is_figure else e.task: m.select([e.image] if e.is_figure else prof.image_specs(e.task)) for e in prof.experiments}
-    counts = corrupt_all([str(e) for e in p["experiments"]], prof, by_task, images, out, int((p.get("corrupt") or {}).get("seed", 0)))
-    typer.echo(f"profile {prof.name}: " + ", ".join(f"{k} {v} image(s)" for k, v in counts.items()))
+    name, counts = stage(params, profile_file, manifest, images, out)
+    typer.echo(f"profile {name}: " + ", ".join(f"{k} {v} image(s)" for k, v in counts.items()))
 
 
 @app.command("run")
@@ -436,21 +379,11 @@ def run_cmd(
 ) -> None:
     """Run DIP on every image and seed of EXPERIMENT (resumes finished images) on params.yaml's
     engine: in-process (`engine.kind: local`) or one Dask task per fit (`engine.kind: dask`)."""
-    from pipeline.engines import EngineConfig, make_engine
-    from pipeline.profiles import active_profile, load_params, parse_experiment
-    from pipeline.run import run_experiment
+    from pipeline.run import stage
 
-    p = load_params(params)
-    parse_experiment(experiment, p.get("figures"))
-    res = _resolution(profile_file)
-    cfg = EngineConfig.from_params(p.get("engine"))
-    prof = active_profile(p, res)
-    seeds = [int(s) for s in p.get("seeds", [0])]
-    with make_engine(cfg, res["device"]) as engine:
-        stats = run_experiment(experiment, corrupted / experiment, out / experiment, prof, seeds, res["device"], engine=engine)
-        where = engine.describe()
-    state = "active" if prof.is_active(experiment) else f"not in profile {prof.name}; nothing to run"
-    typer.echo(f"{experiment} ({state}): {stats['run']} run, {stats['reused']} reused [{where}]")
+    stats = stage(experiment, params, profile_file, corrupted, out)
+    state = "active" if stats["active"] else f"not in profile {stats['profile']}; nothing to run"
+    typer.echo(f"{experiment} ({state}): {stats['run']} run, {stats['reused']} reused [{stats['engine']}]")
 
 
 @app.command()
@@ -492,18 +425,9 @@ def evaluate(
     out: Annotated[Path, typer.Option(help="Metrics directory.")] = Path("metrics"),
 ) -> None:
     """PSNR/SSIM per image, experiment and method, and the report against the paper → metrics/."""
-    from pipeline.evaluate import evaluate as run_evaluate
-    from pipeline.profiles import load_params
-    from pipeline.report import load_paper
+    from pipeline.evaluate import stage
 
-    p = load_params(params)
-    epsilon = float((p.get("report") or {}).get("epsilon", 0.5))
-    if not epsilon > 0:
-        raise ValueError(f"report.epsilon must be > 0 dB, got {epsilon}")
-    summary = run_evaluate(results, [str(e) for e in p["experiments"]], _resolution(profile_file), out,
-                           baselines=baselines_dir if baselines_dir.is_dir() else None, corrupted=corrupted,
-                           paper=load_paper(paper), epsilon=epsilon,
-                           about={k: str((v or {}).get("about", k)) for k, v in (p.get("figures") or {}).items()})
+    summary = stage(params, profile_file, results, baselines_dir, corrupted, paper, out)
     typer.echo(f"profile {summary['profile']} on {summary['device']}: report in {out}/report.md")
     for exp, methods in summary["experiments"].items():
         typer.echo(f"  {exp}: " + ", ".join(f"{k} {v['psnr']} dB" for k, v in methods.items() if not k.startswith("dip_")))

@@ -137,3 +137,18 @@ def corrupt_all(experiment_ids: list[str], profile: Profile, manifest_images: di
             })
             counts[exp.id] = len(entries)
     return counts
+
+
+def stage(params_path: Path, profile_file: Path, manifest_path: Path, images_dir: Path, out_root: Path) -> tuple[str, dict[str, int]]:
+    """The ``corrupt`` stage (``dip corrupt``): every experiment of params.yaml on the resolved
+    profile's images (per task; a figure's own image), seeded by ``corrupt.seed``. Returns the
+    profile's name and ``{experiment: number of images}``."""
+    from pipeline.manifest import load_manifest
+    from pipeline.profiles import active_profile, load_params, read_resolution
+
+    p = load_params(params_path)
+    prof = active_profile(p, read_resolution(profile_file))
+    m = load_manifest(manifest_path)
+    by_task = {e.id if e.is_figure else e.task: m.select([e.image] if e.is_figure else prof.image_specs(e.task)) for e in prof.experiments}
+    seed = int((p.get("corrupt") or {}).get("seed", 0))
+    return prof.name, corrupt_all([str(e) for e in p["experiments"]], prof, by_task, images_dir, out_root, seed)

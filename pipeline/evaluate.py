@@ -161,3 +161,18 @@ def evaluate(
         tmp.write_text(text)
     save_json(out_dir / "summary.json", summary)
     return summary
+
+
+def stage(params_path: Path, profile_file: Path, results: Path, baselines: Path, corrupted: Path, paper: Path, out_dir: Path) -> dict[str, Any]:
+    """The ``evaluate`` stage (``dip evaluate``): :func:`evaluate` with params.yaml's experiments,
+    ``report.epsilon`` (checked > 0) and figure descriptions; returns the summary."""
+    from pipeline.profiles import load_params, read_resolution
+
+    p = load_params(params_path)
+    epsilon = float((p.get("report") or {}).get("epsilon", 0.5))
+    if not epsilon > 0:
+        raise ValueError(f"report.epsilon must be > 0 dB, got {epsilon}")
+    return evaluate(results, [str(e) for e in p["experiments"]], read_resolution(profile_file), out_dir,
+                    baselines=baselines if baselines.is_dir() else None, corrupted=corrupted,
+                    paper=report.load_paper(paper), epsilon=epsilon,
+                    about={k: str((v or {}).get("about", k)) for k, v in (p.get("figures") or {}).items()})

@@ -215,4 +215,23 @@ def fetch_all(manifest: Manifest, specs: list[str], out_dir: Path, opts: FetchOp
     return sources
 
 
-__all__ = ["FetchError", "FetchOptions", "fetch_all", "fetch_image", "mirror_from", "prune", "target_path"]
+def stage(params_path: Path, profile_file: Path, manifest_path: Path, out_dir: Path, *, sets: list[str] | None = None,
+          mirror: str | None = None, keep_others: bool = False) -> dict[str, str]:
+    """The ``fetch`` stage (``dip fetch``): every image the resolved profile's experiments use
+    (or ``sets``), from params.yaml's ``fetch:`` sources; the cache keeps only those unless
+    ``keep_others``. Returns ``{key: source}``."""
+    from pipeline.manifest import load_manifest
+    from pipeline.profiles import active_profile, load_params, read_resolution
+
+    p = load_params(params_path) if Path(params_path).is_file() else {}
+    cfg = p.get("fetch") or {}
+    if sets:
+        specs = list(sets)
+    else:
+        prof = active_profile(p, read_resolution(profile_file))
+        specs = list(dict.fromkeys(s for e in prof.experiments for s in prof.specs(e)))
+    opts = FetchOptions(mirror=mirror_from(mirror or cfg.get("mirror")), timeout=float(cfg.get("timeout", 30)), retries=int(cfg.get("retries", 3)))
+    return fetch_all(load_manifest(manifest_path), specs, out_dir, opts, clean=not keep_others)
+
+
+__all__ = ["FetchError", "FetchOptions", "fetch_all", "fetch_image", "mirror_from", "prune", "stage", "target_path"]

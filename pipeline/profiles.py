@@ -16,6 +16,7 @@ that entry is the experiment's own network and replaces the profile's ``net`` wh
 
 from __future__ import annotations
 
+import json
 import platform
 import re
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ from typing import Any
 import yaml
 
 DEFAULT_PARAMS = Path("params.yaml")
+# The params.yaml beside the installed package (the repository's, for a clone installed with
+# `pip install -e .`): `dip restore --preset` reads its profiles wherever the command runs.
+PACKAGE_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 PROFILE_FILE = Path("data/profile.json")
 _ID = re.compile(r"^(?:denoise_s(?P<sigma>\d+(?:\.\d)?)|inpaint_p(?P<drop>\d{1,2})|sr_x(?P<factor>\d+))$")
 
@@ -114,6 +118,25 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
     return params
 
 
+def read_resolution(path: str | Path = PROFILE_FILE) -> dict[str, str]:
+    """The record ``dip profile`` wrote (``data/profile.json``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no resolved profile; run `dip profile` (the `resolve` stage) first")
+    return json.loads(path.read_text())
+
+
+def stage(params_path: str | Path = DEFAULT_PARAMS, out: str | Path = PROFILE_FILE) -> dict[str, str]:
+    """The ``resolve`` stage (``dip profile``): resolve params.yaml's ``profile`` (auto → paper
+    with CUDA, else quick) and write its record to ``out``; returns the record."""
+    from dip.io import save_json
+
+    p = load_params(params_path)
+    record = resolve(str(p["profile"]), p["profiles"], str((p.get("engine") or {}).get("device", "auto")))
+    save_json(Path(out), record)  # byte-identical while the resolution is: downstream stages stay cached
+    return record
+
+
 def resolve(requested: str, profiles: dict[str, Any], device: str = "auto") -> dict[str, str]:
     """The record of ``data/profile.json``: requested and resolved profile, device and its name."""
     import torch
@@ -193,6 +216,21 @@ class Profile:
         settings.pop("net", None)
         snapshots = settings.pop("snapshots", self.body.get("snapshots", []))
         return settings, [int(s) for s in snapshots]
+
+
+def user_experiment(profile: Profile, task: str, factor: int = 4) -> Experiment:
+    """The experiment whose settings ``dip restore --task TASK`` uses on a person's own image:
+    ``denoise``, ``inpaint`` (and its variant), ``sr_x<factor>`` where the profile has settings
+    for that factor, else ``sr_x8`` above ×4 and ``sr_x4`` otherwise."""
+    if task != "sr":
+        return Experiment(task, task)
+    exact = Experiment(f"sr_x{factor}", "sr", factor=factor)
+    try:
+        profile.fit(exact)
+        return exact
+    except KeyError:
+        near = 8 if factor > 4 else 4
+        return Experiment(f"sr_x{near}", "sr", factor=near)
 
 
 def active_profile(params: dict[str, Any], resolution: dict[str, str]) -> Profile:

@@ -88,3 +88,22 @@ def run_experiment(exp_id: str, corrupted: Path, out_root: Path, profile: Profil
         "images": sorted({j.image for j in jobs}), "seeds": sorted({j.seed for j in jobs}),
     })
     return {"run": len(todo), "reused": len(jobs) - len(todo)}
+
+
+def stage(exp_id: str, params_path: Path, profile_file: Path, corrupted: Path, out_root: Path) -> dict[str, object]:
+    """The ``restore`` stage (``dip run EXPERIMENT``): :func:`run_experiment` on params.yaml's
+    seeds and engine for the resolved profile. Returns its counts (``run``, ``reused``), the
+    engine's description (``engine``), the profile's name and whether ``exp_id`` is active in it."""
+    from pipeline.engines import EngineConfig, make_engine
+    from pipeline.profiles import active_profile, load_params, parse_experiment, read_resolution
+
+    p = load_params(params_path)
+    parse_experiment(exp_id, p.get("figures"))
+    res = read_resolution(profile_file)
+    cfg = EngineConfig.from_params(p.get("engine"))
+    prof = active_profile(p, res)
+    seeds = [int(s) for s in p.get("seeds", [0])]
+    with make_engine(cfg, res["device"]) as engine:
+        stats = run_experiment(exp_id, corrupted / exp_id, out_root / exp_id, prof, seeds, res["device"], engine=engine)
+        where = engine.describe()
+    return {**stats, "engine": where, "profile": prof.name, "active": prof.is_active(exp_id)}

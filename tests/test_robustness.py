@@ -195,8 +195,8 @@ def test_restore_refuses_to_write_a_non_finite_result(tmp_path: Path, camera64: 
 
     import pipeline.restore as restoring
     from dip.operators import Denoising
-    from dip.presets import preset
     from pipeline.restore import restore
+    from pipeline.user import preset_configs
 
     real_run_fits = restoring.run_fits
 
@@ -207,7 +207,7 @@ def test_restore_refuses_to_write_a_non_finite_result(tmp_path: Path, camera64: 
         return results
 
     monkeypatch.setattr(restoring, "run_fits", diverged)
-    net_cfg, fit_cfg = preset("quick", "denoise")
+    _, net_cfg, fit_cfg = preset_configs("quick", "denoise", device="cpu")
     fit_cfg.iterations = 1
     out = tmp_path / "out"
     with pytest.raises(ValueError, match="NaN or infinite"):

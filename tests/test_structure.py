@@ -150,6 +150,32 @@ def test_each_stage_depends_on_the_code_it_runs(stage: str) -> None:
     assert not missing, f"dvc.yaml stage {stage!r} runs code it does not list in deps: {missing}"
 
 
+@pytest.mark.parametrize("stage", sorted(name for name, spec in stages().items() if not spec.get("always_changed")))
+def test_no_stage_lists_pipeline_code_it_does_not_run(stage: str) -> None:
+    """A stale code dep re-runs the stage for nothing (dip/ is listed whole: every command checks params)."""
+    spec = stages()[stage]
+    used = {str(module_files()[m].relative_to(ROOT)) for m in command_modules(shlex.split(spec["cmd"])[1])}
+    stale = sorted(d for d in spec.get("deps", []) if d.startswith("pipeline/") and d.endswith(".py") and d not in used)
+    assert not stale, f"dvc.yaml stage {stage!r} lists code its command does not import: {stale}"
+
+
+# Stage commands whose whole body is one entry point of their module (issue 12): cli.py only parses
+# options, calls `<module>.stage` and prints.
+ENTRY_POINTS = {"profile": "pipeline.profiles", "fetch": "pipeline.fetch", "corrupt": "pipeline.corrupt", "run": "pipeline.run",
+                "evaluate": "pipeline.evaluate"}
+
+
+@pytest.mark.parametrize("command", sorted(ENTRY_POINTS))
+def test_a_stage_command_calls_only_its_module_entry_point(command: str) -> None:
+    funcs = [n for n in tree("pipeline.cli").body if isinstance(n, ast.FunctionDef)
+             and any(isinstance(d, ast.Call) and getattr(d.func, "attr", "") == "command"
+                     and (d.args[0].value if d.args else n.name) == command for d in n.decorator_list)]  # type: ignore[attr-defined]
+    assert len(funcs) == 1, f"`dip {command}` is not a sub-command of pipeline/cli.py"
+    imported = [(node.module, [a.name for a in node.names]) for node in ast.walk(funcs[0]) if isinstance(node, ast.ImportFrom)]
+    assert imported == [(ENTRY_POINTS[command], ["stage"])], f"`dip {command}` should import only {ENTRY_POINTS[command]}.stage, not {imported}"
+    assert any(isinstance(n, ast.FunctionDef) and n.name == "stage" for n in tree(ENTRY_POINTS[command]).body)
+
+
 def test_the_code_hash_covers_the_code_of_a_fit() -> None:
     from pipeline.job import CODE_FILES
 
