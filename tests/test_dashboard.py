@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from dashboard.data import NO_TRUTH  # noqa: E402
+from dashboard.load import NO_TRUTH  # noqa: E402
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -325,16 +325,16 @@ def test_crop_and_slider_are_pixel_exact(smoke: Path, experiments: dict) -> None
 
     import numpy as np
 
-    from dashboard import data
+    from dashboard import imaging
     from dashboard.imaging import crop, slider_html
 
     path = smoke / "results" / "inpaint_p50" / experiments["inpaint_p50"][0] / "seed_0" / "restored.png"
-    raw = data.png_bytes(path)
+    raw = imaging.png_bytes(path)
     assert raw == path.read_bytes()
-    img = data.decode(raw)
+    img = imaging.decode(raw)
     z = crop(img, 10, 10, 8, 4)
     assert z.shape[:2] == (32, 32) and (z[::4, ::4] == img[6:14, 6:14]).all()
-    assert (data.decode(data.encode_png(z)) == z).all()  # PNG round trip: lossless
+    assert (imaging.decode(imaging.encode_png(z)) == z).all()  # PNG round trip: lossless
     html = slider_html(raw, raw, "A", "B", img.shape[1], img.shape[0], 2)
     assert base64.b64encode(raw).decode() in html and "image-rendering:pixelated" in html and "jpeg" not in html.lower()
 
@@ -346,7 +346,7 @@ def test_ablations_without_dvc(partial_root: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_parse_exp_show_finds_the_changed_param() -> None:
-    from dashboard.data import changed_columns, parse_exp_show
+    from dashboard.dvc_exp import changed_columns, parse_exp_show
 
     table = parse_exp_show(EXP_SHOW)
     assert list(table["experiment"]) == ["workspace", "main", "maxpool"]
@@ -384,7 +384,7 @@ def test_cli_dashboard_command_rejects_bad_options(tmp_path: Path) -> None:
 
 
 def test_resolve_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dashboard.data import REPO_ROOT, resolve_root
+    from dashboard.load import REPO_ROOT, resolve_root
 
     monkeypatch.delenv("DIP_RESULTS", raising=False)
     assert resolve_root(["--results", str(tmp_path)]) == tmp_path.resolve()
@@ -401,7 +401,7 @@ def test_resolve_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_metrics_are_the_layout_contract(smoke: Path) -> None:
     """The columns the dashboard reads are those docs/LAYOUT.md promises (parsed from it)."""
     from conftest import layout_doc
-    from dashboard.data import REPORT_COLUMNS
+    from dashboard.tables import REPORT_COLUMNS
 
     columns = layout_doc()["columns"]
     for name in ("per_image.csv", "curves.csv", "report.csv"):

@@ -1,0 +1,399 @@
+"""Reading the pipeline's tracked outputs (``docs/LAYOUT.md``, paths and columns from
+:mod:`pipeline.layout`) for the dashboard, checked.
+
+Everything here reads files only; nothing runs DIP. Readers are cached with ``st.cache_data``
+keyed on the file's path *and modification time*, so a re-run of the pipeline shows up on the
+next page load while unchanged files are read once. Every reader tolerates missing or damaged
+files (a wrong type becomes ``None``, a broken file "missing"): a partly finished or damaged
+pipeline shows what exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from pipeline import layout
+from pipeline.profiles import parse_experiment
+
+ENV_ROOT = "DIP_RESULTS"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LAYOUT_DIRS = layout.OUTPUT_DIRS
+
+
+# --------------------------------------------------------------------------------------- root
+def resolve_root(argv: list[str] | None = None) -> Path:
+    """The results root: ``--results DIR`` after ``--`` on the command line, else ``$DIP_RESULTS``,
+    else the working directory when it holds pipeline outputs, else the repository root."""
+    argv = sys.argv[1:] if argv is None else argv
+    for i, arg in enumerate(argv):
+        if arg == "--results" and i + 1 < len(argv):
+            return expand_root(argv[i + 1]).resolve()
+        if arg.startswith("--results="):
+            return expand_root(arg.split("=", 1)[1]).resolve()
+    if os.environ.get(ENV_ROOT):
+        return expand_root(os.environ[ENV_ROOT]).resolve()
+    cwd = Path.cwd()
+    if any((cwd / d).is_dir() for d in LAYOUT_DIRS):
+        return cwd.resolve()
+    return REPO_ROOT
+
+
+def has_outputs(root: Path) -> dict[str, bool]:
+    """Which of the pipeline's output directories exist and are non-empty (readable)."""
+    def non_empty(path: Path) -> bool:
+        try:
+            return path.is_dir() and any(path.iterdir())
+        except OSError:
+            return False
+
+    return {d: non_empty(root / d) for d in LAYOUT_DIRS}
+
+
+def expand_root(text: str) -> Path:
+    """The sidebar's root as a path: ``~`` expanded where it can be (``~nosuchuser`` stays as
+    written, a path that does not exist, instead of raising)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # no home directory for that user
+        return Path(text)
+
+
+def file_mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime_ns / 1e9
+    except OSError:
+        return -1.0
+
+
+# ----------------------------------------------------------------------------- cached readers
+@st.cache_data(show_spinner=False, max_entries=512)
+def _read_csv(path: str, mtime: float) -> pd.DataFrame:
+    return pd.read_csv(path)
+
+
+@st.cache_data(show_spinner=False, max_entries=2048)
+def _read_json(path: str, mtime: float) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def read_csv(path: Path) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    try:
+        return _read_csv(str(path), file_mtime(path)).copy()
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return None
+
+
+def read_json(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return _read_json(str(path), file_mtime(path))
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        return None
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file that should hold an object: ``{}`` when missing, unreadable or anything else."""
+    value = read_json(path)
+    return value if isinstance(value, dict) else {}
+
+
+def number(value: Any) -> float | None:
+    """``value`` as a finite float when it is an int or float (not a bool), else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if np.isfinite(value) else None
+
+
+def numeric(df: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> pd.DataFrame:
+    """``columns`` of ``df`` (those present) as numbers; anything else in them becomes NaN."""
+    for col in columns:
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    return df
+
+
+# --------------------------------------------------------------------------------- the outputs
+def experiment_task(exp: str, root: Path | None = None) -> str:
+    """The task of ``exp``: its ``data/corrupted/<exp>/experiment.json`` (figures: ``fig7_text`` is
+    inpainting) when ``root`` is given and the file exists, else what the id says
+    (:func:`pipeline.profiles.parse_experiment`), else the id's first word."""
+    info = read_json(root / layout.CORRUPTED / exp / "experiment.json") if root is not None else None
+    if isinstance(info, dict) and info.get("task"):
+        return str(info["task"])
+    try:
+        return parse_experiment(exp).task
+    except ValueError:  # a figure id (its task is in params.yaml figures:) or something else
+        return exp.split("_")[0]
+
+
+def has_ground_truth(root: Path, exp: str) -> bool:
+    """False for a figure of a real photograph (``"ground_truth": false`` in its experiment.json)."""
+    info = read_json(root / layout.CORRUPTED / exp / "experiment.json")
+    return not (isinstance(info, dict) and info.get("ground_truth") is False)
+
+
+NO_TRUTH = "No ground truth: this is a real photograph, so no PSNR can be computed. Judge the result by eye and by its loss curve."
+
+
+def profile(root: Path) -> dict[str, Any]:
+    """``data/profile.json``, else what the runs and metrics say; ``{}`` when nothing is known."""
+    info = read_json(root / "data" / "profile.json")
+    if isinstance(info, dict) and info.get("profile"):
+        return info
+    summ = summary(root)
+    if summ.get("profile"):
+        return {k: summ[k] for k in ("profile", "requested", "device", "device_name") if k in summ}
+    per = per_image(root)
+    if per is not None and "profile" in per.columns and len(per):
+        return {"profile": str(per["profile"].iloc[0]), "device": str(per.get("device", pd.Series(["?"])).iloc[0])}
+    run_table = runs(root)
+    if len(run_table):
+        first = run_table.iloc[0]
+        return {"profile": first.get("profile") or "unknown", "device": first.get("device") or "?", "device_name": first.get("device_name", "")}
+    return {}
+
+
+@dataclass(frozen=True)
+class Run:
+    experiment: str
+    image: str
+    seed: int
+    path: Path
+
+
+def run_dirs(root: Path) -> list[Run]:
+    """Every ``results/<exp>/<image>/seed_<s>/`` with a ``run.json`` (finished runs only)."""
+    out = []
+    for rj in layout.run_files(root / layout.RESULTS):
+        d = rj.parent
+        seed = layout.seed_of(d)
+        if seed is not None:
+            out.append(Run(d.parent.parent.name, d.parent.name, seed, d))
+    return out
+
+
+def rel(root: Path, path: Path) -> str:
+    """``path`` relative to the results root where it is below it (for messages)."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+RUN_NUMBERS = ("wall_seconds", "iterations_run", "early_stop_iteration")
+RUN_TEXTS = ("task", "profile", "preset", "device", "device_name", "estimate", "set")
+
+
+def run_record(path: Path) -> tuple[dict[str, Any], list[str]]:
+    """``run.json`` of the run folder ``path``, checked: ``(record, problems)``.
+
+    Fields the dashboard reads that have the wrong type are dropped (``None``) and named in
+    ``problems``; ``metrics`` keeps only ``{name: {"psnr", "ssim"}}`` entries with numbers."""
+    raw = read_json(path / "run.json")
+    if not isinstance(raw, dict):
+        return {}, ["not valid JSON" if raw is None else f"not a JSON object but a {type(raw).__name__}"]
+    rec, problems = dict(raw), []
+    for key in RUN_NUMBERS:
+        if rec.get(key) is not None and number(rec[key]) is None:
+            problems.append(f"{key} is {rec[key]!r}, not a number")
+        rec[key] = number(rec.get(key))
+    for key in RUN_TEXTS:
+        if rec.get(key) is not None and not isinstance(rec[key], str):
+            problems.append(f"{key} is {rec[key]!r}, not text")
+            rec[key] = None
+    metrics = rec.get("metrics") or {}
+    if not isinstance(metrics, dict):
+        problems.append(f"metrics is {metrics!r}, not a mapping")
+        metrics = {}
+    rec["metrics"] = {}
+    for name, scores in metrics.items():
+        if isinstance(scores, dict):
+            rec["metrics"][name] = {k: number(scores.get(k)) for k in ("psnr", "ssim")}
+        else:
+            problems.append(f"metrics.{name} is {scores!r}, not a mapping")
+    return rec, problems
+
+
+def run_problems(root: Path) -> list[str]:
+    """One line per finished run whose ``run.json`` is damaged: the file and what is wrong."""
+    out = []
+    for r in run_dirs(root):
+        _, problems = run_record(r.path)
+        if problems:
+            out.append(f"`{rel(root, r.path / 'run.json')}`: " + "; ".join(problems))
+    return out
+
+
+def runs(root: Path) -> pd.DataFrame:
+    """One row per finished DIP run with the key fields of its ``run.json`` (damaged fields empty)."""
+    rows = []
+    for r in run_dirs(root):
+        rec, _ = run_record(r.path)
+        metrics = rec.get("metrics") or {}
+        rows.append(
+            {
+                "experiment": r.experiment,
+                "image": r.image,
+                "set": rec.get("set") or "",
+                "seed": r.seed,
+                "path": str(r.path),
+                "task": rec.get("task") or experiment_task(r.experiment),
+                "profile": rec.get("profile") or rec.get("preset"),
+                "device": rec.get("device"),
+                "device_name": rec.get("device_name"),
+                "iterations_run": rec.get("iterations_run"),
+                "early_stop_iteration": rec.get("early_stop_iteration"),
+                "wall_seconds": rec.get("wall_seconds"),
+                "estimate": rec.get("estimate"),
+                "psnr_input": (metrics.get("input") or {}).get("psnr"),
+                "ssim_input": (metrics.get("input") or {}).get("ssim"),
+                "psnr": (metrics.get("restored") or {}).get("psnr"),
+                "ssim": (metrics.get("restored") or {}).get("ssim"),
+            }
+        )
+    cols = ["experiment", "image", "set", "seed", "path", "task", "profile", "device", "device_name", "iterations_run", "early_stop_iteration", "wall_seconds", "estimate", "psnr_input", "ssim_input", "psnr", "ssim"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def per_image(root: Path) -> pd.DataFrame | None:
+    """``metrics/per_image.csv`` (evaluate's per image, method and seed scores), if written."""
+    df = read_csv(root / layout.METRICS / layout.PER_IMAGE_CSV)
+    if df is None or not {"experiment", "image", "method"} <= set(df.columns):
+        return None
+    df["method"] = df["method"].astype(str)
+    return numeric(df, ("psnr", "ssim", "seconds"))
+
+
+def report(root: Path) -> pd.DataFrame | None:
+    """``metrics/report.csv`` (:mod:`pipeline.report`): our rows (``source = ours``) with the
+    paper's value, Δ and the *reproduced* flag where comparable, and the paper's own methods
+    (``source = paper``); images then ``mean`` / ``mean:<set>`` rows. ``None`` when not written."""
+    df = read_csv(root / layout.METRICS / layout.REPORT_CSV)
+    if df is None or not {"experiment", "image", "method", "psnr"} <= set(df.columns):
+        return None
+    df = df.reindex(columns=[c for c in layout.REPORT_FIELDS] + [c for c in df.columns if c not in layout.REPORT_FIELDS])
+    for col in ("experiment", "image", "method", "set"):
+        df[col] = df[col].astype("string").fillna("").astype(str)
+    df["source"] = df["source"].astype("string").fillna("ours").astype(str)
+    df["reproduced"] = df["reproduced"].map(lambda v: v if isinstance(v, bool) else {"true": True, "false": False}.get(str(v).strip().lower()))
+    return numeric(df, ("psnr", "psnr_std", "ssim", "ssim_std", "seeds", "seconds", "paper_psnr", "delta"))
+
+
+def summary(root: Path) -> dict[str, Any]:
+    """``metrics/summary.json`` (``{}`` when not written)."""
+    return read_json_object(root / layout.METRICS / layout.SUMMARY_JSON)
+
+
+def paper_status(root: Path) -> dict[str, dict[str, Any]]:
+    """The ``paper`` section of ``metrics/summary.json``: per experiment ``comparable`` and either
+    ``reason`` or ``mean_delta_dip``, ``reproduced``, ``compared``."""
+    section = summary(root).get("paper")
+    return {k: v for k, v in section.items() if isinstance(v, dict)} if isinstance(section, dict) else {}
+
+
+def experiments(root: Path) -> list[str]:
+    """Experiment ids with at least one image in results/, data/corrupted/ or baselines/, or
+    rows in the metrics (an experiment the profile does not run has an empty folder: left out)."""
+    found: set[str] = set()
+    for d in (layout.RESULTS, layout.CORRUPTED, layout.BASELINES):
+        base = root / d
+        if base.is_dir():
+            found |= {p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(".") and _has_subdir(p)}
+    df = per_image(root)
+    if df is not None:
+        found |= set(df["experiment"].astype(str))
+    return sorted(found)
+
+
+def _has_subdir(path: Path) -> bool:
+    return any(c.is_dir() and not c.name.startswith(".") for c in path.iterdir())
+
+
+def images(root: Path, exp: str) -> list[str]:
+    found: set[str] = set()
+    for d in (layout.RESULTS, layout.CORRUPTED, layout.BASELINES):
+        base = root / d / exp
+        if base.is_dir():
+            found |= {p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    return sorted(found)
+
+
+def seeds(root: Path, exp: str, image: str) -> list[int]:
+    return sorted(r.seed for r in run_dirs(root) if r.experiment == exp and r.image == image)
+
+
+def run_dir(root: Path, exp: str, image: str, seed: int | None = None) -> Path | None:
+    available = seeds(root, exp, image)
+    if not available:
+        return None
+    return layout.seed_dir(root / layout.RESULTS / exp, image, seed if seed in available else available[0])
+
+
+def curve(path: Path) -> pd.DataFrame | None:
+    """``curve.csv`` of a run with numeric columns (rows without an iteration dropped); ``None``
+    when missing or unreadable."""
+    df = read_csv(path / "curve.csv")
+    if df is None or "iteration" not in df.columns:
+        return None
+    df = numeric(df, [c for c in df.columns])
+    return df.dropna(subset=["iteration"]).astype({"iteration": int})
+
+
+def curves(root: Path) -> pd.DataFrame:
+    """All curves with experiment, image, seed columns: from the runs, else ``metrics/curves.csv``."""
+    frames = []
+    for r in run_dirs(root):
+        df = curve(r.path)
+        if df is not None and len(df):
+            frames.append(df.assign(experiment=r.experiment, image=r.image, seed=r.seed))
+    if frames:
+        return pd.concat(frames, ignore_index=True)
+    df = read_csv(root / layout.METRICS / layout.CURVES_CSV)
+    return df if df is not None else pd.DataFrame(columns=list(layout.CURVE_FIELDS[:5]))
+
+
+def snapshots(path: Path) -> list[tuple[int, Path]]:
+    out = []
+    for p in sorted((path / "snapshots").glob("iter_*.png")):
+        try:
+            out.append((int(p.stem.removeprefix("iter_")), p))
+        except ValueError:
+            continue
+    return sorted(out)
+
+
+def sources(root: Path, exp: str, image: str, seed: int | None = None) -> dict[str, Path]:
+    """Every image of one scene in one experiment, by label: ground truth, corrupted, DIP, baselines."""
+    out: dict[str, Path] = {}
+    corr = root / layout.CORRUPTED / exp / image
+    for label, name in (("ground truth", "ground_truth.png"), ("corrupted input", "observation.png"), ("mask", "mask.png"),
+                        ("network input", "input.png")):
+        if (corr / name).is_file():
+            out[label] = corr / name
+    rd = run_dir(root, exp, image, seed)
+    if rd is not None:
+        if (rd / "restored.png").is_file():
+            out["DIP"] = rd / "restored.png"
+        if (rd / "final.png").is_file():
+            out["DIP (last iterate)"] = rd / "final.png"
+    base = root / layout.BASELINES / exp / image
+    if base.is_dir():
+        for p in sorted(base.glob("*.png")):
+            out[p.stem] = p
+    return out
+
+
+def meta(root: Path, exp: str, image: str) -> dict[str, Any]:
+    return read_json_object(root / layout.CORRUPTED / exp / image / "meta.json")
