@@ -1,8 +1,8 @@
 """The dashboard's pages through ``streamlit.testing.v1.AppTest`` on the ``smoke`` profile's output.
 
-``smoke_project`` (tests/conftest.py) is a copy of the project in which ``dvc repro`` ran the
-smoke profile, shared by the session and read-only; the trees that need something else (a
-partly finished run, a run in the paper's setting) are copies of its outputs.
+``smoke_outputs`` (tests/conftest.py) is the smoke profile's output tree, made by the pipeline's
+stage functions in-process (no git, no DVC), shared by the session and read-only; the trees that
+need something else (a partly finished run, a run in the paper's setting) are copies of it.
 """
 
 from __future__ import annotations
@@ -64,32 +64,32 @@ def active(project: Path) -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="session")
-def smoke(smoke_project: Path) -> Path:
-    return smoke_project
+def smoke(smoke_outputs: Path) -> Path:
+    return smoke_outputs
 
 
 @pytest.fixture(scope="session")
-def experiments(smoke_project: Path) -> dict[str, list[str]]:
-    found = active(smoke_project)
+def experiments(smoke_outputs: Path) -> dict[str, list[str]]:
+    found = active(smoke_outputs)
     assert {"denoise_s25", "inpaint_p50", "sr_x4"} <= set(found), found
     return found
 
 
 @pytest.fixture(scope="session")
-def partial_root(smoke_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def partial_root(smoke_outputs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pipeline stopped before baselines and evaluate: data/ and results/ only."""
-    return copy_outputs(smoke_project, tmp_path_factory.mktemp("partial"), ("data", "results"))
+    return copy_outputs(smoke_outputs, tmp_path_factory.mktemp("partial"), ("data", "results"))
 
 
 @pytest.fixture(scope="session")
-def paper_root(smoke_project: Path, experiments: dict[str, list[str]], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def paper_root(smoke_outputs: Path, experiments: dict[str, list[str]], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The smoke outputs relabelled as the ``paper`` profile and re-evaluated by the pipeline's own
     evaluate/report code (so report.csv holds the paper's numbers, Δ and *reproduced*), with an
     early stop recorded in the denoising run (the smoke profile's runs do not stop early)."""
     from pipeline.evaluate import evaluate
     from pipeline.report import load_paper
 
-    root = copy_outputs(smoke_project, tmp_path_factory.mktemp("paper"))
+    root = copy_outputs(smoke_outputs, tmp_path_factory.mktemp("paper"))
     resolution = {"requested": "paper", "profile": "paper", "device": "cuda", "device_name": "test GPU"}
     (root / "data" / "profile.json").write_text(json.dumps(resolution))
     image = experiments["denoise_s25"][0]
