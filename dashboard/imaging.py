@@ -1,10 +1,60 @@
-"""Pixel-exact image helpers for the Compare page: nearest-neighbour crops and a before/after slider."""
+"""Images for the dashboard, pixel-exact: cached PNG bytes and pixels of an image file (never
+re-encoded lossily), PNG encoding, and the Compare page's nearest-neighbour crops and
+before/after slider."""
 
 from __future__ import annotations
 
 import base64
+import io
+from pathlib import Path
 
 import numpy as np
+import streamlit as st
+
+from dashboard.load import file_mtime
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def _read_bytes(path: str, mtime: float) -> bytes:
+    return Path(path).read_bytes()
+
+
+def png_bytes(path: Path) -> bytes | None:
+    """The file's bytes, unchanged (PNG stays PNG: the dashboard never re-encodes lossily)."""
+    return _read_bytes(str(path), file_mtime(path)) if path.is_file() else None
+
+
+def decode(data: bytes) -> np.ndarray:
+    """PNG bytes → uint8 array (H, W) or (H, W, 3)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("L" if im.mode in ("L", "1", "I", "I;16") else "RGB"))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _load_image(path: str, mtime: float) -> tuple[bytes, np.ndarray] | str:
+    try:
+        raw = Path(path).read_bytes()
+        return raw, decode(raw)
+    except Exception as err:  # noqa: BLE001 - PIL raises many types for a broken file; all mean "unreadable"
+        return f"not a readable image ({type(err).__name__})"
+
+
+def load_image(path: Path) -> tuple[bytes, np.ndarray] | str:
+    """``(PNG bytes, pixels)`` of an image file, or a short reason why it cannot be shown."""
+    return _load_image(str(path), file_mtime(path)) if path.is_file() else "missing"
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+
 
 
 def slider_html(a: bytes, b: bytes, label_a: str, label_b: str, width: int, height: int, scale: int) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import data
+from dashboard import imaging, load
 
 ROOT_KEY = "results_root"
 EMPTY = "–"  # what an empty cell shows (Streamlit's default is "None")
@@ -23,17 +23,17 @@ def table(data_, **kwargs) -> None:
 
 
 def root() -> Path:
-    """The results root chosen in the sidebar (defaults to :func:`dashboard.data.resolve_root`)."""
+    """The results root chosen in the sidebar (defaults to :func:`dashboard.load.resolve_root`)."""
     if ROOT_KEY not in st.session_state:
-        st.session_state[ROOT_KEY] = str(data.resolve_root())
-    return data.expand_root(str(st.session_state[ROOT_KEY]))
+        st.session_state[ROOT_KEY] = str(load.resolve_root())
+    return load.expand_root(str(st.session_state[ROOT_KEY]))
 
 
 def image(where, root_dir: Path, path: Path, caption: str, **kwargs) -> bool:
     """Show the PNG file ``path`` as it is, or a short warning naming it when it is unreadable."""
-    loaded = data.load_image(path)
+    loaded = imaging.load_image(path)
     if isinstance(loaded, str):
-        where.warning(f"{caption}: `{data.rel(root_dir, path)}` is {loaded}.")
+        where.warning(f"{caption}: `{load.rel(root_dir, path)}` is {loaded}.")
         return False
     where.image(loaded[0], caption=caption, output_format="PNG", **kwargs)
     return True
@@ -41,14 +41,14 @@ def image(where, root_dir: Path, path: Path, caption: str, **kwargs) -> bool:
 
 def run_warnings(root_dir: Path, where=st) -> None:
     """One warning listing the damaged ``run.json`` files (their runs show without those fields)."""
-    problems = data.run_problems(root_dir)
+    problems = load.run_problems(root_dir)
     if problems:
         where.warning("Damaged run records, shown without the damaged fields:\n\n" + "\n".join(f"- {p}" for p in problems))
 
 
 def profile_badge(root_dir: Path, where=st) -> dict:
     """Show which profile and device produced the numbers; a non-paper profile is flagged loudly."""
-    info = data.profile(root_dir)
+    info = load.profile(root_dir)
     if not info:
         return info
     prof = str(info.get("profile", "unknown"))
@@ -65,7 +65,7 @@ def profile_badge(root_dir: Path, where=st) -> dict:
 
 
 def is_paper(root_dir: Path) -> bool:
-    return str(data.profile(root_dir).get("profile")) == "paper"
+    return str(load.profile(root_dir).get("profile")) == "paper"
 
 
 def sidebar() -> None:
@@ -74,13 +74,13 @@ def sidebar() -> None:
         st.text_input("Results root", key=ROOT_KEY, help="The directory holding data/, results/, baselines/ and metrics/ (the DVC workspace).")
         r = root()
         profile_badge(r, st.sidebar)
-        present = data.has_outputs(r)
+        present = load.has_outputs(r)
         st.caption("outputs: " + " · ".join(f"{d}/ {'found' if ok else 'missing'}" for d, ok in present.items()))
 
 
 def require_outputs(root_dir: Path, *needed: str) -> bool:
     """Say what to run when none of ``needed`` (default: any pipeline output) exists yet."""
-    present = data.has_outputs(root_dir)
+    present = load.has_outputs(root_dir)
     wanted = needed or tuple(present)
     if any(present.get(d, False) for d in wanted):
         return True

@@ -21,8 +21,9 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from dip.io import atomic_directory, load_mask, save_image, save_json
+from dip.io import atomic_directory, save_image, save_json
 from dip.metrics import to_uint8
+from pipeline.layout import load_case
 
 Baseline = Callable[[np.ndarray, dict[str, Any], dict[str, Any]], np.ndarray]
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -134,11 +135,10 @@ def run_experiment_baselines(
     done = 0
     with atomic_directory(out_dir, overwrite=True) as tmp:
         for name in info["images"]:
-            case = corrupted / name
-            meta = json.loads((case / "meta.json").read_text())
-            obs = np.load(case / "observation.npy")
-            if task == "inpaint":
-                meta["mask"] = load_mask(case / "mask.png")
+            case = load_case(corrupted / name)
+            obs, meta = case.observation, case.meta
+            if case.mask is not None:
+                meta["mask"] = case.mask
             for method in methods:
                 params = method_params(method, config)
                 estimate, seconds = run_baseline(task, method, obs, meta, params)

@@ -33,11 +33,9 @@ import pandas as pd
 
 from dip.io import atomic_path, load_image, save_json
 from dip.metrics import quality
-from pipeline import report
+from pipeline import layout, report
 
-PER_IMAGE_FIELDS = ("experiment", "image", "method", "seed", "psnr", "ssim", "seconds", "profile", "device", "set")
-CURVE_FIELDS = ("experiment", "image", "seed", "iteration", "loss", "psnr_obs", "psnr_gt", "ssim_gt")
-METHODS = {"input": "input", "restored": "dip", "final": "dip_final", "averaged": "dip_averaged", "early_stopped": "dip_early_stopped"}
+PER_IMAGE_FIELDS, CURVE_FIELDS, METHODS = layout.PER_IMAGE_FIELDS, layout.CURVE_FIELDS, layout.RUN_METHODS
 
 
 def collect(results: Path, experiments: list[str], resolution: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -85,12 +83,10 @@ def collect_baselines(baselines: Path, corrupted: Path, experiments: list[str], 
     rows: list[dict[str, Any]] = []
     for exp in experiments:
         for record in sorted((baselines / exp).glob("*/*.json")):
-            case = corrupted / exp / record.parent.name
-            meta = json.loads((case / "meta.json").read_text())
             estimate = load_image(record.with_suffix(".png"))
-            truth = load_image(case / "ground_truth.png", mode="gray" if estimate.ndim == 2 else "rgb")
-            sr = meta["task"] == "sr"
-            q = quality(truth, estimate, "sr" if sr else "rgb", int(meta["factor"]) if sr else 0)
+            case = layout.load_case(corrupted / exp / record.parent.name, truth_mode="gray" if estimate.ndim == 2 else "rgb")
+            meta = case.meta
+            q = quality(case.truth, estimate, *case.protocol)
             info = json.loads(record.read_text())
             rows.append({"experiment": exp, "image": meta["image"], "method": info["method"], "seed": "",
                          "psnr": round(q["psnr"], 4), "ssim": round(q["ssim"], 4), "seconds": info["seconds"],

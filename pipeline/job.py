@@ -8,7 +8,7 @@ covering the settings, the input files and the code that shapes a fit's output
 where it stopped. Outputs are written atomically by :func:`pipeline.restore.restore_group`,
 so an interrupted job leaves nothing behind.
 
-This module is a leaf of ``pipeline/``: it imports ``dip`` and :mod:`pipeline.restore` only;
+This module is a leaf of ``pipeline/``: it imports ``dip``, :mod:`pipeline.layout` and :mod:`pipeline.restore` only;
 the engines and the stage (:mod:`pipeline.run`) import it.
 """
 
@@ -21,14 +21,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 import dip
 from dip.fit import Callback, FitConfig
-from dip.io import load_image, load_mask
 from dip.network import NetConfig
 from dip.operators import make_operator
+from pipeline.layout import load_case
 from pipeline.restore import Restoration, finished, prepare, restore_group
 
 if TYPE_CHECKING:  # annotations only: the profile is duck-typed, so profiles need not import the job
@@ -36,7 +35,7 @@ if TYPE_CHECKING:  # annotations only: the profile is duck-typed, so profiles ne
 
 # Besides every module of dip/, the files whose code shapes a fit's output (tests/test_structure.py
 # checks that this covers every project module the job imports).
-CODE_FILES = ("pipeline/job.py", "pipeline/restore.py")
+CODE_FILES = ("pipeline/job.py", "pipeline/layout.py", "pipeline/restore.py")
 
 
 @dataclass
@@ -88,21 +87,17 @@ def prepare_job(case_dir: Path, out_dir: Path, settings: dict[str, Any], callbac
                 extra: dict[str, Any] | None = None) -> Restoration:
     """Read one corrupted case and set up its fit (nothing written yet). ``extra`` adds
     provenance keys to run.json (e.g. the engine); it does not enter the hash."""
-    meta = json.loads((case_dir / "meta.json").read_text())
-    observation = np.load(case_dir / "observation.npy")
-    has_truth = (case_dir / "ground_truth.png").is_file()  # figures of real photographs have none
-    truth = load_image(case_dir / "ground_truth.png", mode="gray" if observation.ndim == 2 else "rgb") if has_truth else None
-    input_image = np.load(case_dir / "input.npy") if (case_dir / "input.npy").is_file() else None
-    mask = torch.from_numpy(load_mask(case_dir / "mask.png")) if meta["task"] == "inpaint" else None
-    factor = int(meta.get("factor") or 0)
-    operator = make_operator(meta["task"], mask=mask, factor=factor or 4)
+    case = load_case(case_dir)
+    meta = case.meta
+    mask = torch.from_numpy(case.mask) if case.mask is not None else None
+    operator = make_operator(case.task, mask=mask, factor=case.factor or 4)
     extra = {**(extra or {}), **{k: meta[k] for k in ("experiment", "image", "set", "profile") if k in meta}}
     extra["settings_hash"] = settings_hash(case_dir, settings)
     return prepare(
-        operator, observation, out_dir, NetConfig.from_dict(settings["net"]), FitConfig.from_dict(settings["fit"]),
-        ground_truth=truth, protocol="sr" if meta["task"] == "sr" else "rgb", shave=factor if meta["task"] == "sr" else 0,
+        operator, case.observation, out_dir, NetConfig.from_dict(settings["net"]), FitConfig.from_dict(settings["fit"]),
+        ground_truth=case.truth, protocol=case.protocol[0], shave=case.protocol[1],
         device=settings["device"], log_every=int(settings["log_every"]), snapshots=settings["snapshots"],
-        callbacks=callbacks or (), overwrite=True, extra=extra, input_image=input_image,
+        callbacks=callbacks or (), overwrite=True, extra=extra, input_image=case.input_image,
     )
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from dip.fit import Step
+from pipeline.layout import psnr_from_loss
 
 console = Console(stderr=True)
 
@@ -46,5 +46,5 @@ class FitProgress:
 
     def __call__(self, step: Step) -> None:
         loss = float(step.loss)
-        status = f"loss {loss:.2e}  PSNR(obs) {-10 * math.log10(max(loss, 1e-12)):.2f} dB"
+        status = f"loss {loss:.2e}  PSNR(obs) {psnr_from_loss(loss):.2f} dB"
         self.progress.update(self.task_id, completed=self.start + step.iteration, status=status)

@@ -20,7 +20,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
-REPORT_FIELDS = ("experiment", "image", "set", "method", "psnr", "psnr_std", "ssim", "ssim_std", "seeds", "seconds", "paper_psnr", "delta", "reproduced", "source")
+from pipeline import layout
+
+REPORT_FIELDS = layout.REPORT_FIELDS
 SKIP_METHODS = ("dip_final", "dip_averaged", "dip_early_stopped")  # variants of `dip`, kept in per_image.csv
 
 

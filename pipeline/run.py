@@ -9,11 +9,11 @@ resumes where it stopped.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Callable
 
 from dip.io import remove_output, save_json
+from pipeline import layout
 from pipeline.engines import Engine, LocalEngine
 from pipeline.job import Job, is_done, job_settings
 from pipeline.profiles import Profile
@@ -29,7 +29,7 @@ def plan(exp_id: str, corrupted: Path, out_root: Path, profile: Profile, seeds: 
     jobs = []
     for image in info["images"]:
         for seed in seeds:
-            jobs.append(Job(image, int(seed), corrupted / image, out_root / image / f"seed_{seed}", job_settings(exp, profile, int(seed), device)))
+            jobs.append(Job(image, int(seed), corrupted / image, layout.seed_dir(out_root, image, seed), job_settings(exp, profile, int(seed), device)))
     return jobs
 
 
@@ -73,7 +73,7 @@ def run_experiment(exp_id: str, corrupted: Path, out_root: Path, profile: Profil
 
         def advance(job: Job, iteration: int, loss: float) -> None:
             running[job.out_dir] = iteration
-            psnr = -10 * math.log10(max(loss, 1e-12))
+            psnr = layout.psnr_from_loss(loss)
             where = f"{len(running)} running" if len(running) > 1 else f"{job.image} seed {job.seed}"
             progress.update(bar, completed=done + sum(running.values()), status=f"{where}  loss {loss:.2e}  PSNR(obs) {psnr:.2f} dB")
 

@@ -159,10 +159,65 @@ def run_in(project: Path, *cmd: str, check: bool = True) -> "subprocess.Complete
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that needs the ``smoke_project`` (a full ``dvc repro``) is an integration test."""
+    """A test that needs the ``smoke_project`` (a full ``dvc repro``) is an integration test; one
+    that needs the ``smoke_outputs`` (the same fits in-process, a few seconds) is one only where
+    there is no image mirror (its figures' images would be downloaded)."""
+    offline = mirror_dir() is not None
     for item in items:
-        if "smoke_project" in getattr(item, "fixturenames", ()):
+        names = set(getattr(item, "fixturenames", ()))
+        if "smoke_project" in names or ("smoke_outputs" in names and not offline):
             item.add_marker(pytest.mark.integration)
+
+
+def build_outputs(root: Path, profile: str = "smoke") -> Path:
+    """The pipeline's output tree (data/, results/, baselines/, metrics/) of ``profile`` under
+    ``root``, made by the stages' own functions in this process, in dvc.yaml's order, with this
+    checkout's params.yaml, data/manifest.yaml and data/paper.yaml: what ``dvc repro`` writes,
+    without git, DVC or a subprocess (one torch thread, as :func:`copy_project` sets)."""
+    from dip.io import save_json
+    from pipeline.baselines import run_experiment_baselines
+    from pipeline.corrupt import corrupt_all
+    from pipeline.engines import EngineConfig, make_engine
+    from pipeline.evaluate import evaluate
+    from pipeline.fetch import FetchOptions, fetch_all, mirror_from
+    from pipeline.manifest import load_manifest
+    from pipeline.profiles import active_profile, load_params, resolve
+    from pipeline.report import load_paper
+    from pipeline.run import run_experiment
+
+    p = load_params(ROOT / "params.yaml")
+    engine = {**(p.get("engine") or {}), "threads": 1}
+    res = resolve(profile, p["profiles"], str(engine.get("device", "auto")))  # resolve
+    save_json(root / "data" / "profile.json", res)
+    prof = active_profile(p, res)
+    manifest = load_manifest(ROOT / "data" / "manifest.yaml")
+    cfg = p.get("fetch") or {}
+    specs = list(dict.fromkeys(s for e in prof.experiments for s in prof.specs(e)))  # fetch
+    mirror = mirror_dir()
+    opts = FetchOptions(mirror=mirror_from(mirror or cfg.get("mirror")), timeout=float(cfg.get("timeout", 30)), retries=int(cfg.get("retries", 3)))
+    fetch_all(manifest, specs, root / "data" / "images", opts)
+    by_task = {e.id if e.is_figure else e.task: manifest.select([e.image] if e.is_figure else prof.image_specs(e.task))  # corrupt
+               for e in prof.experiments}
+    experiments = [str(e) for e in p["experiments"]]
+    corrupted = root / "data" / "corrupted"
+    corrupt_all(experiments, prof, by_task, root / "data" / "images", corrupted, int((p.get("corrupt") or {}).get("seed", 0)))
+    seeds = [int(s) for s in p.get("seeds", [0])]
+    with make_engine(EngineConfig.from_params(engine), res["device"]) as eng:  # restore
+        for exp in experiments:
+            run_experiment(exp, corrupted / exp, root / "results" / exp, prof, seeds, res["device"], engine=eng)
+    for exp in experiments:  # baselines
+        run_experiment_baselines(corrupted / exp, root / "baselines" / exp, p.get("baselines") or {})
+    evaluate(root / "results", experiments, res, root / "metrics", baselines=root / "baselines", corrupted=corrupted,  # evaluate
+             paper=load_paper(ROOT / "data" / "paper.yaml"), epsilon=float((p.get("report") or {}).get("epsilon", 0.5)),
+             about={k: str((v or {}).get("about", k)) for k, v in (p.get("figures") or {}).items()})
+    return root
+
+
+@pytest.fixture(scope="session")
+def smoke_outputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``smoke`` profile's output tree (:func:`build_outputs`, once per test session; tests
+    must not modify it): for tests that read the pipeline's files and need no git or DVC."""
+    return build_outputs(tmp_path_factory.mktemp("smoke_outputs"))
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,8 @@
 """The dashboard's pages through ``streamlit.testing.v1.AppTest`` on the ``smoke`` profile's output.
 
-``smoke_project`` (tests/conftest.py) is a copy of the project in which ``dvc repro`` ran the
-smoke profile, shared by the session and read-only; the trees that need something else (a
-partly finished run, a run in the paper's setting) are copies of its outputs.
+``smoke_outputs`` (tests/conftest.py) is the smoke profile's output tree, made by the pipeline's
+stage functions in-process (no git, no DVC), shared by the session and read-only; the trees that
+need something else (a partly finished run, a run in the paper's setting) are copies of it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from dashboard.data import NO_TRUTH  # noqa: E402
+from dashboard.load import NO_TRUTH  # noqa: E402
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,32 +64,32 @@ def active(project: Path) -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="session")
-def smoke(smoke_project: Path) -> Path:
-    return smoke_project
+def smoke(smoke_outputs: Path) -> Path:
+    return smoke_outputs
 
 
 @pytest.fixture(scope="session")
-def experiments(smoke_project: Path) -> dict[str, list[str]]:
-    found = active(smoke_project)
+def experiments(smoke_outputs: Path) -> dict[str, list[str]]:
+    found = active(smoke_outputs)
     assert {"denoise_s25", "inpaint_p50", "sr_x4"} <= set(found), found
     return found
 
 
 @pytest.fixture(scope="session")
-def partial_root(smoke_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def partial_root(smoke_outputs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pipeline stopped before baselines and evaluate: data/ and results/ only."""
-    return copy_outputs(smoke_project, tmp_path_factory.mktemp("partial"), ("data", "results"))
+    return copy_outputs(smoke_outputs, tmp_path_factory.mktemp("partial"), ("data", "results"))
 
 
 @pytest.fixture(scope="session")
-def paper_root(smoke_project: Path, experiments: dict[str, list[str]], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def paper_root(smoke_outputs: Path, experiments: dict[str, list[str]], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The smoke outputs relabelled as the ``paper`` profile and re-evaluated by the pipeline's own
     evaluate/report code (so report.csv holds the paper's numbers, Δ and *reproduced*), with an
     early stop recorded in the denoising run (the smoke profile's runs do not stop early)."""
     from pipeline.evaluate import evaluate
     from pipeline.report import load_paper
 
-    root = copy_outputs(smoke_project, tmp_path_factory.mktemp("paper"))
+    root = copy_outputs(smoke_outputs, tmp_path_factory.mktemp("paper"))
     resolution = {"requested": "paper", "profile": "paper", "device": "cuda", "device_name": "test GPU"}
     (root / "data" / "profile.json").write_text(json.dumps(resolution))
     image = experiments["denoise_s25"][0]
@@ -325,16 +325,16 @@ def test_crop_and_slider_are_pixel_exact(smoke: Path, experiments: dict) -> None
 
     import numpy as np
 
-    from dashboard import data
+    from dashboard import imaging
     from dashboard.imaging import crop, slider_html
 
     path = smoke / "results" / "inpaint_p50" / experiments["inpaint_p50"][0] / "seed_0" / "restored.png"
-    raw = data.png_bytes(path)
+    raw = imaging.png_bytes(path)
     assert raw == path.read_bytes()
-    img = data.decode(raw)
+    img = imaging.decode(raw)
     z = crop(img, 10, 10, 8, 4)
     assert z.shape[:2] == (32, 32) and (z[::4, ::4] == img[6:14, 6:14]).all()
-    assert (data.decode(data.encode_png(z)) == z).all()  # PNG round trip: lossless
+    assert (imaging.decode(imaging.encode_png(z)) == z).all()  # PNG round trip: lossless
     html = slider_html(raw, raw, "A", "B", img.shape[1], img.shape[0], 2)
     assert base64.b64encode(raw).decode() in html and "image-rendering:pixelated" in html and "jpeg" not in html.lower()
 
@@ -346,7 +346,7 @@ def test_ablations_without_dvc(partial_root: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_parse_exp_show_finds_the_changed_param() -> None:
-    from dashboard.data import changed_columns, parse_exp_show
+    from dashboard.dvc_exp import changed_columns, parse_exp_show
 
     table = parse_exp_show(EXP_SHOW)
     assert list(table["experiment"]) == ["workspace", "main", "maxpool"]
@@ -384,7 +384,7 @@ def test_cli_dashboard_command_rejects_bad_options(tmp_path: Path) -> None:
 
 
 def test_resolve_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dashboard.data import REPO_ROOT, resolve_root
+    from dashboard.load import REPO_ROOT, resolve_root
 
     monkeypatch.delenv("DIP_RESULTS", raising=False)
     assert resolve_root(["--results", str(tmp_path)]) == tmp_path.resolve()
@@ -401,7 +401,7 @@ def test_resolve_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_metrics_are_the_layout_contract(smoke: Path) -> None:
     """The columns the dashboard reads are those docs/LAYOUT.md promises (parsed from it)."""
     from conftest import layout_doc
-    from dashboard.data import REPORT_COLUMNS
+    from dashboard.tables import REPORT_COLUMNS
 
     columns = layout_doc()["columns"]
     for name in ("per_image.csv", "curves.csv", "report.csv"):

@@ -100,14 +100,14 @@ def test_a_sidebar_root_with_an_unknown_user(tmp_path: Path, monkeypatch: pytest
 
 
 def test_readers_check_their_input(tmp_path: Path) -> None:
-    from dashboard import data
+    from dashboard import imaging, load
 
     root = tree(tmp_path)
     (root / RUN / "run.json").write_text(json.dumps({"metrics": {"restored": "x", "input": {"psnr": True}}, "wall_seconds": "1", "device": 3}))
-    record, problems = data.run_record(root / RUN)
+    record, problems = load.run_record(root / RUN)
     assert record["metrics"] == {"input": {"psnr": None, "ssim": None}} and record["wall_seconds"] is None and record["device"] is None
     assert len(problems) == 3 and "wall_seconds is '1', not a number" in problems
-    assert data.load_image(root / RUN / "nope.png") == "missing"
-    assert data.expand_root("~nosuchuser-dip-test") == Path("~nosuchuser-dip-test")
-    assert data.resolve_root(["--results", "~nosuchuser-dip-test"]) == Path("~nosuchuser-dip-test").resolve()
-    assert data.number(float("nan")) is None and data.number(2) == 2.0
+    assert imaging.load_image(root / RUN / "nope.png") == "missing"
+    assert load.expand_root("~nosuchuser-dip-test") == Path("~nosuchuser-dip-test")
+    assert load.resolve_root(["--results", "~nosuchuser-dip-test"]) == Path("~nosuchuser-dip-test").resolve()
+    assert load.number(float("nan")) is None and load.number(2) == 2.0

@@ -1,23 +1,52 @@
 """docs/LAYOUT.md is the contract between pipeline, report and dashboard: the columns and paths it
-documents are those the code writes (the files themselves: tests/test_pipeline_repro.py and
-tests/test_dashboard.py on the smoke run)."""
+documents are those of :mod:`pipeline.layout`, which every stage and the dashboard use (the files
+themselves: tests/test_pipeline_repro.py and tests/test_dashboard.py on the smoke run)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from conftest import layout_doc
 
 
-def test_the_documented_columns_are_the_codes() -> None:
-    from dashboard.data import REPORT_COLUMNS
-    from pipeline.evaluate import CURVE_FIELDS, PER_IMAGE_FIELDS
-    from pipeline.report import REPORT_FIELDS
-    from pipeline.restore import CURVE_FIELDS as RUN_CURVE_FIELDS
+def test_the_documented_columns_are_the_layout_modules() -> None:
+    from pipeline import layout
 
     doc = layout_doc()
-    assert doc["columns"]["per_image.csv"] == list(PER_IMAGE_FIELDS)
-    assert doc["columns"]["curves.csv"] == list(CURVE_FIELDS)
-    assert doc["columns"]["report.csv"] == list(REPORT_FIELDS) == list(REPORT_COLUMNS)
-    assert doc["curve"] == list(RUN_CURVE_FIELDS)
+    assert doc["columns"]["per_image.csv"] == list(layout.PER_IMAGE_FIELDS)
+    assert doc["columns"]["curves.csv"] == list(layout.CURVE_FIELDS)
+    assert doc["columns"]["report.csv"] == list(layout.REPORT_FIELDS)
+
+
+def test_the_stages_and_the_dashboard_use_the_layout_modules_columns() -> None:
+    from dashboard.tables import REPORT_COLUMNS
+    from pipeline import evaluate, layout, report
+    from pipeline.restore import CURVE_FIELDS as RUN_CURVE_FIELDS
+
+    assert evaluate.PER_IMAGE_FIELDS is layout.PER_IMAGE_FIELDS and evaluate.CURVE_FIELDS is layout.CURVE_FIELDS
+    assert report.REPORT_FIELDS is layout.REPORT_FIELDS is REPORT_COLUMNS
+    assert layout_doc()["curve"] == list(RUN_CURVE_FIELDS)
+
+
+def test_the_documented_paths_are_the_layout_modules() -> None:
+    from pipeline import layout
+
+    paths = layout_doc()["paths"]
+    for name in (layout.PER_IMAGE_CSV, layout.CURVES_CSV, layout.REPORT_CSV, layout.REPORT_MD, layout.SUMMARY_JSON):
+        assert f"{layout.METRICS}/{name}" in paths, name
+    assert f"{layout.RESULTS}/<exp>/<image>/{layout.SEED_PREFIX}<s>/" in paths
+    assert f"{layout.BASELINES}/<exp>/<image>/<method>.png" in paths
+    assert f"{layout.CORRUPTED}/<exp>/<image>/" in paths
+    assert layout.seed_dir(Path(layout.RESULTS) / "e", "i", 3).as_posix() == "results/e/i/seed_3"
+    assert layout.seed_of(Path("results/e/i/seed_3")) == 3 and layout.seed_of(Path("x/seed_a")) is None
+
+
+def test_protocol_and_psnr_from_loss() -> None:
+    from pipeline.layout import protocol, psnr_from_loss
+
+    assert protocol("sr", 4) == ("sr", 4) and protocol("sr", 8.0) == ("sr", 8)
+    assert protocol("denoise", 4) == ("rgb", 0) and protocol("inpaint") == ("rgb", 0)
+    assert psnr_from_loss(0.01) == 20.0 and psnr_from_loss(0.0) == 120.0
 
 
 def test_the_layout_block_is_parsed() -> None:

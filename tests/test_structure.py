@@ -192,3 +192,34 @@ def test_engines_follow_the_protocol_and_never_import_the_stage() -> None:
     assert isinstance(DaskEngine(EngineConfig(kind="dask"), "cpu"), Engine)
     graph = import_graph()
     assert "pipeline.run" not in closure({"pipeline.engines"}, graph) | closure({"pipeline.job"}, graph)
+
+
+# The dashboard reads files; of the project it may import only these (docs/ARCHITECTURE.md):
+# the output layout, the report's aggregation, experiment ids, and dip.metrics to score a crop.
+DASHBOARD_MAY_IMPORT = {"pipeline.layout", "pipeline.report", "pipeline.profiles", "dip.metrics"}
+
+
+def dashboard_imports() -> dict[str, set[str]]:
+    """``{dashboard file: project modules it imports}`` (function-local included)."""
+    out = {}
+    for path in sorted((ROOT / "dashboard").rglob("*.py")):
+        out[str(path.relative_to(ROOT))] = _imports_in(ast.parse(path.read_text()).body)
+    return out
+
+
+def test_the_dashboard_imports_only_the_layout_the_report_and_the_ids() -> None:
+    for path, used in dashboard_imports().items():
+        assert used <= DASHBOARD_MAY_IMPORT, f"{path} imports {sorted(used - DASHBOARD_MAY_IMPORT)}"
+    assert "pipeline.run" not in closure(DASHBOARD_MAY_IMPORT, import_graph())  # never a fit
+
+
+def test_the_dashboards_readers_load_without_torch() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys\nimport dashboard.load, dashboard.tables, dashboard.imaging, dashboard.dvc_exp\n"
+            "print(sorted(m for m in ('torch', 'dip', 'pipeline.job') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    assert out.strip() == "[]", out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import data, ui
+from dashboard import dvc_exp, ui
 
 root = ui.root()
 st.title("Ablations")
@@ -12,7 +12,7 @@ st.caption(
     "DVC experiments of the workspace (`dvc exp show --json`). Run one with, e.g., "
     "`dvc exp run -S net.downsample=max` and compare it with `dvc exp diff`."
 )
-table, message = data.dvc_experiments(root)
+table, message = dvc_exp.dvc_experiments(root)
 if table is None or not len(table):
     st.info(message or "No DVC experiments yet.")
     st.markdown(
@@ -21,7 +21,7 @@ if table is None or not len(table):
         "dvc exp run -S profiles.paper.variants.fig8_library=unet -n fig8-unet\n```"
     )
     st.stop()
-changed = data.changed_columns(table)
+changed = dvc_exp.changed_columns(table)
 params = [c for c in changed if c.startswith("param:")]
 metrics = [c for c in table.columns if c.startswith("metric:")]
 only_changed = st.toggle("Only parameters that differ between experiments", value=True, key="ablations_changed")

@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from dashboard import data, ui
+from dashboard import imaging, load, ui
 from dashboard.imaging import crop, slider_html
+from pipeline import layout
 
 
 def show_iframe(html: str, height: int) -> None:
@@ -25,10 +26,10 @@ def show_iframe(html: str, height: int) -> None:
 root = ui.root()
 st.title("Compare")
 if ui.require_outputs(root, "results", "data/corrupted", "baselines"):
-    exps = data.experiments(root)
+    exps = load.experiments(root)
     c1, c2 = st.columns(2)
     exp = c1.selectbox("Experiment", exps, key="compare_experiment")
-    imgs = data.images(root, exp) if exp else []
+    imgs = load.images(root, exp) if exp else []
     image = c2.selectbox("Image (scene)", imgs, key="compare_image")
     if not image:
         st.info("No image for this experiment yet. Run `dvc repro`.")
@@ -37,10 +38,10 @@ if ui.require_outputs(root, "results", "data/corrupted", "baselines"):
     options: dict[str, tuple[bytes, np.ndarray]] = {}
     unreadable: list[str] = []
     for e in [exp] + [x for x in exps if x != exp]:
-        for label, path in data.sources(root, e, image).items():
-            loaded = data.load_image(path)
+        for label, path in load.sources(root, e, image).items():
+            loaded = imaging.load_image(path)
             if isinstance(loaded, str):
-                unreadable.append(f"`{data.rel(root, path)}` ({loaded})")
+                unreadable.append(f"`{load.rel(root, path)}` ({loaded})")
             elif label != "mask":
                 options[f"{label}" if e == exp else f"{e}: {label}"] = loaded
     if unreadable:
@@ -56,17 +57,17 @@ if ui.require_outputs(root, "results", "data/corrupted", "baselines"):
     lb = c2.selectbox("B (right / after)", labels, index=default_b, key="compare_b")
     (ba, ia), (bb, ib) = options[la], options[lb]
     gt = options["ground truth"][1] if "ground truth" in options else None
-    task = data.experiment_task(exp, root)
-    if not data.has_ground_truth(root, exp):
-        st.info(data.NO_TRUTH)
-    shave = int(data.number(data.meta(root, exp, image).get("factor")) or 0) if task == "sr" else 0
+    task = load.experiment_task(exp, root)
+    if not load.has_ground_truth(root, exp):
+        st.info(load.NO_TRUTH)
+    scoring = layout.protocol(task, load.number(load.meta(root, exp, image).get("factor")))
     cols = st.columns(2)
     for col, label, raw, arr in ((cols[0], la, ba, ia), (cols[1], lb, bb, ib)):
         col.image(raw, caption=f"{label} · {arr.shape[1]}×{arr.shape[0]}", output_format="PNG", width=int(arr.shape[1]))
         if gt is not None and arr.shape == gt.shape:
             from dip.metrics import quality
 
-            q = quality(gt.astype(np.float32) / 255, arr.astype(np.float32) / 255, "sr" if task == "sr" else "rgb", shave)
+            q = quality(gt.astype(np.float32) / 255, arr.astype(np.float32) / 255, *scoring)
             col.metric(f"vs ground truth", f"{q['psnr']:.2f} dB", help=f"SSIM {q['ssim']:.4f}")
     if ia.shape != ib.shape:
         st.warning(f"The two images differ in size ({ia.shape[1]}×{ia.shape[0]} vs {ib.shape[1]}×{ib.shape[0]}), so there is no slider or crop: choose two of the same size.")
@@ -84,7 +85,7 @@ if ui.require_outputs(root, "results", "data/corrupted", "baselines"):
     zoom = z4.select_slider("Zoom", options=[2, 4, 8, 16], value=8, key="compare_zoom")
     ca, cb = crop(ia, cy, cx, size, zoom), crop(ib, cy, cx, size, zoom)
     cols = st.columns(2)
-    cols[0].image(data.encode_png(ca), caption=f"{la} · crop ×{zoom}", output_format="PNG", width=int(ca.shape[1]))
-    cols[1].image(data.encode_png(cb), caption=f"{lb} · crop ×{zoom}", output_format="PNG", width=int(cb.shape[1]))
+    cols[0].image(imaging.encode_png(ca), caption=f"{la} · crop ×{zoom}", output_format="PNG", width=int(ca.shape[1]))
+    cols[1].image(imaging.encode_png(cb), caption=f"{lb} · crop ×{zoom}", output_format="PNG", width=int(cb.shape[1]))
     diff = np.abs(ia.astype(np.int16) - ib.astype(np.int16))
     st.caption(f"Pixels that differ between A and B: {np.count_nonzero(diff.reshape(h, w, -1).any(-1)):,} of {h * w:,}; largest difference {int(diff.max())}/255.")

@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, ui
+from dashboard import load, tables, ui
 
 Y_LABELS = {
     "psnr_gt": "PSNR vs ground truth (dB)",
@@ -43,7 +43,7 @@ def curve_chart(df: pd.DataFrame, y: str, colour: str, rules: pd.DataFrame, stop
 root = ui.root()
 st.title("Curves")
 if ui.require_outputs(root, "results", "metrics"):
-    all_curves = data.curves(root)
+    all_curves = load.curves(root)
     if not len(all_curves):
         st.info("No curve yet: the restore stage writes `results/<exp>/<image>/seed_<s>/curve.csv`. Run `dvc repro`.")
         st.stop()
@@ -56,11 +56,11 @@ if ui.require_outputs(root, "results", "metrics"):
     if not chosen:
         st.info("Pick at least one experiment.")
         st.stop()
-    blind = [e for e in chosen if not data.has_ground_truth(root, e)]
+    blind = [e for e in chosen if not load.has_ground_truth(root, e)]
     if blind and y not in ("loss", "psnr_obs"):
-        st.info(f"{', '.join(blind)}: {data.NO_TRUTH} Choose the loss or the PSNR vs observation.")
+        st.info(f"{', '.join(blind)}: {load.NO_TRUTH} Choose the loss or the PSNR vs observation.")
     df = all_curves[all_curves["experiment"].astype(str).isin(chosen)].dropna(subset=[y]).copy()
-    runs = data.runs(root)
+    runs = load.runs(root)
     runs = runs[runs["experiment"].astype(str).isin(chosen)]
     if per == "image":
         imgs = sorted(df["image"].astype(str).unique())
@@ -83,7 +83,7 @@ if ui.require_outputs(root, "results", "metrics"):
         df["line"] = df["experiment"].astype(str)
         stops = pd.DataFrame()
     # the paper's DIP number: paper_psnr of our `dip` rows in metrics/report.csv (comparable runs only)
-    ref = data.paper_dip_reference(root)
+    ref = tables.paper_dip_reference(root)
     rules = pd.DataFrame()
     if y in ("psnr_gt", "psnr_gt_avg") and len(ref) and ui.is_paper(root):
         ref = ref[ref["experiment"].isin(chosen)]
@@ -103,5 +103,5 @@ if ui.require_outputs(root, "results", "metrics"):
     elif per == "image":
         notes.append("no run of this selection used early stopping")
     if not ui.is_paper(root):
-        notes.append(f"profile {data.profile(root).get('profile', '?')}: fewer iterations and a narrower network than the paper")
+        notes.append(f"profile {load.profile(root).get('profile', '?')}: fewer iterations and a narrower network than the paper")
     st.caption(" · ".join(notes))

@@ -4,31 +4,31 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import data, ui
+from dashboard import load, ui
 
 root = ui.root()
 st.title("Gallery")
 if ui.require_outputs(root, "results", "data/corrupted"):
-    exps = data.experiments(root)
+    exps = load.experiments(root)
     c1, c2, c3, c4 = st.columns([2, 2, 1, 1])
     exp = c1.selectbox("Experiment", exps, key="gallery_experiment")
-    imgs = data.images(root, exp) if exp else []
+    imgs = load.images(root, exp) if exp else []
     image = c2.selectbox("Image", imgs, key="gallery_image")
     if not image:
         st.info(f"No image for {exp} yet. Run `dvc repro`.")
         st.stop()
-    seeds = data.seeds(root, exp, image)
+    seeds = load.seeds(root, exp, image)
     seed = c3.selectbox("Seed", seeds, key="gallery_seed") if len(seeds) > 1 else (seeds[0] if seeds else None)
     ncols = int(c4.number_input("Columns", 2, 8, 4, key="gallery_cols"))
-    src = data.sources(root, exp, image, seed)
-    rd = data.run_dir(root, exp, image, seed)
-    m = data.meta(root, exp, image)
+    src = load.sources(root, exp, image, seed)
+    rd = load.run_dir(root, exp, image, seed)
+    m = load.meta(root, exp, image)
     if m:
         level = ", ".join(f"{k} {m[k]:.4g}" if isinstance(m[k], float) else f"{k} {m[k]}" for k in ("sigma", "drop", "factor") if k in m)
-        st.caption(f"{data.experiment_task(exp, root)} · {image} ({m.get('set', '?')}) · {level}")
-    truth = data.has_ground_truth(root, exp)
+        st.caption(f"{load.experiment_task(exp, root)} · {image} ({m.get('set', '?')}) · {level}")
+    truth = load.has_ground_truth(root, exp)
     if not truth:
-        st.info(data.NO_TRUTH)
+        st.info(load.NO_TRUTH)
     # the endpoints: what the network sees and what it should find
     labels = ("network input", "corrupted input", "mask", "ground truth", "DIP")
     ends = [(label if label != "corrupted input" or truth else "observation (target)", src[label]) for label in labels if label in src]
@@ -36,14 +36,14 @@ if ui.require_outputs(root, "results", "data/corrupted"):
         cols = st.columns(len(ends))
         for col, (label, path) in zip(cols, ends):
             ui.image(col, root, path, label, width="stretch")
-    record, problems = data.run_record(rd) if rd else ({}, [])
+    record, problems = load.run_record(rd) if rd else ({}, [])
     if problems:
-        st.warning(f"`{data.rel(root, rd / 'run.json')}`: " + "; ".join(problems))
-    snaps = data.snapshots(rd) if rd else []
+        st.warning(f"`{load.rel(root, rd / 'run.json')}`: " + "; ".join(problems))
+    snaps = load.snapshots(rd) if rd else []
     st.subheader(f"Snapshots ({len(snaps)})")
     if not snaps:
         st.info("This run saved no snapshot (or has not finished): the restore stage writes `snapshots/iter_NNNNN.png`.")
-    curve = data.curve(rd) if rd else None
+    curve = load.curve(rd) if rd else None
     psnr_at = {}
     if curve is not None and "psnr_gt" in curve.columns:
         psnr_at = dict(zip(curve["iteration"].astype(int), curve["psnr_gt"]))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, ui
+from dashboard import load, tables, ui
 
 GOOD = "background-color: #c8e6c9; color: #1b5e20"
 BAD = "background-color: #ffcdd2; color: #b71c1c"
@@ -78,7 +78,7 @@ def paper_caption(status: dict, epsilon: float | None) -> str:
     if not status.get("comparable"):
         return f"Not compared with the paper: {status.get('reason', 'no reason given')}."
     parts = ["Paper comparison (metrics/report.csv)"]
-    if data.number(status.get("mean_delta_dip")) is not None:
+    if load.number(status.get("mean_delta_dip")) is not None:
         parts.append(f"mean Δ DIP {status['mean_delta_dip']:+.2f} dB")
     if status.get("compared") == 0:
         parts.append("the paper reports no number for these images or their mean")
@@ -92,9 +92,9 @@ st.title("Overview")
 if ui.require_outputs(root, "metrics", "results"):
     info = ui.profile_badge(root)
     paper_setting = ui.is_paper(root)
-    report = data.report(root)
-    status = data.paper_status(root)
-    epsilon = data.number(data.summary(root).get("epsilon"))
+    report = load.report(root)
+    status = load.paper_status(root)
+    epsilon = load.number(load.summary(root).get("epsilon"))
     c1, c2 = st.columns([1, 3])
     metric_label = c1.radio("Metric", ["PSNR (dB)", "SSIM"], horizontal=True, key="overview_metric")
     metric = "psnr" if metric_label.startswith("PSNR") else "ssim"
@@ -107,7 +107,7 @@ if ui.require_outputs(root, "metrics", "results"):
     elif metric == "ssim":
         c2.caption("The paper reports PSNR only: Δ to the paper is in the PSNR view.")
     if report is None:
-        report = data.report_from_runs(root)
+        report = tables.report_from_runs(root)
         if len(report):
             st.info(
                 "`metrics/report.csv` is not written yet (the evaluate stage has not run): showing DIP and the "
@@ -122,7 +122,7 @@ if ui.require_outputs(root, "metrics", "results"):
         exp_status = status.get(exp) or {}
         # a non-paper profile never shows as the paper's setting, whatever the files say
         with_paper = paper_setting and exp_status.get("comparable", True)
-        st.subheader(f"{exp} · {data.experiment_task(exp, root)}")
+        st.subheader(f"{exp} · {load.experiment_task(exp, root)}")
         table, flags = experiment_table(rows, metric, with_paper)
         styler = table.style.format(fmt, na_rep=ui.EMPTY)
         delta_cols = [c for c in table.columns if c.startswith("Δ ")]
@@ -135,11 +135,11 @@ if ui.require_outputs(root, "metrics", "results"):
         caption = paper_caption(exp_status, epsilon) if paper_setting or not exp_status.get("comparable") else ""
         if caption:
             st.caption(caption)
-    runs = data.runs(root)
+    runs = load.runs(root)
     shown = set(scored["experiment"])
     for exp in dict.fromkeys(r for r in runs["experiment"] if r not in shown):
-        st.subheader(f"{exp} · {data.experiment_task(exp, root)}")
-        st.info(data.NO_TRUTH + " See the Gallery (result, snapshots, loss) and Curves pages.")
+        st.subheader(f"{exp} · {load.experiment_task(exp, root)}")
+        st.info(load.NO_TRUTH + " See the Gallery (result, snapshots, loss) and Curves pages.")
         blind = runs[runs["experiment"] == exp][["image", "seed", "iterations_run", "wall_seconds"]]
         ui.table(blind, width="stretch", hide_index=True)
     report_md = root / "metrics" / "report.md"

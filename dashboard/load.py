@@ -1,17 +1,17 @@
-"""Loading the pipeline's tracked outputs (``docs/LAYOUT.md``) for the dashboard.
+"""Reading the pipeline's tracked outputs (``docs/LAYOUT.md``, paths and columns from
+:mod:`pipeline.layout`) for the dashboard, checked.
 
 Everything here reads files only; nothing runs DIP. Readers are cached with ``st.cache_data``
 keyed on the file's path *and modification time*, so a re-run of the pipeline shows up on the
-next page load while unchanged files are read once. Every reader tolerates missing files: a
-partly finished pipeline shows what exists.
+next page load while unchanged files are read once. Every reader tolerates missing or damaged
+files (a wrong type becomes ``None``, a broken file "missing"): a partly finished or damaged
+pipeline shows what exists.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +21,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from pipeline import layout
+from pipeline.profiles import parse_experiment
+
 ENV_ROOT = "DIP_RESULTS"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LAYOUT_DIRS = ("metrics", "results", "data/corrupted", "baselines")
-TASK_OF_PREFIX = {"denoise": "denoise", "inpaint": "inpaint", "sr": "sr"}
+LAYOUT_DIRS = layout.OUTPUT_DIRS
 
 
 # --------------------------------------------------------------------------------------- root
@@ -65,7 +67,7 @@ def expand_root(text: str) -> Path:
         return Path(text)
 
 
-def _mtime(path: Path) -> float:
+def file_mtime(path: Path) -> float:
     try:
         return path.stat().st_mtime_ns / 1e9
     except OSError:
@@ -83,16 +85,11 @@ def _read_json(path: str, mtime: float) -> Any:
     return json.loads(Path(path).read_text())
 
 
-@st.cache_data(show_spinner=False, max_entries=1024)
-def _read_bytes(path: str, mtime: float) -> bytes:
-    return Path(path).read_bytes()
-
-
 def read_csv(path: Path) -> pd.DataFrame | None:
     if not path.is_file():
         return None
     try:
-        return _read_csv(str(path), _mtime(path)).copy()
+        return _read_csv(str(path), file_mtime(path)).copy()
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
         return None
 
@@ -101,7 +98,7 @@ def read_json(path: Path) -> Any:
     if not path.is_file():
         return None
     try:
-        return _read_json(str(path), _mtime(path))
+        return _read_json(str(path), file_mtime(path))
     except (json.JSONDecodeError, UnicodeDecodeError, OSError):
         return None
 
@@ -119,54 +116,31 @@ def number(value: Any) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-def png_bytes(path: Path) -> bytes | None:
-    """The file's bytes, unchanged (PNG stays PNG: the dashboard never re-encodes lossily)."""
-    return _read_bytes(str(path), _mtime(path)) if path.is_file() else None
-
-
-def decode(data: bytes) -> np.ndarray:
-    """PNG bytes → uint8 array (H, W) or (H, W, 3)."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("L" if im.mode in ("L", "1", "I", "I;16") else "RGB"))
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def _load_image(path: str, mtime: float) -> tuple[bytes, np.ndarray] | str:
-    try:
-        raw = Path(path).read_bytes()
-        return raw, decode(raw)
-    except Exception as err:  # noqa: BLE001 - PIL raises many types for a broken file; all mean "unreadable"
-        return f"not a readable image ({type(err).__name__})"
-
-
-def load_image(path: Path) -> tuple[bytes, np.ndarray] | str:
-    """``(PNG bytes, pixels)`` of an image file, or a short reason why it cannot be shown."""
-    return _load_image(str(path), _mtime(path)) if path.is_file() else "missing"
-
-
-def encode_png(array: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG")
-    return buf.getvalue()
+def numeric(df: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> pd.DataFrame:
+    """``columns`` of ``df`` (those present) as numbers; anything else in them becomes NaN."""
+    for col in columns:
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    return df
 
 
 # --------------------------------------------------------------------------------- the outputs
 def experiment_task(exp: str, root: Path | None = None) -> str:
     """The task of ``exp``: its ``data/corrupted/<exp>/experiment.json`` (figures: ``fig7_text`` is
-    inpainting) when ``root`` is given and the file exists, else the id's prefix."""
-    info = read_json(root / "data" / "corrupted" / exp / "experiment.json") if root is not None else None
+    inpainting) when ``root`` is given and the file exists, else what the id says
+    (:func:`pipeline.profiles.parse_experiment`), else the id's first word."""
+    info = read_json(root / layout.CORRUPTED / exp / "experiment.json") if root is not None else None
     if isinstance(info, dict) and info.get("task"):
         return str(info["task"])
-    return next((t for p, t in TASK_OF_PREFIX.items() if exp.startswith(p)), exp.split("_")[0])
+    try:
+        return parse_experiment(exp).task
+    except ValueError:  # a figure id (its task is in params.yaml figures:) or something else
+        return exp.split("_")[0]
 
 
 def has_ground_truth(root: Path, exp: str) -> bool:
     """False for a figure of a real photograph (``"ground_truth": false`` in its experiment.json)."""
-    info = read_json(root / "data" / "corrupted" / exp / "experiment.json")
+    info = read_json(root / layout.CORRUPTED / exp / "experiment.json")
     return not (isinstance(info, dict) and info.get("ground_truth") is False)
 
 
@@ -202,13 +176,11 @@ class Run:
 def run_dirs(root: Path) -> list[Run]:
     """Every ``results/<exp>/<image>/seed_<s>/`` with a ``run.json`` (finished runs only)."""
     out = []
-    for rj in sorted((root / "results").glob("*/*/seed_*/run.json")):
+    for rj in layout.run_files(root / layout.RESULTS):
         d = rj.parent
-        try:
-            seed = int(d.name.removeprefix("seed_"))
-        except ValueError:
-            continue
-        out.append(Run(d.parent.parent.name, d.parent.name, seed, d))
+        seed = layout.seed_of(d)
+        if seed is not None:
+            out.append(Run(d.parent.parent.name, d.parent.name, seed, d))
     return out
 
 
@@ -221,7 +193,7 @@ def rel(root: Path, path: Path) -> str:
 
 
 RUN_NUMBERS = ("wall_seconds", "iterations_run", "early_stop_iteration")
-RUN_TEXTS = ("task", "profile", "preset", "device", "device_name", "estimate")
+RUN_TEXTS = ("task", "profile", "preset", "device", "device_name", "estimate", "set")
 
 
 def run_record(path: Path) -> tuple[dict[str, Any], list[str]]:
@@ -274,6 +246,7 @@ def runs(root: Path) -> pd.DataFrame:
             {
                 "experiment": r.experiment,
                 "image": r.image,
+                "set": rec.get("set") or "",
                 "seed": r.seed,
                 "path": str(r.path),
                 "task": rec.get("task") or experiment_task(r.experiment),
@@ -290,31 +263,27 @@ def runs(root: Path) -> pd.DataFrame:
                 "ssim": (metrics.get("restored") or {}).get("ssim"),
             }
         )
-    cols = ["experiment", "image", "seed", "path", "task", "profile", "device", "device_name", "iterations_run", "early_stop_iteration", "wall_seconds", "estimate", "psnr_input", "ssim_input", "psnr", "ssim"]
+    cols = ["experiment", "image", "set", "seed", "path", "task", "profile", "device", "device_name", "iterations_run", "early_stop_iteration", "wall_seconds", "estimate", "psnr_input", "ssim_input", "psnr", "ssim"]
     return pd.DataFrame(rows, columns=cols)
 
 
 def per_image(root: Path) -> pd.DataFrame | None:
     """``metrics/per_image.csv`` (evaluate's per image, method and seed scores), if written."""
-    df = read_csv(root / "metrics" / "per_image.csv")
+    df = read_csv(root / layout.METRICS / layout.PER_IMAGE_CSV)
     if df is None or not {"experiment", "image", "method"} <= set(df.columns):
         return None
     df["method"] = df["method"].astype(str)
     return numeric(df, ("psnr", "ssim", "seconds"))
 
 
-REPORT_COLUMNS = ("experiment", "image", "set", "method", "psnr", "psnr_std", "ssim", "ssim_std",
-                  "seeds", "seconds", "paper_psnr", "delta", "reproduced", "source")
-
-
 def report(root: Path) -> pd.DataFrame | None:
     """``metrics/report.csv`` (:mod:`pipeline.report`): our rows (``source = ours``) with the
     paper's value, Δ and the *reproduced* flag where comparable, and the paper's own methods
     (``source = paper``); images then ``mean`` / ``mean:<set>`` rows. ``None`` when not written."""
-    df = read_csv(root / "metrics" / "report.csv")
+    df = read_csv(root / layout.METRICS / layout.REPORT_CSV)
     if df is None or not {"experiment", "image", "method", "psnr"} <= set(df.columns):
         return None
-    df = df.reindex(columns=[c for c in REPORT_COLUMNS] + [c for c in df.columns if c not in REPORT_COLUMNS])
+    df = df.reindex(columns=[c for c in layout.REPORT_FIELDS] + [c for c in df.columns if c not in layout.REPORT_FIELDS])
     for col in ("experiment", "image", "method", "set"):
         df[col] = df[col].astype("string").fillna("").astype(str)
     df["source"] = df["source"].astype("string").fillna("ours").astype(str)
@@ -322,36 +291,9 @@ def report(root: Path) -> pd.DataFrame | None:
     return numeric(df, ("psnr", "psnr_std", "ssim", "ssim_std", "seeds", "seconds", "paper_psnr", "delta"))
 
 
-def report_from_runs(root: Path) -> pd.DataFrame:
-    """The report's layout built from the runs' ``run.json`` alone (``input`` and ``dip``, mean
-    and spread over seeds, ``mean`` rows; no paper columns): what a partly finished pipeline,
-    one without ``metrics/report.csv``, can show."""
-    table = runs(root)
-    if not len(table):
-        return pd.DataFrame(columns=list(REPORT_COLUMNS))
-    long = pd.concat(
-        [
-            table[["experiment", "image", "seed", "psnr_input", "ssim_input", "wall_seconds"]]
-            .rename(columns={"psnr_input": "psnr", "ssim_input": "ssim"}).assign(method="input", wall_seconds=0.0),
-            table[["experiment", "image", "seed", "psnr", "ssim", "wall_seconds"]].assign(method="dip"),
-        ],
-        ignore_index=True,
-    )
-    long[["psnr", "ssim", "wall_seconds"]] = long[["psnr", "ssim", "wall_seconds"]].astype(float)
-    grouped = long.groupby(["experiment", "image", "method"], sort=False)
-    out = grouped.agg(psnr=("psnr", "mean"), psnr_std=("psnr", "std"), ssim=("ssim", "mean"), ssim_std=("ssim", "std"),
-                      seeds=("seed", "nunique"), seconds=("wall_seconds", "mean")).reset_index()
-    out[["psnr_std", "ssim_std"]] = out[["psnr_std", "ssim_std"]].fillna(0.0)
-    means = out.groupby(["experiment", "method"], sort=False).agg(
-        psnr=("psnr", "mean"), psnr_std=("psnr_std", "mean"), ssim=("ssim", "mean"), ssim_std=("ssim_std", "mean"),
-        seeds=("seeds", "max"), seconds=("seconds", "sum")).reset_index().assign(image="mean")
-    out = pd.concat([out, means], ignore_index=True).assign(set="", source="ours")
-    return out.reindex(columns=list(REPORT_COLUMNS))
-
-
 def summary(root: Path) -> dict[str, Any]:
     """``metrics/summary.json`` (``{}`` when not written)."""
-    return read_json_object(root / "metrics" / "summary.json")
+    return read_json_object(root / layout.METRICS / layout.SUMMARY_JSON)
 
 
 def paper_status(root: Path) -> dict[str, dict[str, Any]]:
@@ -361,21 +303,11 @@ def paper_status(root: Path) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in section.items() if isinstance(v, dict)} if isinstance(section, dict) else {}
 
 
-def paper_dip_reference(root: Path) -> pd.DataFrame:
-    """The paper's DIP PSNR per experiment and image (``mean`` included): the ``paper_psnr`` of
-    our ``dip`` rows in ``metrics/report.csv`` (empty where the run is not comparable)."""
-    df = report(root)
-    if df is None or "paper_psnr" not in df.columns:
-        return pd.DataFrame(columns=["experiment", "image", "paper_psnr"])
-    rows = df[(df["source"] == "ours") & (df["method"] == "dip")].dropna(subset=["paper_psnr"])
-    return rows[["experiment", "image", "paper_psnr"]].reset_index(drop=True)
-
-
 def experiments(root: Path) -> list[str]:
     """Experiment ids with at least one image in results/, data/corrupted/ or baselines/, or
     rows in the metrics (an experiment the profile does not run has an empty folder: left out)."""
     found: set[str] = set()
-    for d in ("results", "data/corrupted", "baselines"):
+    for d in (layout.RESULTS, layout.CORRUPTED, layout.BASELINES):
         base = root / d
         if base.is_dir():
             found |= {p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(".") and _has_subdir(p)}
@@ -391,7 +323,7 @@ def _has_subdir(path: Path) -> bool:
 
 def images(root: Path, exp: str) -> list[str]:
     found: set[str] = set()
-    for d in ("results", "data/corrupted", "baselines"):
+    for d in (layout.RESULTS, layout.CORRUPTED, layout.BASELINES):
         base = root / d / exp
         if base.is_dir():
             found |= {p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")}
@@ -406,15 +338,7 @@ def run_dir(root: Path, exp: str, image: str, seed: int | None = None) -> Path |
     available = seeds(root, exp, image)
     if not available:
         return None
-    return root / "results" / exp / image / f"seed_{seed if seed in available else available[0]}"
-
-
-def numeric(df: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> pd.DataFrame:
-    """``columns`` of ``df`` (those present) as numbers; anything else in them becomes NaN."""
-    for col in columns:
-        if col in df.columns:
-            df[col] = pd.to_numeric(df[col], errors="coerce")
-    return df
+    return layout.seed_dir(root / layout.RESULTS / exp, image, seed if seed in available else available[0])
 
 
 def curve(path: Path) -> pd.DataFrame | None:
@@ -436,8 +360,8 @@ def curves(root: Path) -> pd.DataFrame:
             frames.append(df.assign(experiment=r.experiment, image=r.image, seed=r.seed))
     if frames:
         return pd.concat(frames, ignore_index=True)
-    df = read_csv(root / "metrics" / "curves.csv")
-    return df if df is not None else pd.DataFrame(columns=["experiment", "image", "seed", "iteration", "loss"])
+    df = read_csv(root / layout.METRICS / layout.CURVES_CSV)
+    return df if df is not None else pd.DataFrame(columns=list(layout.CURVE_FIELDS[:5]))
 
 
 def snapshots(path: Path) -> list[tuple[int, Path]]:
@@ -453,7 +377,7 @@ def snapshots(path: Path) -> list[tuple[int, Path]]:
 def sources(root: Path, exp: str, image: str, seed: int | None = None) -> dict[str, Path]:
     """Every image of one scene in one experiment, by label: ground truth, corrupted, DIP, baselines."""
     out: dict[str, Path] = {}
-    corr = root / "data" / "corrupted" / exp / image
+    corr = root / layout.CORRUPTED / exp / image
     for label, name in (("ground truth", "ground_truth.png"), ("corrupted input", "observation.png"), ("mask", "mask.png"),
                         ("network input", "input.png")):
         if (corr / name).is_file():
@@ -464,7 +388,7 @@ def sources(root: Path, exp: str, image: str, seed: int | None = None) -> dict[s
             out["DIP"] = rd / "restored.png"
         if (rd / "final.png").is_file():
             out["DIP (last iterate)"] = rd / "final.png"
-    base = root / "baselines" / exp / image
+    base = root / layout.BASELINES / exp / image
     if base.is_dir():
         for p in sorted(base.glob("*.png")):
             out[p.stem] = p
@@ -472,93 +396,4 @@ def sources(root: Path, exp: str, image: str, seed: int | None = None) -> dict[s
 
 
 def meta(root: Path, exp: str, image: str) -> dict[str, Any]:
-    return read_json_object(root / "data" / "corrupted" / exp / image / "meta.json")
-
-
-# ----------------------------------------------------------------------------------- ablations
-def dvc_experiments(root: Path, timeout: float = 60) -> tuple[pd.DataFrame | None, str]:
-    """DVC experiments of the workspace at ``root`` as a table (params and metrics flattened).
-
-    Returns ``(table, message)``; ``table`` is ``None`` with a human-readable reason when there
-    is no DVC repository, no experiment, or ``dvc`` fails.
-    """
-    if not (root / ".dvc").is_dir():
-        return None, f"{root} is not a DVC repository (no .dvc/ directory), so there are no DVC experiments to show."
-    sig = _mtime(root / ".git" / "refs" / "exps") if (root / ".git").is_dir() else 0.0
-    return _dvc_exp_show(str(root), sig, timeout)
-
-
-@st.cache_data(show_spinner="Reading DVC experiments…", ttl=30)
-def _dvc_exp_show(root: str, signature: float, timeout: float) -> tuple[pd.DataFrame | None, str]:
-    try:
-        proc = subprocess.run(
-            ["dvc", "exp", "show", "--json"],
-            cwd=root, capture_output=True, text=True, timeout=timeout,
-        )
-    except FileNotFoundError:
-        return None, "The `dvc` command is not installed."
-    except subprocess.TimeoutExpired:
-        return None, f"`dvc exp show --json` took longer than {timeout:.0f} s."
-    if proc.returncode != 0:
-        msg = (proc.stderr or proc.stdout).strip().splitlines()
-        return None, "`dvc exp show --json` failed: " + (msg[-1] if msg else f"exit code {proc.returncode}")
-    try:
-        data = json.loads(proc.stdout or "[]")
-    except json.JSONDecodeError:
-        return None, "`dvc exp show --json` printed something that is not JSON."
-    table = parse_exp_show(data)
-    return table, "" if len(table) else "No DVC experiments yet."
-
-
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
-    elif isinstance(value, list):
-        out[prefix] = json.dumps(value)
-    else:
-        out[prefix] = value
-
-
-def _row(entry: dict[str, Any], kind: str, baseline: str) -> dict[str, Any]:
-    data = entry.get("data") or {}
-    row: dict[str, Any] = {
-        "experiment": "workspace" if entry.get("rev") == "workspace" else entry.get("name") or (entry.get("rev") or data.get("rev") or "")[:7],
-        "kind": kind,
-        "baseline": baseline,
-        "rev": (entry.get("rev") or data.get("rev") or "")[:9],
-        "created": data.get("timestamp"),
-        "status": data.get("status") or ("Success" if not entry.get("error") else "Failed"),
-    }
-    for section, label in (("params", "param"), ("metrics", "metric")):
-        for file, content in (data.get(section) or {}).items():
-            flat: dict[str, Any] = {}
-            _flatten("", (content or {}).get("data") or {}, flat)
-            for k, v in flat.items():
-                row[f"{label}:{k}" if file in ("params.yaml", "metrics/summary.json") else f"{label}:{file}:{k}"] = v
-    return row
-
-
-def parse_exp_show(data: Any) -> pd.DataFrame:
-    """Flatten ``dvc exp show --json`` (DVC 3: a list of baselines, each with ``experiments``)."""
-    rows: list[dict[str, Any]] = []
-    for base in data if isinstance(data, list) else []:
-        if not isinstance(base, dict):
-            continue
-        bname = base.get("name") or (base.get("rev") or "")[:7]
-        rows.append(_row(base, "workspace" if base.get("rev") == "workspace" else "baseline", bname))
-        for exp in base.get("experiments") or []:
-            for rev in exp.get("revs") or []:
-                rows.append(_row({**rev, "name": rev.get("name") or exp.get("name")}, "experiment", bname))
-    return pd.DataFrame(rows)
-
-
-def changed_columns(table: pd.DataFrame) -> list[str]:
-    """The ``param:``/``metric:`` columns whose values differ between rows."""
-    out = []
-    for col in table.columns:
-        if col.startswith(("param:", "metric:")):
-            values = table[col].astype(str).fillna("")
-            if values.nunique(dropna=False) > 1:
-                out.append(col)
-    return out
+    return read_json_object(root / layout.CORRUPTED / exp / image / "meta.json")
