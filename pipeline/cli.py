@@ -110,6 +110,7 @@ def restore(
     from dip.operators import TASKS
     from pipeline.progress import console, hidden_on_error, make_progress
     from pipeline.restore import DEFAULT_MAX_PIXELS, batch_hash, finished, image_files, mask_beside, prepare, restore_groups
+    from pipeline.layout import protocol, psnr_from_loss
     from pipeline.user import load_case, preset_configs
 
     if task not in TASKS:
@@ -161,9 +162,10 @@ def restore(
                 console.print(f"{path}: already restored in {out_dir}/ (same image and settings)")
                 continue
             observation, operator, truth = load_case(path, task, mask_path, factor, gt, size_mode, net_cfg.multiple)
+            metric_protocol, shave = protocol(task, factor)
             restorations.append(prepare(
-                operator, observation, out_dir, net_cfg, fit_cfg, ground_truth=truth, protocol="sr" if task == "sr" else "rgb",
-                shave=factor if task == "sr" else 0, device=dev, log_every=log_every, snapshots=marks, overwrite=force,
+                operator, observation, out_dir, net_cfg, fit_cfg, ground_truth=truth, protocol=metric_protocol,
+                shave=shave, device=dev, log_every=log_every, snapshots=marks, overwrite=force,
                 extra={"preset": preset_name, "input": str(path), "batch_hash": digest}, max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
             ))
         except USER_ERRORS as err:
@@ -182,7 +184,7 @@ def restore(
             def tick(step: Any) -> None:
                 running[k] = int(step.iteration)
                 loss = float(step.loss)
-                progress.update(bar, completed=done + sum(running.values()), status=f"loss {loss:.2e}  PSNR(obs) {-10 * math.log10(max(loss, 1e-12)):.2f} dB")
+                progress.update(bar, completed=done + sum(running.values()), status=f"loss {loss:.2e}  PSNR(obs) {psnr_from_loss(loss):.2f} dB")
             return tick
 
         for k, r in enumerate(restorations):
@@ -395,21 +397,9 @@ def baselines(
     out: Annotated[Path, typer.Option(help="Root of the baseline outputs.")] = Path("baselines"),
 ) -> None:
     """Run the classical baselines of EXPERIMENT's task on the same corrupted inputs as DIP."""
-    from pipeline.baselines import methods_for, run_experiment_baselines
-    from pipeline.profiles import load_params, parse_experiment
-    from pipeline.progress import make_progress
+    from pipeline.baselines import stage
 
-    p = load_params(params)
-    parse_experiment(experiment, p.get("figures"))
-    if not (corrupted / experiment / "experiment.json").is_file():
-        raise FileNotFoundError(f"{corrupted / experiment}: no corrupted inputs; run `dip corrupt` (the corrupt stage) first")
-    config = p.get("baselines") or {}
-    with make_progress() as progress:
-        info = json.loads((corrupted / experiment / "experiment.json").read_text())
-        methods = methods_for(info["task"], config, info)
-        bar = progress.add_task(f"baselines {experiment}", total=len(info["images"]) * len(methods), status="")
-        stats = run_experiment_baselines(corrupted / experiment, out / experiment, config,
-                                         progress=lambda what: progress.update(bar, advance=1, status=what))
+    stats = stage(experiment, params, corrupted, out)
     typer.echo(f"{experiment}: {stats['runs']} baseline run(s) on {stats['images']} image(s)")
 
 

@@ -11,7 +11,7 @@ import torch
 from dip.io import to_numpy, to_tensor
 from dip.metrics import psnr, to_uint8
 from dip.operators import Denoising, Inpainting, SuperResolution
-from pipeline.baselines import DEFAULTS, METHODS, method_params, run_baseline
+from pipeline.classical import DEFAULTS, METHODS, method_params, run_baseline
 
 
 @pytest.mark.parametrize("method", list(METHODS["denoise"]))

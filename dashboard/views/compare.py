@@ -68,7 +68,7 @@ if ui.require_outputs(root, "results", "data/corrupted", "baselines"):
             from dip.metrics import quality
 
             q = quality(gt.astype(np.float32) / 255, arr.astype(np.float32) / 255, *scoring)
-            col.metric(f"vs ground truth", f"{q['psnr']:.2f} dB", help=f"SSIM {q['ssim']:.4f}")
+            col.metric("vs ground truth", f"{q['psnr']:.2f} dB", help=f"SSIM {q['ssim']:.4f}")
     if ia.shape != ib.shape:
         st.warning(f"The two images differ in size ({ia.shape[1]}×{ia.shape[0]} vs {ib.shape[1]}×{ib.shape[0]}), so there is no slider or crop: choose two of the same size.")
         st.stop()
