@@ -284,6 +284,7 @@ def test_unavailable_devices_are_one_line(tmp_path: Path, clean: Path, device: s
 # --- 6. signals ----------------------------------------------------------------------------------
 
 
+@pytest.mark.integration  # a real `dip restore` process, killed mid-fit (seconds)
 def test_sigterm_mid_fit_leaves_nothing_behind(tmp_path: Path, clean: Path) -> None:
     """Outputs are written only after the fit (snapshots are kept in memory), so SIGTERM mid-fit
     must leave no output folder and no temporary folder, with one `error: interrupted` line."""
