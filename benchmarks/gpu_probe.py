@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,10 +22,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_speed import PAPER_NET, TINY_NET, case  # noqa: E402
+from gpu_speed import PAPER_NET, TINY_NET, case, json_lines, table1_case  # noqa: E402
 
 from dip import FitConfig, Fitter, Inpainting, NetConfig  # noqa: E402
-from dip.io import load_image, to_numpy, to_tensor  # noqa: E402
+from dip.io import to_numpy  # noqa: E402
 from dip.metrics import psnr  # noqa: E402
 
 
@@ -71,13 +70,7 @@ def kernels(args, emit) -> None:
 
 
 def spread(args, emit) -> None:
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    clean = load_image(args.image, mode="keep")
-    if args.tiny:
-        clean = clean[:64, :64]
-    mask = Inpainting.random_mask(clean.shape[:2], 0.5, torch.Generator().manual_seed(0))
-    y = Inpainting.corrupt(to_tensor(clean), mask)
-    net = NetConfig.from_dict(TINY_NET if args.tiny else PAPER_NET)
+    device, clean, mask, y, net = table1_case(args)
     cfg = FitConfig(iterations=20 if args.tiny else args.iterations, lr=0.001, reg_noise_std=0.03)
     for name, opts in [("graph", dict(graph=True)), ("graph", dict(graph=True)), ("graph", dict(graph=True, seed=1)),
                        ("eager", dict(graph=False)), ("eager", dict(graph=False))]:
@@ -95,15 +88,7 @@ def main() -> None:
     ap.add_argument("--image", type=Path)
     ap.add_argument("--iterations", type=int, default=2000)
     args = ap.parse_args()
-    meta = {"torch": torch.__version__, "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
-
-    def emit(row: dict) -> None:
-        row = {**row, **meta}
-        print(json.dumps(row), flush=True)
-        with open(args.out, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-
-    (kernels if args.what == "kernels" else spread)(args, emit)
+    (kernels if args.what == "kernels" else spread)(args, json_lines(args.out))
 
 
 if __name__ == "__main__":

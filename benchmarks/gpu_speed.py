@@ -172,15 +172,20 @@ def speed(args: argparse.Namespace, emit) -> None:
 
 
 
-def agree(args: argparse.Namespace, emit) -> None:
-    """Graph vs eager and bf16 vs fp32 on one Table 1 image at the paper's inpainting settings."""
+def table1_case(args: argparse.Namespace):
+    """Device, ground truth, 50 % mask (seed 0), observation and network for ``args.image``."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     clean = load_image(args.image, mode="keep")
     if args.tiny:
         clean = clean[:64, :64]
     mask = Inpainting.random_mask(clean.shape[:2], 0.5, torch.Generator().manual_seed(0))
     y = Inpainting.corrupt(to_tensor(clean), mask)
-    net = NetConfig.from_dict(TINY_NET if args.tiny else PAPER_NET)
+    return device, clean, mask, y, NetConfig.from_dict(TINY_NET if args.tiny else PAPER_NET)
+
+
+def agree(args: argparse.Namespace, emit) -> None:
+    """Graph vs eager and bf16 vs fp32 on one Table 1 image at the paper's inpainting settings."""
+    device, clean, mask, y, net = table1_case(args)
     iterations = 20 if args.tiny else args.iterations
     cfg = FitConfig(iterations=iterations, lr=args.lr, reg_noise_std=0.03)
     scores = {}
@@ -196,6 +201,21 @@ def agree(args: argparse.Namespace, emit) -> None:
           "bf16_ok": abs(scores["graph_bf16"] - scores["graph"]) <= 0.1})
 
 
+def json_lines(out: Path):
+    """``emit(row)``: print ``row`` (with torch, CUDA and device names) and append it to ``out`` at once."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"torch": torch.__version__, "cuda": torch.version.cuda,
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
+
+    def emit(row: dict) -> None:
+        line = json.dumps({**row, **meta})
+        print(line, flush=True)
+        with open(out, "a") as fh:
+            fh.write(line + "\n")
+
+    return emit
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("what", choices=["speed", "compile", "agree"])
@@ -207,17 +227,7 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=2000)
     ap.add_argument("--lr", type=float, default=0.01)
     args = ap.parse_args()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"torch": torch.__version__, "cuda": torch.version.cuda,
-            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
-
-    def emit(row: dict) -> None:
-        row = {**row, **meta}
-        print(json.dumps(row), flush=True)
-        with open(args.out, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-
-    (agree if args.what == "agree" else speed)(args, emit)
+    (agree if args.what == "agree" else speed)(args, json_lines(args.out))
 
 
 if __name__ == "__main__":
