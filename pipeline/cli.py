@@ -127,8 +127,6 @@ def restore(
         raise ValueError(f"--factor must be between 2 and 16, got {factor}")
     if mask is not None and task != "inpaint":
         raise ValueError(f"--mask is only used by --task inpaint, not {task}; drop it or use --task inpaint")
-    if max_pixels is not None and max_pixels <= 0:
-        raise ValueError(f"--max-pixels must be positive, got {max_pixels}")
     if group != "auto" and not (group.isdigit() and int(group) >= 1):
         raise ValueError(f"--group must be auto or a whole number >= 1, got {group!r}")
     files = image_files(inputs)
