@@ -26,9 +26,9 @@ from typing import Any
 import yaml
 
 DEFAULT_PARAMS = Path("params.yaml")
-# The params.yaml beside the installed package (the repository's, for a clone installed with
-# `pip install -e .`): `dip restore --preset` reads its profiles wherever the command runs.
-PACKAGE_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+# The params.yaml installed with the package (pipeline/params.yaml links to the repository's, so a clone
+# installed with `pip install -e .` reads it; a wheel holds a copy): `dip restore --preset` reads its profiles anywhere.
+PACKAGE_PARAMS = Path(__file__).resolve().parent / "params.yaml"  # a link to the repository's params.yaml; a copy in a wheel
 PROFILE_FILE = Path("data/profile.json")
 _ID = re.compile(r"^(?:denoise_s(?P<sigma>\d+(?:\.\d)?)|inpaint_p(?P<drop>\d{1,2})|sr_x(?P<factor>\d+))$")
 
