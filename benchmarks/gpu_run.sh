@@ -4,7 +4,8 @@
 #   1. environment (nvidia-smi, torch/CUDA versions, commit)            -> env.txt
 #   2. speed: every loop variant, single and grouped, fp32/bf16           -> speed.jsonl
 #   3. agreement: graph vs eager, bf16 vs fp32, 2000 its on barbara       -> agree.jsonl
-#   4. torch.compile at 256² (compile time included), at most 45 s        -> speed.jsonl
+#   4. tweaks (native batch norm, channels-last + layout-keeping pad, bf16) and torch.compile at
+#      256² (compile time included, at most 45 s)                          -> speed.jsonl
 #   5. the paper profile's stages called directly (profile, fetch from the images folder,
 #      corrupt, run inpaint_p50 = Table 1, sr_x4, denoise_s25, sr_x8, denoise_s8.5, the figures
 #      while time is left), one fit at a time (DIP_GPU_GROUP), wall time each; finished fits of an
@@ -15,7 +16,7 @@
 # Usage, from the repository root:
 #   DIP_MIRROR=<folder laid out like ../shared/images, inside the checkout> DIP_GPU_OUT=<folder> bash benchmarks/gpu_run.sh 2>&1 | tee -a <folder>/env.txt
 # At most 8 files land in DIP_GPU_OUT. DIP_GPU_BUDGET: seconds for the whole run (default 520);
-# DIP_GPU_STEPS: which of "speed agree compile pipeline" to run (default all); DIP_GPU_GROUP: engine.group (1);
+# DIP_GPU_STEPS: which of "speed agree tweaks compile pipeline" to run (default all); DIP_GPU_GROUP: engine.group (1);
 # DIP_GPU_PROFILE: the profile (default params.yaml's: auto = paper on CUDA).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,13 +32,16 @@ left() { echo $(( BUDGET - (SECONDS - start) )); }
 { nvidia-smi || true; python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'NO CUDA')"
   git rev-parse HEAD 2>/dev/null || true; date -u; } >> "$OUT/env.txt" 2>&1
 
-STEPS=${DIP_GPU_STEPS:-speed agree compile pipeline}
+STEPS=${DIP_GPU_STEPS:-speed agree tweaks compile pipeline}
 if [[ " $STEPS " == *" speed "* ]]; then
   timeout 150 python3 benchmarks/gpu_speed.py speed $TINY --out "$OUT/speed.jsonl" || echo "speed step ended with $?"
 fi
 if [[ " $STEPS " == *" agree "* ]]; then
   timeout 100 python3 benchmarks/gpu_speed.py agree $TINY --image "$DIP_MIRROR/inpainting11/barbara.png" --out "$OUT/agree.jsonl" \
     || echo "agree step ended with $?"
+fi
+if [[ " $STEPS " == *" tweaks "* ]]; then
+  timeout 90 python3 benchmarks/gpu_speed.py tweaks $TINY --out "$OUT/speed.jsonl" || echo "tweaks step ended with $?"
 fi
 if [[ " $STEPS " == *" compile "* ]]; then
   timeout 45 python3 benchmarks/gpu_speed.py compile $TINY --out "$OUT/speed.jsonl" || echo "compile step ended with $? (killed at 45 s: compiling one shape takes longer)"

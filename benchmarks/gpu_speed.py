@@ -8,6 +8,10 @@ levels 128/128/4, inpainting operator as issue 10 measured) of
 * ``eager``  the library's loop without CUDA graphs (``FitConfig(graph=False)``);
 * ``graph``  the library's loop replayed as one CUDA graph per iteration (the default on CUDA);
 * ``graph_bf16``, ``graph_channels_last`` — the options to decide on;
+* ``tweaks`` (``python benchmarks/gpu_speed.py tweaks``): candidate fixes from the kernel profile
+  (``gpu_probe.py kernels``), each timed against the default in the same run — PyTorch's own
+  batch-norm kernels instead of cuDNN's NCHW ones, channels-last with a layout-keeping reflection
+  pad, and bf16 on top; not in the library until measured;
 * ``compile`` (``python benchmarks/gpu_speed.py compile``, on its own as it may take minutes):
   torch.compile inside the graph at 256², compile time in ``seconds_to_steady``;
 * ``group_N`` (N = 1, 4, 8, 16 images of 256² gray, graph) and ``group8_eager``: image-iterations
@@ -110,6 +114,60 @@ def time_stepper(step, warmup: int, timed: int) -> float:
     return (time.perf_counter() - t0) / timed
 
 
+class CatReflectionPad(torch.nn.Module):
+    """``ReflectionPad2d(p)`` from slices, flips and ``cat``: the same numbers, but it keeps the input's
+    memory format (CUDA's reflection_pad2d returns NCHW — the suspected source of channels-last's copies)."""
+
+    def __init__(self, p: int) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.p
+        x = torch.cat([x[:, :, 1 : p + 1].flip(2), x, x[:, :, -p - 1 : -1].flip(2)], 2)
+        return torch.cat([x[..., 1 : p + 1].flip(3), x, x[..., -p - 1 : -1].flip(3)], 3)
+
+
+class NativeBatchNorm(torch.nn.Module):
+    """A batch norm run by PyTorch's own CUDA kernels instead of cuDNN's (same arithmetic)."""
+
+    def __init__(self, bn: torch.nn.Module) -> None:
+        super().__init__()
+        self.bn = bn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.backends.cudnn.flags(enabled=False):
+            return self.bn(x)
+
+
+def swap(net: torch.nn.Module, kind: type, make) -> int:
+    """Replace every ``kind`` module of ``net`` by ``make(module)``; returns how many."""
+    count = 0
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, kind):
+                setattr(parent, name, make(child))
+                count += 1
+    return count
+
+
+class Tweaked(Fitter):
+    """A Fitter whose network gets the benchmark's tweaks (``catpad``, ``native_bn``) after it is built."""
+
+    def __init__(self, *args, tweaks: tuple[str, ...] = (), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.tweaks = tweaks
+
+    def build(self):
+        net, z = super().build()
+        self.swapped = {}
+        if "catpad" in self.tweaks:
+            self.swapped["catpad"] = swap(net, torch.nn.ReflectionPad2d, lambda m: CatReflectionPad(int(m.padding[0])))
+        if "native_bn" in self.tweaks:
+            self.swapped["native_bn"] = swap(net, torch.nn.BatchNorm2d, NativeBatchNorm)
+        return net, z
+
+
 def speed(args: argparse.Namespace, emit) -> None:
     net = NetConfig.from_dict(TINY_NET if args.tiny else PAPER_NET)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -132,6 +190,20 @@ def speed(args: argparse.Namespace, emit) -> None:
         per_it, first, mode = time_fitters([f], warmup, timed)
         return {"ms_per_it": 1e3 * per_it, "seconds_to_steady": round(first, 2), "options": opts, "mode": mode}
 
+    if args.what == "tweaks":  # candidate fixes from the kernel profile, each against the default in the same run
+        tweaks = {"graph": ((), {}), "graph_native_bn": (("native_bn",), {}),
+                  "graph_cl_catpad": (("catpad",), dict(channels_last=True)),
+                  "graph_cl_catpad_native_bn": (("catpad", "native_bn"), dict(channels_last=True)),
+                  "graph_bf16_cl_catpad": (("catpad",), dict(channels_last=True, precision="bf16"))}
+        for size, channels, label in sizes:
+            (y,), (op,) = case(size, channels)
+            for name, (names, opts) in tweaks.items():
+                def tweaked(names=names, opts=opts, y=y, op=op) -> dict:
+                    f = Tweaked(net, op, y, dataclasses.replace(base, graph=True, **opts), device=device, tweaks=names)
+                    per_it, first, mode = time_fitters([f], warmup, timed)
+                    return {"ms_per_it": 1e3 * per_it, "seconds_to_steady": round(first, 2), "tweaks": f.swapped, "options": opts, "mode": mode}
+                variant(name, label, tweaked)
+        return
     if args.what == "compile":  # on its own: compiling may take minutes (seconds_to_steady says how long)
         for size, channels, label in sizes[:1]:
             (y,), (op,) = case(size, channels)
@@ -218,7 +290,7 @@ def json_lines(out: Path):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["speed", "compile", "agree"])
+    ap.add_argument("what", choices=["speed", "compile", "tweaks", "agree"])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/gpu.jsonl"))
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--warmup", type=int, default=20)
