@@ -235,10 +235,11 @@ def publish(
                 parts: dict[str, int] = {}
                 for p in _files(tmp):
                     parts[_part(p.relative_to(tmp).as_posix())] = parts.get(_part(p.relative_to(tmp).as_posix()), 0) + p.stat().st_size
-                biggest = ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in sorted(parts.items(), key=lambda kv: -kv[1])[:3])
+                parts["manifest.json (estimate)"] = _manifest_estimate(_files(tmp), tmp)
+                biggest = ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sorted(parts.items(), key=lambda kv: -kv[1])[:3])
                 raise ValueError(f"the bundle would be {core / 1e6:.2f} MB, {(core - max_bytes) / 1e6:.2f} MB over the limit of "
-                                 f"{max_bytes / 1e6:.2f} MB (largest: {biggest}); drop some: fewer PNG experiments or "
-                                 "images per experiment (the rest become JPEG previews), or fewer snapshots")
+                                 f"{max_bytes / 1e6:.2f} MB (largest: {biggest}); drop some: fewer PNG experiments (--png) or "
+                                 "images per experiment (--per-experiment; the rest become JPEG previews), or fewer --snapshots")
             baseline_files: list[tuple[Path, Path]] = []
             for exp, image in scored:
                 for record in sorted((workspace / layout.BASELINES / exp / image).glob("*.json")):
@@ -281,7 +282,7 @@ def publish(
                 manifest["total_bytes"] = total + len(json.dumps(manifest, indent=2, sort_keys=True).encode()) + 1
             if manifest["total_bytes"] > max_bytes:
                 raise ValueError(f"the bundle would be {manifest['total_bytes']} bytes, {manifest['total_bytes'] - max_bytes} over the "
-                                 f"limit of {max_bytes}; drop some PNG experiments, images per experiment or snapshots")
+                                 f"limit of {max_bytes}; drop some PNG experiments (--png), images per experiment (--per-experiment) or --snapshots")
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     except FileExistsError as err:  # from atomic_directory: the same refusal, one line
         raise ValueError(str(err)) from None

@@ -175,9 +175,12 @@ def test_the_cli_publishes_and_checks(smoke_outputs: Path, bundle: Path, tmp_pat
 
     runner = CliRunner()
     out = tmp_path / "results-published" / "cli"
-    res = runner.invoke(app, ["publish", str(smoke_outputs), "--out", str(out), "--commit", "abc"])
+    res = runner.invoke(app, ["publish", str(smoke_outputs), "--out", str(out), "--commit", "abc", "--png", TABLE1, "--png", "sr_x4",
+                              "--per-experiment", "0", "--snapshots", "sr_x4/coffee"])
     assert res.exit_code == 0, res.output
-    assert manifest(out)["commit"] == "abc"
+    info = manifest(out)
+    assert info["commit"] == "abc" and info["png_experiments"] == [TABLE1, "sr_x4"] and info["per_experiment"] == 0
+    assert info["snapshots"] + info["snapshots_missing"] == ["sr_x4/coffee"]
     assert runner.invoke(app, ["check-bundle", str(out)]).exit_code == 0
     (out / layout.METRICS / layout.REPORT_MD).write_text("changed")
     res = runner.invoke(app, ["check-bundle", str(out)])
