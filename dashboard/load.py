@@ -32,7 +32,9 @@ LAYOUT_DIRS = layout.OUTPUT_DIRS
 # --------------------------------------------------------------------------------------- root
 def resolve_root(argv: list[str] | None = None) -> Path:
     """The results root: ``--results DIR`` after ``--`` on the command line, else ``$DIP_RESULTS``,
-    else the working directory when it holds pipeline outputs, else the repository root."""
+    else the working directory when it holds pipeline outputs, else the repository root, unless it
+    has no outputs of its own and ``results-published/`` (here or in the repository) holds a bundle
+    of ``dip publish``: then the newest bundle."""
     argv = sys.argv[1:] if argv is None else argv
     for i, arg in enumerate(argv):
         if arg == "--results" and i + 1 < len(argv):
@@ -44,7 +46,29 @@ def resolve_root(argv: list[str] | None = None) -> Path:
     cwd = Path.cwd()
     if any((cwd / d).is_dir() for d in LAYOUT_DIRS):
         return cwd.resolve()
+    if not any(has_outputs(REPO_ROOT).values()):  # no results of its own: the newest published bundle, if any
+        published = newest_bundle(cwd / layout.PUBLISHED) or newest_bundle(REPO_ROOT / layout.PUBLISHED)
+        if published is not None:
+            return published.resolve()
     return REPO_ROOT
+
+
+def bundle_manifest(root: Path) -> dict[str, Any] | None:
+    """The ``manifest.json`` of a bundle written by ``dip publish`` (``None`` when ``root`` is none)."""
+    try:
+        info = json.loads((Path(root) / layout.BUNDLE_MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and info.get("format") == layout.BUNDLE_FORMAT else None
+
+
+def newest_bundle(published: Path) -> Path | None:
+    """The bundle under ``published`` (``results-published/``) with the latest ``created``."""
+    try:
+        found = [(str(m.get("created", "")), p) for p in sorted(published.iterdir()) if p.is_dir() and (m := bundle_manifest(p))]
+    except OSError:
+        return None
+    return max(found, key=lambda t: t[0])[1] if found else None
 
 
 def has_outputs(root: Path) -> dict[str, bool]:
@@ -386,6 +410,8 @@ def sources(root: Path, exp: str, image: str, seed: int | None = None) -> dict[s
     if rd is not None:
         if (rd / "restored.png").is_file():
             out["DIP"] = rd / "restored.png"
+        elif (rd / layout.PREVIEW).is_file():  # a published bundle keeps only a JPEG preview of this one
+            out["DIP (JPEG preview)"] = rd / layout.PREVIEW
         if (rd / "final.png").is_file():
             out["DIP (last iterate)"] = rd / "final.png"
     base = root / layout.BASELINES / exp / image

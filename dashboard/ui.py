@@ -68,11 +68,20 @@ def is_paper(root_dir: Path) -> bool:
     return str(load.profile(root_dir).get("profile")) == "paper"
 
 
+def bundle_name(root_dir: Path) -> str:
+    """``results-published/NAME`` of a bundle's folder (its path where it is not in such a folder)."""
+    return f"{root_dir.parent.name}/{root_dir.name}" if root_dir.parent.name == load.layout.PUBLISHED else str(root_dir)
+
+
 def sidebar() -> None:
     root()  # initialise the widget's state before the widget
     with st.sidebar:
         st.text_input("Results root", key=ROOT_KEY, help="The directory holding data/, results/, baselines/ and metrics/ (the DVC workspace).")
         r = root()
+        bundle = load.bundle_manifest(r)
+        if bundle is not None:
+            st.caption(f"Showing the published bundle {bundle_name(r)} ({bundle.get('device_name') or bundle.get('device') or '?'}, "
+                       f"{str(bundle.get('created') or '?')[:10]}).")
         profile_badge(r, st.sidebar)
         present = load.has_outputs(r)
         st.caption("outputs: " + " · ".join(f"{d}/ {'found' if ok else 'missing'}" for d, ok in present.items()))

@@ -423,8 +423,46 @@ def evaluate(
 
 @app.command()
 @user_errors
+def publish(
+    workspace: Annotated[Path, typer.Argument(help="A workspace after `dvc repro` (or a GPU run and `dip evaluate`): holds metrics/ and results/.")],
+    out: Annotated[Path, typer.Option(help="The bundle's folder, e.g. results-published/paper-h100.")],
+    commit: Annotated[Optional[str], typer.Option(help="The commit that produced the run (default: the workspace's git HEAD, if it is a checkout).")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an earlier bundle at --out (never any other folder).")] = False,
+    png: Annotated[Optional[list[str]], typer.Option(help="An experiment whose every restored image is kept as PNG with its ground truth (repeat it; default: inpaint_p50, Table 1).")] = None,
+    per_experiment: Annotated[int, typer.Option(help="Restored images kept as PNG (with ground truth) per other experiment; the rest are JPEG previews.")] = 3,
+    snapshots: Annotated[Optional[list[str]], typer.Option(help="EXP/IMAGE whose snapshots are kept (repeat it; default: inpaint_p50/peppers and inpaint_p50/man).")] = None,
+    max_mb: Annotated[float, typer.Option(help="Refuse a bundle larger than this (MB).")] = 15.0,
+) -> None:
+    """Copy a run's results into a small bundle laid out as docs/LAYOUT.md (at most 15 MB), with a manifest."""
+    from pipeline.publish import DEFAULT_SNAPSHOTS, TABLE1
+    from pipeline.publish import publish as publish_bundle
+
+    manifest = publish_bundle(workspace, out, commit=commit, force=force, keep_png=png or TABLE1, per_experiment=per_experiment,
+                              snapshots_of=snapshots or DEFAULT_SNAPSHOTS, max_bytes=int(max_mb * 1e6))
+    typer.echo(f"{out}: {len(manifest['files'])} files, {manifest['total_bytes'] / 1e6:.2f} MB, profile {manifest['profile']} "
+               f"on {manifest['device_name'] or manifest['device']}; check it with `dip check-bundle {out}`")
+
+
+@app.command("check-bundle")
+@user_errors
+def check_bundle_cmd(
+    bundle: Annotated[Path, typer.Argument(help="A bundle written by `dip publish`.")],
+) -> None:
+    """Check that a published bundle's metrics match its images (PSNR recomputed), its files its manifest."""
+    from pipeline.publish import check_bundle
+
+    problems = check_bundle(bundle)
+    for problem in problems:
+        typer.echo(f"error: {problem}", err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"{bundle}: consistent")
+
+
+@app.command()
+@user_errors
 def dashboard(
-    results: Annotated[Optional[Path], typer.Option(help="Results root holding data/, results/, baselines/, metrics/ (default: this directory if it has them, else the repository).")] = None,
+    results: Annotated[Optional[Path], typer.Option(help="Results root holding data/, results/, baselines/, metrics/ (default: this directory if it has them, else the repository; without results of its own, the newest bundle in results-published/).")] = None,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8501,
 ) -> None:
     """Open the results dashboard (Streamlit, bound to 127.0.0.1, usage statistics off, no

@@ -40,6 +40,12 @@ CORRUPTED, RESULTS, BASELINES = "data/corrupted", "results", "baselines"
 OUTPUT_DIRS = (METRICS, RESULTS, CORRUPTED, BASELINES)
 SEED_PREFIX = "seed_"
 
+# --- published bundles (pipeline/publish.py): a subset of this tree + manifest.json ----------------
+PUBLISHED = "results-published"
+BUNDLE_MANIFEST = "manifest.json"
+BUNDLE_FORMAT = "dip-results-bundle/1"
+PREVIEW = "restored.jpg"  # a JPEG preview where a bundle keeps no restored.png (its metrics are in per_image.csv)
+
 
 def seed_dir(exp_results: Path, image: str, seed: int) -> Path:
     """``results/<exp>/<image>/seed_<s>/``, one DIP run (``exp_results`` = ``results/<exp>``)."""

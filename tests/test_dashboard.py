@@ -393,9 +393,55 @@ def test_resolve_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_root([]) == tmp_path.resolve()
     monkeypatch.delenv("DIP_RESULTS")
     monkeypatch.chdir(tmp_path)
-    assert resolve_root([]) == REPO_ROOT
+    assert resolve_root([]) == REPO_ROOT or (REPO_ROOT / "results-published") in resolve_root([]).parents
     (tmp_path / "results").mkdir()
     assert resolve_root([]) == tmp_path.resolve()
+
+
+def test_resolve_root_defaults_to_the_newest_published_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashboard import load
+
+    repo, here = tmp_path / "repo", tmp_path / "here"
+    here.mkdir()
+    monkeypatch.delenv("DIP_RESULTS", raising=False)
+    monkeypatch.setattr(load, "REPO_ROOT", repo)
+    monkeypatch.chdir(here)
+    for name, created in (("old", "2026-01-01T00:00:00Z"), ("new", "2026-06-01T00:00:00Z"), ("notes", None)):
+        (repo / "results-published" / name).mkdir(parents=True)
+        if created:
+            (repo / "results-published" / name / "manifest.json").write_text(json.dumps({"format": "dip-results-bundle/1", "created": created}))
+    assert load.resolve_root([]) == (repo / "results-published" / "new").resolve()
+    (repo / "metrics").mkdir()
+    (repo / "metrics" / "summary.json").write_text("{}")  # the repository has results of its own: they win
+    assert load.resolve_root([]) == repo
+
+
+@pytest.fixture(scope="session")
+def published_root(smoke_outputs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke outputs published by ``dip publish`` (Table 1's experiment as PNG, JPEG previews elsewhere)."""
+    from pipeline.publish import publish
+
+    out = tmp_path_factory.mktemp("pub") / "results-published" / "smoke-cpu"
+    publish(smoke_outputs, out, per_experiment=0, snapshots_of=())
+    return out
+
+
+def test_the_readers_read_a_published_bundle_unchanged(smoke: Path, published_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashboard import load
+
+    pd.testing.assert_frame_equal(load.per_image(published_root), load.per_image(smoke))
+    pd.testing.assert_frame_equal(load.report(published_root), load.report(smoke))
+    assert load.summary(published_root) == load.summary(smoke) and load.profile(published_root) == load.profile(smoke)
+    assert load.experiments(published_root) == load.experiments(smoke)
+    cols = [c for c in load.runs(smoke).columns if c != "path"]
+    pd.testing.assert_frame_equal(load.runs(published_root)[cols], load.runs(smoke)[cols])
+    pd.testing.assert_frame_equal(load.curves(published_root), load.curves(smoke))
+    image = load.images(published_root, "denoise_s25")[0]
+    assert "DIP (JPEG preview)" in load.sources(published_root, "denoise_s25", image)
+    assert "DIP" in load.sources(published_root, "inpaint_p50", load.images(published_root, "inpaint_p50")[0])
+    at = open_app(published_root, monkeypatch)
+    assert any(c.value.startswith("Showing the published bundle results-published/smoke-cpu (") for c in at.sidebar.caption)
+    open_app(published_root, monkeypatch, "gallery")
 
 
 def test_metrics_are_the_layout_contract(smoke: Path) -> None:
