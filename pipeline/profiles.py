@@ -108,7 +108,14 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such params file")
-    params = yaml.safe_load(path.read_text()) or {}
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+        raise ValueError(f"{path}: not a readable YAML params file{at}; give params.yaml or a copy of it") from None
+    if not isinstance(params, dict):
+        raise ValueError(f"{path}: a params file is a YAML mapping (key: value), not a {type(params).__name__}")
     from pipeline.schema import check_params
 
     check_params(params, str(path))  # a misspelt key is an error, not a silent default

@@ -87,3 +87,22 @@ def test_the_cli_prints_one_error_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli.app, ["profile", "--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "profile.json")])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "(did you mean 'engine.threads'?)" in result.output and not (tmp_path / "profile.json").exists()
+
+
+@pytest.mark.parametrize("text, says", [(b"title: Deep Image Prior: *untrained*\n", b"not a readable YAML params file (line 1"),
+                                        (b"- a\n- b\n", b"a YAML mapping (key: value), not a list"),
+                                        (b"\xff\xfe\x00", b"not a readable YAML params file")])
+def test_a_file_that_is_not_params_is_one_line(tmp_path: Path, text: bytes, says: bytes) -> None:
+    """`--params README.md` (or any non-mapping) is one `error:` line, not a YAML traceback."""
+    from typer.testing import CliRunner
+
+    from pipeline import cli
+
+    bad = tmp_path / "not-params.yaml"
+    bad.write_bytes(text)
+    with pytest.raises(ValueError) as err:
+        load_params(bad)
+    assert says.decode() in str(err.value)
+    result = CliRunner().invoke(cli.app, ["profile", "--params", str(bad), "--out", str(tmp_path / "profile.json")])
+    assert result.exit_code == 2 and "Traceback" not in result.output and result.output.count("error:") == 1
+    assert not (tmp_path / "profile.json").exists()
