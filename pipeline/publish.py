@@ -28,7 +28,6 @@ manifest's checksums and that every fit in ``per_image.csv`` has its ``run.json`
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import re
@@ -52,11 +51,10 @@ MARKER = ".dip-output"  # written by dip.io.atomic_directory; not part of the li
 
 # ------------------------------------------------------------------------------------- helpers
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """sha256 of a file's bytes (bundle files are at most a few MB)."""
+    from pipeline.manifest import sha256_bytes
+
+    return sha256_bytes(path.read_bytes())
 
 
 def read_manifest(bundle: Path) -> dict[str, Any] | None:
@@ -234,7 +232,8 @@ def publish(
             if core > max_bytes:
                 parts: dict[str, int] = {}
                 for p in _files(tmp):
-                    parts[_part(p.relative_to(tmp).as_posix())] = parts.get(_part(p.relative_to(tmp).as_posix()), 0) + p.stat().st_size
+                    kind = _part(p.relative_to(tmp).as_posix())
+                    parts[kind] = parts.get(kind, 0) + p.stat().st_size
                 parts["manifest.json (estimate)"] = _manifest_estimate(_files(tmp), tmp)
                 biggest = ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sorted(parts.items(), key=lambda kv: -kv[1])[:3])
                 raise ValueError(f"the bundle would be {core / 1e6:.2f} MB, {(core - max_bytes) / 1e6:.2f} MB over the limit of "

@@ -355,6 +355,7 @@ def test_parse_exp_show_finds_the_changed_param() -> None:
     assert parse_exp_show({"unexpected": 1}).empty
 
 
+@pytest.mark.integration  # git and dvc processes (dvc init, dvc exp show)
 def test_ablations_page_on_a_dvc_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if shutil.which("dvc") is None or shutil.which("git") is None:
         pytest.skip("needs git and dvc")
