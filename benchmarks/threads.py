@@ -46,7 +46,7 @@ def free_cores() -> int:
 def child(threads: str, wait: str, iterations: int) -> None:
     """One fit in this process; prints ``{"seconds", "threads"}`` as JSON."""
     sys.path.insert(0, str(ROOT))
-    from pipeline.threads import prepare_openmp, set_torch_threads
+    from pipeline.execution.threads import prepare_openmp, set_torch_threads
 
     os.environ.pop("OMP_WAIT_POLICY", None)
     if wait == "before":

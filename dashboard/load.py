@@ -301,7 +301,7 @@ def per_image(root: Path) -> pd.DataFrame | None:
 
 
 def report(root: Path) -> pd.DataFrame | None:
-    """``metrics/report.csv`` (:mod:`pipeline.report`): our rows (``source = ours``) with the
+    """``metrics/report.csv`` (:mod:`pipeline.outputs.report`): our rows (``source = ours``) with the
     paper's value, Δ and the *reproduced* flag where comparable, and the paper's own methods
     (``source = paper``); images then ``mean`` / ``mean:<set>`` rows. ``None`` when not written."""
     df = read_csv(root / layout.METRICS / layout.REPORT_CSV)

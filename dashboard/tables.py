@@ -2,7 +2,7 @@
 
 ``metrics/report.csv`` (:func:`dashboard.load.report`) is what the evaluate stage wrote; before
 it exists, :func:`report_from_runs` builds the same table from the runs' ``run.json`` with
-:mod:`pipeline.report`'s aggregation (mean and spread over seeds, ``mean`` / ``mean:<set>`` rows),
+:mod:`pipeline.outputs.report`'s aggregation (mean and spread over seeds, ``mean`` / ``mean:<set>`` rows),
 so the dashboard computes no mean of its own.
 """
 
@@ -14,7 +14,7 @@ import pandas as pd
 
 from dashboard.load import report, runs
 from pipeline import layout
-from pipeline import report as pipeline_report
+from pipeline.outputs import report as pipeline_report
 
 REPORT_COLUMNS = layout.REPORT_FIELDS
 

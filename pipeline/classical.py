@@ -1,4 +1,4 @@
-"""The classical methods the ``baselines`` stage runs (:mod:`pipeline.baselines`), on exactly the
+"""The classical methods the ``baselines`` stage runs (:mod:`pipeline.stages.baselines`), on exactly the
 corrupted inputs DIP sees.
 
 * inpaint — biharmonic inpainting (scikit-image ``inpaint_biharmonic``);

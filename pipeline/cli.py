@@ -108,8 +108,8 @@ def restore(
     from dip.device import pick_device
     from dip.io import check_replaceable
     from dip.operators import TASKS
-    from pipeline.progress import console, hidden_on_error, make_progress
-    from pipeline.restore import DEFAULT_MAX_PIXELS, batch_hash, finished, image_files, mask_beside, prepare, restore_groups
+    from pipeline.execution.progress import console, hidden_on_error, make_progress
+    from pipeline.execution.fits import DEFAULT_MAX_PIXELS, batch_hash, finished, image_files, mask_beside, prepare, restore_groups
     from pipeline.layout import protocol, psnr_from_loss
     from pipeline.user import load_case, preset_configs
 
@@ -227,9 +227,9 @@ def demo(
 
     from dip.io import check_replaceable, save_image
     from dip.operators import Inpainting
-    from pipeline.progress import FitProgress, console, hidden_on_error, make_progress
-    from pipeline.restore import DEFAULT_MAX_PIXELS
-    from pipeline.restore import restore as run_restore
+    from pipeline.execution.progress import FitProgress, console, hidden_on_error, make_progress
+    from pipeline.execution.fits import DEFAULT_MAX_PIXELS
+    from pipeline.execution.fits import restore as run_restore
     from pipeline.user import preset_configs
 
     if iterations <= 0 or size < 32:
@@ -344,7 +344,7 @@ def fetch(
     keep_others: Annotated[bool, typer.Option(help="Keep cached images that are not asked for.")] = False,
 ) -> None:
     """Fetch and verify images: local cache, then mirror, then URL."""
-    from pipeline.fetch import stage
+    from pipeline.stages.fetch import stage
 
     chosen = [s.strip() for s in sets.split(",") if s.strip()] if sets else None
     sources = stage(params, profile_file, manifest, out, sets=chosen, mirror=mirror, keep_others=keep_others)
@@ -362,7 +362,7 @@ def corrupt(
     out: Annotated[Path, typer.Option(help="Output root (one folder per experiment).")] = Path("data/corrupted"),
 ) -> None:
     """Synthesise every experiment's observations (noise, masks, low-resolution), seeded."""
-    from pipeline.corrupt import stage
+    from pipeline.stages.corrupt import stage
 
     name, counts = stage(params, profile_file, manifest, images, out)
     typer.echo(f"profile {name}: " + ", ".join(f"{k} {v} image(s)" for k, v in counts.items()))
@@ -379,7 +379,7 @@ def run_cmd(
 ) -> None:
     """Run DIP on every image and seed of EXPERIMENT (resumes finished images) on params.yaml's
     engine: in-process (`engine.kind: local`) or one Dask task per fit (`engine.kind: dask`)."""
-    from pipeline.run import stage
+    from pipeline.stages.run import stage
 
     stats = stage(experiment, params, profile_file, corrupted, out)
     state = "active" if stats["active"] else f"not in profile {stats['profile']}; nothing to run"
@@ -395,7 +395,7 @@ def baselines(
     out: Annotated[Path, typer.Option(help="Root of the baseline outputs.")] = Path("baselines"),
 ) -> None:
     """Run the classical baselines of EXPERIMENT's task on the same corrupted inputs as DIP."""
-    from pipeline.baselines import stage
+    from pipeline.stages.baselines import stage
 
     stats = stage(experiment, params, corrupted, out)
     typer.echo(f"{experiment}: {stats['runs']} baseline run(s) on {stats['images']} image(s)")
@@ -413,7 +413,7 @@ def evaluate(
     out: Annotated[Path, typer.Option(help="Metrics directory.")] = Path("metrics"),
 ) -> None:
     """PSNR/SSIM per image, experiment and method, and the report against the paper → metrics/."""
-    from pipeline.evaluate import stage
+    from pipeline.stages.evaluate import stage
 
     summary = stage(params, profile_file, results, baselines_dir, corrupted, paper, out)
     typer.echo(f"profile {summary['profile']} on {summary['device']}: report in {out}/report.md")
@@ -434,8 +434,8 @@ def publish(
     max_mb: Annotated[float, typer.Option(help="Refuse a bundle larger than this (MB).")] = 15.0,
 ) -> None:
     """Copy a run's results into a small bundle laid out as docs/LAYOUT.md (at most 15 MB), with a manifest."""
-    from pipeline.publish import DEFAULT_SNAPSHOTS, TABLE1
-    from pipeline.publish import publish as publish_bundle
+    from pipeline.outputs.publish import DEFAULT_SNAPSHOTS, TABLE1
+    from pipeline.outputs.publish import publish as publish_bundle
 
     manifest = publish_bundle(workspace, out, commit=commit, force=force, keep_png=png or TABLE1, per_experiment=per_experiment,
                               snapshots_of=snapshots or DEFAULT_SNAPSHOTS, max_bytes=int(max_mb * 1e6))
@@ -449,7 +449,7 @@ def check_bundle_cmd(
     bundle: Annotated[Path, typer.Argument(help="A bundle written by `dip publish`.")],
 ) -> None:
     """Check that a published bundle's metrics match its images (PSNR recomputed), its files its manifest."""
-    from pipeline.publish import check_bundle
+    from pipeline.outputs.publish import check_bundle
 
     problems = check_bundle(bundle)
     for problem in problems:
@@ -471,7 +471,7 @@ def dashboard(
     import re
     import sys
 
-    from pipeline.server import run_server
+    from pipeline.execution.server import run_server
 
     if not 1 <= port <= 65535:
         raise ValueError(f"--port must be between 1 and 65535, got {port}")
@@ -499,7 +499,7 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def main() -> None:
     """The ``dip`` entry point; SIGTERM (``kill``, a job scheduler) is handled like Ctrl+C."""
-    from pipeline.threads import prepare_openmp
+    from pipeline.execution.threads import prepare_openmp
 
     prepare_openmp()  # before torch loads: OpenMP threads sleep, not spin, while they wait
     signal.signal(signal.SIGTERM, _terminate)

@@ -2,7 +2,7 @@
 
 * :func:`load_case` — a corrupted case folder (``data/corrupted/<exp>/<image>/``): observation,
   the operator's inputs (mask, factor, network input image), ground truth and ``meta.json``; used
-  by ``dip run`` (:mod:`pipeline.job`), ``dip baselines`` and ``dip evaluate``.
+  by ``dip run`` (:mod:`pipeline.execution.job`), ``dip baselines`` and ``dip evaluate``.
 * :func:`protocol` — how a task is scored: ``("sr", factor)`` (Y channel, ``factor`` pixels
   shaved) for super-resolution, ``("rgb", 0)`` otherwise.
 * the CSV columns of ``metrics/`` (``tests/test_layout.py`` checks them against docs/LAYOUT.md).
@@ -40,7 +40,7 @@ CORRUPTED, RESULTS, BASELINES = "data/corrupted", "results", "baselines"
 OUTPUT_DIRS = (METRICS, RESULTS, CORRUPTED, BASELINES)
 SEED_PREFIX = "seed_"
 
-# --- published bundles (pipeline/publish.py): a subset of this tree + manifest.json ----------------
+# --- published bundles (pipeline/outputs/publish.py): a subset of this tree + manifest.json ----------------
 PUBLISHED = "results-published"
 BUNDLE_MANIFEST = "manifest.json"
 BUNDLE_FORMAT = "dip-results-bundle/1"

@@ -2,7 +2,7 @@
 
 Without this check a misspelt key (``max_sid``, ``engine.thraeds``) was silently ignored and its
 default used. Where a group is read into a dataclass (:class:`dip.network.NetConfig`,
-:class:`dip.fit.FitConfig`, :class:`pipeline.engines.EngineConfig`) or a table
+:class:`dip.fit.FitConfig`, :class:`pipeline.execution.engines.EngineConfig`) or a table
 (:data:`pipeline.classical.DEFAULTS`, :data:`dip.operators.TASKS`), its keys come from there, so
 a new setting is valid as soon as the code reads it.
 """
@@ -27,7 +27,7 @@ def params_schema() -> dict[str, Schema]:
     from dip.network import NetConfig
     from dip.operators import TASKS
     from pipeline.classical import DEFAULTS, METHODS
-    from pipeline.engines import EngineConfig
+    from pipeline.execution.engines import EngineConfig
 
     net = _fields(NetConfig, "levels", "width", "skip")  # NetConfig.from_dict's shorthands
     profile: dict[str, Schema] = {

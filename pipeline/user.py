@@ -2,7 +2,7 @@
 
 Settings come from one table, the ``profiles:`` of ``params.yaml`` that the pipeline's ``restore``
 stage reads (issue 12): :func:`preset_configs` resolves ``--preset`` like the ``resolve`` stage and
-builds the configs with :func:`pipeline.job.job_settings`, the stage's own code. The default
+builds the configs with :func:`pipeline.execution.job.job_settings`, the stage's own code. The default
 table is :data:`pipeline.profiles.PACKAGE_PARAMS`, so the command works from any directory.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 
 from dip.fit import FitConfig
 from dip.network import NetConfig
-from pipeline.job import job_settings
+from pipeline.execution.job import job_settings
 from pipeline.profiles import PACKAGE_PARAMS, Profile, load_params, resolve, user_experiment
 
 

@@ -62,7 +62,7 @@ def tiny_profile(iterations: int = 4) -> dict[str, Any]:
 def tiny_images(tmp_path: Path, camera64: np.ndarray) -> tuple[Path, list["ImageEntry"]]:  # noqa: F821
     """Two 24×20 crops of the cameraman, set ``t``, names ``a`` and ``b``: ``(root, entries)``."""
     from dip.io import save_image
-    from pipeline.manifest import ImageEntry
+    from pipeline.images.manifest import ImageEntry
 
     root = tmp_path / "images"
     entries = []
@@ -175,15 +175,15 @@ def build_outputs(root: Path, profile: str = "smoke") -> Path:
     checkout's params.yaml, data/manifest.yaml and data/paper.yaml: what ``dvc repro`` writes,
     without git, DVC or a subprocess (one torch thread, as :func:`copy_project` sets)."""
     from dip.io import save_json
-    from pipeline.baselines import run_experiment_baselines
-    from pipeline.corrupt import corrupt_all
-    from pipeline.engines import EngineConfig, make_engine
-    from pipeline.evaluate import evaluate
-    from pipeline.fetch import FetchOptions, fetch_all, mirror_from
-    from pipeline.manifest import load_manifest
+    from pipeline.stages.baselines import run_experiment_baselines
+    from pipeline.stages.corrupt import corrupt_all
+    from pipeline.execution.engines import EngineConfig, make_engine
+    from pipeline.stages.evaluate import evaluate
+    from pipeline.stages.fetch import FetchOptions, fetch_all, mirror_from
+    from pipeline.images.manifest import load_manifest
     from pipeline.profiles import active_profile, load_params, resolve
-    from pipeline.report import load_paper
-    from pipeline.run import run_experiment
+    from pipeline.outputs.report import load_paper
+    from pipeline.stages.run import run_experiment
 
     p = load_params(ROOT / "params.yaml")
     engine = {**(p.get("engine") or {}), "threads": 1}

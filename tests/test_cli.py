@@ -161,7 +161,7 @@ def test_restore_many_refuses_gt_and_empty_folders(tmp_path: Path, images: dict[
 
 
 def test_a_diverged_fit_is_one_error_line_and_writes_nothing(tmp_path: Path, images: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipeline.restore as restoring
+    import pipeline.execution.fits as restoring
 
     real_run_fits = restoring.run_fits
 

@@ -86,8 +86,8 @@ def paper_root(smoke_outputs: Path, experiments: dict[str, list[str]], tmp_path_
     """The smoke outputs relabelled as the ``paper`` profile and re-evaluated by the pipeline's own
     evaluate/report code (so report.csv holds the paper's numbers, Δ and *reproduced*), with an
     early stop recorded in the denoising run (the smoke profile's runs do not stop early)."""
-    from pipeline.evaluate import evaluate
-    from pipeline.report import load_paper
+    from pipeline.stages.evaluate import evaluate
+    from pipeline.outputs.report import load_paper
 
     root = copy_outputs(smoke_outputs, tmp_path_factory.mktemp("paper"))
     resolution = {"requested": "paper", "profile": "paper", "device": "cuda", "device_name": "test GPU"}
@@ -420,7 +420,7 @@ def test_resolve_root_defaults_to_the_newest_published_bundle(tmp_path: Path, mo
 @pytest.fixture(scope="session")
 def published_root(smoke_outputs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The smoke outputs published by ``dip publish`` (Table 1's experiment as PNG, JPEG previews elsewhere)."""
-    from pipeline.publish import publish
+    from pipeline.outputs.publish import publish
 
     out = tmp_path_factory.mktemp("pub") / "results-published" / "smoke-cpu"
     publish(smoke_outputs, out, per_experiment=0, snapshots_of=())

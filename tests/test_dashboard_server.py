@@ -85,7 +85,8 @@ def test_dashboard_passes_its_settings(tmp_path: Path, monkeypatch: pytest.Monke
     working directory): passed as flags and as environment variables."""
     from typer.testing import CliRunner
 
-    from pipeline import cli, server
+    from pipeline import cli
+    from pipeline.execution import server
 
     calls: list[tuple[list[str], dict]] = []
     monkeypatch.setattr(server, "run_server", lambda cmd, env: calls.append((cmd, env)) or 0)

@@ -18,12 +18,12 @@ import pytest
 import yaml
 
 from conftest import run_in, tiny_profile
-from pipeline.corrupt import corrupt_all
-from pipeline.engines import DASK_MISSING, DaskEngine, EngineConfig, LocalEngine, make_engine
-from pipeline.manifest import ImageEntry
+from pipeline.stages.corrupt import corrupt_all
+from pipeline.execution.engines import DASK_MISSING, DaskEngine, EngineConfig, LocalEngine, make_engine
+from pipeline.images.manifest import ImageEntry
 from pipeline.profiles import Profile
-from pipeline.job import Job
-from pipeline.run import run_experiment
+from pipeline.execution.job import Job
+from pipeline.stages.run import run_experiment
 
 distributed = pytest.importorskip("distributed")
 

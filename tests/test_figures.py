@@ -13,10 +13,10 @@ import yaml
 from dip.io import save_image
 from dip.models import build_model
 from dip.network import NetConfig, count_parameters, upsample_modes
-from pipeline.corrupt import corrupt_all
-from pipeline.manifest import ImageEntry, load_manifest
+from pipeline.stages.corrupt import corrupt_all
+from pipeline.images.manifest import ImageEntry, load_manifest
 from pipeline.profiles import Profile, parse_experiment
-from pipeline.run import job_settings, run_experiment
+from pipeline.stages.run import job_settings, run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -174,7 +174,7 @@ def test_corrupt_writes_each_figure_case(toy: tuple[Profile, Path, Path]) -> Non
 
 
 def test_figures_run_and_evaluate_without_ground_truth(toy: tuple[Profile, Path, Path]) -> None:
-    from pipeline.evaluate import evaluate
+    from pipeline.stages.evaluate import evaluate
 
     prof, out, results = toy
     for exp in TOY_FIGURES:

@@ -198,8 +198,8 @@ def random_names(n: int) -> list[str]:
 def test_hostile_manifest_names_never_leave_the_output(tmp_path: Path) -> None:
     import yaml
 
-    from pipeline.fetch import target_path
-    from pipeline.manifest import SAFE_NAME, load_manifest
+    from pipeline.stages.fetch import target_path
+    from pipeline.images.manifest import SAFE_NAME, load_manifest
 
     out = tmp_path / "images"
     for name in random_names(200):

@@ -20,8 +20,10 @@ def test_the_documented_columns_are_the_layout_modules() -> None:
 
 def test_the_stages_and_the_dashboard_use_the_layout_modules_columns() -> None:
     from dashboard.tables import REPORT_COLUMNS
-    from pipeline import evaluate, layout, report
-    from pipeline.restore import CURVE_FIELDS as RUN_CURVE_FIELDS
+    from pipeline import layout
+    from pipeline.outputs import report
+    from pipeline.stages import evaluate
+    from pipeline.execution.fits import CURVE_FIELDS as RUN_CURVE_FIELDS
 
     assert evaluate.PER_IMAGE_FIELDS is layout.PER_IMAGE_FIELDS and evaluate.CURVE_FIELDS is layout.CURVE_FIELDS
     assert report.REPORT_FIELDS is layout.REPORT_FIELDS is REPORT_COLUMNS

@@ -63,7 +63,7 @@ def test_the_schema_follows_the_dataclasses() -> None:
     """Every field of NetConfig, FitConfig and EngineConfig is a valid key: a new option needs no schema edit."""
     from dip.fit import FitConfig
     from dip.network import NetConfig
-    from pipeline.engines import EngineConfig
+    from pipeline.execution.engines import EngineConfig
 
     schema = params_schema()
     profile = schema["profiles"]["*"]

@@ -15,8 +15,8 @@ import yaml
 from PIL import Image
 
 from conftest import ROOT, mirror_dir
-from pipeline.fetch import FetchError, FetchOptions, fetch_all, fetch_image
-from pipeline.manifest import ImageEntry, load_manifest, pixel_sha256, sha256_bytes
+from pipeline.stages.fetch import FetchError, FetchOptions, fetch_all, fetch_image
+from pipeline.images.manifest import ImageEntry, load_manifest, pixel_sha256, sha256_bytes
 
 FAST = dict(timeout=5.0, retries=1, backoff=0.01)
 

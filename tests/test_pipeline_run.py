@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from conftest import tiny_profile
-from pipeline.corrupt import corrupt_all, write_case
-from pipeline.manifest import ImageEntry
+from pipeline.stages.corrupt import corrupt_all, write_case
+from pipeline.images.manifest import ImageEntry
 from pipeline.profiles import Profile, parse_experiment, resolve
-from pipeline.job import Job
-from pipeline.run import run_experiment
+from pipeline.execution.job import Job
+from pipeline.stages.run import run_experiment
 
 TINY = tiny_profile(4)
 
@@ -86,7 +86,7 @@ def test_interrupted_restore_resumes(tmp_path: Path, tiny_images: tuple[Path, li
 
 def test_grouped_run_writes_what_one_at_a_time_writes(tmp_path: Path, tiny_images: tuple[Path, list[ImageEntry]]) -> None:
     """engine.group: seeds of one image (same size) fitted together give each seed's lone result."""
-    from pipeline.engines import LocalEngine
+    from pipeline.execution.engines import LocalEngine
 
     root, entries = tiny_images
     fit64 = {**TINY["fit"]["inpaint"], "precision": "fp64", "backtrack": True, "exp_weight": 0.9}

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import layout_doc
 from pipeline import layout
-from pipeline.publish import MANIFEST, check_bundle, publish
+from pipeline.outputs.publish import MANIFEST, check_bundle, publish
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE1 = "inpaint_p50"
@@ -89,7 +89,7 @@ def test_the_bundle_is_consistent(bundle: Path) -> None:
 
 def _rewrite_manifest(bundle: Path, rel: str) -> None:
     """Give ``rel`` its new sha256 in the manifest: the tampering only the metrics check can find."""
-    from pipeline.publish import sha256
+    from pipeline.outputs.publish import sha256
 
     info = manifest(bundle)
     info["files"][rel]["sha256"] = sha256(bundle / rel)

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from dip.io import atomic_directory, save_image
 from dip.metrics import to_uint8
 from pipeline.cli import app
-from pipeline.fetch import FetchOptions, fetch_all
-from pipeline.manifest import load_manifest, sha256_bytes
+from pipeline.stages.fetch import FetchOptions, fetch_all
+from pipeline.images.manifest import load_manifest, sha256_bytes
 
 runner = CliRunner()
 FAST = ["--iterations", "2", "--preset", "quick", "--device", "cpu", "--log-every", "1", "--snapshots", "0"]
@@ -76,12 +76,12 @@ def test_force_onto_a_file_refuses_and_leaves_no_old_copy(tmp_path: Path, clean:
 
 
 def test_demo_keeps_a_users_folder_and_refuses_dot_before_fitting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipeline.restore
+    import pipeline.execution.fits
 
     def no_fit(*args, **kwargs):  # the refusal must come before any fitting
         raise AssertionError("fitted although --out is refused")
 
-    monkeypatch.setattr(pipeline.restore, "restore", no_fit)
+    monkeypatch.setattr(pipeline.execution.fits, "restore", no_fit)
     out = user_folder(tmp_path / "mine")
     one_line_error(runner.invoke(app, ["demo", "--out", str(out), "--iterations", "1", "--size", "32"]), "not an output of dip")
     assert (out / "docs" / "thesis.tex").is_file()
@@ -122,7 +122,7 @@ def test_fetch_prunes_only_the_images_it_manages(tmp_path: Path) -> None:
 
 
 def test_run_prune_keeps_files_dip_did_not_write(tmp_path: Path) -> None:
-    from pipeline.run import prune
+    from pipeline.stages.run import prune
 
     out = tmp_path / "results"
     with atomic_directory(out / "old_image" / "seed_0"):
@@ -155,7 +155,7 @@ CORRUPT_PROFILE = {"experiments": ["denoise_s25"], "images": {"denoise": ["t/a"]
 
 
 def corrupt_inputs(tmp_path: Path, camera64: np.ndarray, name: str = "a"):
-    from pipeline.manifest import ImageEntry
+    from pipeline.images.manifest import ImageEntry
     from pipeline.profiles import Profile
 
     save_image(tmp_path / "images" / "t" / "a.png", camera64[:16, :16])
@@ -163,7 +163,7 @@ def corrupt_inputs(tmp_path: Path, camera64: np.ndarray, name: str = "a"):
 
 
 def test_corrupt_validates_every_id_before_deleting(tmp_path: Path, camera64: np.ndarray) -> None:
-    from pipeline.corrupt import corrupt_all
+    from pipeline.stages.corrupt import corrupt_all
 
     profile, by_task = corrupt_inputs(tmp_path, camera64)
     out = tmp_path / "corrupted"
@@ -174,7 +174,7 @@ def test_corrupt_validates_every_id_before_deleting(tmp_path: Path, camera64: np
 
 
 def test_corrupt_never_replaces_a_users_folder_or_escapes(tmp_path: Path, camera64: np.ndarray) -> None:
-    from pipeline.corrupt import corrupt_all
+    from pipeline.stages.corrupt import corrupt_all
 
     profile, by_task = corrupt_inputs(tmp_path, camera64)
     mine = user_folder(tmp_path / "mine")
@@ -193,9 +193,9 @@ def test_corrupt_never_replaces_a_users_folder_or_escapes(tmp_path: Path, camera
 def test_restore_refuses_to_write_a_non_finite_result(tmp_path: Path, camera64: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    import pipeline.restore as restoring
+    import pipeline.execution.fits as restoring
     from dip.operators import Denoising
-    from pipeline.restore import restore
+    from pipeline.execution.fits import restore
     from pipeline.user import preset_configs
 
     real_run_fits = restoring.run_fits
@@ -259,12 +259,12 @@ def test_a_huge_image_is_refused_before_fitting(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("code", [28, 30])  # ENOSPC, EROFS
 def test_a_full_or_read_only_disk_is_one_line(tmp_path: Path, clean: Path, monkeypatch: pytest.MonkeyPatch, code: int) -> None:
-    import pipeline.restore
+    import pipeline.execution.fits
 
     def refuse(path, image):
         raise OSError(code, os.strerror(code), str(path))
 
-    monkeypatch.setattr(pipeline.restore, "save_image", refuse)
+    monkeypatch.setattr(pipeline.execution.fits, "save_image", refuse)
     result = runner.invoke(app, ["restore", str(clean), "--out", str(tmp_path / "out"), *FAST])
     one_line_error(result, os.strerror(code))
     assert "writable disk with free space" in result.output

@@ -15,7 +15,7 @@ from dip.fit import FitConfig
 from dip.metrics import to_uint8
 from dip.network import NetConfig
 from pipeline.cli import app
-from pipeline.job import job_settings
+from pipeline.execution.job import job_settings
 from pipeline.profiles import PACKAGE_PARAMS, Profile, active_profile, load_params, user_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,12 +23,12 @@ CASES = {"denoise": ("denoise_s25", []), "inpaint": ("inpaint_p50", []), "sr_x4"
 
 
 class Captured(ValueError):
-    """Raised by the stand-in for pipeline.restore.prepare: the configs are built, no fit runs."""
+    """Raised by the stand-in for pipeline.execution.fits.prepare: the configs are built, no fit runs."""
 
 
 def stage_configs(profile: str, exp_id: str, seed: int) -> tuple[NetConfig, FitConfig]:
     """What the restore stage (`dip run`) builds: params.yaml of the repository, the profile's
-    resolution, pipeline.job.job_settings."""
+    resolution, pipeline.execution.job.job_settings."""
     params = load_params(ROOT / "params.yaml")
     prof = active_profile(params, {"profile": profile})
     settings = job_settings(prof.experiment(exp_id), prof, seed, "cpu")
@@ -46,7 +46,7 @@ def test_the_package_params_are_the_repository_params() -> None:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_restore_preset_builds_the_stage_configs(profile: str, case: str, tmp_path: Path, camera64: np.ndarray,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipeline.restore
+    import pipeline.execution.fits
 
     seen: dict[str, object] = {}
 
@@ -54,7 +54,7 @@ def test_restore_preset_builds_the_stage_configs(profile: str, case: str, tmp_pa
         seen["net"], seen["fit"] = net_cfg, fit_cfg
         raise Captured("configs captured")
 
-    monkeypatch.setattr(pipeline.restore, "prepare", capture)
+    monkeypatch.setattr(pipeline.execution.fits, "prepare", capture)
     image, mask = tmp_path / "in.png", tmp_path / "mask.png"
     Image.fromarray(to_uint8(camera64)).save(image)
     Image.fromarray(((np.random.default_rng(0).random(camera64.shape) > 0.5) * 255).astype(np.uint8)).save(mask)

@@ -20,8 +20,9 @@ def module_files() -> dict[str, Path]:
     """``{dotted name: file}`` of every module of :data:`PACKAGES` (a package is its __init__)."""
     out: dict[str, Path] = {}
     for package in PACKAGES:
-        for path in sorted((ROOT / package).glob("*.py")):
-            out[package if path.name == "__init__.py" else f"{package}.{path.stem}"] = path
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            out[".".join(parts[:-1] if path.name == "__init__.py" else parts)] = path
     return out
 
 
@@ -107,9 +108,9 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 
 def test_function_local_and_type_checking_imports() -> None:
-    code = ast.parse("import typing\nif typing.TYPE_CHECKING:\n    import pipeline.run\n"
-                     "def f():\n    from pipeline import engines\n    from dip.io import save_json\n")
-    assert _imports_in(code.body) == {"pipeline.engines", "dip.io"}
+    code = ast.parse("import typing\nif typing.TYPE_CHECKING:\n    import pipeline.stages.run\n"
+                     "def f():\n    from pipeline.execution import engines\n    from dip.io import save_json\n")
+    assert _imports_in(code.body) == {"pipeline.execution.engines", "dip.io"}
 
 
 def command_modules(command: str) -> set[str]:
@@ -161,8 +162,8 @@ def test_no_stage_lists_pipeline_code_it_does_not_run(stage: str) -> None:
 
 # Stage commands whose whole body is one entry point of their module (issue 12): cli.py only parses
 # options, calls `<module>.stage` and prints.
-ENTRY_POINTS = {"profile": "pipeline.profiles", "fetch": "pipeline.fetch", "corrupt": "pipeline.corrupt", "run": "pipeline.run",
-                "evaluate": "pipeline.evaluate"}
+ENTRY_POINTS = {"profile": "pipeline.profiles", "fetch": "pipeline.stages.fetch", "corrupt": "pipeline.stages.corrupt", "run": "pipeline.stages.run",
+                "evaluate": "pipeline.stages.evaluate"}
 
 
 @pytest.mark.parametrize("command", sorted(ENTRY_POINTS))
@@ -177,26 +178,26 @@ def test_a_stage_command_calls_only_its_module_entry_point(command: str) -> None
 
 
 def test_the_code_hash_covers_the_code_of_a_fit() -> None:
-    from pipeline.job import CODE_FILES
+    from pipeline.execution.job import CODE_FILES
 
     hashed = {m for m, path in module_files().items() if m.split(".")[0] == "dip" or str(path.relative_to(ROOT)) in CODE_FILES}
-    assert "pipeline.job" in hashed and "pipeline.restore" in hashed
-    assert closure({"pipeline.job"}, import_graph()) <= hashed, "pipeline.job imports code that its CODE_FILES leave out"
+    assert "pipeline.execution.job" in hashed and "pipeline.execution.fits" in hashed
+    assert closure({"pipeline.execution.job"}, import_graph()) <= hashed, "pipeline.execution.job imports code that its CODE_FILES leave out"
 
 
 def test_engines_follow_the_protocol_and_never_import_the_stage() -> None:
-    from pipeline.engines import DaskEngine, Engine, EngineConfig, LocalEngine
+    from pipeline.execution.engines import DaskEngine, Engine, EngineConfig, LocalEngine
 
     assert isinstance(LocalEngine(), Engine)
     pytest.importorskip("distributed")
     assert isinstance(DaskEngine(EngineConfig(kind="dask"), "cpu"), Engine)
     graph = import_graph()
-    assert "pipeline.run" not in closure({"pipeline.engines"}, graph) | closure({"pipeline.job"}, graph)
+    assert "pipeline.stages.run" not in closure({"pipeline.execution.engines"}, graph) | closure({"pipeline.execution.job"}, graph)
 
 
 # The dashboard reads files; of the project it may import only these (docs/ARCHITECTURE.md):
 # the output layout, the report's aggregation, experiment ids, and dip.metrics to score a crop.
-DASHBOARD_MAY_IMPORT = {"pipeline.layout", "pipeline.report", "pipeline.profiles", "dip.metrics"}
+DASHBOARD_MAY_IMPORT = {"pipeline.layout", "pipeline.outputs.report", "pipeline.profiles", "dip.metrics"}
 
 
 def dashboard_imports() -> dict[str, set[str]]:
@@ -210,7 +211,7 @@ def dashboard_imports() -> dict[str, set[str]]:
 def test_the_dashboard_imports_only_the_layout_the_report_and_the_ids() -> None:
     for path, used in dashboard_imports().items():
         assert used <= DASHBOARD_MAY_IMPORT, f"{path} imports {sorted(used - DASHBOARD_MAY_IMPORT)}"
-    assert "pipeline.run" not in closure(DASHBOARD_MAY_IMPORT, import_graph())  # never a fit
+    assert "pipeline.stages.run" not in closure(DASHBOARD_MAY_IMPORT, import_graph())  # never a fit
 
 
 def test_the_dashboards_readers_load_without_torch() -> None:
@@ -219,7 +220,7 @@ def test_the_dashboards_readers_load_without_torch() -> None:
     import sys
 
     code = ("import sys\nimport dashboard.load, dashboard.tables, dashboard.imaging, dashboard.dvc_exp\n"
-            "print(sorted(m for m in ('torch', 'dip', 'pipeline.job') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'dip', 'pipeline.execution.job') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
     assert out.strip() == "[]", out

@@ -34,8 +34,8 @@ def test_the_entry_point_sets_the_wait_policy_before_torch_loads(given: str | No
 def test_engine_threads() -> None:
     import torch
 
-    from pipeline.engines import LocalEngine
-    from pipeline.threads import set_torch_threads
+    from pipeline.execution.engines import LocalEngine
+    from pipeline.execution.threads import set_torch_threads
 
     before = torch.get_num_threads()
     try:

@@ -1,15 +1,15 @@
 """One fit of ``dip run``: the :class:`Job`, its settings and hashes, and how it runs.
 
 A job is a plain value (corrupted case folder, output folder, settings) so that an execution
-engine (:mod:`pipeline.engines`: in-process or Dask) can ship it anywhere; :func:`restore_job`
+engine (:mod:`pipeline.execution.engines`: in-process or Dask) can ship it anywhere; :func:`restore_job`
 is a pure function of it. Each finished job leaves ``run.json`` with a ``settings_hash``
 covering the settings, the input files and the code that shapes a fit's output
 (:data:`CODE_FILES` and ``dip/``); :func:`is_done` compares it, so an interrupted run resumes
-where it stopped. Outputs are written atomically by :func:`pipeline.restore.restore_group`,
+where it stopped. Outputs are written atomically by :func:`pipeline.execution.fits.restore_group`,
 so an interrupted job leaves nothing behind.
 
-This module is a leaf of ``pipeline/``: it imports ``dip``, :mod:`pipeline.layout` and :mod:`pipeline.restore` only;
-the engines and the stage (:mod:`pipeline.run`) import it.
+This module is a leaf of ``pipeline/``: it imports ``dip``, :mod:`pipeline.layout` and :mod:`pipeline.execution.fits` only;
+the engines and the stage (:mod:`pipeline.stages.run`) import it.
 """
 
 from __future__ import annotations
@@ -28,14 +28,14 @@ from dip.fit import Callback, FitConfig
 from dip.network import NetConfig
 from dip.operators import make_operator
 from pipeline.layout import load_case
-from pipeline.restore import Restoration, finished, prepare, restore_group
+from pipeline.execution.fits import Restoration, finished, prepare, restore_group
 
 if TYPE_CHECKING:  # annotations only: the profile is duck-typed, so profiles need not import the job
     from pipeline.profiles import Experiment, Profile
 
 # Besides every module of dip/, the files whose code shapes a fit's output (tests/test_structure.py
 # checks that this covers every project module the job imports).
-CODE_FILES = ("pipeline/job.py", "pipeline/layout.py", "pipeline/restore.py")
+CODE_FILES = ("pipeline/execution/job.py", "pipeline/layout.py", "pipeline/execution/fits.py")
 
 
 @dataclass

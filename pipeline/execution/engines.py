@@ -1,8 +1,8 @@
-"""Execution engines for ``dip run``: where each fit (:func:`pipeline.job.restore_job`) runs.
+"""Execution engines for ``dip run``: where each fit (:func:`pipeline.execution.job.restore_job`) runs.
 
-Both engines follow the :class:`Engine` protocol: they take a list of :class:`pipeline.job.Job`
+Both engines follow the :class:`Engine` protocol: they take a list of :class:`pipeline.execution.job.Job`
 and yield ``(job, run.json record)`` as each job's output folder is complete, calling
-``progress(job, iteration, loss)`` while fits advance; :func:`pipeline.run.run_experiment`
+``progress(job, iteration, loss)`` while fits advance; :func:`pipeline.stages.run.run_experiment`
 drives either one (resume, progress bar with ETA). Engines import the job, never the stage.
 
 - :class:`LocalEngine` (``engine.kind: local``): in this process, one job after another; each
@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 from dip.io import atomic_directory
-from pipeline.job import Job, prepare_job, restore_job, settings_hash
-from pipeline.restore import restore_groups
-from pipeline.threads import set_torch_threads
+from pipeline.execution.job import Job, prepare_job, restore_job, settings_hash
+from pipeline.execution.fits import restore_groups
+from pipeline.execution.threads import set_torch_threads
 
 Progress = Callable[[Job, int, float], None]
 KINDS = ("local", "dask")
@@ -111,7 +111,7 @@ class LocalEngine:
         set_torch_threads(threads)  # with OMP_WAIT_POLICY=PASSIVE (set by `dip`), 0 is fast on a busy CPU too
 
     def run(self, jobs: Sequence[Job], progress: Progress) -> Iterator[tuple[Job, dict[str, Any]]]:
-        """Fit the jobs group by group (:func:`pipeline.restore.restore_groups`: same-size fits
+        """Fit the jobs group by group (:func:`pipeline.execution.fits.restore_groups`: same-size fits
         together on CUDA, one at a time elsewhere); a fit that fails is raised once its group's
         other folders are written."""
         def ticker(job: Job) -> Any:

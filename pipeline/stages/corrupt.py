@@ -30,7 +30,7 @@ from PIL import Image
 from dip.io import atomic_directory, inside, load_image, save_array, save_image, save_json, to_numpy, to_tensor
 from dip.metrics import to_uint8
 from dip.operators import Denoising, Inpainting, SuperResolution
-from pipeline.manifest import ImageEntry
+from pipeline.images.manifest import ImageEntry
 from pipeline.profiles import Experiment, Profile
 
 
@@ -143,7 +143,7 @@ def stage(params_path: Path, profile_file: Path, manifest_path: Path, images_dir
     """The ``corrupt`` stage (``dip corrupt``): every experiment of params.yaml on the resolved
     profile's images (per task; a figure's own image), seeded by ``corrupt.seed``. Returns the
     profile's name and ``{experiment: number of images}``."""
-    from pipeline.manifest import load_manifest
+    from pipeline.images.manifest import load_manifest
     from pipeline.profiles import active_profile, load_params, read_resolution
 
     p = load_params(params_path)

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dip.io import atomic_path, inside
-from pipeline.manifest import ImageEntry, Manifest, pixel_sha256, pixel_sha256_of_array, sha256_bytes
+from pipeline.images.manifest import ImageEntry, Manifest, pixel_sha256, pixel_sha256_of_array, sha256_bytes
 
 MIRROR_ENV = "DIP_MIRROR"
 
@@ -195,7 +195,7 @@ def prune(out_dir: Path, keep: list[ImageEntry], manifest: Manifest) -> list[Pat
 
 def fetch_all(manifest: Manifest, specs: list[str], out_dir: Path, opts: FetchOptions, *, clean: bool = True) -> dict[str, str]:
     """Fetch every image of ``specs`` (set names or ``set/name``); returns ``{key: source}``."""
-    from pipeline.progress import make_progress
+    from pipeline.execution.progress import make_progress
 
     entries = manifest.select(specs)
     sources: dict[str, str] = {}
@@ -220,7 +220,7 @@ def stage(params_path: Path, profile_file: Path, manifest_path: Path, out_dir: P
     """The ``fetch`` stage (``dip fetch``): every image the resolved profile's experiments use
     (or ``sets``), from params.yaml's ``fetch:`` sources; the cache keeps only those unless
     ``keep_others``. Returns ``{key: source}``."""
-    from pipeline.manifest import load_manifest
+    from pipeline.images.manifest import load_manifest
     from pipeline.profiles import active_profile, load_params, read_resolution
 
     p = load_params(params_path) if Path(params_path).is_file() else {}

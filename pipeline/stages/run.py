@@ -1,8 +1,8 @@
 """``dip run``, the stage: plan an experiment's jobs, prune stale results, run the rest, resumable.
 
-The jobs themselves (settings, hashes, the fit) are :mod:`pipeline.job`; where they run is an
-engine of :mod:`pipeline.engines` (in-process or Dask). :func:`run_experiment` skips jobs whose
-``run.json`` ``settings_hash`` is unchanged (:func:`pipeline.job.is_done`), so an interrupted run
+The jobs themselves (settings, hashes, the fit) are :mod:`pipeline.execution.job`; where they run is an
+engine of :mod:`pipeline.execution.engines` (in-process or Dask). :func:`run_experiment` skips jobs whose
+``run.json`` ``settings_hash`` is unchanged (:func:`pipeline.execution.job.is_done`), so an interrupted run
 resumes where it stopped.
 """
 
@@ -14,10 +14,10 @@ from typing import Callable
 
 from dip.io import remove_output, save_json
 from pipeline import layout
-from pipeline.engines import Engine, LocalEngine
-from pipeline.job import Job, is_done, job_settings
+from pipeline.execution.engines import Engine, LocalEngine
+from pipeline.execution.job import Job, is_done, job_settings
 from pipeline.profiles import Profile
-from pipeline.progress import make_progress
+from pipeline.execution.progress import make_progress
 
 
 def plan(exp_id: str, corrupted: Path, out_root: Path, profile: Profile, seeds: list[int], device: str) -> list[Job]:
@@ -94,7 +94,7 @@ def stage(exp_id: str, params_path: Path, profile_file: Path, corrupted: Path, o
     """The ``restore`` stage (``dip run EXPERIMENT``): :func:`run_experiment` on params.yaml's
     seeds and engine for the resolved profile. Returns its counts (``run``, ``reused``), the
     engine's description (``engine``), the profile's name and whether ``exp_id`` is active in it."""
-    from pipeline.engines import EngineConfig, make_engine
+    from pipeline.execution.engines import EngineConfig, make_engine
     from pipeline.profiles import active_profile, load_params, parse_experiment, read_resolution
 
     p = load_params(params_path)

@@ -10,7 +10,7 @@
   ``dvc plots``).
 * ``report.md`` / ``report.csv`` — DIP, the classical baselines (``baselines/<exp>/``, scored
   here against the same ground truths with the same protocol) and the paper's numbers side by
-  side (:mod:`pipeline.report`); ``summary.json`` gets the baselines' means and a ``paper``
+  side (:mod:`pipeline.outputs.report`); ``summary.json`` gets the baselines' means and a ``paper``
   section (comparable or why not, mean Δ of DIP, images reproduced).
 
 Runs without a ground truth (figures of real photographs: ``real_snail``, ``flash_cave``) have
@@ -33,7 +33,8 @@ import pandas as pd
 
 from dip.io import atomic_path, load_image, save_json
 from dip.metrics import quality
-from pipeline import layout, report
+from pipeline import layout
+from pipeline.outputs import report
 
 PER_IMAGE_FIELDS, CURVE_FIELDS, METHODS = layout.PER_IMAGE_FIELDS, layout.CURVE_FIELDS, layout.RUN_METHODS
 

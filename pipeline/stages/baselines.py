@@ -46,7 +46,7 @@ def stage(experiment: str, params_path: Path, corrupted: Path, out_root: Path) -
     """The ``baselines`` stage (``dip baselines EXPERIMENT``): the classical methods of params.yaml's
     ``baselines:`` for the experiment's task, on its corrupted inputs, with one progress bar."""
     from pipeline.profiles import load_params, parse_experiment
-    from pipeline.progress import make_progress
+    from pipeline.execution.progress import make_progress
 
     p = load_params(params_path)
     parse_experiment(experiment, p.get("figures"))

@@ -52,7 +52,7 @@ MARKER = ".dip-output"  # written by dip.io.atomic_directory; not part of the li
 # ------------------------------------------------------------------------------------- helpers
 def sha256(path: Path) -> str:
     """sha256 of a file's bytes (bundle files are at most a few MB)."""
-    from pipeline.manifest import sha256_bytes
+    from pipeline.images.manifest import sha256_bytes
 
     return sha256_bytes(path.read_bytes())
 

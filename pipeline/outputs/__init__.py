@@ -1,0 +1,1 @@
+"""What a run is turned into for readers: the report against the paper, published bundles."""

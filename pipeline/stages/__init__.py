@@ -1,0 +1,1 @@
+"""The DVC stages: one module per stage, one ``stage()`` entry point each."""
