@@ -4,8 +4,11 @@
   methods: ``input`` (the corrupted image; bicubic upsampling for SR), ``dip`` (the estimate
   DIP reports: early-stopped, else averaged, else final), ``dip_final``, and ``dip_averaged`` /
   ``dip_early_stopped`` where used.
-* ``summary.json`` — for ``dvc metrics show``: the resolved profile and device, and the mean
-  PSNR/SSIM per experiment and method.
+* ``summary.json`` — for ``dvc metrics show``: the resolved profile and device, the mean
+  PSNR/SSIM per experiment and method (over the fitted images only, for an experiment in
+  progress), and ``progress``: per experiment of the profile ``images_done`` :math:`k`,
+  ``images_total`` :math:`n` (its ``data/corrupted/<exp>/experiment.json``), ``complete`` and
+  ``status`` (complete, in progress, pending).
 * ``curves.csv`` — experiment, image, seed, iteration, loss, psnr_obs, psnr_gt, ssim_gt (for
   ``dvc plots``).
 * ``report.md`` / ``report.csv`` — DIP, the classical baselines (``baselines/<exp>/``, scored
@@ -95,6 +98,14 @@ def collect_baselines(baselines: Path, corrupted: Path, experiments: list[str], 
     return rows
 
 
+def fitted(rows: list[dict[str, Any]], blind: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """The images of each experiment with a finished DIP fit (a ``dip`` row, or a run without ground truth)."""
+    done: dict[str, set[str]] = {}
+    for r in [r for r in rows if r["method"] == "dip"] + blind:
+        done.setdefault(r["experiment"], set()).add(str(r["image"]))
+    return done
+
+
 def summarise(rows: list[dict[str, Any]], resolution: dict[str, str]) -> dict[str, Any]:
     """Mean PSNR/SSIM per experiment and method (over images and seeds)."""
     groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
@@ -134,19 +145,21 @@ def evaluate(
     about: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Write ``out_dir/{per_image.csv, curves.csv, summary.json, report.md, report.csv}``;
-    returns the summary. ``about`` describes figure experiments (params.yaml ``figures:``)."""
+    returns the summary. ``about`` describes figure experiments (params.yaml ``figures:``).
+    ``corrupted`` also gives each experiment's image list (:func:`pipeline.outputs.report.read_progress`)."""
     rows, curves = collect(results, experiments, resolution)
     blind = collect_without_truth(results, experiments)
     if not rows and not blind:
         raise ValueError(f"no results under {results} for {', '.join(experiments)}; run `dvc repro`")
     if baselines is not None and corrupted is not None:
         rows += collect_baselines(baselines, corrupted, experiments, resolution)
-    summary = summarise(rows, resolution)
-    if rows:
-        table, text, paper_summary = report.build(pd.DataFrame(rows), pd.DataFrame(curves), paper or {}, resolution, epsilon)
-    else:  # only real photographs ran (e.g. `profiles.paper.experiments=[real_snail]`)
-        table, paper_summary = pd.DataFrame(columns=list(report.REPORT_FIELDS)), {}
-        text = f"# Deep Image Prior: reproduction report\n\nProfile **{resolution['profile']}** on **{resolution['device']}**. No run has a ground truth.\n\n"
+    progress = report.read_progress(corrupted, results, experiments, fitted(rows, blind))
+    summary = summarise([r for r in rows if report.counted(progress, r["experiment"], r["image"])], resolution)
+    summary["progress"] = {exp: p.as_dict() for exp, p in progress.items()}
+    table, text, paper_summary = report.build(pd.DataFrame(rows, columns=list(PER_IMAGE_FIELDS)), pd.DataFrame(curves), paper or {},
+                                              resolution, epsilon, progress)
+    if not rows:  # only real photographs ran (e.g. `profiles.paper.experiments=[real_snail]`)
+        text += "No run has a ground truth.\n\n"
     summary["paper"] = paper_summary
     summary["epsilon"] = epsilon
     summary["no_ground_truth"] = report.without_truth_summary(blind)
