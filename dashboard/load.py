@@ -162,6 +162,14 @@ def experiment_task(exp: str, root: Path | None = None) -> str:
         return exp.split("_")[0]
 
 
+def experiment_images(root: Path, exp: str) -> list[str]:
+    """Every image of ``exp`` in the profile (its ``data/corrupted/<exp>/experiment.json``; ``[]``
+    when missing or damaged)."""
+    info = read_json(root / layout.CORRUPTED / exp / "experiment.json")
+    images = info.get("images") if isinstance(info, dict) else None
+    return [str(i) for i in images] if isinstance(images, list) else []
+
+
 def has_ground_truth(root: Path, exp: str) -> bool:
     """False for a figure of a real photograph (``"ground_truth": false`` in its experiment.json)."""
     info = read_json(root / layout.CORRUPTED / exp / "experiment.json")
@@ -302,8 +310,11 @@ def per_image(root: Path) -> pd.DataFrame | None:
 
 def report(root: Path) -> pd.DataFrame | None:
     """``metrics/report.csv`` (:mod:`pipeline.outputs.report`): our rows (``source = ours``) with the
-    paper's value, Δ and the *reproduced* flag where comparable, and the paper's own methods
-    (``source = paper``); images then ``mean`` / ``mean:<set>`` rows. ``None`` when not written."""
+    paper's value, Δ and the *reproduced* flag where comparable, the paper's own methods
+    (``source = paper``) and one row per experiment with no fit yet (``source = pending``);
+    images then ``mean`` / ``mean:<set>`` rows; each experiment's ``images_done`` of
+    ``images_total`` and ``complete`` (empty in a report written before they existed). ``None``
+    when not written."""
     df = read_csv(root / layout.METRICS / layout.REPORT_CSV)
     if df is None or not {"experiment", "image", "method", "psnr"} <= set(df.columns):
         return None
@@ -311,8 +322,9 @@ def report(root: Path) -> pd.DataFrame | None:
     for col in ("experiment", "image", "method", "set"):
         df[col] = df[col].astype("string").fillna("").astype(str)
     df["source"] = df["source"].astype("string").fillna("ours").astype(str)
-    df["reproduced"] = df["reproduced"].map(lambda v: v if isinstance(v, bool) else {"true": True, "false": False}.get(str(v).strip().lower()))
-    return numeric(df, ("psnr", "psnr_std", "ssim", "ssim_std", "seeds", "seconds", "paper_psnr", "delta"))
+    for col in ("reproduced", "complete"):
+        df[col] = df[col].map(lambda v: v if isinstance(v, bool) else {"true": True, "false": False}.get(str(v).strip().lower()))
+    return numeric(df, ("psnr", "psnr_std", "ssim", "ssim_std", "seeds", "seconds", "paper_psnr", "delta", "paper_psnr_all", "images_done", "images_total"))
 
 
 def summary(root: Path) -> dict[str, Any]:

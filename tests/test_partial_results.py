@@ -154,7 +154,7 @@ def test_delta_compares_like_with_like_and_the_full_mean_is_beside_it(partial_tr
                                                "paper_mean": None, "paper_mean_all": 30.43}
     assert "## inpaint_p50 — in progress: 2 of 3 images" in md and "**mean over 2 of 3 images**" in md
     assert f"over all 3 images: DIP (paper) {everything:.2f}" in md and "Not fitted yet (1): house." in md
-    assert "## denoise_s25 — in progress: 1 of 2 images" in md and "its Δ waits until that set is fitted" in md
+    assert "## denoise_s25 — in progress: 1 of 2 images" in md and "Δ waits until that set is fitted" in md
 
 
 def test_an_experiment_without_a_fit_is_pending_not_complete(partial_tree: Path) -> None:
@@ -192,3 +192,106 @@ def test_dvc_metrics_numbers_stay_flat(partial_tree: Path) -> None:
 
     bad = [(p, v) for p, v in leaves(summary) if not (v is None or isinstance(v, (bool, int, float, str)))]
     assert not bad
+
+
+# ------------------------------------------------------------------------------------ dashboard
+def overview(root: Path, monkeypatch: pytest.MonkeyPatch):
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("DIP_RESULTS", str(root))
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=60).run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def test_overview_shows_k_of_n_pending_and_the_papers_full_mean(partial_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = overview(partial_tree, monkeypatch)
+    heads = [s.value.split(" ·")[0] for s in at.subheader]
+    assert heads == ["inpaint_p50", "denoise_s25", "sr_x4"]
+    badges = [m.value for m in at.markdown if "-badge[" in m.value and "profile" not in m.value]
+    assert badges == [":orange-badge[in progress: 2 of 3 images]", ":orange-badge[in progress: 1 of 2 images]", ":gray-badge[pending: 0 of 3 images]"]
+    assert any("Partial results" in i.value and "Pending (no image fitted yet): sr_x4" in i.value for i in at.info)
+    inpaint = at.dataframe[0].value
+    report = pd.read_csv(partial_tree / "metrics" / "report.csv")
+    mean = report[(report["experiment"] == "inpaint_p50") & (report["image"] == "mean") & (report["method"] == "dip")].iloc[0]
+    assert list(inpaint.index) == ["barbara", "boat", "mean over 2 of 3 images"]
+    assert inpaint.loc["mean over 2 of 3 images", "dip"] == pytest.approx(mean["psnr"])
+    assert inpaint.loc["mean over 2 of 3 images", "DIP (paper)"] == pytest.approx(mean["paper_psnr"])  # the same 2 images
+    assert inpaint.loc["mean over 2 of 3 images", "Δ dip"] == pytest.approx(mean["delta"])
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith("Only 2 of the 3 images are fitted yet") and f"DIP (paper) {mean['paper_psnr_all']:.2f}" in c
+               and "Not fitted yet: house." in c for c in captions)
+    assert any("Δ waits until they are fitted" in c and "NLM (paper) 30.26" in c for c in captions)  # denoising: a mean over all only
+    assert "No image of this experiment is fitted yet." in captions
+    assert len(at.dataframe) >= 2 and "sr_x4" not in " ".join(str(t.value.index.tolist()) for t in at.dataframe[:2])
+
+
+def test_overview_of_a_complete_run_has_no_progress_noise(full_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = overview(full_tree, monkeypatch)
+    badges = [m.value for m in at.markdown if "-badge[" in m.value and "profile" not in m.value]
+    assert badges == [":green-badge[complete: 3 of 3 images]", ":green-badge[complete: 2 of 2 images]", ":green-badge[complete: 3 of 3 images]"]
+    assert not [i for i in at.info if "Partial" in i.value] and "mean" in at.dataframe[0].value.index
+
+
+def test_before_evaluate_the_dashboard_counts_the_same_k_of_n(partial_tree: Path, tmp_path: Path) -> None:
+    """Without metrics/ the Overview's table comes from the runs through the same aggregation: same k, n, pending."""
+    from dashboard import tables
+
+    root = tmp_path / "tree"
+    shutil.copytree(partial_tree, root, ignore=shutil.ignore_patterns("metrics", "baselines"))
+    built = tables.report_from_runs(root)
+    written = pd.read_csv(partial_tree / "metrics" / "report.csv")
+    for exp in EXPERIMENTS:
+        assert tables.progress(built[built["experiment"] == exp]) == tables.progress(written[written["experiment"] == exp]), exp
+    assert list(built.loc[built["source"] == "pending", "experiment"]) == ["sr_x4"]
+    mean = built[(built["experiment"] == "inpaint_p50") & (built["image"] == "mean") & (built["method"] == "dip")]
+    assert mean["psnr"].iloc[0] == pytest.approx(written.set_index(["experiment", "image", "method"]).loc[("inpaint_p50", "mean", "dip"), "psnr"], abs=1e-3)
+
+
+def test_the_smoke_run_cut_short_lists_what_is_pending(smoke_outputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The smoke profile's own tree with SR ×4 and Fig. 7 not fitted yet (an interrupted `dvc repro`):
+    those two are pending, the profile's inactive experiments are not listed, the rest is complete."""
+    from pipeline.outputs.report import load_paper
+    from pipeline.profiles import load_params
+    from pipeline.stages.evaluate import evaluate
+
+    root = tmp_path / "ws"
+    for d in ("data", "results", "baselines"):
+        shutil.copytree(smoke_outputs / d, root / d)
+    for exp in ("sr_x4", "fig7_text"):
+        for fit in (root / "results" / exp).glob("*/seed_*"):
+            shutil.rmtree(fit.parent)
+    p = load_params(ROOT / "params.yaml")
+    summary = evaluate(root / "results", [str(e) for e in p["experiments"]], json.loads((root / "data" / "profile.json").read_text()),
+                       root / "metrics", baselines=root / "baselines", corrupted=root / "data" / "corrupted",
+                       paper=load_paper(ROOT / "data" / "paper.yaml"), epsilon=0.5)
+    active = p["profiles"]["smoke"]["experiments"]
+    assert sorted(summary["progress"]) == sorted(active)  # denoise_s8.5 and sr_x8 are not in the smoke profile
+    states = {e: s["status"] for e, s in summary["progress"].items()}
+    assert states == {e: "pending" if e in ("sr_x4", "fig7_text") else "complete" for e in active}
+    assert summary["progress"]["sr_x4"] == {"images_done": 0, "images_total": 1, "complete": False, "status": "pending"}
+    md = (root / "metrics" / "report.md").read_text()
+    assert "sr_x4" not in summary["experiments"] and "## fig7_text" not in md and "| `fig7_text` | 0 of 1 |" in md
+    at = overview(root, monkeypatch)
+    assert ":gray-badge[pending: 0 of 1 images]" in [m.value for m in at.markdown]
+    assert not [m.value for m in at.markdown if "-badge[in progress" in m.value]
+
+
+def test_the_gallery_shows_a_bundles_snapshots(smoke_outputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A published bundle keeps the snapshots of Table 1's gallery images (peppers and man in the
+    paper profile; the smoke profile's inpainting image here): the Gallery shows each saved iteration."""
+    from pipeline.outputs.publish import publish
+
+    image = json.loads((smoke_outputs / "results" / "inpaint_p50" / "experiment.json").read_text())["images"][0]
+    bundle = tmp_path / "results-published" / "smoke-cpu"
+    publish(smoke_outputs, bundle, per_experiment=0, snapshots_of=(f"inpaint_p50/{image}",))
+    saved = sorted(p.name for p in (bundle / "results" / "inpaint_p50" / image / "seed_0" / "snapshots").glob("iter_*.png"))
+    assert saved == ["iter_00000.png", "iter_00020.png"]
+    at = overview(bundle, monkeypatch)
+    at.switch_page("views/gallery.py").run()
+    at.selectbox(key="gallery_experiment").set_value("inpaint_p50").run()
+    at.selectbox(key="gallery_image").set_value(image).run()
+    assert not at.exception and any(s.value == "Snapshots (2)" for s in at.subheader)
+    captions = [img.proto.imgs[0].caption for img in at.image]
+    assert any(c.startswith("iteration 0") for c in captions) and any(c.startswith("iteration 20") for c in captions)

@@ -343,22 +343,26 @@ def progress_note(progress: Mapping[str, Progress]) -> list[str]:
     return ["**Partial results.** " + " ".join(parts) + " The means of an experiment in progress are over its fitted images only.", ""]
 
 
+def _images(k: int) -> str:
+    return f"{k} image" + ("" if k == 1 else "s")
+
+
 def partial_note(t: pd.DataFrame, prog: Progress, comparable: bool) -> str:
     """What an experiment in progress shows: k of n, means over the fitted images, the paper's
     means over all images, and the images not fitted yet."""
-    text = f"**In progress: {prog.k} of {prog.n} images fitted.** Every mean below is over these {prog.k} images only"
+    text = f"**In progress: {prog.k} of {_images(prog.n)} fitted.** Every mean below is over {'this' if prog.k == 1 else 'these'} {_images(prog.k)} only"
     if comparable:
-        text += "; the paper's columns give its numbers for the same images, so Δ compares like with like"
-        full = t[(t["source"] == "paper") & t["image"].astype(str).str.startswith("mean") & t["paper_psnr_all"].notna()]
+        means = t["image"].astype(str).str.startswith("mean")
+        if t.loc[(t["source"] == "ours") & means, "paper_psnr"].notna().any():
+            text += "; the paper's columns give its numbers for the same images, so Δ compares like with like"
+        if t.loc[(t["source"] == "ours") & means & t["paper_psnr"].isna(), "paper_psnr_all"].notna().any():
+            text += "; where the paper gives only a mean over a whole set of images, Δ waits until that set is fitted"
         alls = []
-        for label, g in full.groupby("image", sort=False):
+        for label, g in t[(t["source"] == "paper") & means & t["paper_psnr_all"].notna()].groupby("image", sort=False):
             where = f"over all {prog.n} images" if label == "mean" else f"over all of {str(label).split(':', 1)[1]}"
             alls.append(f"{where}: " + ", ".join(f"{m} {v:.2f}" for m, v in zip(g["method"], g["paper_psnr_all"])))
         if alls:
             text += ". The paper's mean " + "; ".join(alls) + " dB"
-        ours = t[(t["source"] == "ours") & t["image"].astype(str).str.startswith("mean") & t["paper_psnr_all"].notna() & t["paper_psnr"].isna()]
-        if len(ours):
-            text += ". The paper gives only a mean over a whole set of images, so its Δ waits until that set is fitted"
     return text + f". Not fitted yet ({len(prog.pending)}): {', '.join(prog.pending)}."
 
 
