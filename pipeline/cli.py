@@ -461,6 +461,21 @@ def check_bundle_cmd(
 
 @app.command()
 @user_errors
+def readme(
+    path: Annotated[Path, typer.Option("--readme", help="The README whose Results block (between <!-- results:begin --> and <!-- results:end -->) is rewritten.")] = Path("README.md"),
+    check: Annotated[bool, typer.Option(help="Write nothing; exit 1 when the block is not what the published bundles give.")] = False,
+) -> None:
+    """README's Results block from the bundles in results-published/ beside it (pending text when there is none)."""
+    from pipeline.outputs.readme import update
+
+    changed = update(path, check=check)
+    if check and changed:
+        raise fail(f"{path}: the Results block is out of date; run `dip readme --readme {path}`", code=1)
+    typer.echo(f"{path}: Results block {'rewritten' if changed else 'up to date'}")
+
+
+@app.command()
+@user_errors
 def dashboard(
     results: Annotated[Optional[Path], typer.Option(help="Results root holding data/, results/, baselines/, metrics/ (default: this directory if it has them, else the repository; without results of its own, the newest bundle in results-published/).")] = None,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8501,

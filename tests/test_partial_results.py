@@ -25,7 +25,7 @@ import pytest
 from conftest import ROOT
 
 EXPERIMENTS = ["inpaint_p50", "denoise_s25", "sr_x4"]
-IMAGES = {"inpaint": [("inpainting11", n) for n in ("barbara", "boat", "house")],
+IMAGES = {"inpaint": [("inpainting11", n) for n in ("barbara", "peppers", "house")],
           "denoise": [("cset9", n) for n in ("kodim01", "kodim02")],
           "sr": [("set5", "baby"), ("set5", "bird"), ("set14", "comic")]}
 RESOLUTION = {"requested": "paper", "profile": "paper", "device": "cpu", "device_name": "test CPU"}
@@ -115,7 +115,7 @@ def test_a_complete_run_says_so_and_keeps_its_numbers(full_tree: Path) -> None:
     dip = per_image[(per_image["experiment"] == "inpaint_p50") & (per_image["method"] == "dip")]
     assert summary["experiments"]["inpaint_p50"]["dip"]["psnr"] == pytest.approx(dip["psnr"].mean(), abs=1e-3)
     paper = _paper()["inpaint_p50"]["per_image"]["dip"]
-    table1 = (paper["barbara"] + paper["boat"] + paper["house"]) / 3
+    table1 = (paper["barbara"] + paper["peppers"] + paper["house"]) / 3
     assert summary["paper"]["inpaint_p50"]["paper_mean"] == summary["paper"]["inpaint_p50"]["paper_mean_all"] == pytest.approx(table1, abs=1e-3)
     assert summary["paper"]["denoise_s25"]["paper_mean"] == 30.43  # the paper's mean, once every image is fitted
 
@@ -124,15 +124,15 @@ def test_an_experiment_in_progress_is_k_of_n_with_means_over_the_fitted_images(p
     summary, report, per_image, md = metrics(partial_tree)
     assert summary["progress"]["inpaint_p50"] == {"images_done": 2, "images_total": 3, "complete": False, "status": "in progress"}
     assert summary["progress"]["denoise_s25"] == {"images_done": 1, "images_total": 2, "complete": False, "status": "in progress"}
-    # per_image.csv keeps every score (the baseline of house too); the means are over barbara and boat only
+    # per_image.csv keeps every score (the baseline of house too); the means are over barbara and peppers only
     inpaint = per_image[per_image["experiment"] == "inpaint_p50"]
-    assert set(inpaint.loc[inpaint["method"] == "biharmonic", "image"]) == {"barbara", "boat", "house"}
-    done = inpaint[inpaint["image"].isin(["barbara", "boat"])].groupby("method")["psnr"].mean()
+    assert set(inpaint.loc[inpaint["method"] == "biharmonic", "image"]) == {"barbara", "peppers", "house"}
+    done = inpaint[inpaint["image"].isin(["barbara", "peppers"])].groupby("method")["psnr"].mean()
     for method in ("dip", "biharmonic", "input"):
         assert summary["experiments"]["inpaint_p50"][method]["psnr"] == pytest.approx(done[method], abs=1e-3), method
         assert summary["experiments"]["inpaint_p50"][method]["images"] == 2
     rows = report[report["experiment"] == "inpaint_p50"]
-    assert set(rows["image"]) == {"barbara", "boat", "mean"}  # no row of the image DIP has not fitted
+    assert set(rows["image"]) == {"barbara", "peppers", "mean"}  # no row of the image DIP has not fitted
     assert (rows["images_done"] == 2).all() and (rows["images_total"] == 3).all() and (~rows["complete"].astype(bool)).all()
     ours = rows[(rows["source"] == "ours") & (rows["method"] == "dip")].set_index("image")
     assert ours.loc["mean", "psnr"] == pytest.approx(done["dip"], abs=1e-3)
@@ -141,7 +141,7 @@ def test_an_experiment_in_progress_is_k_of_n_with_means_over_the_fitted_images(p
 def test_delta_compares_like_with_like_and_the_full_mean_is_beside_it(partial_tree: Path) -> None:
     summary, report, per_image, md = metrics(partial_tree)
     paper = _paper()["inpaint_p50"]["per_image"]["dip"]
-    same, everything = (paper["barbara"] + paper["boat"]) / 2, (paper["barbara"] + paper["boat"] + paper["house"]) / 3
+    same, everything = (paper["barbara"] + paper["peppers"]) / 2, (paper["barbara"] + paper["peppers"] + paper["house"]) / 3
     ours = per_image[(per_image["experiment"] == "inpaint_p50") & (per_image["method"] == "dip")]["psnr"].mean()
     entry = summary["paper"]["inpaint_p50"]
     assert entry["paper_mean"] == pytest.approx(same, abs=1e-3) and entry["paper_mean_all"] == pytest.approx(everything, abs=1e-3)
@@ -215,7 +215,7 @@ def test_overview_shows_k_of_n_pending_and_the_papers_full_mean(partial_tree: Pa
     inpaint = at.dataframe[0].value
     report = pd.read_csv(partial_tree / "metrics" / "report.csv")
     mean = report[(report["experiment"] == "inpaint_p50") & (report["image"] == "mean") & (report["method"] == "dip")].iloc[0]
-    assert list(inpaint.index) == ["barbara", "boat", "mean over 2 of 3 images"]
+    assert list(inpaint.index) == ["barbara", "peppers", "mean over 2 of 3 images"]
     assert inpaint.loc["mean over 2 of 3 images", "dip"] == pytest.approx(mean["psnr"])
     assert inpaint.loc["mean over 2 of 3 images", "DIP (paper)"] == pytest.approx(mean["paper_psnr"])  # the same 2 images
     assert inpaint.loc["mean over 2 of 3 images", "Δ dip"] == pytest.approx(mean["delta"])
@@ -295,3 +295,27 @@ def test_the_gallery_shows_a_bundles_snapshots(smoke_outputs: Path, tmp_path: Pa
     assert not at.exception and any(s.value == "Snapshots (2)" for s in at.subheader)
     captions = [img.proto.imgs[0].caption for img in at.image]
     assert any(c.startswith("iteration 0") for c in captions) and any(c.startswith("iteration 20") for c in captions)
+
+
+def test_readmes_block_from_a_partial_bundle(partial_tree: Path, tmp_path: Path) -> None:
+    """`dip readme` over a bundle published from the partial run: Table 1 in progress (2 of 3 with
+    our mean beside the paper's over the same images, and its mean over all 3), per image, what is
+    not fitted yet, the pending experiment as pending, and a link to the kept iterations of peppers."""
+    from pipeline.outputs import readme
+    from pipeline.outputs.publish import publish
+
+    publish(partial_tree, tmp_path / "results-published" / "paper-test", snapshots_of=("inpaint_p50/peppers",))
+    block = readme.block(tmp_path)
+    report = pd.read_csv(partial_tree / "metrics" / "report.csv")
+    dip = report[(report["experiment"] == "inpaint_p50") & (report["method"] == "dip") & (report["source"] == "ours")].set_index("image")
+    mean = dip.loc["mean"]
+    assert (f"| `inpaint_p50` | **2 of 3** (in progress) | {mean['psnr']:.2f} | {mean['paper_psnr']:.2f} | {mean['delta']:+.2f} | 0 of 2 | "
+            f"{mean['paper_psnr_all']:.2f} |") in block
+    assert block.index("`inpaint_p50`") < block.index("`denoise_s25`") < block.index("`sr_x4`")  # Table 1 first, pending last
+    assert "| `sr_x4` | **0 of 3** (pending) | pending |" in block
+    assert "| `denoise_s25` | **1 of 2** (in progress) |" in block and "| 30.43 |" in block  # no Δ: the paper's mean is over all
+    barbara = dip.loc["barbara"]
+    assert f"| barbara | {barbara['psnr']:.2f} | 32.22 | {barbara['delta']:+.2f} | ❌ |" in block
+    assert "| **mean over 2 of 3 images** |" in block and "Not fitted yet (1 of 3): house." in block
+    assert "[peppers](results-published/paper-test/results/inpaint_p50/peppers/)" in block and "[man]" not in block
+    assert block.startswith(readme.BEGIN) and block.endswith(readme.END)
