@@ -417,8 +417,14 @@ def evaluate(
 
     summary = stage(params, profile_file, results, baselines_dir, corrupted, paper, out)
     typer.echo(f"profile {summary['profile']} on {summary['device']}: report in {out}/report.md")
+    progress = summary.get("progress") or {}
     for exp, methods in summary["experiments"].items():
-        typer.echo(f"  {exp}: " + ", ".join(f"{k} {v['psnr']} dB" for k, v in methods.items() if not k.startswith("dip_")))
+        p = progress.get(exp) or {}
+        part = f" (in progress: {p['images_done']} of {p['images_total']} images)" if p.get("status") == "in progress" else ""
+        typer.echo(f"  {exp}{part}: " + ", ".join(f"{k} {v['psnr']} dB" for k, v in methods.items() if not k.startswith("dip_")))
+    pending = [exp for exp, p in progress.items() if p.get("status") == "pending"]
+    if pending:
+        typer.echo(f"  pending (no image fitted yet): {', '.join(pending)}")
 
 
 @app.command()

@@ -120,7 +120,9 @@ def paper_caption(status: dict, epsilon: float | None) -> str:
     parts = ["Paper comparison (metrics/report.csv)"]
     if load.number(status.get("mean_delta_dip")) is not None:
         parts.append(f"mean Δ DIP {status['mean_delta_dip']:+.2f} dB")
-    if status.get("compared") == 0:
+    if status.get("compared") == 0 and load.number(status.get("paper_mean_all")) is not None:
+        parts.append("no Δ yet: the paper gives only its mean over all the images, compared once they are all fitted")
+    elif status.get("compared") == 0:
         parts.append("the paper reports no number for these images or their mean")
     elif status.get("compared") is not None:
         parts.append(f"reproduced {status.get('reproduced', 0)} of {status['compared']}" + (f" (|Δ| ≤ {epsilon:g} dB)" if epsilon is not None else ""))
