@@ -400,6 +400,12 @@ def curves(root: Path) -> pd.DataFrame:
     return df if df is not None else pd.DataFrame(columns=list(layout.CURVE_FIELDS[:5]))
 
 
+def with_snapshots(root: Path) -> list[tuple[str, str]]:
+    """``(experiment, image)`` of every run that has snapshots (a published bundle keeps those of
+    a few images only: Table 1's peppers and man), in run order."""
+    return list(dict.fromkeys((r.experiment, r.image) for r in run_dirs(root) if any((r.path / "snapshots").glob("iter_*.png"))))
+
+
 def snapshots(path: Path) -> list[tuple[int, Path]]:
     out = []
     for p in sorted((path / "snapshots").glob("iter_*.png")):
