@@ -231,9 +231,13 @@ def compare(table: pd.DataFrame, paper: dict[str, Any], profile: str, epsilon: f
             sets = [str(x) for x in cell["set"]]
             whole, is_mean = _whole(prog, label, sets), label.startswith("mean")
 
+            # the sets all n images span (for a mean the paper gives per set); unknown: none
+            all_sets = sets if prog is None or prog.complete or label != "mean" else (
+                [] if any(i not in prog.sets for i in prog.images) else [prog.sets[i] for i in prog.images])
+
             def values(method: str) -> tuple[float | None, float | None]:
                 same = paper_value(entry, method, label, sets, images, whole)
-                return same, paper_value(entry, method, label, sets, everything) if is_mean else None
+                return same, paper_value(entry, method, label, all_sets, everything) if is_mean else None
 
             for idx, r in cell.iterrows():
                 target = entry.get("compare", {}).get(r["method"])

@@ -14,7 +14,13 @@
 * ``report.md`` / ``report.csv`` — DIP, the classical baselines (``baselines/<exp>/``, scored
   here against the same ground truths with the same protocol) and the paper's numbers side by
   side (:mod:`pipeline.outputs.report`); ``summary.json`` gets the baselines' means and a ``paper``
-  section (comparable or why not, mean Δ of DIP, images reproduced).
+  section (comparable or why not, mean Δ of DIP, images reproduced, the paper's DIP mean over the
+  same images as ours and over all of them).
+
+A partial run (an interrupted ``dvc repro``, a bundle published in parts) is evaluated as it is:
+``per_image.csv`` and ``curves.csv`` hold every fit found; the means, the report and the summary
+of an experiment in progress cover its fitted images only and say "k of n"; an experiment of the
+profile (an active ``experiment.json`` among ``experiments``) with no fit is listed as pending.
 
 Runs without a ground truth (figures of real photographs: ``real_snail``, ``flash_cave``) have
 no PSNR; they are listed in ``summary.json`` under ``no_ground_truth`` (final loss, PSNR to the
