@@ -306,7 +306,7 @@ def test_readmes_block_from_a_partial_bundle(partial_tree: Path, tmp_path: Path)
     report = pd.read_csv(partial_tree / "metrics" / "report.csv")
     dip = report[(report["experiment"] == "inpaint_p50") & (report["method"] == "dip") & (report["source"] == "ours")].set_index("image")
     mean = dip.loc["mean"]
-    assert (f"| `inpaint_p50` | **2 of 3** (in progress) | {mean['psnr']:.2f} | {mean['paper_psnr']:.2f} | {mean['delta']:+.2f} | 0 of 2 | "
+    assert (f"| `inpaint_p50` | **2 of 3** (in progress) | {mean['psnr']:.2f} | {mean['paper_psnr']:.2f} | {mean['delta']:+.2f} | 0 of 2 images | "
             f"{mean['paper_psnr_all']:.2f} |") in block
     assert block.index("`inpaint_p50`") < block.index("`denoise_s25`") < block.index("`sr_x4`")  # Table 1 first, pending last
     assert "| `sr_x4` | **0 of 3** (pending) | pending |" in block

@@ -7,7 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
-import pytest
+import yaml
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -28,8 +28,6 @@ def test_without_a_bundle_every_experiment_of_the_paper_profile_is_pending(tmp_p
         shutil.copy(ROOT / name, tmp_path / name)
     (tmp_path / "results-published" / "notes").mkdir(parents=True)  # a folder without a bundle manifest is no bundle
     block = readme.block(tmp_path)
-    import yaml
-
     experiments = yaml.safe_load((ROOT / "params.yaml").read_text())["profiles"]["paper"]["experiments"]
     listed = re.findall(r"^\| `([^`]+)` \|", block, re.M)
     assert listed == experiments

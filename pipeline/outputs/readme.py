@@ -82,7 +82,6 @@ def experiment_rows(summary: dict[str, Any], report: pd.DataFrame) -> list[str]:
     """One line per experiment (per set where the paper gives means per set) of the summary table:
     Table 1 first, then the report's order (pending experiments last)."""
     progress = summary.get("progress") or {}
-    paper = summary.get("paper") or {}
     blind = summary.get("no_ground_truth") or {}
     order = list(dict.fromkeys([TABLE1, *report["experiment"].astype(str), *progress]))
     lines = []
@@ -96,15 +95,16 @@ def experiment_rows(summary: dict[str, Any], report: pd.DataFrame) -> list[str]:
             full = means["paper_psnr_all"].iloc[0] if len(means) else None
             lines.append(f"| `{exp}` | {_state(prog)} | pending | | | | {_num(full)} |")
             continue
-        status = paper.get(exp) or {}
+        per_image = rows[~rows["image"].astype(str).str.startswith("mean") & rows["delta"].notna()]
         for r in means.itertuples():
             label = f"`{exp}`" + ("" if r.image == "mean" else f" ({str(r.image).split(':', 1)[1]})")
             reproduced = ""
-            if r.image == "mean" and status.get("comparable") and status.get("compared"):
-                reproduced = f"{status.get('reproduced', 0)} of {status['compared']}"
+            if r.image == "mean" and len(per_image):  # the paper gives each image's number: how many are reproduced
+                reproduced = f"{int(per_image['reproduced'].sum())} of {len(per_image)} images"
             elif not pd.isna(r.delta):
                 reproduced = "✅" if bool(r.reproduced) else "❌"
-            lines.append(f"| {label} | {_state(prog)} | {_num(r.psnr)} | {_num(r.paper_psnr)} | {_num(r.delta, True)} | {reproduced} | {_num(r.paper_psnr_all)} |")
+            cells = [label, _state(prog), _num(r.psnr), _num(r.paper_psnr), _num(r.delta, True), reproduced, _num(r.paper_psnr_all)]
+            lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
