@@ -111,7 +111,8 @@ def restore(
     from pipeline.execution.progress import console, hidden_on_error, make_progress
     from pipeline.execution.fits import DEFAULT_MAX_PIXELS, batch_hash, finished, image_files, mask_beside, prepare, restore_groups
     from pipeline.layout import protocol, psnr_from_loss
-    from pipeline.user import load_case, preset_configs
+    from pipeline.images.user import load_case
+    from pipeline.settings import preset_configs
 
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -229,8 +230,8 @@ def demo(
     from dip.operators import Inpainting
     from pipeline.execution.progress import FitProgress, console, hidden_on_error, make_progress
     from pipeline.execution.fits import DEFAULT_MAX_PIXELS
-    from pipeline.execution.fits import restore as run_restore
-    from pipeline.user import preset_configs
+    from pipeline.execution.fits import fit_and_write
+    from pipeline.settings import preset_configs
 
     if iterations <= 0 or size < 32:
         raise ValueError("--iterations must be positive and --size at least 32")
@@ -245,7 +246,7 @@ def demo(
     with make_progress() as progress:
         bar = progress.add_task("inpainting cameraman", total=iterations, status="")
         with hidden_on_error(progress, bar):
-            record = run_restore(
+            record = fit_and_write(
                 Inpainting(mask), observation, out, net_cfg, fit_cfg, ground_truth=truth, device=device,
                 log_every=10, snapshots=(0, iterations // 4, iterations // 2, iterations),
                 callbacks=[(FitProgress(progress, bar), 10)], overwrite=True, extra={"preset": "demo"},
@@ -269,7 +270,7 @@ def net(
 ) -> None:
     """Print the network's architecture per level (a profile's network) and its parameter count."""
     from dip.network import describe
-    from pipeline.user import preset_configs
+    from pipeline.settings import preset_configs
 
     if channels not in (1, 3):
         raise ValueError(f"--channels must be 1 or 3, got {channels}")
@@ -326,7 +327,7 @@ def profile_cmd(
     out: Annotated[Path, typer.Option(help="Where to write the resolution.")] = Path("data/profile.json"),
 ) -> None:
     """Resolve params.yaml's `profile` (auto → paper with CUDA, else quick) into data/profile.json."""
-    from pipeline.profiles import stage
+    from pipeline.stages.resolve import stage
 
     record = stage(params, out)
     typer.echo(f"profile {record['requested']} → {record['profile']} on {record['device']} ({record['device_name']})")

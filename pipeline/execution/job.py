@@ -1,4 +1,4 @@
-"""One fit of ``dip run``: the :class:`Job`, its settings and hashes, and how it runs.
+"""One fit of ``dip run``: the :class:`Job`, its hashes, and how it runs (its settings: :func:`pipeline.settings.job_settings`).
 
 A job is a plain value (corrupted case folder, output folder, settings) so that an execution
 engine (:mod:`pipeline.execution.engines`: in-process or Dask) can ship it anywhere; :func:`restore_job`
@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -29,9 +29,6 @@ from dip.network import NetConfig
 from dip.operators import make_operator
 from pipeline.layout import load_case
 from pipeline.execution.fits import Restoration, finished, prepare, restore_group
-
-if TYPE_CHECKING:  # annotations only: the profile is duck-typed, so profiles need not import the job
-    from pipeline.profiles import Experiment, Profile
 
 # Besides every module of dip/, the files whose code shapes a fit's output (tests/test_structure.py
 # checks that this covers every project module the job imports).
@@ -72,15 +69,6 @@ def settings_hash(case_dir: Path, settings: dict[str, Any]) -> str:
     """What a finished job must match to be reused: settings, input files and code."""
     blob = json.dumps({"settings": settings, "inputs": files_hash(case_dir), "code": code_hash()}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def job_settings(exp: "Experiment", profile: "Profile", seed: int, device: str) -> dict[str, Any]:
-    """Everything :func:`restore_job` needs besides the files (JSON-serialisable)."""
-    fit, snapshots = profile.fit(exp)
-    net_cfg = NetConfig.from_dict(profile.net(exp)).to_dict()  # validated, every field explicit
-    fit_cfg = FitConfig.from_dict({**fit, "seed": seed})
-    return {"net": net_cfg, "fit": fit_cfg.__dict__.copy(), "seed": seed, "device": device,
-            "log_every": profile.log_every, "snapshots": snapshots, "profile": profile.name}
 
 
 def prepare_job(case_dir: Path, out_dir: Path, settings: dict[str, Any], callbacks: list[tuple[Callback, int]] | None = None,
