@@ -2,10 +2,9 @@
 one sub-command per DVC stage.
 
 Every sub-command is registered here and only parses its options, calls one entry point and
-prints: a pipeline stage's logic is its module's ``stage`` function (``pipeline/profiles.py``,
-``fetch.py``, ``corrupt.py``, ``run.py``, ``evaluate.py``; ``dip baselines`` still reads its
-corrupted inputs here); the settings of ``dip restore --preset`` are params.yaml's profiles
-(``pipeline/user.py``).
+prints: a pipeline stage's logic is the ``stage`` function of its module in ``pipeline/stages/``
+(``resolve``, ``fetch``, ``corrupt``, ``run``, ``baselines``, ``evaluate``); every setting is
+read and checked by :mod:`pipeline.settings`, the presets of ``dip restore`` included.
 Every command turns bad input into one ``error: …`` line and a non-zero exit code.
 """
 
@@ -314,7 +313,7 @@ def metrics(
     typer.echo(json.dumps(values, allow_nan=False))
 
 
-# --- reproduction pipeline (issue 3): every DVC stage calls one of these -------------------
+# --- the reproduction pipeline: every DVC stage calls one of these ---------------------------
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to read.")]
 ProfileFileOpt = Annotated[Path, typer.Option("--profile-file", help="The resolved profile (written by `dip profile`).")]

@@ -186,3 +186,18 @@ def test_dip_run_with_bad_seeds_touches_no_finished_fit(seeds: str, tmp_path: Pa
     assert result.exit_code == 2 and result.output.count("error:") == 1 and "Traceback" not in result.output
     assert f"{params_file}: seeds must be" in result.output
     assert sorted(p.name for p in finished.iterdir()) == [".dip-output", "run.json"]
+
+
+def test_dip_fetch_without_a_params_file_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It printed `error: profiles` where data/profile.json existed but params.yaml did not."""
+    from typer.testing import CliRunner
+
+    from pipeline import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "profile.json").write_text('{"requested": "auto", "profile": "quick", "device": "cpu", "device_name": "x"}')
+    result = CliRunner().invoke(cli.app, ["fetch", "--manifest", str(REPO / "data" / "manifest.yaml")])
+    assert result.exit_code == 2 and result.output.strip() == \
+        "error: params.yaml: no such params file; run the command in the project's folder or give --params FILE"
+    assert not (tmp_path / "data" / "images").exists()

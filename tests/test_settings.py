@@ -1,5 +1,5 @@
-"""One source of fitting settings (issue 12): `dip restore --preset` builds exactly the configs the
-pipeline's restore stage builds from params.yaml's profiles, from any working directory."""
+"""One source of fitting settings: `dip restore --preset` builds exactly the configs the pipeline's
+fit stage builds from params.yaml's profiles, from any working directory."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class Captured(ValueError):
 
 
 def stage_configs(profile: str, exp_id: str, seed: int) -> tuple[NetConfig, FitConfig]:
-    """What the restore stage (`dip run`) builds: params.yaml of the repository, the profile's
+    """What the fit stage (`dip run`) builds: params.yaml of the repository, the profile's
     resolution, pipeline.settings.job_settings."""
     params = load_params(ROOT / "params.yaml")
     prof = active_profile(params, {"profile": profile})
