@@ -42,7 +42,7 @@ if ui.require_outputs(root, "results", "data/corrupted"):
     snaps = load.snapshots(rd) if rd else []
     st.subheader(f"Snapshots ({len(snaps)})")
     if not snaps:
-        st.info("This run saved no snapshot (or has not finished): the restore stage writes `snapshots/iter_NNNNN.png`.")
+        st.info("This run saved no snapshot (or has not finished): the fit stage (`dip run`) writes `snapshots/iter_NNNNN.png`.")
     curve = load.curve(rd) if rd else None
     psnr_at = {}
     if curve is not None and "psnr_gt" in curve.columns:
