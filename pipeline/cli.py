@@ -110,7 +110,7 @@ def restore(
     from pipeline.execution.progress import console, hidden_on_error, make_progress
     from pipeline.execution.fits import DEFAULT_MAX_PIXELS, batch_hash, finished, image_files, mask_beside, prepare, restore_groups
     from pipeline.layout import protocol, psnr_from_loss
-    from pipeline.images.user import load_case
+    from pipeline.images.user import load_user_image
     from pipeline.settings import preset_configs
 
     if task not in TASKS:
@@ -159,7 +159,7 @@ def restore(
                 reused += 1
                 console.print(f"{path}: already restored in {out_dir}/ (same image and settings)")
                 continue
-            observation, operator, truth = load_case(path, task, mask_path, factor, gt, size_mode, net_cfg.multiple)
+            observation, operator, truth = load_user_image(path, task, mask_path, factor, gt, size_mode, net_cfg.multiple)
             metric_protocol, shave = protocol(task, factor)
             restorations.append(prepare(
                 operator, observation, out_dir, net_cfg, fit_cfg, ground_truth=truth, protocol=metric_protocol,

@@ -481,13 +481,16 @@ def check_params(params: Any, source: str = "params.yaml") -> None:
         raise ValueError(f"{source}: " + "; ".join(found))
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's: 7× faster, and no recursion on deep nesting
+
+
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
     """params.yaml, checked (:func:`check_params`); ``FileNotFoundError`` / ``ValueError`` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such params file; run the command in the project's folder or give --params FILE")
     try:
-        params = yaml.safe_load(path.read_text()) or {}
+        params = yaml.load(path.read_text(), Loader=_LOADER) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         where = getattr(err, "problem_mark", None)
         at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""

@@ -22,7 +22,7 @@ def center_crop(image: np.ndarray, multiple: int) -> np.ndarray:
     return image[top : top + nh, left : left + nw]
 
 
-def load_case(input: Path, task: str, mask: Path | None, factor: int, gt: Path | None, size_mode: str, multiple: int) -> tuple[Any, Any, Any]:
+def load_user_image(input: Path, task: str, mask: Path | None, factor: int, gt: Path | None, size_mode: str, multiple: int) -> tuple[Any, Any, Any]:
     """Read and check one image to restore: ``(observation, operator, ground truth or None)``."""
     import torch
 
