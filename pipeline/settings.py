@@ -371,7 +371,8 @@ def params_schema() -> Group:
 
 
 def _cross_check(params: dict[str, Any]) -> None:
-    """What no single key can say: the required keys, the chosen profile, experiment ids."""
+    """What no single key can say: the required keys, the chosen profile, experiment ids, the
+    images and fitting settings of each profile's experiments (a misspelt variant)."""
     missing = [k for k in ("profile", "profiles", "experiments") if k not in params]
     if missing:
         raise ValueError(f"missing top-level key(s) {', '.join(missing)}")
@@ -384,6 +385,12 @@ def _cross_check(params: dict[str, Any]) -> None:
         for exp_id in (body or {}).get("experiments") or []:
             if exp_id not in params["experiments"]:
                 raise ValueError(f"profiles.{name}.experiments: {exp_id!r} is not in experiments (dvc.yaml has a stage only for those)")
+        profile = Profile(name, body or {}, figures)
+        for exp in profile.experiments:  # each active experiment has its images and fitting settings
+            try:
+                profile.specs(exp), profile.fit(exp)
+            except KeyError as err:
+                raise ValueError(err.args[0]) from None
 
 
 _short = reprlib.Repr()

@@ -149,6 +149,7 @@ BAD_VALUES = [
     (lambda p: p["figures"]["sup_kate98"].update(drop="most"), "figures.sup_kate98.drop must be a number or empty (null), got 'most'"),
     (lambda p: p["figures"]["fig7_text"].update(task="deblur"), "figures.fig7_text.task must be one of denoise, inpaint, sr"),
     (lambda p: p["profiles"]["quick"].update(experiments=["denoise_s30"]), "profiles.quick.experiments: 'denoise_s30' is not in experiments"),
+    (lambda p: p["profiles"]["paper"]["variants"].update(inpaint="supmatt"), "profile 'paper' has no fitting settings 'inpaint_supmatt' (profiles.paper.fit.inpaint_supmatt)"),
 ]
 
 
