@@ -168,7 +168,8 @@ def test_the_choice_changes_speed_never_the_key(tmp_path: Path, case: tuple[Path
     chosen = json.loads(json.dumps(settings))
     chosen["fit"].update(fit)
     assert fit_key(folder, chosen) == fit_key(folder, settings)
-    for bad in ("[1, 2]", "not json", json.dumps({"group": "many"}), json.dumps({"fit": {"check_every": 0}})):
+    for bad in ("[1, 2]", "not json", json.dumps({"group": "many"}), json.dumps({"fit": {"check_every": 0}}), json.dumps({"fit": [1]}),
+                json.dumps({"fit": {"check_every": "often"}})):
         path.write_text(bad)
         with pytest.raises(ValueError):
             load_choice(path)
@@ -310,6 +311,27 @@ def test_a_probe_that_would_not_finish_is_stopped_and_writes_nothing(tmp_path: P
     assert set(manifest_of(read_parts(out, tmp_path / "parts"))["fits"]) == {"inpaint_p50/camera/seed_0"}
 
 
+def test_a_run_killed_mid_fit_keeps_every_finished_fit_in_its_parts(tmp_path: Path, calibrated: dict[str, Any]) -> None:
+    second = started(calibrated["lines"])[1]
+    kill_at = 10_000 - second["left_s"] + 3  # a few fake seconds into the second fit
+
+    class Killer(FakeClock):
+        def __call__(self) -> float:
+            if super().__call__() == kill_at:
+                raise KeyboardInterrupt  # what SIGTERM (the time limit's `timeout`) becomes in `dip`
+            return self.t
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run(params_path=calibrated["params"], out=out, budget=10_000, profile_name="smoke", work=tmp_path / "work",
+            manifest=ROOT / "data" / "manifest.yaml", margin=0, clock=Killer())
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("part-")) == [publish_run.LOG]  # no temporary file left
+    lines = [json.loads(line) for line in (out / publish_run.LOG).read_text().splitlines()]
+    assert [x["event"] for x in lines[-2:]] == ["interrupted", "end"] and lines[-2]["running"] == [second["fit"]]
+    assert lines[-1]["decisions"] == {"finished": 1, "interrupted": 1, "not started": 2}
+    assert set(manifest_of(read_parts(out, tmp_path / "parts"))["fits"]) == {"inpaint_p50/camera/seed_0"}
+
+
 def test_the_part_is_self_describing(tmp_path: Path, calibrated: dict[str, Any]) -> None:
     [folder] = read_parts(calibrated["out"], tmp_path)
     info = json.loads((folder / "part.json").read_text())
@@ -336,6 +358,19 @@ def test_the_part_is_self_describing(tmp_path: Path, calibrated: dict[str, Any])
         assert (folder / "data/corrupted" / exp / "experiment.json").is_file()
     assert sorted(p.name for p in (folder / "results/inpaint_p50/camera/seed_0/snapshots").iterdir()) == ["iter_00000.png", "iter_00010.png"]
     assert (folder / "data/profile.json").is_file()
+
+
+def test_same_shape_fits_of_an_experiment_run_together_when_the_choice_groups_them(tmp_path: Path) -> None:
+    params = smoke_params(tmp_path, experiments=["inpaint_p50"])
+    p = yaml.safe_load(params.read_text())
+    p["profiles"]["smoke"]["images"]["inpaint"] = ["embedded/camera", "embedded/moon"]  # both 48×48 gray
+    params.write_text(yaml.safe_dump(p, sort_keys=False))
+    (tmp_path / "choice.json").write_text(json.dumps({"fit": {"check_every": 5}, "group": "2"}))
+    summary, lines, out = go(tmp_path, "out", 10_000, params, tmp_path / "work", choice=tmp_path / "choice.json")
+    assert [(x["fit"], x["group"]) for x in started(lines)] == [("inpaint_p50/camera/seed_0", 2), ("inpaint_p50/moon/seed_0", 2)]
+    assert summary["decisions"] == {"finished": 2}
+    runs = [json.loads((tmp_path / "work/results/inpaint_p50" / i / "seed_0/run.json").read_text()) for i in ("camera", "moon")]
+    assert [r["group_size"] for r in runs] == [2, 2] and all(r["fit"]["check_every"] == 5 for r in runs)
 
 
 def sized_fit(root: Path, image: str, size: int = 10_000) -> FinishedFit:
@@ -392,7 +427,11 @@ def test_gpu_run_script_dry_run_on_the_cpu(tmp_path: Path) -> None:
     project = copy_project(tmp_path / "project")
     shutil.copytree(mirror_dir(), project / ".gpu-images")
     out = tmp_path / "OUT"
-    env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(tmp_path), "OUT": str(out), "DIP_GPU_PROFILE": "smoke", "DIP_GPU_BUDGET": "60"}
+    import os
+    import sys
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}", "OUT": str(out), "DIP_GPU_PROFILE": "smoke",
+           "DIP_GPU_BUDGET": "90", "DIP_MIRROR": "", "PYTHONPATH": ""}
     proc = subprocess.run(["bash", "benchmarks/gpu_run.sh"], cwd=project, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     files = sorted(p.name for p in out.iterdir())

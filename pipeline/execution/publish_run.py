@@ -157,18 +157,26 @@ def load_choice(path: Path | None) -> tuple[dict[str, Any], str, list[str]]:
     notes: list[str] = []
     fields = set(FitConfig.__dataclass_fields__)
     fit: dict[str, Any] = {}
+    if not isinstance(choice.get("fit") or {}, dict):
+        raise ValueError(f"--choice {path}: 'fit' must be an object of FitConfig execution options")
     for name, value in (choice.get("fit") or {}).items():
         if name in EXECUTION_FIELDS and name in fields:
             fit[name] = value
         else:
             notes.append(f"choice fit.{name} ignored: not an execution option of this checkout's FitConfig")
-    FitConfig.from_dict(fit)  # a bad value is an error now, not in the first fit
     group = str(choice.get("group", "1")).lower()
     if group != "auto" and not (group.isdigit() and int(group) >= 1):
         raise ValueError(f"--choice {path}: group must be 'auto' or a whole number >= 1, got {choice.get('group')!r}")
     many = choice.get("many")
-    if isinstance(many, dict) and many.get("mode") not in (None, "group", "stacked", "single", "1"):
-        notes.append(f"choice many.mode {many.get('mode')!r} is not run by publish-run: fits are grouped by 'group' only")
+    if isinstance(many, dict) and many.get("mode") and "many" not in fit:  # how a group runs (dip.fit's `many`, where it has one)
+        if "many" in EXECUTION_FIELDS and "many" in fields:
+            fit["many"] = many["mode"]
+        else:
+            notes.append(f"choice many.mode {many['mode']!r} ignored: this checkout's FitConfig has no execution option 'many'")
+    try:
+        FitConfig.from_dict(fit)  # a bad value is an error now, not in the first fit
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"--choice {path}: {err}") from None
     return fit, group, notes
 
 
@@ -410,9 +418,12 @@ def _chunk(queue: list[Planned], group: str, device: str, limit: int | None = No
 
             from dip.group import fit_bytes, group_size
 
-            fitter = prepare_job(head.case_dir, head.out_dir, head.settings).fitter
-            auto[head.shape] = group_size("auto", 10**6, fit_bytes(*fitter.build()), torch.device(device))
-            del fitter
+            try:
+                fitter = prepare_job(head.case_dir, head.out_dir, head.settings).fitter
+                auto[head.shape] = group_size("auto", 10**6, fit_bytes(*fitter.build()), torch.device(device))
+                del fitter
+            except (AttributeError, TypeError, RuntimeError):  # no measurement (another loop, out of memory): one at a time
+                auto[head.shape] = 1
         n = min(auto[head.shape], 1 + len(same))
     else:
         n = min(int(group), 1 + len(same))
@@ -443,11 +454,18 @@ def _run_chunk(chunk: list[Planned], costs: Costs, clock: Clock, deadline: float
         log("started", fit=f.id, fit_key=f.key, group=n, estimate_s=None if estimate is None else round(estimate, 1),
             left_s=round(deadline - clock(), 1), probe=estimate is None)
     t0 = clock()
+    stop: OutOfTime | None = None
+    error = ""
     try:
         outcomes = restore_group(restorations)
-    except OutOfTime as stop:
-        del restorations
+    except OutOfTime as err:  # copied without its traceback, which holds the stopped fit's memory
+        stop = OutOfTime(err.needed, err.left, err.rate)
+    except (ValueError, RuntimeError) as err:  # e.g. out of GPU memory: the next fits may still run
+        error = " ".join(f"{err.__class__.__name__}: {err}".split())[:500]
+    del restorations
+    if stop is not None or error:
         _free()
+    if stop is not None:
         if stop.rate is not None and guard.marks:
             costs.record(fit, n, stop.rate, (guard.marks[0][1] - t0) + costs.write_s)
         for f in chunk:
@@ -455,12 +473,10 @@ def _run_chunk(chunk: list[Planned], costs: Costs, clock: Clock, deadline: float
             log("stopped", fit=f.id, needs_s=round(stop.needed, 1), left_s=round(stop.left, 1),
                 ms_per_it=None if stop.rate is None else round(1e3 * stop.rate, 3), note=f"would not finish: {stop}; nothing written")
         return
-    except (ValueError, RuntimeError) as err:  # e.g. out of GPU memory: the others may still fit
-        del restorations
-        _free()
+    if error:
         for f in chunk:
             f.decision = "failed"
-            log("failed", fit=f.id, error=" ".join(str(err).split())[:500])
+            log("failed", fit=f.id, error=error)
         return
     seconds = clock() - t0
     rate = guard.rate()
