@@ -97,8 +97,16 @@ def manifest_of(parts: list[Path]) -> dict[str, Any]:
 
 # --- the fit key ----------------------------------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def inpaint_settings() -> dict[str, Any]:
+    """The smoke profile's job settings of inpaint_p50, seed 0, on the CPU."""
+    params = load_params(ROOT / "params.yaml")
+    prof = Profile("smoke", params["profiles"]["smoke"], params["figures"])
+    return job_settings(prof.experiment("inpaint_p50"), prof, 0, "cpu")
+
+
 @pytest.fixture
-def case(tmp_path: Path, camera64: np.ndarray) -> tuple[Path, dict[str, Any]]:
+def case(tmp_path: Path, camera64: np.ndarray, inpaint_settings: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
     """A corrupted inpainting case folder and its job settings."""
     folder = tmp_path / "case"
     save_image(folder / "ground_truth.png", camera64)
@@ -106,9 +114,7 @@ def case(tmp_path: Path, camera64: np.ndarray) -> tuple[Path, dict[str, Any]]:
     save_array(folder / "observation.npy", camera64 * (camera64 > 0.5))
     save_json(folder / "meta.json", {"experiment": "inpaint_p50", "task": "inpaint", "image": "camera", "set": "embedded", "drop": 0.5,
                                      "seed": 11, "base_seed": 0, "size": [64, 64], "profile": "smoke"})
-    params = load_params(ROOT / "params.yaml")
-    prof = Profile("smoke", params["profiles"]["smoke"], params["figures"])
-    return folder, job_settings(prof.experiment("inpaint_p50"), prof, 0, "cpu")
+    return folder, json.loads(json.dumps(inpaint_settings))
 
 
 def test_fit_key_ignores_execution_options_and_the_device(case: tuple[Path, dict[str, Any]]) -> None:
