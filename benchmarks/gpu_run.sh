@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The prepared GPU run (docs/gpu-run.md): ONE device command of at most 10 minutes that
 #   1. records the environment (GPU, driver, torch/CUDA, commit) and this script's log   -> $OUT/env.txt
-#   2. runs the speed step, if benchmarks/gpu_speed.py offers --choice (hard limit 240 s) -> $OUT/speed.jsonl, $OUT/choice.json
+#   2. runs the speed step, if benchmarks/gpu_speed.py offers --choice (at most 240 s, at most half
+#      of the budget left)                                                              -> $OUT/speed.jsonl, $OUT/choice.json
 #   3. runs `dip publish-run` with what is left of the budget: the paper profile in priority
 #      order, resuming from the committed bundle results-published/paper-<gpu>, the speed
 #      step's choice applied                                                            -> $OUT/part-*.tar.gz (≤ 4), $OUT/publish_run.jsonl
@@ -44,13 +45,15 @@ BUNDLE=${DIP_GPU_BUNDLE:-results-published/$PROFILE-$GPU}
 echo "bundle $BUNDLE ($( [[ -f $BUNDLE/manifest.json ]] && echo 'resuming from it' || echo 'not there yet: nothing is skipped'))"
 
 CHOICE=()
-if [[ ${DIP_GPU_SPEED:-1} != 0 ]] && python3 benchmarks/gpu_speed.py --help 2>/dev/null | grep -q -- "--choice"; then
-  MODE=${DIP_GPU_SPEED_MODE:-$(python3 benchmarks/gpu_speed.py --help | grep -o '{[a-z_,-]*}' | head -1 | tr -d '{}' | tr ',' '\n' \
+HELP=$([[ ${DIP_GPU_SPEED:-1} != 0 ]] && python3 benchmarks/gpu_speed.py --help 2>/dev/null)
+if grep -q -- "--choice" <<< "$HELP"; then
+  MODE=${DIP_GPU_SPEED_MODE:-$(grep -o '{[a-z_,-]*}' <<< "$HELP" | head -1 | tr -d '{}' | tr ',' '\n' \
          | grep -m1 -x -E 'choose|choice|publish|pick|quick' || echo speed)}
   TINY=(); [[ $PROFILE == smoke ]] && TINY=(--tiny)
-  echo "== speed step: gpu_speed.py $MODE (at most 240 s)"
+  SPEED=$(( $(left) / 2 < 240 ? $(left) / 2 : 240 ))  # at most 240 s, and never more than half of what is left
+  echo "== speed step: gpu_speed.py $MODE (at most ${SPEED} s)"
   t0=$SECONDS
-  timeout 240 python3 benchmarks/gpu_speed.py "$MODE" --budget 230 "${TINY[@]}" --choice "$OUT/choice.json" --out "$OUT/speed.jsonl" \
+  timeout "$SPEED" python3 benchmarks/gpu_speed.py "$MODE" --budget $(( SPEED - 10 )) "${TINY[@]}" --choice "$OUT/choice.json" --out "$OUT/speed.jsonl" \
     || echo "speed step ended with exit code $?"
   echo "speed step: $((SECONDS - t0)) s"
   if python3 -c "import json, sys; c = json.load(open(sys.argv[1])); assert isinstance(c, dict)" "$OUT/choice.json" 2>/dev/null; then

@@ -477,8 +477,8 @@ def publish_run_cmd(
 
     summary = run(params_path=params, out=out, budget=budget, bundle=bundle, profile_name=profile, mirror=mirror, choice=choice,
                   work=work, commit=commit, margin=margin, echo=show)
-    finished = summary["decisions"].get("finished", 0) + summary["decisions"].get("reused", 0)
-    typer.echo(f"{finished} fit(s) returned in {len(summary['parts'])} part(s) in {out}/ after {summary['seconds']} s; "
+    returned = sum(p["fits"] for p in summary["parts"])
+    typer.echo(f"{returned} fit(s) returned in {len(summary['parts'])} part(s) in {out}/ after {summary['seconds']} s; "
                + ", ".join(f"{n} {k}" for k, n in sorted(summary["decisions"].items())))
 
 

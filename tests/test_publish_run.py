@@ -380,35 +380,34 @@ def test_same_shape_fits_of_an_experiment_run_together_when_the_choice_groups_th
 
 
 def sized_fit(root: Path, image: str, size: int = 10_000) -> FinishedFit:
-    """A finished fit whose files have known sizes: three small ones, three PNG-sized ones."""
+    """A finished fit whose files have known sizes: three small ones, four PNG-sized ones."""
     rng = np.random.default_rng(len(image))
     case, run_dir = root / "data/corrupted/e" / image, root / "results/e" / image / "seed_0"
     for path, n in ((case / "meta.json", 100), (case / "ground_truth.png", size), (case / "observation.npy", size), (run_dir / "run.json", 100),
-                    (run_dir / "curve.csv", 100), (run_dir / "restored.png", size), (run_dir / "snapshots/iter_00000.png", size)):
+                    (run_dir / "curve.csv", 100), (run_dir / "restored.png", size), (run_dir / "final.png", size),
+                    (run_dir / "snapshots/iter_00000.png", size)):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(rng.bytes(n))
     return FinishedFit(f"e/{image}/seed_0", "e", image, "k" + image, 1.0, 10, case, run_dir, snapshots=True)
 
 
-def test_parts_split_at_their_size_limit_and_keep_every_fits_numbers(tmp_path: Path) -> None:
+def test_parts_split_at_their_size_limit(tmp_path: Path) -> None:
     fits = [sized_fit(tmp_path / "work", name) for name in "abc"]
     (tmp_path / "profile.json").write_text("{}")
     common = {"data/profile.json": tmp_path / "profile.json"}
-    cost = {kept: PartWriter(tmp_path, "x", {}, common, 0)._cost(None, fit_files(fits[0], kept)) for kept in KEPT}
-    base = PartWriter(tmp_path, "x", {}, common, 0).base
-    writer = PartWriter(tmp_path / "out", "part-x", {"profile": "smoke"}, common, limit=base + cost["all"] + cost["numbers"] + 100, max_parts=2)
+    probe = PartWriter(tmp_path, "x", {}, common, 0)
+    cost = {kept: probe._cost(None, fit_files(fits[0], kept)) for kept in KEPT}
+    writer = PartWriter(tmp_path / "out", "part-x", {"profile": "smoke"}, common, limit=probe.base + cost["all"] + cost["essentials"] + 100, max_parts=2)
     placed = [writer.add(f) for f in fits]
-    assert [(p["part"], p["kept"]) for p in placed] == [("part-x-1.tar.gz", "all"), ("part-x-2.tar.gz", "all"), ("part-x-1.tar.gz", "numbers")]
+    assert [(p["part"], p["kept"]) for p in placed] == [("part-x-1.tar.gz", "all"), ("part-x-2.tar.gz", "all"), ("part-x-1.tar.gz", "essentials")]
     assert all(t.stat().st_size <= writer.limit for t in (tmp_path / "out").iterdir())
     one, two = read_parts(tmp_path / "out", tmp_path / "parts")
     assert sorted(json.loads((one / "part.json").read_text())["fits"]) == ["e/a/seed_0", "e/c/seed_0"]
-    assert sorted(p.name for p in (one / "results/e/c/seed_0").iterdir()) == ["curve.csv", "run.json"]
-    assert not (one / "data/corrupted/e/c/ground_truth.png").exists() and (one / "data/corrupted/e/c/meta.json").is_file()
-    assert (one / "results/e/a/seed_0/snapshots/iter_00000.png").is_file() and (two / "data/profile.json").is_file()
-
-    single = PartWriter(tmp_path / "out1", "part-y", {}, common, limit=base + cost["no snapshots"] + 100, max_parts=1)
-    assert single.add(fits[0])["kept"] == "no snapshots"
-    assert PartWriter(tmp_path / "out2", "part-z", {}, common, limit=base + 100).add(fits[0])["part"] is None
+    assert sorted(p.name for p in (one / "results/e/c/seed_0").iterdir()) == ["curve.csv", "restored.png", "run.json"]
+    assert (one / "data/corrupted/e/c/ground_truth.png").is_file() and (one / "data/corrupted/e/c/meta.json").is_file()
+    assert (one / "results/e/a/seed_0/snapshots/iter_00000.png").is_file() and (one / "results/e/a/seed_0/final.png").is_file()
+    assert (two / "data/profile.json").is_file()
+    assert PartWriter(tmp_path / "out2", "part-z", {}, common, limit=probe.base + cost["essentials"] - 1).add(fits[0])["part"] is None
     assert not (tmp_path / "out2").exists() or not any((tmp_path / "out2").iterdir())
 
 

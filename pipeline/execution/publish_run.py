@@ -350,10 +350,9 @@ def run(
         where = writer.add(done)
         costs.pack_s = max(costs.pack_s, clock() - t0)
         if where["part"] is None:
-            log("too large", fit=fit.id, note="not even its numbers fit in a part; its folder stays in the work folder")
+            log("too large", fit=fit.id, note="no part has room for it: it stays in the work folder, and a later run on this machine returns it")
         elif where["kept"] != "all":
-            log("part full", fit=fit.id, part=where["part"], kept=where["kept"],
-                note="the parts' size limit: " + ("its snapshots are left out" if where["kept"] == "no snapshots" else "only its numbers are kept"))
+            log("part full", fit=fit.id, part=where["part"], kept=where["kept"], note="the parts' size limit: its snapshots and final.png are left out")
         return where
 
     queue: list[Planned] = []

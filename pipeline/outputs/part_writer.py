@@ -13,8 +13,9 @@ A part is one folder, returned as a ``.tar.gz`` of it (docs/gpu-run.md)::
 :class:`PartWriter` keeps at most ``max_parts`` tarballs of at most ``limit`` bytes in one folder
 and puts each finished fit into the first one with room. A fit never moves to another part, so
 rewriting one tarball (atomically: a temporary file, then a rename) after each fit can lose at
-most the fit being added. A fit too large for every part goes in without its snapshots, else with
-its numbers only (run.json, curve.csv, meta.json); :meth:`PartWriter.add` says which.
+most the fit being added. A fit too large for every part goes in with what a part must hold
+of it only (run.json, curve.csv, restored.png, meta.json, ground_truth.png: no final.png, no
+snapshots), else in none; :meth:`PartWriter.add` says which.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ PART_FORMAT = "dip-results-part/1"
 PART_JSON = "part.json"
 MARKER = ".dip-output"  # dip.io.atomic_directory's marker: not part of a case or a run
 FILE_COST = 1536  # bytes a file costs beyond its content: tar header and padding, its line in part.json
-KEPT = ("all", "no snapshots", "numbers")
+KEPT = ("all", "essentials")  # essentials: what every part must hold of a fit (the bundle's reader checks it)
 
 
 @dataclass
@@ -60,14 +61,12 @@ def case_inputs(case_dir: Path) -> dict[str, str]:
 def fit_files(fit: FinishedFit, kept: str) -> dict[str, Path]:
     """``{path in the part: source file}`` of one fit at the level ``kept`` (:data:`KEPT`)."""
     case = f"data/corrupted/{fit.exp}/{fit.image}"
-    files = {f"{case}/meta.json": fit.case_dir / "meta.json", f"results/{fit.id}/run.json": fit.run_dir / "run.json",
-             f"results/{fit.id}/curve.csv": fit.run_dir / "curve.csv"}
-    if kept != "numbers":
-        for name in ("restored.png", "final.png"):
-            if (fit.run_dir / name).is_file():
-                files[f"results/{fit.id}/{name}"] = fit.run_dir / name
-        if (fit.case_dir / "ground_truth.png").is_file():
-            files[f"{case}/ground_truth.png"] = fit.case_dir / "ground_truth.png"
+    files = {f"{case}/meta.json": fit.case_dir / "meta.json"}
+    if (fit.case_dir / "ground_truth.png").is_file():
+        files[f"{case}/ground_truth.png"] = fit.case_dir / "ground_truth.png"
+    for name in ("run.json", "curve.csv", "restored.png") + (("final.png",) if kept == "all" else ()):
+        if (fit.run_dir / name).is_file():
+            files[f"results/{fit.id}/{name}"] = fit.run_dir / name
     if kept == "all" and fit.snapshots:
         for snap in sorted((fit.run_dir / "snapshots").glob("iter_*.png")):
             files[f"results/{fit.id}/snapshots/{snap.name}"] = snap
@@ -102,8 +101,8 @@ class PartWriter:
 
     def add(self, fit: FinishedFit) -> dict[str, Any]:
         """Put ``fit`` into the first part with room and rewrite that tarball; returns
-        ``{"part": file name, "kept": all | no snapshots | numbers, "bytes", "seconds"}``, or
-        ``{"part": None, ...}`` when not even its numbers fit anywhere."""
+        ``{"part": file name, "kept": all | essentials, "bytes", "seconds"}``, or
+        ``{"part": None, ...}`` when not even its essentials fit in any part."""
         started = time.perf_counter()
         for kept in KEPT:
             files = fit_files(fit, kept)
