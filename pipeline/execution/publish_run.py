@@ -12,7 +12,7 @@ the bundle (docs/gpu-run.md).
 3. **Resume.** A fit whose :func:`~pipeline.execution.job.fit_key` the bundle's ``manifest.json``
    holds (``fits[<exp>/<image>/seed_<s>].fit_key``) is skipped; one finished in the work folder by
    an earlier call on the same machine is not fitted again, only returned.
-4. **Budget** (:class:`Costs`, :class:`Guard`). A fit starts only if its estimate fits in what is
+4. **Budget** (:mod:`pipeline.execution.budget`). A fit starts only if its estimate fits in what is
    left: seconds per iteration × iterations + its overhead (building, cuDNN autotuning, graph
    capture, writing) + rewriting its part, each measured in this run. The first fit of a shape
    measures it: its first iterations are the probe (at least one curve interval, up to 200
@@ -32,13 +32,12 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import os
 import platform
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,6 +46,7 @@ import numpy as np
 from dip.fit import FitConfig, canvas_size
 from dip.io import save_json
 from dip.network import NetConfig
+from pipeline.execution.budget import PROBE_ITERATIONS, Clock, Costs, Guard, OutOfTime
 from pipeline.execution.fits import finished, restore_group
 from pipeline.execution.job import EXECUTION_FIELDS, fit_key, job_settings, prepare_job
 from pipeline.outputs.part_writer import FinishedFit, PartWriter
@@ -55,10 +55,6 @@ PRIORITY = ("inpaint_p50", "sr_x4", "denoise_s25", "denoise_s8.5", "sr_x8")  # t
 GALLERY = {"inpaint_p50": ("peppers", "man")}  # first among their experiment's images; snapshots carried
 LOG = "publish_run.jsonl"
 PART_LIMIT = 15 * 2**20  # 4 parts and the logs stay under the device tool's 64 MiB, each under its 16 MiB
-LOWER_BOUND = 0.5  # a shape not yet measured costs at least this × the per-pixel rate of a measured one
-PROBE_ITERATIONS = 200
-
-Clock = Callable[[], float]
 
 
 @dataclass
@@ -178,79 +174,6 @@ def load_choice(path: Path | None) -> tuple[dict[str, Any], str, list[str]]:
     except (TypeError, ValueError) as err:
         raise ValueError(f"--choice {path}: {err}") from None
     return fit, group, notes
-
-
-@dataclass
-class Cost:
-    rate: float  # seconds per iteration
-    overhead: float  # seconds per fit besides its iterations: build, warm-up, capture, final output, writing
-    first: str  # the fit that measured it
-
-
-@dataclass
-class Costs:
-    """What fits cost in this run, measured as it goes (keys: shape or family, and group size)."""
-
-    known: dict[tuple[str, int], Cost] = field(default_factory=dict)
-    per_pixel: dict[tuple[str, int], float] = field(default_factory=dict)  # fastest seconds per iteration and canvas pixel
-    write_s: float = 0.0  # slowest writing of a fit's folder
-    pack_s: float = 0.0  # slowest rewriting of a part
-
-    def estimate(self, fit: Planned, n: int) -> float | None:
-        """Seconds the fit (in a group of ``n``) takes, its part included; ``None`` if its shape is new."""
-        cost = self.known.get((fit.shape, n))
-        return None if cost is None else cost.overhead + fit.iterations * cost.rate + self.pack_s
-
-    def lower_bound(self, fit: Planned, n: int) -> float:
-        """At least this many seconds (0 when nothing alike was measured)."""
-        rate = self.per_pixel.get((fit.family, n))
-        return 0.0 if rate is None else LOWER_BOUND * rate * fit.pixels * fit.iterations
-
-    def record(self, fit: Planned, n: int, rate: float, overhead: float) -> None:
-        self.known[(fit.shape, n)] = Cost(rate, max(overhead, 0.0), fit.id)
-        per_pixel = rate / fit.pixels
-        self.per_pixel[(fit.family, n)] = min(per_pixel, self.per_pixel.get((fit.family, n), math.inf))
-
-
-class OutOfTime(Exception):
-    """Raised by :class:`Guard` inside the loop: the fit would not end within the budget."""
-
-    def __init__(self, needed: float, left: float, rate: float | None) -> None:
-        super().__init__(f"needs {needed:.1f} s more, {left:.1f} s left")
-        self.needed, self.left, self.rate = needed, left, rate
-
-
-class Guard:
-    """A fit's callback at each curve point: records when the device got there and stops the fit
-    (:class:`OutOfTime`; nothing is written) once its projected end passes ``deadline``. Before
-    ``probe`` iterations only a deadline already passed stops it."""
-
-    def __init__(self, iterations: int, clock: Clock, deadline: float, reserve: Callable[[], float], probe: int) -> None:
-        self.iterations, self.clock, self.deadline, self.reserve, self.probe = iterations, clock, deadline, reserve, probe
-        self.marks: list[tuple[int, float]] = []
-
-    def rate(self) -> float | None:
-        """Seconds per iteration from the second curve point on (the first holds the warm-up)."""
-        if len(self.marks) < 2:
-            return None
-        (i0, t0), (i1, t1) = self.marks[1 if len(self.marks) >= 3 else 0], self.marks[-1]
-        return (t1 - t0) / (i1 - i0) if i1 > i0 else None
-
-    def __call__(self, step: Any) -> None:
-        float(step.loss)  # wait for the device: the time is when the iteration really ended
-        now = self.clock()
-        self.marks.append((int(step.iteration), now))
-        i = int(step.iteration)
-        if i >= self.iterations:  # the final point: the fit is done, let it write
-            return
-        rate = self.rate()
-        if now >= self.deadline:
-            raise OutOfTime((self.iterations - i) * (rate or 0.0) + self.reserve(), self.deadline - now, rate)
-        if rate is None or i - self.marks[0][0] < self.probe:
-            return
-        needed = (self.iterations - i) * rate + self.reserve()
-        if now + needed > self.deadline:
-            raise OutOfTime(needed, self.deadline - now, rate)
 
 
 def git_commit() -> str | None:
