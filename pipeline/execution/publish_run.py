@@ -19,7 +19,7 @@ the bundle (docs/gpu-run.md).
    iterations), and from then on the fit goes on only while its projected end stays inside the
    budget (checked at each curve point, where the loop reads the device anyway); a fit stopped
    so writes nothing. A shape not yet measured is not even probed when a lower bound from the
-   measured ones (their rate per pixel × ½) already exceeds what is left.
+   measured ones (:meth:`~pipeline.execution.budget.Costs.lower_bound`) already exceeds what is left.
 5. **Parts.** After each finished fit its part is rewritten atomically, so a kill at the time limit
    loses only the fit in flight; ``publish_run.jsonl`` records every planned fit's decision
    (skipped, reused, started, finished, stopped, not started, failed) with its numbers.
