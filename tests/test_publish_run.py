@@ -421,6 +421,7 @@ def test_the_command_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "c.json").write_text("nope")
     result = runner.invoke(app, ["publish-run", "--budget", "60", "--out", str(tmp_path / "o"), "--choice", str(tmp_path / "c.json")])
     assert result.exit_code == 2 and "error: --choice" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()  # nothing written
 
 
 @pytest.mark.integration

@@ -243,10 +243,10 @@ def run(
     start = clock()
     deadline = start + budget - margin
     out, work = Path(out), Path(work)
+    execution, group, notes = load_choice(choice)  # bad input stops the run before it writes anything
+    published = published_keys(bundle)
     out.mkdir(parents=True, exist_ok=True)
     log = Log(out / LOG, echo)
-    execution, group, notes = load_choice(choice)
-    published = published_keys(bundle)
     log("start", profile=profile_name, budget_s=budget, margin_s=margin, bundle=str(bundle) if bundle else None,
         published=len(published), execution=execution, group=group, notes=notes)
     params, profile, resolution = prepare_inputs(Path(params_path), profile_name, work, mirror, Path(manifest))
