@@ -443,6 +443,45 @@ def publish(
                f"on {manifest['device_name'] or manifest['device']}; check it with `dip check-bundle {out}`")
 
 
+@app.command("publish-run")
+@user_errors
+def publish_run_cmd(
+    budget: Annotated[float, typer.Option(help="Seconds this command may take, from its start (inputs, fits, parts).", show_default=False)],
+    out: Annotated[Path, typer.Option(help="Folder for the parts (part-*.tar.gz, at most 4) and publish_run.jsonl.", show_default=False)],
+    bundle: Annotated[Optional[Path], typer.Option(help="The committed bundle to resume from, e.g. results-published/paper-h200 (may not exist yet): its fits are skipped.")] = None,
+    mirror: Annotated[Optional[str], typer.Option(help="Images folder laid out like ../shared/images (default: params fetch.mirror, else $DIP_MIRROR, else the URLs).")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    profile: Annotated[str, typer.Option(help="The profile to publish (whatever params.yaml's `profile` says): paper; smoke for a quick CPU check.")] = "paper",
+    choice: Annotated[Optional[Path], typer.Option(help="The speed step's choice file: its execution options and engine group are applied (never the numbers).")] = None,
+    work: Annotated[Path, typer.Option(help="Work folder (data/, results/ as in docs/LAYOUT.md); fits finished there by an earlier call are returned, not refitted.")] = Path(".gpu-results"),
+    margin: Annotated[float, typer.Option(help="Seconds of the budget kept for the end (the last part, exit).")] = 10.0,
+    commit: Annotated[Optional[str], typer.Option(help="The commit the run is made at (default: $DIP_COMMIT, else git HEAD).")] = None,
+) -> None:
+    """Fit the paper profile in priority order within --budget seconds, skipping what --bundle holds; the new fits go to --out as parts to merge (`dip publish PART --into BUNDLE`)."""
+    from pipeline.execution.publish_run import run
+
+    if not budget > 0 or not 0 <= margin < budget:
+        raise ValueError(f"--budget must be positive and --margin between 0 and the budget, got {budget} and {margin}")
+
+    def show(event: dict[str, Any]) -> None:
+        kind = event["event"]
+        what = event.get("fit") or ""
+        detail = event.get("note") or event.get("error") or ""
+        if kind == "finished":
+            detail = f"{event['seconds']} s ({event['ms_per_it']} ms/it) → {event['part']}"
+        elif kind == "started":
+            detail = "probe: new shape" if event.get("probe") else f"estimate {event['estimate_s']} s, {event['left_s']} s left"
+        elif kind in ("start", "inputs", "end"):
+            detail = json.dumps({k: v for k, v in event.items() if k not in ("event", "time", "costs")}, default=str)
+        typer.echo(f"{kind:>12} {what} {detail}".rstrip())
+
+    summary = run(params_path=params, out=out, budget=budget, bundle=bundle, profile_name=profile, mirror=mirror, choice=choice,
+                  work=work, commit=commit, margin=margin, echo=show)
+    returned = sum(p["fits"] for p in summary["parts"])
+    typer.echo(f"{returned} fit(s) returned in {len(summary['parts'])} part(s) in {out}/ after {summary['seconds']} s; "
+               + ", ".join(f"{n} {k}" for k, n in sorted(summary["decisions"].items())))
+
+
 @app.command("check-bundle")
 @user_errors
 def check_bundle_cmd(

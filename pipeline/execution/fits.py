@@ -46,8 +46,10 @@ def check_size(height: int, width: int, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         )
 
 
-def versions() -> dict[str, str]:
-    return {"dip": dip.__version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()}
+def versions() -> dict[str, str | None]:
+    """Versions that produced a fit; ``cuda`` is torch's CUDA build (``None`` for a CPU build)."""
+    return {"dip": dip.__version__, "torch": torch.__version__, "cuda": torch.version.cuda, "numpy": np.__version__,
+            "python": platform.python_version()}
 
 
 def write_curve(path: Path, rows: list[dict[str, float]]) -> None:
