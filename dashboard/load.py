@@ -22,7 +22,7 @@ import pandas as pd
 import streamlit as st
 
 from pipeline import layout
-from pipeline.profiles import parse_experiment
+from pipeline.settings import parse_experiment
 
 ENV_ROOT = "DIP_RESULTS"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -152,7 +152,7 @@ def numeric(df: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> pd.DataFr
 def experiment_task(exp: str, root: Path | None = None) -> str:
     """The task of ``exp``: its ``data/corrupted/<exp>/experiment.json`` (figures: ``fig7_text`` is
     inpainting) when ``root`` is given and the file exists, else what the id says
-    (:func:`pipeline.profiles.parse_experiment`), else the id's first word."""
+    (:func:`pipeline.settings.parse_experiment`), else the id's first word."""
     info = read_json(root / layout.CORRUPTED / exp / "experiment.json") if root is not None else None
     if isinstance(info, dict) and info.get("task"):
         return str(info["task"])

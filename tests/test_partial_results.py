@@ -53,7 +53,7 @@ def full_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     from dip.io import save_image, save_json
     from pipeline.images.manifest import ImageEntry
-    from pipeline.profiles import Profile, load_params
+    from pipeline.settings import Profile, load_params
     from pipeline.stages.baselines import run_experiment_baselines
     from pipeline.stages.corrupt import corrupt_all
     from pipeline.stages.run import run_experiment
@@ -248,7 +248,7 @@ def test_the_smoke_run_cut_short_lists_what_is_pending(smoke_outputs: Path, tmp_
     """The smoke profile's own tree with SR ×4 and Fig. 7 not fitted yet (an interrupted `dvc repro`):
     those two are pending, the profile's inactive experiments are not listed, the rest is complete."""
     from pipeline.outputs.report import load_paper
-    from pipeline.profiles import load_params
+    from pipeline.settings import load_params
     from pipeline.stages.evaluate import evaluate
 
     root = tmp_path / "ws"

@@ -48,7 +48,7 @@ if ui.require_outputs(root, "results", "data/corrupted"):
         st.info("This published bundle keeps no snapshot of this run; it keeps those of: "
                 + (", ".join(f"{e}/{i}" for e, i in shots) or "no run") + ".")
     elif not snaps:
-        st.info("This run saved no snapshot (or has not finished): the restore stage writes `snapshots/iter_NNNNN.png`.")
+        st.info("This run saved no snapshot (or has not finished): the fit stage (`dip run`) writes `snapshots/iter_NNNNN.png`.")
     curve = load.curve(rd) if rd else None
     psnr_at = {}
     if curve is not None and "psnr_gt" in curve.columns:

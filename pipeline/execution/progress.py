@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from dip.fit import Step
 from pipeline.layout import psnr_from_loss
+
+if TYPE_CHECKING:  # a type only: the fetch and baselines stages' bars need no fitting loop
+    from dip.fit import Step
 
 console = Console(stderr=True)
 

@@ -164,7 +164,7 @@ def describe(exp: str, paper: dict[str, Any], figures: dict[str, Any]) -> str:
         return str(paper[exp]["source"]).split(", PSNR")[0].split(", mean PSNR")[0]
     if exp in figures:
         return str((figures[exp] or {}).get("about", exp))
-    from pipeline.profiles import parse_experiment
+    from pipeline.settings import parse_experiment
 
     e = parse_experiment(exp)
     return {"denoise": f"denoising, σ = {e.sigma and round(e.sigma * 255, 1)}/255", "inpaint": f"inpainting, {e.drop and round(e.drop * 100)} % missing",
@@ -175,7 +175,7 @@ def pending_text(repo: Path, profile: str = "paper") -> str:
     """The block before any bundle: the profile's experiments (what, how many images), all pending."""
     from pipeline.images.manifest import load_manifest
     from pipeline.outputs.report import load_paper
-    from pipeline.profiles import Profile, load_params
+    from pipeline.settings import Profile, load_params
 
     params = load_params(repo / "params.yaml")
     prof = Profile(profile, params["profiles"][profile], dict(params.get("figures") or {}))

@@ -182,7 +182,7 @@ def evaluate(
 def stage(params_path: Path, profile_file: Path, results: Path, baselines: Path, corrupted: Path, paper: Path, out_dir: Path) -> dict[str, Any]:
     """The ``evaluate`` stage (``dip evaluate``): :func:`evaluate` with params.yaml's experiments,
     ``report.epsilon`` (checked > 0) and figure descriptions; returns the summary."""
-    from pipeline.profiles import load_params, read_resolution
+    from pipeline.settings import load_params, read_resolution
 
     p = load_params(params_path)
     epsilon = float((p.get("report") or {}).get("epsilon", 0.5))
