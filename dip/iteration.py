@@ -130,7 +130,7 @@ class Iteration:
         """:math:`f_\\theta(z)` without perturbation, and its losses: the fit's result (after :meth:`thaw`)."""
         self.thaw()
         with torch.no_grad():
-            out = self.forward(self.z)
+            out = self.forward(self.z).contiguous()  # NCHW for the caller, whatever the network's layout
             return out, self.losses(out)
 
     def __call__(self) -> None:
