@@ -6,9 +6,10 @@ inpainting operator, output averaging, in this order of priority (whatever would
 time left is skipped, with a line saying so):
 
 1. ``default`` — the library's default configuration (CUDA graph) at ``gray256`` (256², 1 channel)
-   and ``rgb512`` (512², 3 channels), then each execution option and their combinations:
-   ``nobias`` (``drop_inert_bias``), ``cl`` (``channels_last``: layout-keeping reflection pad,
-   cuDNN's NHWC batch norm), ``cl_nobias``;
+   and ``rgb512`` (512², 3 channels), then every combination of the two layout options:
+   ``nchw_bias`` (the network as the authors' code runs it), ``nchw_nobias`` (``drop_inert_bias``),
+   ``cl_bias`` (``channels_last``: layout-keeping reflection pad, cuDNN's NHWC batch norm),
+   ``cl_nobias``;
 2. many fits of 256² gray at once, with the best single-fit options: ``vmap<N>``, ``grouped<N>``
    (one network with ``groups=N`` convolutions), ``streams<N>`` (N CUDA graphs on N streams);
    ``image_its_per_s`` = images × iterations per second;
@@ -77,9 +78,10 @@ TINY_NET = dict(levels=3, width=8, skip=2)
 WORKLOAD = dict(lr=0.01, reg_noise_std=1 / 30, exp_weight=0.99)  # the paper's denoising settings, as measured before
 #: single-fit variants: FitConfig options on top of the library's defaults (execution options only)
 SINGLE = {
-    "default": {},
-    "nobias": dict(drop_inert_bias=True),
-    "cl": dict(channels_last=True),
+    "default": {},  # the library's defaults (on CUDA the same as nchw_nobias: two measurements of one configuration)
+    "nchw_bias": dict(channels_last=False, drop_inert_bias=False),  # the network as the authors' code runs it
+    "nchw_nobias": dict(channels_last=False, drop_inert_bias=True),
+    "cl_bias": dict(channels_last=True, drop_inert_bias=False),
     "cl_nobias": dict(channels_last=True, drop_inert_bias=True),
 }
 #: the paper profile's shortest fits with the paper's network (sr_x4, inpaint supmat): compile must pay within them

@@ -19,12 +19,15 @@ from dip.network import NetConfig
 from dip.operators import Inpainting
 
 TINY = NetConfig.from_dict(dict(levels=3, width=8, skip=2))
-BASE = FitConfig(iterations=14, lr=0.01, reg_noise_std=0.03, exp_weight=0.9, backtrack=True, precision="fp64", check_every=7)
+#: the paper's network as it is, NCHW with every bias; each option below departs from it
+BASE = FitConfig(iterations=14, lr=0.01, reg_noise_std=0.03, exp_weight=0.9, backtrack=True, precision="fp64", check_every=7,
+                 channels_last=False, drop_inert_bias=False)
 #: a non-default value of every execution option (compile: tests/test_execution.py::test_compile…, integration)
 OPTIONS = {
     "graph": dict(graph=True),  # CUDA only; the CPU runs eagerly, the same code
     "channels_last": dict(channels_last=True),
     "drop_inert_bias": dict(drop_inert_bias=True),
+    "defaults": dict(channels_last=None, drop_inert_bias=FitConfig.drop_inert_bias),  # whatever they are on the CPU
     "check_every": dict(check_every=1),
     "many": dict(many="grouped"),
 }
@@ -58,7 +61,7 @@ def _assert_same(got: tuple[list, list], want: tuple[list, list]) -> None:
 def test_every_execution_option_is_a_setting_and_is_tested() -> None:
     fields = {f.name for f in dataclasses.fields(FitConfig)}
     assert set(EXECUTION_FIELDS) <= fields and "precision" not in EXECUTION_FIELDS
-    assert set(EXECUTION_FIELDS) == set(OPTIONS) | {"compile", "compile_cache"}
+    assert set(EXECUTION_FIELDS) == set(OPTIONS) - {"defaults"} | {"compile", "compile_cache"}
 
 
 @pytest.fixture(scope="module")

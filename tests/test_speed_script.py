@@ -31,7 +31,7 @@ def _row(case: str, variant: str, ms: float, **extra) -> dict:
 
 def test_the_choice_is_the_fastest_equal_configuration(tmp_path) -> None:
     rows = [_row(c, v, ms) for c, base in (("gray32", 4.0), ("rgb48", 12.0))
-            for v, ms in (("default", base), ("nobias", base * 0.9), ("cl", base * 0.8), ("cl_nobias", base * 0.7))]
+            for v, ms in (("default", base), ("nchw_bias", base * 1.1), ("nchw_nobias", base), ("cl_bias", base * 0.8), ("cl_nobias", base * 0.7))]
     rows += [_row("gray32", "bf16_cl_nobias", 1.0)]  # faster, but not an execution option: never chosen
     rows += [_row("gray32", "streams8", 10.0, images=8, image_its_per_s=800.0, options={"many": "streams"}),
              _row("gray32", "grouped8", 20.0, images=8, image_its_per_s=400.0, options={"many": "grouped"})]
@@ -49,7 +49,7 @@ def test_the_choice_is_the_fastest_equal_configuration(tmp_path) -> None:
 
 def test_compile_is_chosen_only_where_it_pays_within_a_short_fit(tmp_path) -> None:
     def choice_for(break_even: int) -> dict:
-        rows = [_row(c, v, 2.0) for c in ("gray32", "rgb48") for v in ("default", "nobias", "cl", "cl_nobias")]
+        rows = [_row(c, v, 2.0) for c in ("gray32", "rgb48") for v in ("default", "nchw_bias", "nchw_nobias", "cl_bias", "cl_nobias")]
         rows += [_row(c, "compile_default", 1.0) for c in ("gray32", "rgb48")]
         rows += [{"case": c, "variant": "compile_default", "compile_s": 60.0, "saved_ms_per_it": 1.0, "break_even_its": break_even}
                  for c in ("gray32", "rgb48")]
