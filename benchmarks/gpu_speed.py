@@ -137,6 +137,7 @@ class Run:
     def __init__(self, args: argparse.Namespace, emit: Callable[[dict], None]) -> None:
         self.args, self.emit, self.tiny = args, emit, args.tiny
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device_name = torch.cuda.get_device_name() if self.device.type == "cuda" else "cpu"
         self.net = NetConfig.from_dict(TINY_NET if args.tiny else PAPER_NET)
         self.warmup, self.timed = (1, 2) if args.tiny else (args.warmup, args.timed)
         self.cases = {"gray32": (32, 1), "rgb48": (48, 3)} if args.tiny else {"gray256": (256, 1), "rgb512": (512, 3)}
@@ -447,7 +448,7 @@ def write_choice(path: Path, run: Run, best: str, emit: Callable[[dict], None]) 
         measured["many"]["single"] = round(1e3 / lone, 1)
     choice = {"fit": fit, "group": group, "many": many_choice, "measured": measured,
               "note": "execution options only (equal numbers); bf16 needs `gpu_speed.py quality` first",
-              "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "torch": torch.__version__}
+              "device": run.device_name, "torch": torch.__version__}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(choice, indent=2) + "\n")
