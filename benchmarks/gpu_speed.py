@@ -52,7 +52,6 @@ import dataclasses
 import gc
 import json
 import math
-import os
 import signal
 import statistics
 import subprocess

@@ -88,8 +88,10 @@ class FitConfig:
     graph: bool | None = None  # capture each iteration as a CUDA graph; None = on for CUDA (eager elsewhere)
     compile: bool = False  # torch.compile the network (Inductor), compiled before the graph is captured
     compile_cache: str = ""  # file of torch.compile's caches: loaded before compiling, rewritten after the fit
-    channels_last: bool | None = None  # NHWC end to end (layout-keeping pad, cuDNN's NHWC batch norm); None = on on the CPU (measured faster), off elsewhere until measured
-    drop_inert_bias: bool = True  # leave out the conv biases a batch norm cancels (dip.network.inert_biases); measured not slower on the CPU
+    # NHWC end to end (layout-keeping pad, cuDNN's NHWC batch norm); None = on the CPU only (measured
+    # faster there; docs/speed.md), off elsewhere until measured
+    channels_last: bool | None = None
+    drop_inert_bias: bool = True  # skip the conv biases a batch norm cancels (dip.network.inert_biases)
     many: str = "vmap"  # a group of fits: vmap | grouped (one widened network) | streams (one graph per fit)
     check_every: int = 100  # host check for a NaN/Inf loss every this many iterations
 
@@ -383,17 +385,18 @@ def run_fits(fitters: list[Fitter]) -> list[FitResult]:
     finals = [it.final() for it in parts]
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
     if cfg.compile and cfg.compile_cache:
         save_cache(cfg.compile_cache)
-    seconds = time.perf_counter() - start
     results = []
     for i, (f, state) in enumerate(zip(fitters, states)):
         (k, row), it = slot[i], parts[slot[i][0]]
         outputs, losses = finals[k]
         out = outputs[row : row + 1]
         averaged = it.averaged[row : row + 1].clone() if it.averaged is not None else None
-        if state.diverged_at is None:
-            shown = Step(state.iterations_run, out.clone(), None if averaged is None else averaged.clone(), losses[row].detach().clone(), state)
+        if state.diverged_at is None:  # the final output, to the periodic callbacks too
+            copy = None if averaged is None else averaged.clone()
+            shown = Step(state.iterations_run, out.clone(), copy, losses[row].clone(), state)
             for fn in f.due(state.iterations_run, final=True):
                 fn(shown)
         es_out, es_iter = None, None
