@@ -89,7 +89,7 @@ def run_dip(y: torch.Tensor, clean: torch.Tensor, stamps: Stamps, device: torch.
         if step.iteration >= stamps.needed:  # the final notification, after the loop
             return
         if stamps():
-            step.fitter.request_stop()
+            step.state.request_stop()
 
     fitter.add_callback(stamp, every=1)
     fitter.run()
@@ -208,7 +208,7 @@ def interleaved(y: torch.Tensor, clean: torch.Tensor, warmup: int, timed: int, d
                 durations[name].append(time.perf_counter() - t0)
         state["n"] = n + 1
         if state["n"] >= needed:
-            step.fitter.request_stop()
+            step.state.request_stop()
         state["left"] = time.perf_counter()
 
     fitter.add_callback(others, every=1)

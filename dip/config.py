@@ -139,6 +139,10 @@ class NetConfig:
         return dataclasses.asdict(self)
 
 
+#: how a group of same-size fits runs (:mod:`dip.group`, :class:`dip.graphs.OnStreams`)
+MANY_MODES = ("vmap", "grouped", "streams")
+
+
 @dataclass
 class FitConfig:
     """Optimisation settings. Defaults are the paper's denoising settings."""
@@ -157,12 +161,18 @@ class FitConfig:
     # "fp32"; "bf16" = autocast on CUDA (ignored on the CPU); "fp64" = float64 weights and data,
     # slow, for exactness checks (rounding no longer steers Adam's trajectory)
     precision: str = "fp32"
-    channels_last: bool = False  # NHWC end to end (one memory format either way; measure before turning on)
-    compile: bool = False  # torch.compile the forward pass (measured slower on the test CPU)
-    graph: bool | None = None  # capture each iteration as a CUDA graph; None = on for CUDA (eager elsewhere)
-    check_every: int = 100  # host check for a NaN/Inf loss every this many iterations
     input: str = "noise"  # the code z: noise | meshgrid | image (dip.inputs.make_input)
     tv_weight: float = 0.0  # λ of the added λ·TV(x) term (dip.priors.tv); 0 = none
+    # --- execution options (EXECUTION_FIELDS): how the iterations run, not what they compute ---
+    graph: bool | None = None  # capture each iteration as a CUDA graph; None = on for CUDA (eager elsewhere)
+    compile: bool = False  # torch.compile the network (Inductor), compiled before the graph is captured
+    compile_cache: str = ""  # file of torch.compile's caches: loaded before compiling, rewritten after the fit
+    # NHWC end to end (layout-keeping pad, cuDNN's NHWC batch norm); None = on the CPU only (measured
+    # faster there; docs/speed.md), off elsewhere until measured
+    channels_last: bool | None = None
+    drop_inert_bias: bool = True  # skip the conv biases a batch norm cancels (dip.network.inert_biases)
+    many: str = "vmap"  # a group of fits: vmap | grouped (one widened network) | streams (one graph per fit)
+    check_every: int = 100  # host check for a NaN/Inf loss every this many iterations
 
     def validate(self) -> "FitConfig":
         if self.iterations < 1:
@@ -181,6 +191,8 @@ class FitConfig:
             raise ValueError(f"input must be one of {', '.join(INPUT_KINDS)}, got {self.input!r}")
         if not self.tv_weight >= 0:
             raise ValueError(f"tv_weight must be >= 0, got {self.tv_weight}")
+        if self.many not in MANY_MODES:
+            raise ValueError(f"many must be one of {', '.join(MANY_MODES)}, got {self.many!r}")
         return self
 
     @classmethod
@@ -190,3 +202,8 @@ class FitConfig:
         if unknown:
             raise ValueError(f"unknown fitting setting(s): {', '.join(sorted(unknown))}")
         return cls(**values).validate()
+
+
+#: :class:`FitConfig` fields that change how the iterations run but not their numbers (a float64
+#: CPU fit gives equal outputs with any value: tests/test_execution.py); everything else does.
+EXECUTION_FIELDS: tuple[str, ...] = ("graph", "compile", "compile_cache", "channels_last", "drop_inert_bias", "many", "check_every")

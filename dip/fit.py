@@ -12,12 +12,27 @@ with Adam, and returns :math:`f_{\\theta}(z)`. Options: exponential output avera
 early stopping. Callbacks (minGPT's ``add_callback`` shape) see every iteration they ask for;
 the loop itself knows nothing about files.
 
-How it runs: one iteration is :class:`dip.iteration.Iteration` — tensor work only, no host
-synchronisation — which on CUDA is captured once as a CUDA graph and replayed
-(:mod:`dip.graphs`), so the loop costs one launch per iteration instead of hundreds. The host
-reads the device only where it must: when a callback is due, once per ES window, and every
-``check_every`` iterations to stop a fit whose loss became NaN/Inf. Several same-size images
-can be fitted as one group (:mod:`dip.group`); a lone fit is a group of one.
+How it runs — what a reader needs to follow one step:
+
+* :class:`Fitter` is the caller's description of one fit (settings, operator, observation,
+  callbacks); the loop never changes it. :func:`run_fits` runs a list of them as one group and
+  keeps each fit's run-time state in a :class:`FitState` (network, code, stop flag), which
+  callbacks see as ``step.state``.
+* One iteration of the group is :class:`dip.iteration.Iteration` — its docstring lists the
+  whole step (perturb, forward, loss, backward, backtracking, Adam, averaging, ES-WMV) — with
+  no host synchronisation, so that on CUDA it is captured once as a CUDA graph and replayed
+  (:mod:`dip.graphs`): one launch per iteration instead of hundreds.
+* The host reads the device only where it must: when a callback is due (it gets copies of the
+  outputs, its to keep), once per ES window, and every ``check_every`` iterations to stop a fit
+  whose loss became NaN/Inf.
+* Several same-size images are one group: one model over stacked weights (``many="vmap"`` or
+  ``"grouped"``, :mod:`dip.group`) or one lone iteration per image on its own CUDA stream
+  (``"streams"``); a lone fit is a group of one.
+
+**Execution options** (:data:`EXECUTION_FIELDS`) change how an iteration runs, never its numbers
+(each is tested to leave a float64 CPU fit equal): CUDA graphs, ``torch.compile``, channels-last
+memory format, dropping the inert biases (:func:`dip.network.inert_biases`), how a group runs,
+how often the host checks for NaN. ``precision`` is not one: bf16 changes the numbers.
 
 The network works on a canvas whose sides are multiples of ``2**levels``; its output is cropped
 to the image's size before the operator, so the loss only ever sees real pixels.
@@ -34,27 +49,60 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from dip.config import FitConfig  # noqa: F401 - re-exported: the settings live in dip.config (no torch)
+from dip.compiling import compile_model, save_cache
+from dip.config import EXECUTION_FIELDS, MANY_MODES, FitConfig  # noqa: F401 - re-exported: the settings live in dip.config (no torch)
 from dip.device import pick_device
-from dip.graphs import Replayer
-from dip.group import Lone, Stacked
+from dip.graphs import OnStreams, Replayer
+from dip.group import Grouped, Lone, Model, Stacked, can_group
 from dip.inputs import make_input
 from dip.iteration import Iteration
 from dip.models import build_model
-from dip.network import NetConfig
+from dip.network import NetConfig, drop_inert_biases
 from dip.operators import Operator
 from dip.priors import tv
 
 
 @dataclass
+class FitState:
+    """One fit's run-time state inside :func:`run_fits` (callbacks see it as ``step.state``).
+
+    ``net`` is the network being fitted when the fit has one of its own (a lone fit, or
+    ``many="streams"``); in a stacked group its weights are rows of the group's leaves and
+    ``net`` is None. ``z`` is its input code on the canvas.
+    """
+
+    index: int
+    fitter: "Fitter"
+    z: torch.Tensor
+    net: nn.Module | None = None
+    stop_requested: bool = False
+    iterations_run: int = 0
+    diverged_at: int | None = None
+
+    @property
+    def cfg(self) -> FitConfig:
+        return self.fitter.cfg
+
+    def request_stop(self) -> None:
+        """Ask the loop to stop this fit after the current iteration (for callbacks)."""
+        self.stop_requested = True
+
+
+@dataclass
 class Step:
-    """What a callback sees: outputs are detached, on the fitting device, cropped to the image."""
+    """What a callback sees: copies of the outputs (detached, on the fitting device, cropped to
+    the image; the callback's to keep) and the fit's :class:`FitState`."""
 
     iteration: int
     output: torch.Tensor
     averaged: torch.Tensor | None
     loss: torch.Tensor
-    fitter: "Fitter"
+    state: FitState
+
+    @property
+    def fitter(self) -> FitState:
+        """The fit's state (``net``, ``z``, ``cfg``, ``request_stop()``), under its former name."""
+        return self.state
 
 
 class FitDiverged(ValueError):
@@ -108,11 +156,9 @@ def check_size(size: tuple[int, int], cfg: NetConfig) -> None:
 
 
 class Fitter:
-    """Fits a fresh generator (:func:`dip.models.build_model`) to one observation through ``operator``.
-
-    Callbacks get a :class:`Step` whose tensors are the loop's buffers: read them during the
-    call (``to_numpy``, ``float``), ``clone()`` what you keep.
-    """
+    """One fit as the caller describes it: a fresh generator (:func:`dip.models.build_model`)
+    fitted to one observation through ``operator``, with callbacks. :meth:`run` (or
+    :func:`run_fits` for several) runs it; the loop keeps its state elsewhere (:class:`FitState`)."""
 
     def __init__(
         self,
@@ -139,9 +185,6 @@ class Fitter:
         check_size(self.image_size, net_cfg)
         self.channels = observation.shape[1]
         self.callbacks: list[tuple[Callback, int | None, set[int]]] = []
-        self.stop_requested = False
-        self.net: nn.Module | None = None  # the network being fitted (lone fits), set by run()
-        self.z: torch.Tensor | None = None  # its input code
 
     def add_callback(self, fn: Callback, every: int | None = None, at: Iterable[int] | None = None) -> None:
         """Call ``fn(step)`` every ``every`` iterations and/or at the iterations in ``at``."""
@@ -152,19 +195,26 @@ class Fitter:
             raise ValueError(f"callback interval must be >= 1, got {every}")
         self.callbacks.append((fn, every, marks))
 
-    def request_stop(self) -> None:
-        """Ask the loop to stop after the current iteration (for callbacks)."""
-        self.stop_requested = True
-
     def build(self) -> tuple[nn.Module, torch.Tensor]:
-        """Network and input code z, both drawn from ``cfg.seed`` on the CPU (device independent)."""
+        """Network and input code z as the fit runs them, both drawn from ``cfg.seed`` on the CPU
+        (device independent); the execution options ``drop_inert_bias`` and ``channels_last`` applied."""
         gen = torch.Generator().manual_seed(self.cfg.seed)
         canvas = canvas_size(self.image_size, self.net_cfg.multiple)
         z = make_input(self.cfg.input, self.net_cfg.input_depth, self.image_size, canvas, gen, self.cfg.input_noise_scale, self.input_image)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.cfg.seed)
             net = build_model(self.net_cfg, self.channels, in_channels=z.shape[1], canvas=canvas)
-        return net.to(self.device, self.dtype), z.to(self.device, self.dtype)
+        if self.cfg.drop_inert_bias:
+            drop_inert_biases(net)
+        net, z = net.to(self.device, self.dtype), z.to(self.device, self.dtype)
+        if self.channels_last:
+            net, z = net.to(memory_format=torch.channels_last), z.contiguous(memory_format=torch.channels_last)
+        return net, z
+
+    @property
+    def channels_last(self) -> bool:
+        """Whether the network runs NHWC: ``cfg.channels_last``, or where unset, on the CPU only."""
+        return self.cfg.channels_last if self.cfg.channels_last is not None else self.device.type == "cpu"
 
     def run(self) -> FitResult:
         """Fit and return the result; raises :class:`FitDiverged` if the loss became NaN/Inf."""
@@ -178,88 +228,118 @@ class Fitter:
         return [fn for fn, every, marks in self.callbacks if i in marks or (every is not None and (i % every == 0 or final))]
 
 
+def group_model(nets: Sequence[nn.Module], many: str = "vmap") -> Model:
+    """The model that runs ``nets`` together: :class:`~dip.group.Lone` for one network, else
+    :class:`~dip.group.Grouped` (``many="grouped"``, where every layer can be widened) or
+    :class:`~dip.group.Stacked` (vmap)."""
+    if len(nets) == 1:
+        return Lone(nets[0])
+    if many == "grouped" and can_group(nets[0]):
+        return Grouped(nets)
+    return Stacked(nets)
+
+
+def _shown(it: Iteration, row: int, iteration: int, state: FitState) -> Step:
+    """The Step of image ``row`` of ``it``: copies, so that a callback may keep them while the
+    loop's buffers move on (a CPU tensor handed on as is would change under the callback)."""
+    averaged = it.averaged[row : row + 1].clone() if it.averaged is not None else None
+    return Step(iteration, it.out[row : row + 1].clone(), averaged, it.loss[row].clone(), state)
+
+
 def run_fits(fitters: list[Fitter]) -> list[FitResult]:
     """THE fitting loop, for one image or a group of same-size images fitted at once.
 
     Each image has its own network, input code, noise generator, Adam state, backtracking
     snapshot, output average, ES-WMV tracker and callbacks, drawn from its own seed exactly as a
     lone fit would; only the kernels are shared. An image that stops (ES-WMV, ``request_stop``,
-    a NaN/Inf loss) is frozen — no more steps or callbacks — while the others go on.
+    a NaN/Inf loss) is frozen — no more steps or callbacks — while the others go on. The group
+    runs as one :class:`~dip.iteration.Iteration` (``many`` = ``vmap`` / ``grouped``) or as one
+    per image, each on its own CUDA stream (``streams``); the lead fitter's settings apply.
     """
     lead = fitters[0]
     cfg, device, n = lead.cfg, lead.device, len(fitters)
     start = time.perf_counter()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes for thousands of iterations
-    nets, codes = zip(*(f.build() for f in fitters))
-    z = torch.cat(codes)
-    if cfg.channels_last:
-        nets = tuple(net.to(memory_format=torch.channels_last) for net in nets)
-        z = z.contiguous(memory_format=torch.channels_last)
-    model = Lone(nets[0]) if n == 1 else Stacked(nets)
-    for i, f in enumerate(fitters):
-        f.net, f.z, f.stop_requested = (nets[0] if n == 1 else None), z[i : i + 1], False
-    forward = torch.compile(model) if cfg.compile else model
-    step = Iteration(model, forward, z, [f.operator for f in fitters], [f.observation for f in fitters],
-                     [f.cfg.seed for f in fitters], cfg, lead.image_size, lead.dtype,
-                     tv=(lambda x: cfg.tv_weight * tv(x)) if cfg.tv_weight else None)
+    built = [f.build() for f in fitters]
+    loss_tv = (lambda x: cfg.tv_weight * tv(x)) if cfg.tv_weight else None
+    members = [[i] for i in range(n)] if cfg.many == "streams" else [list(range(n))]
+    parts: list[Iteration] = []
+    states: list[FitState] = [None] * n  # type: ignore[list-item]  # filled below, one per image
+    slot: list[tuple[int, int]] = [(0, 0)] * n  # image i is row slot[i][1] of parts[slot[i][0]]
+    for k, idx in enumerate(members):
+        model = group_model([built[i][0] for i in idx], cfg.many)
+        z = torch.cat([built[i][1] for i in idx])
+        forward = compile_model(model, cfg.compile_cache) if cfg.compile else model
+        parts.append(Iteration(model, forward, z, [fitters[i].operator for i in idx], [fitters[i].observation for i in idx],
+                               [fitters[i].cfg.seed for i in idx], cfg, lead.image_size, lead.dtype, tv=loss_tv))
+        for row, i in enumerate(idx):
+            slot[i] = (k, row)
+            states[i] = FitState(i, fitters[i], z[row : row + 1], built[i][0] if len(idx) == 1 else None, iterations_run=cfg.iterations)
     use_graph = cfg.graph if cfg.graph is not None else device.type == "cuda"
-    replay = Replayer(step, device, use_graph, step.generators)
-    iterations_run = [cfg.iterations] * n
-    diverged: list[int | None] = [None] * n
+    launch = OnStreams([Replayer(it, device, use_graph, it.generators) for it in parts], device)
     active = list(range(n))
 
     def finish(i: int, ran: int) -> None:
-        iterations_run[i] = ran
+        states[i].iterations_run = ran
         active.remove(i)
-        step.freeze(i)
+        k, row = slot[i]
+        parts[k].freeze(row)
+        if not any(slot[j][0] == k for j in active):
+            launch.stop(k)
 
     for iteration in range(cfg.iterations):
-        replay()
-        for i in active:
-            fns = fitters[i].due(iteration)
-            if fns and not bool(step.skipped[i]):  # a backtracked iteration has nothing to show
-                averaged = step.averaged[i : i + 1] if step.averaged is not None else None
-                shown = Step(iteration, step.out[i : i + 1], averaged, step.loss[i], fitters[i])
+        launch()
+        due = {i: fns for i in active if (fns := fitters[i].due(iteration))}
+        checking = (iteration + 1) % cfg.check_every == 0 or iteration + 1 == cfg.iterations
+        es_window = cfg.early_stop and (iteration + 1) % cfg.es_window == 0
+        if not (due or checking or es_window):
+            continue
+        launch.join()  # the host reads and may write: order it after every fit's last iteration
+        for i, fns in due.items():
+            it, row = parts[slot[i][0]], slot[i][1]
+            if not bool(it.skipped[row]):  # a backtracked iteration has nothing to show
+                shown = _shown(it, row, iteration, states[i])
                 for fn in fns:
                     fn(shown)
-        checking = (iteration + 1) % cfg.check_every == 0 or iteration + 1 == cfg.iterations
-        broken = step.nonfinite_at.tolist() if checking else [-1] * n
+        broken = [int(parts[slot[i][0]].nonfinite_at[slot[i][1]]) for i in range(n)] if checking else [-1] * n
         for i in list(active):
-            tracker = step.trackers[i] if step.trackers else None
-            es = tracker is not None and (iteration + 1) % cfg.es_window == 0 and tracker.should_stop(iteration)
+            it, row = parts[slot[i][0]], slot[i][1]
+            es = es_window and it.trackers[row].should_stop(iteration)
             if broken[i] >= 0:
-                diverged[i] = broken[i]
+                states[i].diverged_at = broken[i]
                 finish(i, broken[i] + 1)
-            elif es or fitters[i].stop_requested:
+            elif es or states[i].stop_requested:
                 finish(i, iteration + 1)
         if not active:
             break
-    step.thaw()
-    with torch.no_grad():
-        final = step.forward(z)
-        final_losses = step.losses(final)
+    launch.join()
+    finals = [it.final() for it in parts]
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
-    backtracks = step.backtracks.tolist()
+    if cfg.compile and cfg.compile_cache:
+        save_cache(cfg.compile_cache)
     results = []
-    for i, f in enumerate(fitters):
-        out = final[i : i + 1]
-        averaged = step.averaged[i : i + 1].clone() if step.averaged is not None else None
-        if diverged[i] is None:
-            shown = Step(iterations_run[i], out, averaged, final_losses[i].detach(), f)
-            for fn in f.due(iterations_run[i], final=True):
+    for i, (f, state) in enumerate(zip(fitters, states)):
+        (k, row), it = slot[i], parts[slot[i][0]]
+        outputs, losses = finals[k]
+        out = outputs[row : row + 1]
+        averaged = it.averaged[row : row + 1].clone() if it.averaged is not None else None
+        if state.diverged_at is None:  # the final output, to the periodic callbacks too
+            copy = None if averaged is None else averaged.clone()
+            shown = Step(state.iterations_run, out.clone(), copy, losses[row].clone(), state)
+            for fn in f.due(state.iterations_run, final=True):
                 fn(shown)
         es_out, es_iter = None, None
-        if step.trackers:
-            tracker = step.trackers[i]
-            tracker.should_stop(iterations_run[i])
+        if it.trackers:
+            tracker = it.trackers[row]
+            tracker.should_stop(state.iterations_run)
             if tracker.found:
                 es_out, es_iter = tracker.best_output.clone().to(lead.dtype), tracker.best_iteration
-        results.append(FitResult(output=out, averaged=averaged, early_stopped=es_out, iterations_run=iterations_run[i],
-                                 early_stop_iteration=es_iter, backtracks=int(backtracks[i]), seconds=seconds,
-                                 diverged_at=diverged[i], mode=replay.mode))
+        results.append(FitResult(output=out, averaged=averaged, early_stopped=es_out, iterations_run=state.iterations_run,
+                                 early_stop_iteration=es_iter, backtracks=int(it.backtracks[row]), seconds=seconds,
+                                 diverged_at=state.diverged_at, mode=launch.mode))
     return results
 
 

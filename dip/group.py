@@ -1,23 +1,47 @@
-"""Fitting several same-size images at once: N networks as one stacked network.
+"""Fitting several same-size images at once: N networks as one model.
 
 N independent fits share nothing but the kernels that compute them. Each network's parameters
-are stored **stacked** — one leaf tensor of shape ``(N, *shape)`` per parameter — and the forward
-pass is ``torch.func.vmap`` of ``functional_call`` over those leaves, which PyTorch lowers to
-grouped convolutions. Batch norm inside ``vmap`` normalises each image with its own statistics
-(the networks only ever use batch statistics), so the result for image ``i`` is the lone fit of
-image ``i`` up to rounding. Stacked leaves (rather than N modules stacked anew every iteration)
-mean no per-iteration copy of the weights and one Adam update over ``N×`` larger tensors.
+are stored **stacked** — one leaf tensor of shape ``(N, *shape)`` per parameter — so that Adam,
+backtracking and freezing act on image ``i`` through row ``i`` (no per-iteration copy of the
+weights, one update over ``N×`` larger tensors). Two ways to run the forward pass over them
+(``FitConfig.many``):
+
+* :class:`Stacked` (``"vmap"``) — ``torch.func.vmap`` of ``functional_call`` over the leaves,
+  which PyTorch lowers to grouped convolutions;
+* :class:`Grouped` (``"grouped"``) — one network whose layers are built for N images at once: a
+  convolution :math:`C_{in} \\to C_{out}` becomes one with :math:`N C_{in} \\to N C_{out}` channels
+  and ``groups=N``, a batch norm of :math:`C` channels one of :math:`N C`; the activations hold
+  the images' channels side by side, ``(1, N·C, H, W)``, and each leaf is passed to its layer as
+  the view ``(N·shape[0], *shape[1:])``.
+
+Batch norm normalises each channel of each image with that image's statistics either way (the
+networks only ever use batch statistics), so the result for image ``i`` is the lone fit of image
+``i`` up to rounding. (The third way, N lone graphs on N CUDA streams, ``"streams"``, needs no
+model of its own: :class:`dip.graphs.OnStreams`.)
 
 :func:`group_size` chooses N from the free GPU memory; on the CPU grouping buys nothing.
 """
 
 from __future__ import annotations
 
+import copy
 import math
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import torch
 from torch import nn
+
+from dip.layers import is_channels_last
+
+
+class Model(Protocol):
+    """What the iteration needs of a model: its parameter leaves and ``codes (N, D, H, W) → (N, C, H, W)``.
+    ``stacked``: the leaves have a leading image dimension (a group); else one image's weights."""
+
+    stacked: bool
+    params: list[torch.Tensor]
+
+    def __call__(self, codes: torch.Tensor) -> torch.Tensor: ...
 
 
 class Lone:
@@ -34,7 +58,8 @@ class Lone:
 
 
 class Stacked:
-    """N same-shaped networks as stacked parameter leaves; ``codes (N, D, H, W) → (N, C, H, W)``."""
+    """N same-shaped networks as stacked parameter leaves; ``codes (N, D, H, W) → (N, C, H, W)``,
+    always in NCHW (``channels_last`` does not apply: see :class:`Grouped` for a channels-last group)."""
 
     stacked = True
 
@@ -44,8 +69,9 @@ class Stacked:
         base = nets[0]
         self.names = [name for name, _ in base.named_parameters()]
         per_net = [dict(net.named_parameters()) for net in nets]
-        with torch.no_grad():
-            self.params = [torch.stack([p[name] for p in per_net]).requires_grad_() for name in self.names]
+        with torch.no_grad():  # NCHW strides: vmap's gradients of 1×1 weights with channels-last strides are wrong (torch 2.13)
+            self.params = [torch.stack([p[name] for p in per_net]).clone(memory_format=torch.contiguous_format).requires_grad_()
+                           for name in self.names]
         buffers = dict(base.named_buffers())
 
         def one(params: dict[str, torch.Tensor], code: torch.Tensor) -> torch.Tensor:
@@ -54,7 +80,53 @@ class Stacked:
         self._batched = vmap(one)
 
     def __call__(self, codes: torch.Tensor) -> torch.Tensor:
-        return self._batched(dict(zip(self.names, self.params)), codes)
+        return self._batched(dict(zip(self.names, self.params)), codes.contiguous())
+
+
+#: layers :class:`Grouped` knows how to widen; any other layer with parameters cannot be grouped
+_WIDENED = (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.InstanceNorm2d)
+
+
+def can_group(net: nn.Module) -> bool:
+    """Whether :class:`Grouped` can run ``net`` (every parameter belongs to a layer it widens)."""
+    return all(isinstance(m, _WIDENED) or not list(m.parameters(recurse=False)) for m in net.modules())
+
+
+class Grouped:
+    """N same-shaped networks as one network with grouped layers (see the module docstring);
+    ``codes (N, D, H, W) → (N, C, H, W)``, the same memory format in and out."""
+
+    stacked = True
+
+    def __init__(self, nets: Sequence[nn.Module]) -> None:
+        from torch.func import functional_call
+
+        base, self.n = nets[0], len(nets)
+        if not can_group(base):
+            raise ValueError(f"{type(base).__name__} has layers that cannot be grouped; use many='vmap'")
+        self.names = [name for name, _ in base.named_parameters()]
+        per_net = [dict(net.named_parameters()) for net in nets]
+        with torch.no_grad():
+            self.params = [torch.stack([p[name] for p in per_net]).requires_grad_() for name in self.names]
+        self.net = copy.deepcopy(base)
+        for m in self.net.modules():  # widen every layer to N images; the weights come from the leaves
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                m.in_channels, m.out_channels, m.groups = m.in_channels * self.n, m.out_channels * self.n, m.groups * self.n
+            elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)):
+                m.num_features *= self.n
+            if hasattr(type(m), "images"):  # layers that concatenate channels (dip.layers.cat_channels)
+                m.images = self.n
+        self._call = functional_call
+
+    def __call__(self, codes: torch.Tensor) -> torch.Tensor:
+        n, d, h, w = codes.shape
+        last = is_channels_last(codes)
+        # (N, D, H, W) -> (1, N·D, H, W), image-major channels, in the codes' memory format
+        x = codes.permute(2, 3, 0, 1).reshape(1, h, w, n * d).permute(0, 3, 1, 2) if last else codes.reshape(1, n * d, h, w)
+        weights = {name: p.reshape(-1, *p.shape[2:]) for name, p in zip(self.names, self.params)}
+        out = self._call(self.net, weights, (x,))
+        c = out.shape[1] // n
+        return out.permute(2, 3, 0, 1).reshape(h, w, n, c).permute(2, 3, 0, 1) if last else out.reshape(n, c, h, w)
 
 
 def fit_bytes(net: nn.Module, code: torch.Tensor) -> int:

@@ -1,48 +1,73 @@
-"""One DIP iteration for N same-size fits, written to be captured as a CUDA graph.
+"""One DIP iteration for N same-size fits: the whole step, in the order it runs.
 
-Calling an :class:`Iteration` does, for every image ``i`` of the group, with no host
-synchronisation and no tensor allocated outside the step itself:
+An :class:`Iteration` owns everything that changes from one step to the next for a group of
+``n`` fits (a lone fit is a group of one) and advances all of them by one step when called:
 
-1. perturb the code, :math:`z_i + \\sigma_p \\epsilon_t` with :math:`\\epsilon_t` from image
-   ``i``'s own generator (device side, so graph replays draw new noise);
-2. forward, the loss :math:`L_i = \\lVert A_i(f_{\\theta_i}(\\cdot)) - y_i\\rVert^2/n` (+ TV), backward;
-3. backtracking, on the device: the step is *bad* if :math:`L_i > L^{good}_i \\cdot 10^{d/10}`
-   (a drop of ``d`` dB in PSNR) or not finite; a bad step restores the last good weights and
-   skips the update — the authors' rule, checked at every iteration as before;
-4. :class:`dip.adam.Adam` on the images that step (``take``);
-5. output averaging and the ES-WMV tracker, for the images that step;
-6. results into static buffers (``out``, ``loss``, ``skipped``, ``nonfinite_at``) that the host
-   reads only when it needs them.
+1. **perturb** the code, :math:`\\tilde z_i = z_i + \\sigma_p \\epsilon_t`, with
+   :math:`\\epsilon_t` drawn from image ``i``'s own generator (seeded ``seed + 1``; device side,
+   so each CUDA-graph replay draws new noise);
+2. **forward** :math:`x_i = f_{\\theta_i}(\\tilde z_i)` on the canvas, cropped to the image
+   (``model``: :class:`dip.group.Lone`, :class:`~dip.group.Stacked` or
+   :class:`~dip.group.Grouped`; optionally compiled, optionally under bf16 autocast);
+3. **loss** :math:`L_i = \\lVert A_i(x_i) - y_i\\rVert^2 / n_i` (+ :math:`\\lambda\\,\\mathrm{TV}(x_i)`)
+   and **backward** of :math:`\\sum_i L_i` (image ``i``'s weights only see :math:`L_i`);
+4. **backtracking** (optional), on the device: the step is *bad* if
+   :math:`L_i > L^{good}_i \\cdot 10^{d/10}` (a drop of ``d`` dB in PSNR) or not finite; a bad
+   step restores the last good weights and skips the update (the authors' rule);
+5. **Adam** (:class:`dip.adam.Adam`, one step count per image) on the images that step;
+6. **output averaging** :math:`\\bar x_i \\leftarrow \\beta \\bar x_i + (1-\\beta) x_i` and the
+   **ES-WMV** tracker (:class:`dip.early_stopping.WindowedVariance`) for the images that step;
+7. **results** into static buffers — ``out``, ``loss``, ``skipped``, ``nonfinite_at`` — that
+   the host reads only when it needs them.
 
-Run eagerly (CPU, or a failed capture) it is the same arithmetic, one kernel at a time.
+No step reads the device from the host and no tensor outside the step is allocated, so the
+whole call can be captured once as a CUDA graph and replayed (:mod:`dip.graphs`); run eagerly
+(CPU, or a failed capture) it is the same arithmetic, one kernel at a time. The host loop
+around it — callbacks, the NaN check, early stopping, stopping single fits — is
+:func:`dip.fit.run_fits`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
 from dip.adam import Adam
 from dip.early_stopping import WindowedVariance
+from dip.group import Model
 from dip.operators import Operator
+
+if TYPE_CHECKING:
+    from dip.fit import FitConfig
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
 
 
 class Iteration:
-    """The state of a group of fits and the one iteration that advances it."""
+    """The state of a group of ``n`` fits and the one iteration that advances it (module docstring).
 
-    def __init__(self, model, forward: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor,
-                 operators: Sequence[Operator], observations: Sequence[torch.Tensor], seeds: Sequence[int],
-                 cfg, image_size: tuple[int, int], dtype: torch.dtype,
+    ``z`` (n, D, H, W) are the codes on the canvas; ``forward`` is ``model`` or its compiled form;
+    ``operators``, ``observations`` and ``seeds`` are per image; ``image_size`` is the crop of
+    the canvas the loss sees. Buffers the host reads: ``out`` (n, C, h, w), ``loss`` (n,),
+    ``averaged``, ``skipped`` (no step taken this iteration), ``nonfinite_at`` (first
+    iteration with a NaN/Inf loss, -1 if none), ``backtracks``, ``trackers`` (ES-WMV).
+    """
+
+    def __init__(self, model: Model, forward: Forward, z: torch.Tensor, operators: Sequence[Operator],
+                 observations: Sequence[torch.Tensor], seeds: Sequence[int], cfg: FitConfig,
+                 image_size: tuple[int, int], dtype: torch.dtype,
                  tv: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         n, device = len(operators), z.device
         self.model, self._forward, self.z, self.cfg, self.dtype = model, forward, z, cfg, dtype
         self.n, (self.h, self.w) = n, image_size
         self.operators, self.observations, self.tv = list(operators), list(observations), tv
         self.generators = [torch.Generator(device=device).manual_seed(s + 1) for s in seeds]
-        self.noise, self.code = torch.empty_like(z), torch.empty_like(z)
+        # noise in NCHW order whatever z's layout: the same draws land on the same pixels
+        self.noise = torch.empty(z.shape, dtype=z.dtype, device=device)
+        self.code = torch.empty_like(z)
         self.params: list[torch.Tensor] = model.params
         self.adam = Adam(self.params, cfg.lr, n, model.stacked)
         channels = self.observations[0].shape[1]
@@ -101,13 +126,17 @@ class Iteration:
                     p[i].copy_(value)
         self._frozen.clear()
 
-    def _per_image(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return self.adam.per_image(values, like)
+    def final(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:math:`f_\\theta(z)` without perturbation, and its losses: the fit's result (after :meth:`thaw`)."""
+        self.thaw()
+        with torch.no_grad():
+            out = self.forward(self.z).contiguous()  # NCHW for the caller, whatever the network's layout
+            return out, self.losses(out)
 
     def __call__(self) -> None:
         """One iteration of every image (see the module docstring). No host synchronisation."""
         cfg = self.cfg
-        code = self.z
+        code = self.z  # 1. perturb
         if cfg.reg_noise_std > 0:
             for i, gen in enumerate(self.generators):
                 torch.randn(self.noise[i : i + 1].shape, generator=gen, device=self.z.device, dtype=self.z.dtype, out=self.noise[i : i + 1])
@@ -115,32 +144,32 @@ class Iteration:
             code = self.code
         for p in self.params:
             p.grad = None
-        out = self.forward(code)
-        loss = self.losses(out)
-        loss.sum().backward()  # image i's parameters only receive the gradient of loss i
+        out = self.forward(code)  # 2. forward
+        loss = self.losses(out)  # 3. loss, backward
+        loss.sum().backward()
         with torch.no_grad():
             out, loss = out.detach(), loss.detach()
             take = self.active
-            if cfg.backtrack:
+            if cfg.backtrack:  # 4. backtracking
                 bad = self.active & ~(loss <= self.good_loss * self.jump)  # NaN counts as bad
                 for p, good in zip(self.params, self.good):
-                    p.copy_(torch.where(self._per_image(bad, p), good, p))
+                    p.copy_(torch.where(self.adam.per_image(bad, p), good, p))
                     good.copy_(p)
                 take = self.active & ~bad
                 self.good_loss.copy_(torch.where(take, loss, self.good_loss))
                 self.backtracks += bad.long()
             for p in self.params:
-                if p.grad is None:
+                if p.grad is None:  # a parameter the loss does not reach (e.g. a skipped branch)
                     p.grad = torch.zeros_like(p)
-            self.adam.step(take if self.masked else None)
-            if self.averaged is not None:
+            self.adam.step(take if self.masked else None)  # 5. Adam
+            if self.averaged is not None:  # 6. averaging, ES-WMV
                 beta, k = cfg.exp_weight, take.view(-1, 1, 1, 1)
                 blended = torch.where(self._started.view(-1, 1, 1, 1), self.averaged * beta + out * (1 - beta), out)
                 self.averaged.copy_(torch.where(k, blended, self.averaged))
                 self._started |= take
             for i, tracker in enumerate(self.trackers):
                 tracker.update(self.it, out[i : i + 1], take[i])
-            self.out.copy_(out)
+            self.out.copy_(out)  # 7. results
             self.loss.copy_(loss)
             self.skipped.copy_(~take)
             broken = take & ~torch.isfinite(loss) & (self.nonfinite_at < 0)

@@ -43,13 +43,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dip.layers import ReflectionPad, cat_channels
 from dip.network import NetConfig, SkipNet
 
 
 def _conv3(cin: int, cout: int, pad: str, bias: bool = True) -> nn.Sequential:
     """3×3 convolution keeping the size (reflection or zero padding)."""
     if pad == "reflection":
-        return nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3, bias=bias))
+        return nn.Sequential(ReflectionPad(1), nn.Conv2d(cin, cout, 3, bias=bias))
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=bias))
 
 
@@ -67,13 +68,15 @@ def _double_conv(cin: int, cout: int, norm: bool, pad: str) -> nn.Sequential:
 class _Up(nn.Module):
     """Transposed-conv upsampling of the deeper path, concatenation with the skip, double conv."""
 
+    images = 1  # > 1 in the grouped layout of several images (dip.group.Grouped)
+
     def __init__(self, deep: int, out: int, pad: str) -> None:
         super().__init__()
         self.up = nn.ConvTranspose2d(deep, out, 4, stride=2, padding=1)
         self.conv = _double_conv(2 * out, out, norm=False, pad=pad)
 
     def forward(self, deep: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return self.conv(torch.cat([self.up(deep), skip], dim=1))
+        return self.conv(cat_channels([self.up(deep), skip], self.images))
 
 
 class UNet(nn.Module):
@@ -120,10 +123,10 @@ class ResNet(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, blocks: int = 8, channels: int = 32, slope: float = 0.2) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(in_channels, channels, 3), nn.LeakyReLU(slope),
+            ReflectionPad(1), nn.Conv2d(in_channels, channels, 3), nn.LeakyReLU(slope),
             *(_Residual(channels, slope) for _ in range(blocks)),
             nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels, track_running_stats=False),
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, out_channels, 3),
+            ReflectionPad(1), nn.Conv2d(channels, out_channels, 3),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,16 @@ The course reproduction we started from met four "peculiarities"; here is how ea
 
 Batch normalisation always uses the statistics of the one image being fitted
 (``track_running_stats=False``): the network is never switched to running averages.
+
+**Inert parameters.** A batch norm in training mode subtracts the per-channel mean of its input,
+so a per-channel constant added before it cancels exactly: with
+:math:`y = W * x + b` (convolution, then optionally a pooling or Lanczos downsampling, which map
+a constant to itself) :math:`\\mathrm{BN}(y) = \\mathrm{BN}(W * x)`. The biases of every
+convolution that a batch (or instance) norm follows are therefore *inert*: they never change
+the output, only their gradient's rounding noise moves them. :func:`inert_biases` names them,
+:func:`describe` counts them (2,580 of the paper's 2,217,831 parameters) and
+:func:`drop_inert_biases` removes them (``FitConfig.drop_inert_bias``), which saves a bias
+addition and a bias-gradient reduction per convolution and changes no result.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from dip.config import (  # noqa: F401 - re-exported: the settings live in dip.c
     upsample_modes,
 )
 from dip.downsample import LanczosDownsampler
+from dip.layers import ReflectionPad, cat_channels
 
 def _conv(cin: int, cout: int, k: int, stride: int, cfg: NetConfig) -> nn.Sequential:
     """Padding + convolution (+ downsampler when ``stride`` > 1 and the mode is not ``stride``)."""
@@ -56,7 +67,7 @@ def _conv(cin: int, cout: int, k: int, stride: int, cfg: NetConfig) -> nn.Sequen
         }[cfg.downsample]()
         stride = 1
     if cfg.pad == "reflection" and pad > 0:
-        layers.append(nn.ReflectionPad2d(pad))
+        layers.append(ReflectionPad(pad))
         pad = 0
     layers.append(nn.Conv2d(cin, cout, k, stride=stride, padding=pad))
     if down is not None:
@@ -75,6 +86,8 @@ def _block(cin: int, cout: int, k: int, cfg: NetConfig, stride: int = 1) -> nn.S
 
 class Level(nn.Module):
     """One resolution level: skip branch ``s_i``, encoder ``d_i``, deeper levels, decoder ``u_i``."""
+
+    images = 1  # > 1 in the grouped layout of several images (dip.group.Grouped)
 
     def __init__(self, i: int, cin: int, cfg: NetConfig) -> None:
         super().__init__()
@@ -104,7 +117,7 @@ class Level(nn.Module):
             deep = self.deeper(deep)
         deep = self.upsample(deep)
         if self.skip is not None:
-            deep = torch.cat([self.skip(x), deep], dim=1)
+            deep = cat_channels([self.skip(x), deep], self.images)
         return self.up(deep)
 
 
@@ -127,9 +140,59 @@ def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
 
+#: layers after a convolution that map a per-channel constant to itself (so a norm after them still cancels the bias)
+_KEEP_CONSTANTS = (nn.MaxPool2d, nn.AvgPool2d, LanczosDownsampler)
+#: norms that subtract a per-channel mean of the batch (or of each image): a bias before them is inert
+_NORMS = (nn.BatchNorm2d, nn.InstanceNorm2d)
+INERT_WHY = "biases of convolutions followed by a batch norm, which subtracts their per-channel mean"
+
+
+def _last_conv(module: nn.Module) -> nn.Module | None:
+    """The convolution whose output ``module`` returns up to constant-keeping layers, if any."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        return module
+    if isinstance(module, nn.Sequential):
+        for child in reversed(list(module)):
+            if isinstance(child, _KEEP_CONSTANTS):
+                continue
+            return _last_conv(child)
+    return None
+
+
+def inert_biases(net: nn.Module) -> list[str]:
+    """Names of the bias parameters of ``net`` that cannot change its output: those of convolutions
+    (possibly followed by pooling or Lanczos downsampling) directly followed, inside an
+    ``nn.Sequential``, by a batch or instance norm using the statistics of the input."""
+    names = {id(p): name for name, p in net.named_parameters()}
+    found = []
+    for seq in net.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        children = list(seq)
+        for before, norm in zip(children, children[1:]):
+            conv = _last_conv(before) if isinstance(norm, _NORMS) and not norm.track_running_stats else None
+            if conv is not None and conv.bias is not None:
+                found.append(names[id(conv.bias)])
+    return found
+
+
+def drop_inert_biases(net: nn.Module) -> int:
+    """Remove the biases :func:`inert_biases` names (the output is unchanged); returns how many values."""
+    dropped = 0
+    modules = dict(net.named_modules())
+    for name in inert_biases(net):
+        conv = modules[name.rpartition(".")[0]]
+        dropped += conv.bias.numel()
+        conv.register_parameter("bias", None)
+    return dropped
+
+
 def describe(cfg: NetConfig, out_channels: int) -> dict[str, Any]:
-    """A JSON-friendly description of the architecture, per level, with its parameter count."""
+    """A JSON-friendly description of the architecture, per level, with its parameter count and
+    how many of those parameters are inert (see the module docstring)."""
     net = SkipNet(cfg, out_channels)
+    params = dict(net.named_parameters())
+    inert = inert_biases(net)
     levels = []
     for i in range(cfg.levels):
         levels.append(
@@ -153,4 +216,5 @@ def describe(cfg: NetConfig, out_channels: int) -> dict[str, Any]:
         "conv1x1_up": cfg.conv1x1_up,
         "levels": levels,
         "parameters": count_parameters(net),
+        "inert": {"parameters": sum(params[n].numel() for n in inert), "tensors": len(inert), "why": INERT_WHY},
     }

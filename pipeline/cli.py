@@ -282,7 +282,7 @@ def net(
     typer.echo("level  n_d k_d  n_u k_u  n_s k_s")
     for lv in info["levels"]:
         typer.echo(f"{lv['level']:>5}  {lv['n_d']:>3} {lv['k_d']:>3}  {lv['n_u']:>3} {lv['k_u']:>3}  {lv['n_s']:>3} {lv['k_s']:>3}")
-    typer.echo(f"parameters: {info['parameters']:,}")
+    typer.echo(f"parameters: {info['parameters']:,} ({info['inert']['parameters']:,} inert: {info['inert']['why']})")
 
 
 @app.command()

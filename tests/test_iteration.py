@@ -123,7 +123,8 @@ SYNC_OPS = {"aten._local_scalar_dense.default", "aten.nonzero.default", "aten.is
 
 @pytest.mark.parametrize("n, options", [(1, dict(backtrack=True, exp_weight=0.99, early_stop=True, es_window=2)),
                                         (3, dict(backtrack=True, exp_weight=0.99, early_stop=True, es_window=2)),
-                                        (2, dict(tv_weight=1e-3))])
+                                        (2, dict(tv_weight=1e-3)),
+                                        (2, dict(backtrack=True, exp_weight=0.99, many="grouped", channels_last=True))])
 def test_an_iteration_never_reads_the_device_from_the_host(n, options) -> None:
     """What a CUDA graph cannot capture is a host read (``.item()``, ``bool(t)``, ``nonzero``) or a
     tensor made from Python data: none of those ops may appear in one iteration (checked on the CPU

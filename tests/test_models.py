@@ -106,8 +106,10 @@ def test_no_prior_fits_the_pixels_and_tv_smooths(astronaut64: np.ndarray) -> Non
     for weight in (0.0, 1e-3):
         fitter = Fitter(NetConfig(arch="image", input_depth=3), SuperResolution(4), y,
                         FitConfig(iterations=150, lr=0.01, reg_noise_std=0.0, tv_weight=weight), device="cpu")
+        nets: list = []
+        fitter.add_callback(lambda step: nets.append(step.state.net), at=[0])
         results[weight] = fitter.run().output
-        assert isinstance(fitter.net, ImageParameter)
+        assert isinstance(nets[0], ImageParameter)
     loss = torch.mean((SuperResolution(4)(results[0.0]) - y[None]) ** 2)
     assert loss < 1e-3
     assert tv(results[1e-3]) < tv(results[0.0])
@@ -120,8 +122,10 @@ def test_image_input_and_validation(astronaut64: np.ndarray) -> None:
     cfg = FitConfig(iterations=3, input="image", reg_noise_std=0.0)
     net_cfg = NetConfig.from_dict(dict(levels=3, width=8, skip=2, input_depth=3))
     fitter = Fitter(net_cfg, Denoising(), target, cfg, device="cpu", input_image=flash)
+    codes: list[torch.Tensor] = []
+    fitter.add_callback(lambda step: codes.append(step.state.z), at=[0])
     fitter.run()
-    assert torch.equal(fitter.z[..., :64, :64].reshape(flash.shape), flash)
+    assert torch.equal(codes[0][..., :64, :64].reshape(flash.shape), flash)
     with pytest.raises(ValueError, match="input_image"):
         Fitter(net_cfg, Denoising(), target, cfg, device="cpu")
     with pytest.raises(ValueError, match="input must be"):
@@ -137,5 +141,7 @@ def test_other_generators_fit(arch: str, camera64: np.ndarray) -> None:
     fitter = Fitter(cfg, Denoising(), y, FitConfig(iterations=30, lr=0.01, reg_noise_std=0.0), device="cpu")
     losses: list[float] = []
     fitter.add_callback(lambda step: losses.append(float(step.loss)), every=1)
+    codes: list[torch.Tensor] = []
+    fitter.add_callback(lambda step: codes.append(step.state.z), at=[0])
     fitter.run()
-    assert losses[-1] < losses[0] and fitter.z.shape[-2:] == canvas_size((64, 64), cfg.multiple)
+    assert losses[-1] < losses[0] and codes[0].shape[-2:] == canvas_size((64, 64), cfg.multiple)

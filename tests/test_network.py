@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from dip.fit import FitConfig, Fitter, canvas_size
-from dip.network import DOWNSAMPLE_MODES, UPSAMPLE_MODES, NetConfig, SkipNet, count_parameters, describe
+from dip.models import build_model
+from dip.network import DOWNSAMPLE_MODES, UPSAMPLE_MODES, NetConfig, SkipNet, count_parameters, describe, drop_inert_biases, inert_biases
 from dip.operators import Denoising
 
 
@@ -14,6 +15,34 @@ from dip.operators import Denoising
 def test_paper_parameter_count(channels: int, expected: int) -> None:
     assert count_parameters(SkipNet(NetConfig(), channels)) == expected
     assert describe(NetConfig(), channels)["parameters"] == expected
+
+
+def test_describe_counts_the_inert_biases() -> None:
+    """Every conv of a conv–BN–LeakyReLU block has a bias that its batch norm cancels: 5 levels ×
+    (4 skip + 4 × 128 down/up) = 2,580 of the 2,217,831 parameters; the head's 3 are not inert."""
+    info = describe(NetConfig(), 3)
+    assert info["parameters"] == 2_217_831
+    assert info["inert"]["parameters"] == 2_580 and info["inert"]["tensors"] == 25
+    assert "batch norm" in info["inert"]["why"]
+    assert "head.bias" not in inert_biases(SkipNet(NetConfig(), 3))
+
+
+@pytest.mark.parametrize("arch, down", [("skip", "stride"), ("skip", "max"), ("skip", "avg"), ("skip", "lanczos2"),
+                                        ("unet", "stride"), ("resnet", "stride")])
+def test_dropping_the_inert_biases_leaves_the_output_equal(arch: str, down: str) -> None:
+    cfg = NetConfig.from_dict(dict(levels=3, width=8, skip=2, input_depth=4, downsample=down, arch=arch,
+                                   unet_feature_scale=32, unet_more_layers=0, resnet_blocks=2, resnet_channels=8))
+    torch.manual_seed(0)
+    net = build_model(cfg, 3).double()
+    with torch.no_grad():  # make the biases count: far from their initial values
+        for name in inert_biases(net):
+            net.get_parameter(name).normal_(0, 3)
+    z = torch.rand(1, 4, 32, 32, dtype=torch.float64)
+    want = net(z)
+    before = count_parameters(net)
+    dropped = drop_inert_biases(net)
+    assert dropped > 0 and count_parameters(net) == before - dropped and inert_biases(net) == []
+    torch.testing.assert_close(net(z), want, atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("down", DOWNSAMPLE_MODES)

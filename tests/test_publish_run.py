@@ -24,12 +24,12 @@ import dip
 from dip.io import save_array, save_image, save_json
 from pipeline.cli import app
 from pipeline.execution import publish_run
-from pipeline.execution.job import EXECUTION_FIELDS, fit_key, job_settings
+from pipeline.execution.job import EXECUTION_FIELDS, fit_key
 from pipeline.execution.budget import Costs
 from pipeline.execution.publish_run import Planned, load_choice, ordered, ordered_images, plan, published_keys, run
 from pipeline.images.manifest import load_manifest, sha256_bytes
 from pipeline.outputs.part_writer import KEPT, PART_FORMAT, FinishedFit, PartWriter, fit_files
-from pipeline.profiles import Profile, load_params
+from pipeline.settings import Profile, job_settings, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ["inpaint_p50", "denoise_s25"]  # smoke images from scikit-image: no mirror needed

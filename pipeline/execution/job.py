@@ -17,7 +17,6 @@ the engines and the stage (:mod:`pipeline.stages.run`) import it.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -29,14 +28,13 @@ import torch
 from PIL import Image
 
 import dip
+from dip.config import EXECUTION_FIELDS  # FitConfig fields that change how an iteration runs, not its numbers
 from dip.fit import Callback, FitConfig
 from dip.network import NetConfig
 from dip.operators import make_operator
 from pipeline.layout import load_case
 from pipeline.execution.fits import Restoration, finished, prepare, restore_group
 
-# FitConfig fields that change how an iteration runs, not its numbers (dip.fit owns the list).
-EXECUTION_FIELDS: tuple[str, ...] = tuple(getattr(importlib.import_module("dip.fit"), "EXECUTION_FIELDS", ("graph", "compile", "channels_last", "check_every")))
 # Case files that identify a fit's inputs by their decoded pixels (exact 8-bit images, the same on
 # every machine); observation.png only where there is no ground truth (a real photograph as is).
 IDENTITY_FILES = ("ground_truth.png", "mask.png", "input.png")

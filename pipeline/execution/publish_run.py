@@ -48,7 +48,8 @@ from dip.io import save_json
 from dip.network import NetConfig
 from pipeline.execution.budget import PROBE_ITERATIONS, Clock, Costs, Guard, OutOfTime
 from pipeline.execution.fits import finished, restore_group
-from pipeline.execution.job import EXECUTION_FIELDS, fit_key, job_settings, prepare_job
+from pipeline.execution.job import EXECUTION_FIELDS, fit_key, prepare_job
+from pipeline.settings import job_settings
 from pipeline.outputs.part_writer import FinishedFit, PartWriter
 
 PRIORITY = ("inpaint_p50", "sr_x4", "denoise_s25", "denoise_s8.5", "sr_x8")  # then the others, params.yaml's order
@@ -213,7 +214,8 @@ def prepare_inputs(params_path: Path, profile_name: str, work: Path, mirror: str
     """Resolve ``profile_name`` (whatever params.yaml's ``profile`` says), fetch and corrupt its
     images into ``work/data`` with the pipeline's stages; returns (params, profile, resolution)."""
     from pipeline.images.manifest import load_manifest
-    from pipeline.profiles import active_profile, load_params, resolve
+    from pipeline.settings import active_profile, load_params
+    from pipeline.stages.resolve import resolve
     from pipeline.stages.corrupt import corrupt_all
     from pipeline.stages.fetch import FetchOptions, fetch_all, mirror_from
 
