@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The prepared GPU run (docs/gpu-run.md): ONE device command of at most 10 minutes that
 #   1. records the environment (GPU, driver, torch/CUDA, commit) and this script's log   -> $OUT/env.txt
-#   2. runs the speed step, if benchmarks/gpu_speed.py offers --choice (at most 240 s, at most half
-#      of the budget left)                                                              -> $OUT/speed.jsonl, $OUT/choice.json
+#   2. runs the speed step, benchmarks/gpu_speed.py all (at most 240 s, at most half of the budget
+#      left when the publishing run follows)                                                              -> $OUT/speed.jsonl, $OUT/choice.json
 #   3. runs `dip publish-run` with what is left of the budget: the paper profile in priority
 #      order, resuming from the committed bundle results-published/paper-<gpu>, the speed
 #      step's choice applied                                                            -> $OUT/part-*.tar.gz (≤ 4), $OUT/publish_run.jsonl
@@ -14,8 +14,11 @@
 # Environment: OUT (set by the device tool; else DIP_GPU_OUT) · DIP_MIRROR (images, default .gpu-images) ·
 #   DIP_GPU_BUDGET (seconds for the whole script, default 570 for a 600 s call) · DIP_GPU_PROFILE
 #   (paper; smoke for a CPU check) · DIP_GPU_BUNDLE (default results-published/<profile>-<gpu>, e.g.
-#   paper-h200) · DIP_GPU_SPEED (0 skips the speed step) · DIP_GPU_SPEED_MODE (gpu_speed.py's mode,
-#   default: the one that writes the choice) · DIP_COMMIT (the commit, recorded in the parts).
+#   paper-h200) · DIP_GPU_STEPS ("speed publish" by default; "speed" or "publish" for one of them:
+#   two calls give the publishing run a whole 10-minute command) · DIP_GPU_CHOICE (a choice file of
+#   an earlier speed step, e.g. .gpu-results/choice.json, which the speed step also writes) ·
+#   DIP_GPU_SPEED (0 skips the speed step) · DIP_GPU_SPEED_MODE (gpu_speed.py's mode, default all) ·
+#   DIP_COMMIT (the commit, recorded in the parts).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-${DIP_GPU_OUT:?set OUT (or DIP_GPU_OUT) to the folder for the results}}
@@ -44,26 +47,33 @@ fi
 BUNDLE=${DIP_GPU_BUNDLE:-results-published/$PROFILE-$GPU}
 echo "bundle $BUNDLE ($( [[ -f $BUNDLE/manifest.json ]] && echo 'resuming from it' || echo 'not there yet: nothing is skipped'))"
 
+STEPS=${DIP_GPU_STEPS:-speed publish}
 CHOICE=()
-HELP=$([[ ${DIP_GPU_SPEED:-1} != 0 ]] && python3 benchmarks/gpu_speed.py --help 2>/dev/null)
-if grep -q -- "--choice" <<< "$HELP"; then
-  MODE=${DIP_GPU_SPEED_MODE:-$(grep -o '{[a-z_,-]*}' <<< "$HELP" | head -1 | tr -d '{}' | tr ',' '\n' \
-         | grep -m1 -x -E 'choose|choice|publish|pick|quick' || echo speed)}
+if [[ -n ${DIP_GPU_CHOICE:-} ]]; then CHOICE=(--choice "$DIP_GPU_CHOICE"); echo "choice from $DIP_GPU_CHOICE: $(head -c 600 "$DIP_GPU_CHOICE")"; fi
+if [[ " $STEPS " == *" speed "* && ${DIP_GPU_SPEED:-1} != 0 ]]; then
+  MODE=${DIP_GPU_SPEED_MODE:-all}
   TINY=(); [[ $PROFILE == smoke ]] && TINY=(--tiny)
-  SPEED=$(( $(left) / 2 < 240 ? $(left) / 2 : 240 ))  # at most 240 s, and never more than half of what is left
+  if [[ " $STEPS " == *" publish "* ]]; then
+    SPEED=$(( $(left) / 2 < 240 ? $(left) / 2 : 240 ))  # at most 240 s, and never more than half of what is left
+  else
+    SPEED=$(( $(left) < 240 ? $(left) : 240 ))
+  fi
+  mkdir -p .gpu-cache  # torch.compile's caches: kept on a warm machine for the publishing call (not carried)
   echo "== speed step: gpu_speed.py $MODE (at most ${SPEED} s)"
   t0=$SECONDS
-  timeout "$SPEED" python3 benchmarks/gpu_speed.py "$MODE" --budget $(( SPEED - 10 )) "${TINY[@]}" --choice "$OUT/choice.json" --out "$OUT/speed.jsonl" \
-    || echo "speed step ended with exit code $?"
+  timeout "$SPEED" python3 benchmarks/gpu_speed.py "$MODE" --budget $(( SPEED - 10 )) "${TINY[@]}" --choice "$OUT/choice.json" \
+    --compile-cache "$PWD/.gpu-cache/compile-cache.bin" --out "$OUT/speed.jsonl" || echo "speed step ended with exit code $?"
   echo "speed step: $((SECONDS - t0)) s"
   if python3 -c "import json, sys; c = json.load(open(sys.argv[1])); assert isinstance(c, dict)" "$OUT/choice.json" 2>/dev/null; then
-    CHOICE=(--choice "$OUT/choice.json"); echo "choice: $(cat "$OUT/choice.json" | head -c 600)"
+    mkdir -p .gpu-results && cp "$OUT/choice.json" .gpu-results/choice.json
+    CHOICE=(--choice "$OUT/choice.json"); echo "choice: $(head -c 600 "$OUT/choice.json")"
   else
     echo "no usable choice file: the publishing run uses params.yaml's settings"
   fi
 else
-  echo "== speed step skipped (DIP_GPU_SPEED=0, or benchmarks/gpu_speed.py offers no --choice)"
+  echo "== speed step skipped (DIP_GPU_STEPS=$STEPS, DIP_GPU_SPEED=${DIP_GPU_SPEED:-1})"
 fi
+[[ " $STEPS " == *" publish "* ]] || { echo "== done in $((SECONDS - start)) s (speed step only)"; exit 0; }
 
 RUN=$(( $(left) - 5 ))  # publish-run keeps its own margin (10 s) for its end
 echo "== publishing run: ${RUN}s"

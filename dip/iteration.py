@@ -41,7 +41,7 @@ from dip.group import Model
 from dip.operators import Operator
 
 if TYPE_CHECKING:
-    from dip.fit import FitConfig
+    from dip.config import FitConfig
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
