@@ -187,7 +187,7 @@ def check_bundle(bundle: Path) -> list[str]:
             _fit_entry(fid, entry)
             rel = f"{layout.RESULTS}/{fid}/run.json"
             if rel not in data:
-                raise Unsafe(f"{MANIFEST}: fits.{fid} has no {rel}" + ("" if rel not in listed else " that can be read"))
+                raise Unsafe(f"{MANIFEST}: fits.{fid} has no readable {rel}")
             exp, image, seed = fid.split("/")
             run = check_run(load(rel), rel, int(seed.removeprefix(layout.SEED_PREFIX)))
             run.equals("fit_key", entry["fit_key"])

@@ -440,6 +440,10 @@ def _merge(into: Path, old: dict[str, Any] | None, parts: list[Part], scratch: P
             b = Baselines(src, {"inputs": entry["inputs"], "methods": list(entry["methods"]),
                                                           "commit": part.info.get("commit"), "part": part.ref, "merged": now})
             b.scores = {m: scores[(key, m)] for m in entry["methods"]}
+            now_held = bases.get(key)
+            if now_held is not None and (now_held.entry["inputs"] == b.entry["inputs"] and now_held.scores == b.scores
+                                         or parse_time(now_held.entry["part"]["created"]) > part.created):
+                continue  # the same results again, or older ones
             bases[key] = b
             new_baselines.append(key)
     firsts: dict[str, Held] = {}
