@@ -42,7 +42,7 @@ from typing import Any, Iterable
 
 from pipeline import layout
 from pipeline.images.manifest import SAFE_NAME
-from pipeline.outputs.safe import Fields, Unsafe, inside, is_hex64, load_json, read_inside, rel_problem, sha256_bytes, walk
+from pipeline.outputs.safe import Fields, Unsafe, inside, is_hex64, load_json, parse_json, read_inside, rel_problem, sha256_bytes, walk
 
 PART_FORMAT = "dip-results-part/1"
 PART_JSON = "part.json"
@@ -429,6 +429,17 @@ def fit_provenance(run: dict[str, Any]) -> dict[str, Any]:
     return {"device": run.get("device"), "device_name": run.get("device_name"), "torch": versions.get("torch"), "cuda": _cuda(versions)}
 
 
+def _mapping(workspace: Path, rel: str, remedy: str) -> dict[str, Any]:
+    """The JSON mapping ``workspace/rel``; ``ValueError`` naming the file otherwise."""
+    try:
+        value = parse_json((workspace / rel).read_bytes(), f"{workspace}/{rel}")
+    except Unsafe as err:
+        raise ValueError(f"{err}; run `{remedy}` again") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{workspace}/{rel}: a JSON {type(value).__name__}, not a mapping; run `{remedy}` again")
+    return value
+
+
 def assemble(out: Path, info: dict[str, Any], sources: dict[str, Path]) -> dict[str, Any]:
     """Write a part to the new folder ``out``: each ``sources`` file at its relative path, then
     ``part.json`` (``info`` with ``files``, their sha256), built beside ``out`` and moved into place
@@ -477,14 +488,12 @@ def write_part(
     workspace = Path(workspace)
     if not is_workspace(workspace):
         raise ValueError(f"{workspace}: not a workspace (no {layout.RESULTS}/ and {layout.CORRUPTED}/); give a workspace after `dip run`, a part or a folder of parts")
-    resolution = json.loads((workspace / "data" / "profile.json").read_text())
-    if not isinstance(resolution, dict) or not isinstance(resolution.get("profile"), str):
-        raise ValueError(f"{workspace / 'data' / 'profile.json'}: not a profile resolution (a mapping with profile); run `dip profile`")
+    resolution = _mapping(workspace, "data/profile.json", "dip profile")
+    if not isinstance(resolution.get("profile"), str):
+        raise ValueError(f"{workspace}/data/profile.json: no profile; run `dip profile`")
     experiments: dict[str, dict[str, Any]] = {}
     for info_path in sorted((workspace / layout.CORRUPTED).glob("*/experiment.json")):
-        info = json.loads(info_path.read_text())
-        if not isinstance(info, dict):
-            raise ValueError(f"{info_path}: a JSON {type(info).__name__}, not a mapping; run `dip corrupt`")
+        info = _mapping(workspace, info_path.relative_to(workspace).as_posix(), "dip corrupt")
         if info.get("active", True) is not False:
             experiments[info_path.parent.name] = {"task": str(info.get("task")), "images": [str(i) for i in info.get("images") or []]}
     held = {f"{p.parent.parent.parent.name}/{p.parent.parent.name}/{p.parent.name}": p.parent
@@ -504,8 +513,8 @@ def write_part(
     for fid in wanted:
         exp, image, _ = fid.split("/")
         run_dir, case = held[fid], workspace / layout.CORRUPTED / exp / image
-        run = json.loads((run_dir / "run.json").read_text())
-        if not isinstance(run, dict) or not isinstance(run.get("fit_key"), str):
+        run = _mapping(workspace, f"{layout.RESULTS}/{fid}/run.json", f"dip run {exp}")
+        if not isinstance(run.get("fit_key"), str):
             raise ValueError(f"{run_dir / 'run.json'}: no fit_key (fitted by an older dip); run `dip run {exp}` again to refit it")
         machine = machine or {**fit_provenance(run), "hostname": hostname}
         inputs = case_inputs(case)
