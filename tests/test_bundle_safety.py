@@ -298,3 +298,21 @@ def test_malformed_bundle_files_are_one_line_each(bundle: Path, tmp_path: Path, 
     assert match in problems, problems
     out = one_error_line(["check-bundle", str(b)], code=1)
     assert match in out
+
+
+def test_a_full_disk_names_the_bundles_file_not_the_part(parts: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    import errno
+
+    real_open = builtins.open
+
+    def full(file, mode="r", *args, **kwargs):  # type: ignore[no-untyped-def]
+        if "x" in mode and f"{os.sep}bundle{os.sep}" in str(file):
+            handle = real_open(file, mode, *args, **kwargs)
+            handle.close()
+            raise OSError(errno.ENOSPC, "No space left on device")  # as a write() would: no file name
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", full)
+    out = one_error_line(["publish", str(parts["first"]), "--into", str(tmp_path / layout.PUBLISHED / "b"), *OPTIONS])
+    assert f"{tmp_path / layout.PUBLISHED}/.b.merge-" in out and "No space left on device; choose an output folder on a writable disk" in out
+    assert str(parts["first"]) not in out and not (tmp_path / layout.PUBLISHED / "b").exists()

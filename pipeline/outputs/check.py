@@ -44,19 +44,24 @@ def _fit_entry(fid: str, entry: Any) -> None:
     f.integer("iterations")
     for key in ("commit", "device", "device_name", "torch", "cuda", "merged"):
         f.text(key, optional=True)
-    part = Fields(f.mapping("part"), f"{MANIFEST} fits.{fid}.part")
-    part.text("name")
-    try:
-        parse_time(part.text("created") or "")
-    except ValueError:
-        raise Unsafe(f"{MANIFEST}: fits.{fid}.part.created is not a UTC ISO time") from None
+    _part_ref(f, f"{MANIFEST}: fits.{fid}")
     for name, digest in (f.mapping("inputs") or {}).items():
         if not is_hex64(digest):
             raise Unsafe(f"{MANIFEST}: fits.{fid}.inputs.{name[:40]} is not a sha256")
 
 
+def _part_ref(f: Fields, where: str) -> None:
+    part = Fields(f.mapping("part"), f"{where}.part")
+    part.text("name")
+    try:
+        parse_time(part.text("created") or "")
+    except ValueError:
+        raise Unsafe(f"{where}.part.created is not a UTC ISO time") from None
+
+
 def _baseline_entry(key: str, entry: Any) -> list[str]:
     f = Fields(entry, f"{MANIFEST} baselines.{key}")
+    _part_ref(f, f"{MANIFEST}: baselines.{key}")
     for name, digest in (f.mapping("inputs") or {}).items():
         if not is_hex64(digest):
             raise Unsafe(f"{MANIFEST}: baselines.{key}.inputs.{name[:40]} is not a sha256")
@@ -196,6 +201,12 @@ def check_bundle(bundle: Path) -> list[str]:
                 raise Unsafe(f"{meta_rel}: missing, but {rel} needs it")
             check_meta(load(meta_rel), meta_rel, exp, image)
             runs[fid], metas[f"{exp}/{image}"] = run.obj, load(meta_rel)
+        except Unsafe as err:
+            problems.append(str(err))
+
+    for rel in sorted(r for r in data if r.startswith(layout.CORRUPTED + "/") and r.count("/") == 3 and r.endswith("/experiment.json")):
+        try:  # what readers count "k of n images" from
+            Fields(load(rel), rel).strings("images")
         except Unsafe as err:
             problems.append(str(err))
 
