@@ -103,7 +103,9 @@ def main() -> None:
         print(f"  {kind:42s} {n:5d} files {size / 1e6:7.2f} MB")
     print(f"  {'total':42s} {len(m['files']) + 1:5d} files {m['total_bytes'] / 1e6:7.2f} MB (limit 15 MB)")
     if args.out:
-        args.out.write_text(json.dumps({"seeds": args.seeds, "fits": len(m["fits"]), "policy": m["policy"], "total_bytes": m["total_bytes"],
+        import PIL
+
+        args.out.write_text(json.dumps({"command": f"python benchmarks/bundle_size.py --seeds {args.seeds}", "pillow": PIL.__version__, "seeds": args.seeds, "fits": len(m["fits"]), "policy": m["policy"], "total_bytes": m["total_bytes"],
                                         "kinds": {k: {"files": n, "bytes": b} for k, (n, b) in kinds.items()}}, indent=2) + "\n")
 
 
