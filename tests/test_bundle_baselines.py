@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bundles import REPO, TABLE1, files, manifest, merge, part, rewrite_manifest, workspace  # noqa: F401 - fixtures
+from bundles import REPO, TABLE1, files, manifest, merge, part, rewrite_manifest
+from bundles import bundle, workspace  # noqa: F401 - the shared fixtures
 from pipeline import layout
 from pipeline.cli import app
 from pipeline.outputs.bundle_baselines import add_baselines
@@ -22,7 +23,7 @@ EXPERIMENTS = [TABLE1, "sr_x4"]  # scikit-image's own images in the smoke profil
 
 
 @pytest.fixture(scope="module")
-def without_baselines(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+def without_baselines(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bundle of the smoke run as a GPU run returns it: fits, no baselines."""
     root = tmp_path_factory.mktemp("nobase")
     out = root / layout.PUBLISHED / "gpu"
@@ -36,7 +37,7 @@ def rows(bundle: Path) -> dict[tuple[str, str, str], tuple[str, str]]:
         return {(r["experiment"], r["image"], r["method"]): (r["psnr"], r["ssim"]) for r in csv.DictReader(fh) if r["seed"] == ""}
 
 
-def test_the_baselines_run_on_the_bundles_own_inputs(without_baselines: Path, workspace: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_the_baselines_run_on_the_bundles_own_inputs(without_baselines: Path, workspace: Path, tmp_path: Path) -> None:
     b = Path(shutil.copytree(without_baselines, tmp_path / layout.PUBLISHED / "b"))
     res = CliRunner().invoke(app, ["publish-baselines", str(b), *[a for e in EXPERIMENTS for a in ("--experiment", e)],
                                    "--params", str(REPO / "params.yaml"), "--manifest", str(REPO / "data" / "manifest.yaml"),

@@ -14,14 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from bundles import REPO, TABLE1, bundle, files, keyed_copy, manifest, merge, part, parts, workspace  # noqa: F401 - fixtures
+from bundles import REPO, TABLE1, files, keyed_copy, manifest, merge, part
+from bundles import bundle, parts, workspace  # noqa: F401 - the shared fixtures
 from pipeline import layout
 from pipeline.outputs.check import check_bundle
 from pipeline.outputs.parts import PART_JSON
 from pipeline.outputs.publish import Held, Keep, Policy, Source, bundle_lock, decide
 
 
-def test_a_run_cut_in_two_gives_the_one_go_bundle(parts: dict[str, Path], bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_run_cut_in_two_gives_the_one_go_bundle(parts: dict[str, Path], bundle: Path, tmp_path: Path) -> None:
     grown = tmp_path / layout.PUBLISHED / "grown"
     first = merge([parts["first"]], grown)
     assert first["added"] and not first["unchanged"] and check_bundle(grown) == []
@@ -35,7 +36,7 @@ def test_a_run_cut_in_two_gives_the_one_go_bundle(parts: dict[str, Path], bundle
     assert {e["part"]["name"] for e in two["fits"].values()} == {"first", "second"} and len(two["parts"]) == 2
 
 
-def test_merging_what_is_there_changes_nothing(parts: dict[str, Path], bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_merging_what_is_there_changes_nothing(parts: dict[str, Path], bundle: Path, tmp_path: Path) -> None:
     b = Path(shutil.copytree(bundle, tmp_path / layout.PUBLISHED / "b"))
     before = (b / layout.BUNDLE_MANIFEST).read_bytes()
     r = merge([parts["first"], parts["second"]], b)
@@ -43,7 +44,7 @@ def test_merging_what_is_there_changes_nothing(parts: dict[str, Path], bundle: P
     assert (b / layout.BUNDLE_MANIFEST).read_bytes() == before
 
 
-def test_a_fit_with_other_settings_replaces_the_old_one(workspace: Path, bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_fit_with_other_settings_replaces_the_old_one(workspace: Path, bundle: Path, tmp_path: Path) -> None:
     ws = Path(shutil.copytree(workspace, tmp_path / "ws"))
     fid = f"{TABLE1}/camera/seed_0"
     run_json = ws / layout.RESULTS / fid / "run.json"
@@ -59,7 +60,7 @@ def test_a_fit_with_other_settings_replaces_the_old_one(workspace: Path, bundle:
     assert json.loads((b / layout.RESULTS / fid / "run.json").read_text())["fit_key"] == "f" * 64
 
 
-def test_an_older_part_does_not_replace_a_newer_fit(workspace: Path, bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_an_older_part_does_not_replace_a_newer_fit(workspace: Path, bundle: Path, tmp_path: Path) -> None:
     ws = Path(shutil.copytree(workspace, tmp_path / "ws"))
     fid = f"{TABLE1}/camera/seed_0"
     run_json = ws / layout.RESULTS / fid / "run.json"
@@ -78,7 +79,7 @@ def _tarball(folder: Path, dest: Path) -> Path:
     return dest
 
 
-def test_a_folder_of_parts_folders_and_tarballs(parts: dict[str, Path], bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_folder_of_parts_folders_and_tarballs(parts: dict[str, Path], bundle: Path, tmp_path: Path) -> None:
     runs = tmp_path / "gpu-runs"
     runs.mkdir()
     (runs / "README.md").write_text("outputs of the prepared GPU run")
@@ -123,7 +124,7 @@ def _with_seed_1(workspace: Path, dest: Path) -> Path:
     return ws
 
 
-def test_a_lower_seed_arriving_later_takes_the_images(workspace: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_lower_seed_arriving_later_takes_the_images(workspace: Path, tmp_path: Path) -> None:
     ws = _with_seed_1(workspace, tmp_path / "ws")
     s0, s1 = f"{TABLE1}/camera/seed_0", f"{TABLE1}/camera/seed_1"
     later = tmp_path / layout.PUBLISHED / "later"
@@ -142,7 +143,7 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def test_what_a_killed_merge_left_is_removed_or_put_back(parts: dict[str, Path], bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_what_a_killed_merge_left_is_removed_or_put_back(parts: dict[str, Path], bundle: Path, tmp_path: Path) -> None:
     root = tmp_path / layout.PUBLISHED
     b = Path(shutil.copytree(bundle, root / "b"))
     dead, alive = _dead_pid(), subprocess.Popen(["sleep", "60"])
@@ -165,7 +166,7 @@ def test_what_a_killed_merge_left_is_removed_or_put_back(parts: dict[str, Path],
         alive.wait()
 
 
-def test_one_merge_at_a_time(parts: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
+def test_one_merge_at_a_time(parts: dict[str, Path], tmp_path: Path) -> None:
     b = tmp_path / layout.PUBLISHED / "b"
     with bundle_lock(b):
         with pytest.raises(ValueError, match=rf"another merge \(pid {os.getpid()}\) is writing this bundle now"):
@@ -182,7 +183,7 @@ def test_git_never_commits_a_merges_temporary_files() -> None:
     assert proc.returncode == 1  # the bundle itself is committed
 
 
-def test_a_part_of_another_profile_is_refused(parts: dict[str, Path], bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_part_of_another_profile_is_refused(parts: dict[str, Path], bundle: Path, tmp_path: Path) -> None:
     from pipeline.outputs.safe import sha256_bytes
 
     other = Path(shutil.copytree(parts["first"], tmp_path / "other"))
@@ -207,3 +208,29 @@ def test_a_workspace_fit_without_a_fit_key_is_refused(smoke_outputs: Path, tmp_p
     with pytest.raises(ValueError, match=r"run\.json: no fit_key \(fitted by an older dip\); run `dip run .*` again"):
         merge([ws], tmp_path / layout.PUBLISHED / "b")
     assert not (tmp_path / layout.PUBLISHED / "b").exists()
+
+
+@pytest.mark.integration
+def test_a_merge_killed_with_sigkill_leaves_nothing_that_lasts(parts: dict[str, Path], tmp_path: Path) -> None:
+    import signal
+    import sys
+    import time
+
+    root = tmp_path / layout.PUBLISHED
+    b = root / "b"
+    merge([parts["first"]], b)
+    before = files(b)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "publish", str(parts["second"]), "--into", str(b),
+                             "--params", str(REPO / "params.yaml"), "--paper", str(REPO / "data" / "paper.yaml")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(root.glob(".b.merge-*.tmp")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    left = list(root.glob(".b.merge-*"))
+    assert left, "the merge ended before it could be killed"
+    assert files(b) == before and check_bundle(b) == []  # the old bundle, whole
+    r = merge([parts["second"]], b)
+    assert r["added"] and not list(root.glob(".b.merge-*")) and check_bundle(b) == []

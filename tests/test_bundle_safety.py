@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bundles import REPO, TABLE1, bundle, files, merge, parts, rewrite_manifest, workspace  # noqa: F401 - fixtures
+from bundles import REPO, TABLE1, files, merge, rewrite_manifest
+from bundles import bundle, parts, workspace  # noqa: F401 - the shared fixtures
 from pipeline import layout
 from pipeline.cli import app
 from pipeline.outputs.check import check_bundle
@@ -64,7 +65,7 @@ def refused(source: Path, target: Path, match: str) -> None:
     assert not [p for p in target.parent.iterdir() if p.name.endswith((".tmp", ".old"))]
 
 
-def _copy_bundle(bundle: Path, tmp_path: Path) -> Path:  # noqa: F811
+def _copy_bundle(bundle: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(bundle, tmp_path / layout.PUBLISHED / "b"))
 
 
@@ -99,37 +100,37 @@ def _member(name: str, kind: bytes = tarfile.REGTYPE, data: bytes | None = b"evi
     (_member("q/other.txt"), "holds 2 top-level entries"),
     (_member("p/fifo", tarfile.FIFOTYPE), "is a link or special file"),
 ], ids=["symlink", "hardlink", "dotdot", "absolute", "two-folders", "fifo"])
-def test_a_hostile_tarball_is_refused_before_extraction(parts: dict[str, Path], bundle: Path, tmp_path: Path,  # noqa: F811
+def test_a_hostile_tarball_is_refused_before_extraction(parts: dict[str, Path], bundle: Path, tmp_path: Path,
                                                          member: tuple[tarfile.TarInfo, bytes | None], match: str) -> None:
     tarball = _tarball(tmp_path / "run.tar.gz", parts["first"], [member])
     refused(tarball, _copy_bundle(bundle, tmp_path), match)
     assert not (tmp_path / "evil.txt").exists() and not Path("/tmp/dip-evil.txt").exists()
 
 
-def test_a_damaged_tarball_is_one_line(bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_damaged_tarball_is_one_line(bundle: Path, tmp_path: Path) -> None:
     (tmp_path / "run.tar.gz").write_bytes(b"\x1f\x8b\x08\x00not really gzip")
     refused(tmp_path / "run.tar.gz", _copy_bundle(bundle, tmp_path), "not a readable tar archive")
 
 
 # ------------------------------------------------------------------------------------- part folders
-def _part_copy(parts: dict[str, Path], tmp_path: Path) -> Path:  # noqa: F811
+def _part_copy(parts: dict[str, Path], tmp_path: Path) -> Path:
     return Path(shutil.copytree(parts["first"], tmp_path / "part"))
 
 
-def test_a_file_not_listed_is_refused(parts: dict[str, Path], bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_file_not_listed_is_refused(parts: dict[str, Path], bundle: Path, tmp_path: Path) -> None:
     p = _part_copy(parts, tmp_path)
     (p / "results" / TABLE1 / "notes.txt").write_text("not listed")
     refused(p, _copy_bundle(bundle, tmp_path), f"results/{TABLE1}/notes.txt: not listed in part.json files")
 
 
-def test_a_changed_file_is_refused(parts: dict[str, Path], bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_changed_file_is_refused(parts: dict[str, Path], bundle: Path, tmp_path: Path) -> None:
     p = _part_copy(parts, tmp_path)
     curve = next(p.glob("results/*/*/seed_*/curve.csv"))
     curve.write_text(curve.read_text() + "1,2\n")
     refused(p, _copy_bundle(bundle, tmp_path), f"{curve.relative_to(p).as_posix()}: its sha256 is not the one in part.json")
 
 
-def test_a_link_in_a_part_is_refused_and_not_followed(parts: dict[str, Path], bundle: Path, tmp_path: Path, opened: list[str]) -> None:  # noqa: F811
+def test_a_link_in_a_part_is_refused_and_not_followed(parts: dict[str, Path], bundle: Path, tmp_path: Path, opened: list[str]) -> None:
     p = _part_copy(parts, tmp_path)
     secret = tmp_path / "secret.png"
     secret.write_bytes((next(p.glob("results/*/*/seed_*/restored.png"))).read_bytes())
@@ -143,7 +144,7 @@ def test_a_link_in_a_part_is_refused_and_not_followed(parts: dict[str, Path], bu
 
 @pytest.mark.parametrize("rel, match", [("../outside.txt", "has an empty, '.' or '..' part"), ("/etc/passwd", "is an absolute path"),
                                         ("results/x\\..\\y", "has a backslash")])
-def test_a_path_outside_the_part_is_refused(parts: dict[str, Path], bundle: Path, tmp_path: Path, opened: list[str], rel: str, match: str) -> None:  # noqa: F811
+def test_a_path_outside_the_part_is_refused(parts: dict[str, Path], bundle: Path, tmp_path: Path, opened: list[str], rel: str, match: str) -> None:
     p = _part_copy(parts, tmp_path)
     (tmp_path / "outside.txt").write_text("secret")
     info = json.loads((p / PART_JSON).read_text())
@@ -163,7 +164,7 @@ def _rel_of(p: Path, what: str) -> str:
 
 
 @pytest.mark.parametrize("what", ["part.json", "profile.json", "experiment.json", "meta.json", "run.json"])
-def test_json_that_is_a_list_is_one_line_naming_the_file(parts: dict[str, Path], bundle: Path, tmp_path: Path, what: str) -> None:  # noqa: F811
+def test_json_that_is_a_list_is_one_line_naming_the_file(parts: dict[str, Path], bundle: Path, tmp_path: Path, what: str) -> None:
     p = _part_copy(parts, tmp_path)
     rel = _rel_of(p, what)
     (p / rel).write_text("[1, 2]")
@@ -173,7 +174,7 @@ def test_json_that_is_a_list_is_one_line_naming_the_file(parts: dict[str, Path],
 
 
 @pytest.mark.parametrize("what", ["profile.json", "experiment.json", "run.json"])
-def test_a_workspace_with_json_that_is_a_list_is_one_line(workspace: Path, tmp_path: Path, what: str) -> None:  # noqa: F811
+def test_a_workspace_with_json_that_is_a_list_is_one_line(workspace: Path, tmp_path: Path, what: str) -> None:
     ws = Path(shutil.copytree(workspace, tmp_path / "ws"))
     rel = _rel_of(ws, what)
     (ws / rel).write_text("[1, 2]")
@@ -187,7 +188,7 @@ def test_a_workspace_with_json_that_is_a_list_is_one_line(workspace: Path, tmp_p
     (lambda m: m.update(task="deblur"), "meta.json: task is 'deblur'"),
     (lambda m: m.update(image="other"), "meta.json: image is 'other', not 'camera'"),
 ])
-def test_a_bad_field_in_a_part_is_one_line_naming_the_key(parts: dict[str, Path], bundle: Path, tmp_path: Path, change, match: str) -> None:  # noqa: F811, ANN001
+def test_a_bad_field_in_a_part_is_one_line_naming_the_key(parts: dict[str, Path], bundle: Path, tmp_path: Path, change, match: str) -> None:  # noqa: ANN001
     p = _part_copy(parts, tmp_path)
     rel = _rel_of(p, "meta.json")
     meta = json.loads((p / rel).read_text())
@@ -197,13 +198,13 @@ def test_a_bad_field_in_a_part_is_one_line_naming_the_key(parts: dict[str, Path]
     refused(p, _copy_bundle(bundle, tmp_path), match)
 
 
-def test_a_deeply_nested_part_json_is_one_line(parts: dict[str, Path], bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_deeply_nested_part_json_is_one_line(parts: dict[str, Path], bundle: Path, tmp_path: Path) -> None:
     p = _part_copy(parts, tmp_path)
     (p / PART_JSON).write_text("[" * 100_000 + "]" * 100_000)
     refused(p, _copy_bundle(bundle, tmp_path), "part.json: nested more than 32 levels deep")
 
 
-def test_an_image_of_the_wrong_size_is_refused(parts: dict[str, Path], bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_an_image_of_the_wrong_size_is_refused(parts: dict[str, Path], bundle: Path, tmp_path: Path) -> None:
     from PIL import Image
 
     p = _part_copy(parts, tmp_path)
@@ -213,7 +214,7 @@ def test_an_image_of_the_wrong_size_is_refused(parts: dict[str, Path], bundle: P
     refused(p, _copy_bundle(bundle, tmp_path), f"{rel}: is 5x7, but meta.json gives size [48, 48]")
 
 
-def test_the_python_api_raises_a_part_error(parts: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
+def test_the_python_api_raises_a_part_error(parts: dict[str, Path], tmp_path: Path) -> None:
     p = _part_copy(parts, tmp_path)
     (p / "extra").write_text("x")
     with pytest.raises(PartError, match=r"^part .*part: extra: not listed in part\.json files$"):
@@ -221,7 +222,7 @@ def test_the_python_api_raises_a_part_error(parts: dict[str, Path], tmp_path: Pa
 
 
 # ------------------------------------------------------------------------------------- check-bundle
-def test_check_bundle_never_opens_a_path_outside_the_bundle(bundle: Path, tmp_path: Path, opened: list[str]) -> None:  # noqa: F811
+def test_check_bundle_never_opens_a_path_outside_the_bundle(bundle: Path, tmp_path: Path, opened: list[str]) -> None:
     b = _copy_bundle(bundle, tmp_path)
     secret = tmp_path / "secret.txt"
     secret.write_text("top secret")
@@ -234,7 +235,7 @@ def test_check_bundle_never_opens_a_path_outside_the_bundle(bundle: Path, tmp_pa
     assert str(secret) not in opened and not [p for p in problems if "sha256" in p]
 
 
-def test_check_bundle_does_not_follow_a_linked_file(bundle: Path, tmp_path: Path, opened: list[str]) -> None:  # noqa: F811
+def test_check_bundle_does_not_follow_a_linked_file(bundle: Path, tmp_path: Path, opened: list[str]) -> None:
     b = _copy_bundle(bundle, tmp_path)
     secret = tmp_path / "secret.md"
     secret.write_bytes((b / layout.METRICS / layout.REPORT_MD).read_bytes())  # even the right bytes are not read
@@ -246,7 +247,7 @@ def test_check_bundle_does_not_follow_a_linked_file(bundle: Path, tmp_path: Path
     assert str(secret) not in opened
 
 
-def test_check_bundle_does_not_follow_a_linked_folder(bundle: Path, tmp_path: Path, opened: list[str]) -> None:  # noqa: F811
+def test_check_bundle_does_not_follow_a_linked_folder(bundle: Path, tmp_path: Path, opened: list[str]) -> None:
     b = _copy_bundle(bundle, tmp_path)
     outside = Path(shutil.move(str(b / layout.RESULTS / "sr_x4"), str(tmp_path / "outside")))
     (b / layout.RESULTS / "sr_x4").symlink_to(outside, target_is_directory=True)
@@ -258,7 +259,7 @@ def test_check_bundle_does_not_follow_a_linked_folder(bundle: Path, tmp_path: Pa
     one_error_line(["check-bundle", str(b)], code=1)
 
 
-def test_a_deeply_nested_manifest_is_one_line(bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_deeply_nested_manifest_is_one_line(bundle: Path, tmp_path: Path) -> None:
     b = _copy_bundle(bundle, tmp_path)
     (b / layout.BUNDLE_MANIFEST).write_text("{\"a\": " * 100_000 + "1" + "}" * 100_000)
     assert check_bundle(b) == ["manifest.json: nested more than 32 levels deep; not a file dip writes"]
@@ -278,7 +279,7 @@ def _edit(b: Path, rel: str, text: str) -> None:
     ("run-list", "results/sr_x4/coffee/seed_0/run.json: a JSON list, not an object (mapping)"),
     ("manifest-files-list", "manifest.json: files is not an object (mapping)"),
 ])
-def test_malformed_bundle_files_are_one_line_each(bundle: Path, tmp_path: Path, case: str, match: str) -> None:  # noqa: F811
+def test_malformed_bundle_files_are_one_line_each(bundle: Path, tmp_path: Path, case: str, match: str) -> None:
     b = _copy_bundle(bundle, tmp_path)
     meta = "data/corrupted/sr_x4/coffee/meta.json"
     if case == "short-row":
@@ -300,7 +301,7 @@ def test_malformed_bundle_files_are_one_line_each(bundle: Path, tmp_path: Path, 
     assert match in out
 
 
-def test_a_full_disk_names_the_bundles_file_not_the_part(parts: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_a_full_disk_names_the_bundles_file_not_the_part(parts: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
     real_open = builtins.open

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bundles import REPO, TABLE1, bundle, files, manifest, merge, parts, rewrite_manifest, workspace  # noqa: F401 - fixtures
+from bundles import REPO, TABLE1, files, manifest, merge, rewrite_manifest
+from bundles import bundle, parts, workspace  # noqa: F401 - the shared fixtures
 from conftest import layout_doc
 from pipeline import layout
 from pipeline.outputs.check import check_bundle
@@ -24,11 +25,11 @@ from pipeline.outputs.publish import MANIFEST, is_figure
 from pipeline.outputs.safe import sha256_bytes
 
 
-def copy(bundle: Path, tmp_path: Path) -> Path:  # noqa: F811
+def copy(bundle: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(bundle, tmp_path / layout.PUBLISHED / "bundle"))
 
 
-def test_the_bundle_is_laid_out_as_layout_md(bundle: Path, workspace: Path) -> None:  # noqa: F811
+def test_the_bundle_is_laid_out_as_layout_md(bundle: Path, workspace: Path) -> None:
     for name in (layout.PER_IMAGE_CSV, layout.CURVES_CSV, layout.REPORT_CSV, layout.REPORT_MD, layout.SUMMARY_JSON):
         assert (bundle / layout.METRICS / name).read_bytes() == (workspace / layout.METRICS / name).read_bytes(), name
     fits = layout.run_files(workspace / layout.RESULTS)
@@ -53,7 +54,7 @@ def test_the_bundle_is_laid_out_as_layout_md(bundle: Path, workspace: Path) -> N
     assert {p.parent.name for p in (bundle / layout.CORRUPTED).glob("*/experiment.json")} == every  # n images and pending ones
 
 
-def test_the_manifest_records_each_fit(bundle: Path, workspace: Path) -> None:  # noqa: F811
+def test_the_manifest_records_each_fit(bundle: Path, workspace: Path) -> None:
     info = manifest(bundle)
     assert info["profile"] == "smoke" and info["device"] == "cpu" and info["created"].endswith("Z") and info["policy"]["png"] == [TABLE1]
     runs = {"/".join(p.parent.relative_to(workspace / layout.RESULTS).parts): json.loads(p.read_text())
@@ -73,7 +74,7 @@ def test_the_manifest_records_each_fit(bundle: Path, workspace: Path) -> None:  
     assert info["baselines"] and all(set(b["methods"]) and b["inputs"] for b in info["baselines"].values())
 
 
-def test_the_bundle_is_consistent(bundle: Path) -> None:  # noqa: F811
+def test_the_bundle_is_consistent(bundle: Path) -> None:
     assert check_bundle(bundle) == []
     scored = [p for p in bundle.glob("results/*/*/seed_*/restored.png") if (bundle / layout.CORRUPTED / p.parts[-4] / p.parts[-3] / "ground_truth.png").is_file()]
     assert len(scored) >= 3 and list(bundle.glob("baselines/*/*/*.png"))
@@ -84,7 +85,7 @@ def _reprint(bundle: Path, rel: str) -> None:
     rewrite_manifest(bundle, lambda m: m["files"][rel].update(sha256=sha256_bytes((bundle / rel).read_bytes()), bytes=(bundle / rel).stat().st_size))
 
 
-def test_a_changed_restored_image_is_found(bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_changed_restored_image_is_found(bundle: Path, tmp_path: Path) -> None:
     from PIL import Image
 
     b = copy(bundle, tmp_path)
@@ -98,7 +99,7 @@ def test_a_changed_restored_image_is_found(bundle: Path, tmp_path: Path) -> None
     assert [p for p in check_bundle(b) if p.startswith(f"{rel}: psnr recomputed")], check_bundle(b)
 
 
-def test_an_edited_psnr_is_found(bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_an_edited_psnr_is_found(bundle: Path, tmp_path: Path) -> None:
     b = copy(bundle, tmp_path)
     path = b / layout.METRICS / layout.PER_IMAGE_CSV
     with open(path, newline="") as fh:
@@ -114,7 +115,7 @@ def test_an_edited_psnr_is_found(bundle: Path, tmp_path: Path) -> None:  # noqa:
     assert len(problems) == 1 and problems[0].startswith(f"results/fig7_text/{row['image']}/seed_{row['seed']}/run.json metrics.restored: psnr"), problems
 
 
-def test_a_missing_run_json_is_found(bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_missing_run_json_is_found(bundle: Path, tmp_path: Path) -> None:
     b = copy(bundle, tmp_path)
     run_json = next(b.glob(f"results/{TABLE1}/*/seed_*/run.json"))
     run_json.unlink()
@@ -126,7 +127,7 @@ def test_a_missing_run_json_is_found(bundle: Path, tmp_path: Path) -> None:  # n
     assert f"{MANIFEST}: fits.{fid} has no readable {rel}" in problems, problems
 
 
-def test_a_fit_whose_manifest_entry_is_missing_is_found(bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_fit_whose_manifest_entry_is_missing_is_found(bundle: Path, tmp_path: Path) -> None:
     b = copy(bundle, tmp_path)
     fid = next(k for k in manifest(b)["fits"] if k.startswith(TABLE1 + "/"))
     rewrite_manifest(b, lambda m: m["fits"].pop(fid))
@@ -135,21 +136,21 @@ def test_a_fit_whose_manifest_entry_is_missing_is_found(bundle: Path, tmp_path: 
     assert f"results/{fid}/run.json: missing, but {layout.PER_IMAGE_CSV} lists the fit" in problems
 
 
-def test_a_manifest_entry_with_the_wrong_fit_key_is_found(bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_manifest_entry_with_the_wrong_fit_key_is_found(bundle: Path, tmp_path: Path) -> None:
     b = copy(bundle, tmp_path)
     fid = next(iter(manifest(b)["fits"]))
     rewrite_manifest(b, lambda m: m["fits"][fid].update(fit_key="0" * 64))
     assert [p for p in check_bundle(b) if p.startswith(f"results/{fid}/run.json: fit_key is")], check_bundle(b)
 
 
-def test_the_size_cap_refuses_and_leaves_nothing(parts: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
+def test_the_size_cap_refuses_and_leaves_nothing(parts: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / layout.PUBLISHED / "big"
     with pytest.raises(ValueError, match=r"over the limit of 0\.01 MB \(largest: .*nothing was changed"):
         merge([parts["all"]], out, max_bytes=10_000)
     assert not out.exists() and [p.name for p in (tmp_path / layout.PUBLISHED).iterdir()] == [".big.lock"]
 
 
-def test_a_folder_that_is_not_a_bundle_is_never_replaced(parts: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
+def test_a_folder_that_is_not_a_bundle_is_never_replaced(parts: dict[str, Path], tmp_path: Path) -> None:
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep me")
@@ -166,7 +167,7 @@ def test_a_folder_that_is_not_a_bundle_is_never_replaced(parts: dict[str, Path],
     assert merge([parts["first"]], empty)["added"] and check_bundle(empty) == []  # an empty folder holds nothing to lose
 
 
-def test_the_cli_publishes_and_checks(workspace: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_the_cli_publishes_and_checks(workspace: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from pipeline.cli import app
@@ -206,7 +207,7 @@ def test_every_published_bundle_is_consistent(published_bundle: Path | None) -> 
     assert check_bundle(published_bundle) == []
 
 
-def test_the_published_bundles_are_found(bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_the_published_bundles_are_found(bundle: Path, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     good = Path(shutil.copytree(bundle, repo / layout.PUBLISHED / "smoke-cpu"))
     broken = Path(shutil.copytree(bundle, repo / layout.PUBLISHED / "broken"))
