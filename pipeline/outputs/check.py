@@ -172,6 +172,15 @@ def check_bundle(bundle: Path) -> list[str]:
     def load(rel: str) -> Any:
         return parse_json(data[rel], rel)
 
+    from pipeline.outputs.publish import Policy
+
+    try:  # what the next merge reads besides fits and baselines
+        Policy.from_dict(manifest.get("policy"))
+        if not isinstance(manifest.get("parts"), list):
+            raise Unsafe(f"{MANIFEST}: parts is not a list")
+    except Unsafe as err:
+        problems.append(str(err))
+
     # fits: each run.json has its manifest entry and each entry its run.json
     fits = manifest.get("fits") if isinstance(manifest.get("fits"), dict) else None
     if fits is None:

@@ -42,7 +42,7 @@ from typing import Any, Iterable
 
 from pipeline import layout
 from pipeline.images.manifest import SAFE_NAME
-from pipeline.outputs.safe import Fields, Unsafe, inside, is_hex64, load_json, parse_json, read_inside, rel_problem, sha256_bytes, walk
+from pipeline.outputs.safe import MAX_FILE_BYTES, Fields, Unsafe, inside, is_hex64, load_json, parse_json, read_inside, rel_problem, sha256_bytes, walk
 
 PART_FORMAT = "dip-results-part/1"
 PART_JSON = "part.json"
@@ -164,7 +164,9 @@ def _unpack(tarball: Path, scratch: Path) -> Path:
                 seen.add(name)
                 tops.add(name.split("/")[0])
                 total += m.size
-                if m.size > MAX_PART_BYTES or total > MAX_PART_BYTES:
+                if m.size > MAX_FILE_BYTES:
+                    raise Unsafe(f"member {name} is larger than {MAX_FILE_BYTES >> 20} MiB")
+                if total > MAX_PART_BYTES:
                     raise Unsafe(f"unpacks to more than {MAX_PART_BYTES >> 20} MiB")
                 members.append((name, m))
         except tarfile.TarError as err:
@@ -273,6 +275,8 @@ def verify(root: Path) -> dict[str, Any]:
     for rel in present:
         if rel != PART_JSON and rel not in files:
             raise Unsafe(f"{rel}: not listed in {PART_JSON} files")
+    if len(present) > MAX_PART_FILES or sum((root / rel).stat().st_size for rel in present) > MAX_PART_BYTES:
+        raise Unsafe(f"holds more than {MAX_PART_FILES} files or {MAX_PART_BYTES >> 20} MiB")
     kinds: dict[str, tuple[str, dict[str, str]]] = {}
     for rel, digest in files.items():
         why = rel_problem(rel)
@@ -286,7 +290,7 @@ def verify(root: Path) -> dict[str, Any]:
         kinds[rel] = kind
         if rel not in present:
             raise Unsafe(f"{rel}: listed in {PART_JSON} but missing")
-        if sha256_bytes(read_inside(root, rel, MAX_PART_BYTES)) != digest:
+        if sha256_bytes(read_inside(root, rel)) != digest:
             raise Unsafe(f"{rel}: its sha256 is not the one in {PART_JSON} (the file changed)")
 
     # each file belongs to something the part describes; each fit and baseline has its files

@@ -39,9 +39,9 @@ from typing import Any, Iterator, Sequence
 
 from pipeline import layout
 from pipeline.outputs.parts import (
-    PART_JSON, Part, PartError, fit_provenance, is_part, is_workspace, open_part, parse_time, utc_now, write_part,
+    PART_JSON, Part, fit_provenance, is_part, is_workspace, open_part, parse_time, utc_now, write_part,
 )
-from pipeline.outputs.safe import Unsafe, load_json, parse_json, read_inside, sha256_bytes
+from pipeline.outputs.safe import Fields, Unsafe, load_json, parse_json, read_inside, sha256_bytes
 
 FORMAT, MANIFEST, PREVIEW = layout.BUNDLE_FORMAT, layout.BUNDLE_MANIFEST, layout.PREVIEW
 DEFAULT_MAX_BYTES = 15_000_000  # 15 MB in git
@@ -66,10 +66,12 @@ class Policy:
 
     @classmethod
     def from_dict(cls, d: Any) -> "Policy":
-        if not isinstance(d, dict):
-            return cls()
-        return cls(tuple(str(x) for x in d.get("png") or ()), bool(d.get("spot_check", True)),
-                   tuple(str(x) for x in d.get("galleries") or ()), int(d.get("jpeg_quality") or 85))
+        """The policy a bundle's manifest records; :class:`Unsafe` naming the key if it is malformed."""
+        f = Fields(d, f"{MANIFEST} policy")
+        quality = f.integer("jpeg_quality", minimum=1) or 0
+        if not isinstance(d.get("spot_check"), bool) or quality > 100:
+            raise Unsafe(f"{MANIFEST}: policy.spot_check is not true or false, or policy.jpeg_quality is over 100")
+        return cls(tuple(f.strings("png")), d["spot_check"], tuple(f.strings("galleries")), quality)
 
 
 @dataclass
@@ -173,13 +175,6 @@ def read_manifest(bundle: Path) -> dict[str, Any] | None:
     except (OSError, Unsafe):
         return None
     return info if isinstance(info, dict) and str(info.get("format", "")).startswith("dip-results-bundle/") else None
-
-
-def bundles(root: Path) -> list[Path]:
-    """The bundles under ``root`` (``results-published/``), newest (manifest ``updated``) first."""
-    found = [(str(m.get("updated") or m.get("created") or ""), p) for p in sorted(Path(root).glob("*/"))
-             if not p.name.startswith(".") and (m := read_manifest(p)) is not None]
-    return [p for _, p in sorted(found, key=lambda t: t[0], reverse=True)]
 
 
 def _alive(pid: int) -> bool:
@@ -361,10 +356,6 @@ def publish(
         try:
             parts = open_sources(sources, scratch, commit)
             return _merge(into, old, parts, scratch, policy, max_bytes, settings)
-        except PartError:
-            raise
-        except Unsafe as err:
-            raise ValueError(str(err)) from None
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
