@@ -29,6 +29,7 @@ tarball's members are checked before one byte is extracted, and extracted by han
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import shutil
@@ -132,7 +133,11 @@ def open_part(source: Path, scratch: Path) -> Part:
         else:
             raise Unsafe("no such file or folder")
         return Part(root, source.name, verify(root))
-    except (Unsafe, OSError) as err:
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # unpacking: the disk, not the part
+            raise
+        raise PartError(f"part {source}: {err}") from None
+    except Unsafe as err:
         raise PartError(f"part {source}: {err}") from None
 
 
@@ -186,8 +191,13 @@ def _unpack(tarball: Path, scratch: Path) -> Path:
             data = src.read(m.size + 1)
             if len(data) != m.size:
                 raise Unsafe(f"member {name} is not {m.size} bytes long")
-            with open(dest, "xb") as fh:  # "x": never overwrite (a folder and a file of the same name)
-                fh.write(data)
+            try:
+                with open(dest, "xb") as fh:  # "x": never overwrite (a folder and a file of the same name)
+                    fh.write(data)
+            except FileExistsError:
+                raise Unsafe(f"member {name} is both a file and a folder") from None
+            except OSError as err:  # a full disk: name the file being written, not the tarball
+                raise OSError(err.errno, err.strerror, str(dest)) from None
     top = scratch / tops.pop()
     if not top.is_dir():
         raise Unsafe("is a tarball of one file, not of a part folder")

@@ -558,9 +558,12 @@ def _build(new: Path, old: dict[str, Any] | None, old_src: Source | None, parts:
     resolution = {"requested": resolution.get("profile"), "device": "", "device_name": "", **resolution}
     known = sorted(set(experiments) | {h.exp for h in held.values()})
     order = [e for e in settings.order if e in known] + [e for e in known if e not in settings.order]
-    evaluate(new / layout.RESULTS, order, resolution, new / layout.METRICS,
-             baselines=new / layout.BASELINES if bases else None, corrupted=new / layout.CORRUPTED,
-             paper=settings.paper, epsilon=settings.epsilon, about=settings.about)
+    try:
+        evaluate(new / layout.RESULTS, order, resolution, new / layout.METRICS,
+                 baselines=new / layout.BASELINES if bases else None, corrupted=new / layout.CORRUPTED,
+                 paper=settings.paper, epsilon=settings.epsilon, about=settings.about)
+    except OSError as err:  # a full disk: name the bundle's folder being written
+        raise OSError(err.errno, err.strerror, err.filename or str(new / layout.METRICS)) from None
     for p in sorted((new / layout.METRICS).iterdir()):
         files[f"{layout.METRICS}/{p.name}"] = sha256_bytes(p.read_bytes())
 
