@@ -440,8 +440,9 @@ def publish(
         typer.echo(f"  replaced {key} (other settings: fit key {str(r['manifest']['fits'][key]['fit_key'])[:12]})")
     for key in r["older"]:
         typer.echo(f"  kept {key}: the bundle's fit is newer than the part's")
-    if r["baselines_added"] or r["baselines_dropped"]:
-        typer.echo(f"  baselines: {len(r['baselines_added'])} image(s) added, {len(r['baselines_dropped'])} dropped (their fit changed inputs)")
+    if r["baselines_added"] or r["baselines_dropped"] or r["baselines_refused"]:
+        typer.echo(f"  baselines: {len(r['baselines_added'])} image(s) added, {len(r['baselines_dropped'])} dropped (their fit now has other "
+                   f"inputs), {len(r['baselines_refused'])} not taken (no fit here with the inputs they ran on)")
     m = r["manifest"]
     if not r["changed"]:
         typer.echo(f"{into}: unchanged ({counts or 'no fits'}); {len(m['fits'])} fits")

@@ -234,3 +234,23 @@ def test_a_merge_killed_with_sigkill_leaves_nothing_that_lasts(parts: dict[str, 
     assert files(b) == before and check_bundle(b) == []  # the old bundle, whole
     r = merge([parts["second"]], b)
     assert r["added"] and not list(root.glob(".b.merge-*")) and check_bundle(b) == []
+
+
+def test_baselines_go_with_the_inputs_of_their_fit(workspace: Path, bundle: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    ws = Path(shutil.copytree(workspace, tmp_path / "ws"))
+    fid, key = f"{TABLE1}/camera/seed_0", f"{TABLE1}/camera"
+    obs = ws / layout.CORRUPTED / key / "observation.npy"
+    np.save(obs, np.load(obs) * 0.5)  # a fit on other inputs (another corruption)
+    run_json = ws / layout.RESULTS / fid / "run.json"
+    run_json.write_text(json.dumps({**json.loads(run_json.read_text()), "fit_key": "d" * 64}))
+    b = Path(shutil.copytree(bundle, tmp_path / layout.PUBLISHED / "b"))
+    assert key in manifest(b)["baselines"]
+    r = merge([part(ws, tmp_path / "refit", [fid], baselines=False)], b)
+    assert r["replaced"] == [fid] and r["baselines_dropped"] == [key] and key not in manifest(b)["baselines"]
+    assert not (b / layout.BASELINES / TABLE1).exists() and check_bundle(b) == []
+    older = part(workspace, tmp_path / "older", [fid])  # the first fit again, with its baselines, from an older run
+    (older / PART_JSON).write_text(json.dumps({**json.loads((older / PART_JSON).read_text()), "created": "2000-01-01T00:00:00Z"}))
+    r = merge([older], b)
+    assert r["older"] == [fid] and r["baselines_refused"] == [key] and not r["changed"]

@@ -380,74 +380,23 @@ def _merge(into: Path, old: dict[str, Any] | None, parts: list[Part], scratch: P
     old_src = Source(into, {rel: e["sha256"] for rel, e in old["files"].items()}) if old else None
     parts = sorted(parts, key=lambda p: (p.created, p.name))
     srcs = [Source(p.root, p.files) for p in parts]
-
-    # which fit comes from where
-    held: dict[str, Held] = {}
-    if old is not None and old_src is not None:
-        for fid, entry in old["fits"].items():
-            exp, image, seed = fid.split("/")
-            meta = parse_json(old_src.read(f"{layout.CORRUPTED}/{exp}/{image}/meta.json"), f"{layout.CORRUPTED}/{exp}/{image}/meta.json")
-            run = parse_json(old_src.read(f"{layout.RESULTS}/{fid}/run.json"), f"{layout.RESULTS}/{fid}/run.json")
-            held[fid] = Held(fid, entry, old_src, parse_time(entry["part"]["created"]), tuple(meta["size"]), "metrics" in run)  # type: ignore[arg-type]
-    outcome: dict[str, str] = {}
-    contributed: dict[int, list[str]] = {}  # part index → fit ids it gave
-    for i, (part, src) in enumerate(zip(parts, srcs)):
-        for fid, f in sorted(part.fits.items()):
-            now_held = held.get(fid)
-            if now_held is not None and now_held.entry["fit_key"] == f["fit_key"]:
-                outcome.setdefault(fid, "unchanged")
-                continue
-            if now_held is not None and now_held.created > part.created:
-                outcome.setdefault(fid, "older")
-                continue
-            exp, image, _ = fid.split("/")
-            run = parse_json(src.read(f"{layout.RESULTS}/{fid}/run.json"), fid)
-            meta = parse_json(src.read(f"{layout.CORRUPTED}/{exp}/{image}/meta.json"), fid)
-            entry = {"fit_key": f["fit_key"], "commit": part.info.get("commit"),
-                     **{k: v or part.info["machine"].get(k) for k, v in fit_provenance(run).items()},
-                     "wall_seconds": f["wall_seconds"], "iterations": f["iterations"], "part": part.ref, "merged": now,
-                     "inputs": f["inputs"]}
-            if now_held is not None and now_held.src is old_src:
-                entry["replaces"] = {"fit_key": now_held.entry["fit_key"], "part": now_held.entry.get("part")}
-            outcome[fid] = "replaced" if now_held is not None and outcome.get(fid) != "added" else "added"
-            held[fid] = Held(fid, entry, src, part.created, tuple(meta["size"]), "metrics" in run)  # type: ignore[arg-type]
-            contributed.setdefault(i, []).append(fid)
-
-    # the classical baselines of each image, if they ran on the inputs of the image's fit
-    bases: dict[str, Baselines] = {}
-    if old is not None and old_src is not None:
-        for key, entry in (old.get("baselines") or {}).items():
-            b = Baselines(old_src, entry)
-            for method in entry["methods"]:
-                rec = parse_json(old_src.read(f"{layout.BASELINES}/{key}/{method}.json"), f"{layout.BASELINES}/{key}/{method}.json")
-                b.scores[method] = (float(rec["psnr"]), float(rec["ssim"]))
-            bases[key] = b
-    new_baselines: list[str] = []
-    for part, src in zip(parts, srcs):
-        if not part.baselines:
-            continue
-        scores = _score_baselines(part)
-        for key, entry in sorted(part.baselines.items()):
-            b = Baselines(src, {"inputs": entry["inputs"], "methods": list(entry["methods"]),
-                                                          "commit": part.info.get("commit"), "part": part.ref, "merged": now})
-            b.scores = {m: scores[(key, m)] for m in entry["methods"]}
-            now_held = bases.get(key)
-            if now_held is not None and (now_held.entry["inputs"] == b.entry["inputs"] and now_held.scores == b.scores
-                                         or parse_time(now_held.entry["part"]["created"]) > part.created):
-                continue  # the same results again, or older ones
-            bases[key] = b
-            new_baselines.append(key)
-    firsts: dict[str, Held] = {}
+    held = _bundle_fits(old, old_src)
+    outcome, contributed = _take_fits(held, parts, srcs, old_src, now)
+    bases = _bundle_baselines(old, old_src)
+    offered = _take_baselines(bases, parts, srcs, now)
+    firsts: dict[str, Held] = {}  # each image's fit of its lowest seed
     for h in sorted(held.values(), key=lambda h: h.seed, reverse=True):
         firsts[f"{h.exp}/{h.image}"] = h
-    dropped = sorted(k for k, b in bases.items() if k not in firsts or not _compatible(firsts[k].entry["inputs"], b.entry["inputs"]))
-    for key in dropped:
+    unfit = sorted(k for k, b in bases.items() if k not in firsts or not _compatible(firsts[k].entry["inputs"], b.entry["inputs"]))
+    dropped = [k for k in unfit if old is not None and k in (old.get("baselines") or {})]
+    for key in unfit:
         del bases[key]
-    new_baselines = sorted(set(new_baselines) - set(dropped))
+    new_baselines = sorted(set(offered) - set(unfit))
 
-    changed = any(v in ("added", "replaced") for v in outcome.values()) or bool(new_baselines) or (old is not None and bool(dropped))
+    changed = any(v in ("added", "replaced") for v in outcome.values()) or bool(new_baselines) or bool(dropped)
     result: dict[str, Any] = {v: sorted(k for k, o in outcome.items() if o == v) for v in ("added", "replaced", "unchanged", "older")}
-    result.update(baselines_added=new_baselines, baselines_dropped=dropped, changed=changed or old is None, bundle=str(into))
+    result.update(baselines_added=new_baselines, baselines_dropped=dropped, baselines_refused=sorted(set(unfit) - set(dropped)),
+                  changed=changed or old is None, bundle=str(into))
     if old is not None and not changed:
         result["manifest"] = old
         return result
@@ -469,6 +418,80 @@ def _merge(into: Path, old: dict[str, Any] | None, parts: list[Part], scratch: P
         os.replace(new, into)
     result["manifest"] = manifest
     return result
+
+
+def _bundle_fits(old: dict[str, Any] | None, old_src: Source | None) -> dict[str, Held]:
+    """The fits the bundle holds (its manifest has passed ``check_bundle``)."""
+    held: dict[str, Held] = {}
+    if old is None or old_src is None:
+        return held
+    for fid, entry in old["fits"].items():
+        exp, image, _ = fid.split("/")
+        meta = parse_json(old_src.read(f"{layout.CORRUPTED}/{exp}/{image}/meta.json"), f"{layout.CORRUPTED}/{exp}/{image}/meta.json")
+        run = parse_json(old_src.read(f"{layout.RESULTS}/{fid}/run.json"), f"{layout.RESULTS}/{fid}/run.json")
+        held[fid] = Held(fid, entry, old_src, parse_time(entry["part"]["created"]), tuple(meta["size"]), "metrics" in run)  # type: ignore[arg-type]
+    return held
+
+
+def _take_fits(held: dict[str, Held], parts: list[Part], srcs: list[Source], old_src: Source | None,
+               now: str) -> tuple[dict[str, str], dict[int, list[str]]]:
+    """Put the parts' fits into ``held`` by the merge rules; returns each fit id's outcome
+    (added, replaced, unchanged, older) and, per part index, the fits it gave."""
+    outcome: dict[str, str] = {}
+    contributed: dict[int, list[str]] = {}
+    for i, (part, src) in enumerate(zip(parts, srcs)):
+        for fid, f in sorted(part.fits.items()):
+            current = held.get(fid)
+            if current is not None and current.entry["fit_key"] == f["fit_key"]:
+                outcome.setdefault(fid, "unchanged")
+                continue
+            if current is not None and current.created > part.created:
+                outcome.setdefault(fid, "older")
+                continue
+            exp, image, _ = fid.split("/")
+            run = parse_json(src.read(f"{layout.RESULTS}/{fid}/run.json"), fid)
+            meta = parse_json(src.read(f"{layout.CORRUPTED}/{exp}/{image}/meta.json"), fid)
+            entry = {"fit_key": f["fit_key"], "commit": part.info.get("commit"),
+                     **{k: v or part.info["machine"].get(k) for k, v in fit_provenance(run).items()},
+                     "wall_seconds": f["wall_seconds"], "iterations": f["iterations"], "part": part.ref, "merged": now,
+                     "inputs": f["inputs"]}
+            if current is not None and current.src is old_src:
+                entry["replaces"] = {"fit_key": current.entry["fit_key"], "part": current.entry.get("part")}
+            outcome[fid] = "replaced" if current is not None and outcome.get(fid) != "added" else "added"
+            held[fid] = Held(fid, entry, src, part.created, tuple(meta["size"]), "metrics" in run)  # type: ignore[arg-type]
+            contributed.setdefault(i, []).append(fid)
+    return outcome, contributed
+
+
+def _bundle_baselines(old: dict[str, Any] | None, old_src: Source | None) -> dict[str, Baselines]:
+    """The baselines the bundle holds, with the scores their records carry."""
+    bases: dict[str, Baselines] = {}
+    for key, entry in ((old or {}).get("baselines") or {}).items():
+        b = Baselines(old_src, entry)  # type: ignore[arg-type]
+        for method in entry["methods"]:
+            rel = f"{layout.BASELINES}/{key}/{method}.json"
+            rec = parse_json(old_src.read(rel), rel)  # type: ignore[union-attr]
+            b.scores[method] = (float(rec["psnr"]), float(rec["ssim"]))
+        bases[key] = b
+    return bases
+
+
+def _take_baselines(bases: dict[str, Baselines], parts: list[Part], srcs: list[Source], now: str) -> list[str]:
+    """Put the parts' baselines into ``bases`` (not the same results again, not older ones);
+    returns the images whose baselines were taken."""
+    taken: list[str] = []
+    for part, src in zip(parts, srcs):
+        scores = _score_baselines(part) if part.baselines else {}
+        for key, entry in sorted(part.baselines.items()):
+            b = Baselines(src, {"inputs": entry["inputs"], "methods": list(entry["methods"]), "commit": part.info.get("commit"),
+                                "part": part.ref, "merged": now}, {m: scores[(key, m)] for m in entry["methods"]})
+            current = bases.get(key)
+            if current is not None and (current.entry["inputs"] == b.entry["inputs"] and current.scores == b.scores
+                                        or parse_time(current.entry["part"]["created"]) > part.created):
+                continue
+            bases[key] = b
+            taken.append(key)
+    return taken
 
 
 def _score_baselines(part: Part) -> dict[tuple[str, str], tuple[float, float]]:
