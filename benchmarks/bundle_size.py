@@ -1,5 +1,5 @@
 """How large the published bundle of a complete paper profile would be under the bundle policy
-(pipeline/outputs/publish.py ``Policy``): the count behind docs/publishing.md.
+(``Policy`` of pipeline/outputs/policy.py): the count behind docs/publishing.md.
 
 It corrupts the paper profile's images (from the mirror, as ``dip corrupt`` does), writes a
 stand-in workspace in which every fit's ``restored.png`` and every snapshot is its ground truth's

@@ -14,7 +14,8 @@ import pytest
 
 from pipeline import layout
 from pipeline.outputs.parts import write_part
-from pipeline.outputs.publish import Policy, publish
+from pipeline.outputs.policy import Policy
+from pipeline.outputs.publish import publish
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE1 = "inpaint_p50"

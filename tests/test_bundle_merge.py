@@ -19,7 +19,8 @@ from bundles import bundle, parts, workspace  # noqa: F401 - the shared fixtures
 from pipeline import layout
 from pipeline.outputs.check import check_bundle
 from pipeline.outputs.parts import PART_JSON
-from pipeline.outputs.publish import Held, Keep, Policy, Source, bundle_lock, decide
+from pipeline.outputs.policy import Keep, Policy, decide
+from pipeline.outputs.publish import Held, Source, bundle_lock
 
 
 def test_a_run_cut_in_two_gives_the_one_go_bundle(parts: dict[str, Path], bundle: Path, tmp_path: Path) -> None:

@@ -21,7 +21,8 @@ from conftest import layout_doc
 from pipeline import layout
 from pipeline.outputs.check import check_bundle
 from pipeline.outputs.parts import case_inputs
-from pipeline.outputs.publish import MANIFEST, is_figure
+from pipeline.outputs.policy import is_figure
+from pipeline.outputs.publish import MANIFEST
 from pipeline.outputs.safe import sha256_bytes
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from pipeline import layout
 from pipeline.outputs.parts import FIT_ID, IMAGE_ID, check_meta, check_run, parse_time
+from pipeline.outputs.policy import Policy
 from pipeline.outputs.safe import Fields, Unsafe, is_hex64, parse_json, read_inside, rel_problem, sha256_bytes, walk
 
 MANIFEST = layout.BUNDLE_MANIFEST
@@ -171,8 +172,6 @@ def check_bundle(bundle: Path) -> list[str]:
 
     def load(rel: str) -> Any:
         return parse_json(data[rel], rel)
-
-    from pipeline.outputs.publish import Policy
 
     try:  # what the next merge reads besides fits and baselines
         Policy.from_dict(manifest.get("policy"))

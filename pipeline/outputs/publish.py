@@ -9,7 +9,7 @@ new ones (parts in the order they were created):
 * a fit whose ``fit_key`` equals the bundle's is skipped (already there); a fit of the same id
   with another key replaces it (its manifest entry says which key it replaces), unless its part
   is older than the one the bundle's fit came from;
-* the :class:`Policy` decides, from the fits held, what is kept of each: ``restored.png`` with its
+* the :class:`~pipeline.outputs.policy.Policy` decides, from the fits held, what is kept of each: ``restored.png`` with its
   ground truth, an 8-bit JPEG preview, or only the numbers (``run.json``, ``curve.csv``);
 * ``metrics/`` is rebuilt from every fit held by the pipeline's own :func:`~pipeline.stages.evaluate.evaluate`;
 * ``manifest.json`` records per fit its ``fit_key``, commit, device, torch/CUDA versions, wall
@@ -41,46 +41,11 @@ from pipeline import layout
 from pipeline.outputs.parts import (
     PART_JSON, Part, fit_provenance, is_part, is_workspace, open_part, parse_time, utc_now, write_part,
 )
-from pipeline.outputs.safe import Fields, Unsafe, load_json, parse_json, read_inside, sha256_bytes
+from pipeline.outputs.policy import Policy, decide
+from pipeline.outputs.safe import Unsafe, load_json, parse_json, read_inside, sha256_bytes
 
 FORMAT, MANIFEST, PREVIEW = layout.BUNDLE_FORMAT, layout.BUNDLE_MANIFEST, layout.PREVIEW
 DEFAULT_MAX_BYTES = 15_000_000  # 15 MB in git
-
-
-@dataclass(frozen=True)
-class Policy:
-    """What a bundle keeps of each fit (the count behind the defaults: docs/publishing.md).
-
-    Of an image's first seed (the lowest it holds): ``restored.png`` and the ground truth for every
-    image of the ``png`` experiments, and, with ``spot_check``, for the smallest image (fewest
-    pixels, then name) of every other experiment that has a ground truth and is not a figure:
-    ``dip check-bundle`` recomputes their PSNR/SSIM. Every other first-seed result is a JPEG
-    preview (``restored.jpg``, quality ``jpeg_quality``). ``galleries`` (``EXP/IMAGE``) keep
-    their snapshots. Further seeds keep only their numbers. The classical baselines keep their
-    PNG where the image keeps its ground truth, elsewhere only their numbers."""
-
-    png: tuple[str, ...] = ("inpaint_p50",)
-    spot_check: bool = True
-    galleries: tuple[str, ...] = ("inpaint_p50/peppers", "inpaint_p50/man")
-    jpeg_quality: int = 85
-
-    @classmethod
-    def from_dict(cls, d: Any) -> "Policy":
-        """The policy a bundle's manifest records; :class:`Unsafe` naming the key if it is malformed."""
-        f = Fields(d, f"{MANIFEST} policy")
-        quality = f.integer("jpeg_quality", minimum=1) or 0
-        if not isinstance(d.get("spot_check"), bool) or quality > 100:
-            raise Unsafe(f"{MANIFEST}: policy.spot_check is not true or false, or policy.jpeg_quality is over 100")
-        return cls(tuple(f.strings("png")), d["spot_check"], tuple(f.strings("galleries")), quality)
-
-
-@dataclass
-class Keep:
-    """What the bundle keeps of one fit."""
-
-    restored: str | None  # "png" | "jpeg" | None (numbers only)
-    truth: bool = False
-    snapshots: bool = False
 
 
 @dataclass
@@ -132,39 +97,6 @@ class Baselines:
     src: Source
     entry: dict[str, Any]
     scores: dict[str, tuple[float, float]] = field(default_factory=dict)  # method → (psnr, ssim)
-
-
-def is_figure(exp: str) -> bool:
-    """A figure experiment: an id that is not one of the paper's tables (``denoise_s…``, ``inpaint_p…``, ``sr_x…``)."""
-    from pipeline.profiles import parse_experiment
-
-    try:
-        parse_experiment(exp)
-    except ValueError:
-        return True
-    return False
-
-
-def decide(policy: Policy, fits: Sequence[Held]) -> dict[str, Keep]:
-    """:class:`Keep` of every fit under ``policy`` (a function of the fits held only, so the bundle
-    is the same whichever order its parts came in)."""
-    first: dict[tuple[str, str], int] = {}
-    for h in fits:
-        first[(h.exp, h.image)] = min(h.seed, first.get((h.exp, h.image), h.seed))
-    smallest: dict[str, tuple[int, str]] = {}
-    for h in fits:
-        if h.scored and h.exp not in policy.png and not is_figure(h.exp):
-            smallest[h.exp] = min((h.size[0] * h.size[1], h.image), smallest.get(h.exp, (h.size[0] * h.size[1], h.image)))
-    keep: dict[str, Keep] = {}
-    for h in fits:
-        if h.seed != first[(h.exp, h.image)]:
-            keep[h.id] = Keep(None)
-            continue
-        gallery = f"{h.exp}/{h.image}" in policy.galleries
-        spot = policy.spot_check and smallest.get(h.exp, (0, ""))[1] == h.image
-        png = h.exp in policy.png or spot
-        keep[h.id] = Keep("png" if png else "jpeg", truth=png and h.scored, snapshots=gallery)
-    return keep
 
 
 # ------------------------------------------------------------------------------------ bundles
