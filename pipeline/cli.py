@@ -430,23 +430,31 @@ def evaluate(
 @app.command()
 @user_errors
 def publish(
-    workspace: Annotated[Path, typer.Argument(help="A workspace after `dvc repro` (or a GPU run and `dip evaluate`): holds metrics/ and results/.")],
-    out: Annotated[Path, typer.Option(help="The bundle's folder, e.g. results-published/paper-h100.")],
-    commit: Annotated[Optional[str], typer.Option(help="The commit that produced the run (default: the workspace's git HEAD, if it is a checkout).")] = None,
-    force: Annotated[bool, typer.Option(help="Replace an earlier bundle at --out (never any other folder).")] = False,
-    png: Annotated[Optional[list[str]], typer.Option(help="An experiment whose every restored image is kept as PNG with its ground truth (repeat it; default: inpaint_p50, Table 1).")] = None,
-    per_experiment: Annotated[int, typer.Option(help="Restored images kept as PNG (with ground truth) per other experiment; the rest are JPEG previews.")] = 3,
-    snapshots: Annotated[Optional[list[str]], typer.Option(help="EXP/IMAGE whose snapshots are kept (repeat it; default: inpaint_p50/peppers and inpaint_p50/man).")] = None,
+    sources: Annotated[list[Path], typer.Argument(help="What to merge: parts (a folder with part.json or a .tar.gz of one), folders of parts (../shared/gpu-runs) or workspaces after `dip run`.")],
+    into: Annotated[Path, typer.Option(help="The bundle, e.g. results-published/paper-h200 (created if new; only a dip bundle is ever replaced).")],
+    commit: Annotated[Optional[str], typer.Option(help="The commit that produced a workspace's fits (default: the workspace's git HEAD, if it is a checkout). Parts carry their own.")] = None,
     max_mb: Annotated[float, typer.Option(help="Refuse a bundle larger than this (MB).")] = 15.0,
+    params: ParamsOpt = Path("params.yaml"),
+    paper: Annotated[Path, typer.Option(help="The paper's reported numbers, for the report.")] = Path("data/paper.yaml"),
 ) -> None:
-    """Copy a run's results into a small bundle laid out as docs/LAYOUT.md (at most 15 MB), with a manifest."""
-    from pipeline.outputs.publish import DEFAULT_SNAPSHOTS, TABLE1
-    from pipeline.outputs.publish import publish as publish_bundle
+    """Merge finished fits into one growing results bundle (docs/publishing.md) and rebuild its metrics."""
+    from pipeline.outputs.publish import publish as merge
 
-    manifest = publish_bundle(workspace, out, commit=commit, force=force, keep_png=png or TABLE1, per_experiment=per_experiment,
-                              snapshots_of=snapshots or DEFAULT_SNAPSHOTS, max_bytes=int(max_mb * 1e6))
-    typer.echo(f"{out}: {len(manifest['files'])} files, {manifest['total_bytes'] / 1e6:.2f} MB, profile {manifest['profile']} "
-               f"on {manifest['device_name'] or manifest['device']}; check it with `dip check-bundle {out}`")
+    r = merge(sources, into, commit=commit, max_bytes=int(max_mb * 1e6), params=params, paper=paper)
+    counts = ", ".join(f"{len(r[k])} {k}" for k in ("added", "replaced", "unchanged", "older") if r[k])
+    for key in r["replaced"]:
+        typer.echo(f"  replaced {key} (other settings: fit key {str(r['manifest']['fits'][key]['fit_key'])[:12]})")
+    for key in r["older"]:
+        typer.echo(f"  kept {key}: the bundle's fit is newer than the part's")
+    if r["baselines_added"] or r["baselines_dropped"] or r["baselines_refused"]:
+        typer.echo(f"  baselines: {len(r['baselines_added'])} image(s) added, {len(r['baselines_dropped'])} dropped (their fit now has other "
+                   f"inputs), {len(r['baselines_refused'])} not taken (no fit here with the inputs they ran on)")
+    m = r["manifest"]
+    if not r["changed"]:
+        typer.echo(f"{into}: unchanged ({counts or 'no fits'}); {len(m['fits'])} fits")
+        return
+    typer.echo(f"{into}: {counts or 'baselines only'}; {len(m['fits'])} fits, {m['total_bytes'] / 1e6:.2f} MB, profile {m['profile']}; "
+               f"metrics rebuilt, `dip check-bundle {into}` passes")
 
 
 @app.command("publish-run")
@@ -493,8 +501,8 @@ def publish_run_cmd(
 def check_bundle_cmd(
     bundle: Annotated[Path, typer.Argument(help="A bundle written by `dip publish`.")],
 ) -> None:
-    """Check that a published bundle's metrics match its images (PSNR recomputed), its files its manifest."""
-    from pipeline.outputs.publish import check_bundle
+    """Check a bundle: its files against its manifest, its metrics against its fits and images (PSNR recomputed)."""
+    from pipeline.outputs.check import check_bundle
 
     problems = check_bundle(bundle)
     for problem in problems:
@@ -502,6 +510,30 @@ def check_bundle_cmd(
     if problems:
         raise typer.Exit(1)
     typer.echo(f"{bundle}: consistent")
+
+
+@app.command("publish-baselines")
+@user_errors
+def publish_baselines(
+    bundle: Annotated[Path, typer.Argument(help="A bundle written by `dip publish`, e.g. results-published/paper-h200.")],
+    experiment: Annotated[Optional[list[str]], typer.Option(help="Only this experiment (repeat it; default: all).")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    manifest: Annotated[Path, typer.Option(help="The image sets (checksums, URLs).")] = Path("data/manifest.yaml"),
+    mirror: Annotated[Optional[str], typer.Option(help="A directory laid out like the image mirror (default: fetch.mirror or $DIP_MIRROR, else the URLs).")] = None,
+    paper: Annotated[Path, typer.Option(help="The paper's reported numbers, for the report.")] = Path("data/paper.yaml"),
+) -> None:
+    """Run the classical baselines on the CPU for a bundle's images, on exactly its fits' inputs, and merge them."""
+    from pipeline.execution.progress import make_progress
+    from pipeline.outputs.bundle_baselines import add_baselines
+
+    with make_progress() as progress:
+        bar = progress.add_task("baselines", total=None, status="")
+        r = add_baselines(bundle, params=params, images_manifest=manifest, paper=paper, mirror=mirror, experiments=experiment,
+                          progress=lambda what: progress.update(bar, advance=1, status=what))
+    if not r["ran"]:
+        typer.echo(f"{bundle}: every image with a ground truth has its baselines; nothing to run")
+        return
+    typer.echo(f"{bundle}: baselines of {len(r['ran'])} image(s) added; metrics rebuilt, {r['manifest']['total_bytes'] / 1e6:.2f} MB")
 
 
 @app.command()

@@ -420,10 +420,11 @@ def test_resolve_root_defaults_to_the_newest_published_bundle(tmp_path: Path, mo
 @pytest.fixture(scope="session")
 def published_root(smoke_outputs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The smoke outputs published by ``dip publish`` (Table 1's experiment as PNG, JPEG previews elsewhere)."""
-    from pipeline.outputs.publish import publish
+    from bundles import keyed_copy, merge
+    from pipeline.outputs.policy import Policy
 
     out = tmp_path_factory.mktemp("pub") / "results-published" / "smoke-cpu"
-    publish(smoke_outputs, out, per_experiment=0, snapshots_of=())
+    merge([keyed_copy(smoke_outputs, out.parent.parent / "workspace")], out, policy=Policy(spot_check=False, galleries=()))
     return out
 
 

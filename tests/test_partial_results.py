@@ -277,11 +277,12 @@ def test_the_smoke_run_cut_short_lists_what_is_pending(smoke_outputs: Path, tmp_
 def test_the_gallery_shows_a_bundles_snapshots(smoke_outputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A published bundle keeps the snapshots of Table 1's gallery images (peppers and man in the
     paper profile; the smoke profile's inpainting image here): the Gallery shows each saved iteration."""
+    from pipeline.outputs.policy import Policy
     from pipeline.outputs.publish import publish
 
     image = json.loads((smoke_outputs / "results" / "inpaint_p50" / "experiment.json").read_text())["images"][0]
     bundle = tmp_path / "results-published" / "smoke-cpu"
-    publish(smoke_outputs, bundle, per_experiment=0, snapshots_of=(f"inpaint_p50/{image}",))
+    publish([smoke_outputs], bundle, policy=Policy(spot_check=False, galleries=(f"inpaint_p50/{image}",)))
     saved = sorted(p.name for p in (bundle / "results" / "inpaint_p50" / image / "seed_0" / "snapshots").glob("iter_*.png"))
     assert saved == ["iter_00000.png", "iter_00020.png"]
     at = overview(bundle, monkeypatch)
@@ -299,9 +300,10 @@ def test_readmes_block_from_a_partial_bundle(partial_tree: Path, tmp_path: Path)
     our mean beside the paper's over the same images, and its mean over all 3), per image, what is
     not fitted yet, the pending experiment as pending, and a link to the kept iterations of peppers."""
     from pipeline.outputs import readme
+    from pipeline.outputs.policy import Policy
     from pipeline.outputs.publish import publish
 
-    publish(partial_tree, tmp_path / "results-published" / "paper-test", snapshots_of=("inpaint_p50/peppers",))
+    publish([partial_tree], tmp_path / "results-published" / "paper-test", policy=Policy(galleries=("inpaint_p50/peppers",)))
     block = readme.block(tmp_path)
     report = pd.read_csv(partial_tree / "metrics" / "report.csv")
     dip = report[(report["experiment"] == "inpaint_p50") & (report["method"] == "dip") & (report["source"] == "ours")].set_index("image")

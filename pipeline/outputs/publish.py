@@ -1,127 +1,249 @@
-"""``dip publish`` / ``dip check-bundle``: a run's results as a small bundle in the repository.
+"""``dip publish SRC... --into BUNDLE``: merge finished fits into one growing, checked results
+bundle in the repository, ``results-published/<name>/`` (docs/publishing.md, docs/LAYOUT.md).
 
-:func:`publish` copies from a workspace (after ``dvc repro``, or after a GPU run and
-``dip evaluate``) a subset of the tree of ``docs/LAYOUT.md`` into ``results-published/<name>/``,
-so that every reader (the dashboard, ``pandas.read_csv``) works on it unchanged:
+A source is a part (:mod:`pipeline.outputs.parts`: a folder or a ``.tar.gz``), a folder of
+parts (``../shared/gpu-runs/``) or a workspace (its fits become a part first). Every part is
+verified completely before the bundle is touched. Then, over the fits the bundle holds and the
+new ones (parts in the order they were created):
 
-* ``metrics/*`` as they are (``per_image.csv`` is the workspace's, byte for byte);
-* ``data/profile.json``, ``data/corrupted/<exp>/experiment.json`` and every image's ``meta.json``;
-* ``results/<exp>/experiment.json`` and every fit's ``run.json`` and ``curve.csv``;
-* ``restored.png`` for every image of the experiments in ``keep_png`` (default ``inpaint_p50``:
-  Table 1) and for the first ``per_experiment`` images (``experiment.json`` order) of each other
-  experiment, each with the ground truth it is scored against
-  (``data/corrupted/<exp>/<image>/ground_truth.png``); the other restorations only as an 8-bit
-  JPEG preview ``restored.jpg`` (their numbers are in ``per_image.csv``; no check recomputes them);
-* the ``snapshots/`` of the images in ``snapshots_of`` (default ``inpaint_p50/peppers`` and
-  ``inpaint_p50/man``);
-* the classical baselines' PNGs (and their ``.json``) of the images whose ground truth is in the
-  bundle, only if the bundle still fits ``max_bytes`` with them;
-* ``manifest.json``: profile, device, torch/CUDA versions, wall seconds per experiment, commit,
-  creation time, total bytes, and every file with its sha256.
+* a fit whose ``fit_key`` equals the bundle's is skipped (already there); a fit of the same id
+  with another key replaces it (its manifest entry says which key it replaces), unless its part
+  is older than the one the bundle's fit came from;
+* the :class:`~pipeline.outputs.policy.Policy` decides, from the fits held, what is kept of each: ``restored.png`` with its
+  ground truth, an 8-bit JPEG preview, or only the numbers (``run.json``, ``curve.csv``);
+* ``metrics/`` is rebuilt from every fit held by the pipeline's own :func:`~pipeline.stages.evaluate.evaluate`;
+* ``manifest.json`` records per fit its ``fit_key``, commit, device, torch/CUDA versions, wall
+  time, iterations, part and inputs, and every file with its sha256.
 
-:func:`check_bundle` recomputes PSNR/SSIM of every restored (and baseline) PNG that has its
-ground truth in the bundle with the project's own scoring (:func:`dip.metrics.quality`,
-:func:`pipeline.layout.protocol`) and compares them with ``metrics/per_image.csv``, checks the
-manifest's checksums and that every fit in ``per_image.csv`` has its ``run.json``.
+The new bundle is built in a temporary sibling (``.<name>.merge-<pid>-*.tmp``), must pass
+:func:`~pipeline.outputs.check.check_bundle` and fit ``max_bytes``, and only then replaces the old
+one; a merge killed half-way leaves the old bundle, and the next merge removes what a dead merge
+left (or puts back a bundle moved aside just before the kill). One merge at a time per bundle (a
+lock file beside it). A folder that is not a bundle is never replaced.
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
+import fcntl
+import io
 import json
-import math
+import os
 import re
 import shutil
-import subprocess
-from datetime import datetime, timezone
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterator, Sequence
 
 from pipeline import layout
+from pipeline.outputs.parts import (
+    PART_JSON, Part, fit_provenance, is_part, is_workspace, open_part, parse_time, utc_now, write_part,
+)
+from pipeline.outputs.policy import Policy, decide
+from pipeline.outputs.safe import Unsafe, load_json, parse_json, read_inside, sha256_bytes
 
-FORMAT, MANIFEST, PUBLISHED, PREVIEW = layout.BUNDLE_FORMAT, layout.BUNDLE_MANIFEST, layout.PUBLISHED, layout.PREVIEW
-DEFAULT_MAX_BYTES = 15_000_000  # 15 MB in git (issue 13)
-TABLE1 = ("inpaint_p50",)  # every image kept as PNG, with its ground truth
-DEFAULT_SNAPSHOTS = ("inpaint_p50/peppers", "inpaint_p50/man")
-JPEG_QUALITY = 90
-PSNR_TOLERANCE = 0.01  # dB
-SSIM_TOLERANCE = 1e-3  # per_image.csv holds 4 decimals
-MARKER = ".dip-output"  # written by dip.io.atomic_directory; not part of the listed files
-
-
-# ------------------------------------------------------------------------------------- helpers
-def sha256(path: Path) -> str:
-    """sha256 of a file's bytes (bundle files are at most a few MB)."""
-    from pipeline.images.manifest import sha256_bytes
-
-    return sha256_bytes(path.read_bytes())
+FORMAT, MANIFEST, PREVIEW = layout.BUNDLE_FORMAT, layout.BUNDLE_MANIFEST, layout.PREVIEW
+DEFAULT_MAX_BYTES = 15_000_000  # 15 MB in git
 
 
+@dataclass
+class Source:
+    """A tree the merge copies from (the old bundle or a part) and the sha256 of its files."""
+
+    root: Path
+    files: dict[str, str]
+
+    def read(self, rel: str) -> bytes:
+        """The bytes of ``rel``, checked against the sha256 verified before the merge began."""
+        data = read_inside(self.root, rel)
+        if sha256_bytes(data) != self.files.get(rel):
+            raise ValueError(f"{self.root / rel} changed during the merge; nothing was changed, run it again")
+        return data
+
+    def under(self, prefix: str) -> list[str]:
+        return sorted(r for r in self.files if r.startswith(prefix))
+
+
+@dataclass
+class Held:
+    """A fit of the new bundle: its manifest entry, where its files are, its case's size."""
+
+    id: str
+    entry: dict[str, Any]
+    src: Source
+    created: datetime
+    size: tuple[int, int]
+    scored: bool  # its run.json has metrics (a ground truth)
+
+    @property
+    def exp(self) -> str:
+        return self.id.split("/")[0]
+
+    @property
+    def image(self) -> str:
+        return self.id.split("/")[1]
+
+    @property
+    def seed(self) -> int:
+        return int(self.id.split("/")[2].removeprefix(layout.SEED_PREFIX))
+
+
+@dataclass
+class Baselines:
+    """The classical baselines of one image: where they are, their manifest entry, their scores."""
+
+    src: Source
+    entry: dict[str, Any]
+    scores: dict[str, tuple[float, float]] = field(default_factory=dict)  # method → (psnr, ssim)
+
+
+# ------------------------------------------------------------------------------------ bundles
 def read_manifest(bundle: Path) -> dict[str, Any] | None:
     """The bundle's ``manifest.json`` when it is one of ours (``format``), else ``None``."""
     try:
-        info = json.loads((Path(bundle) / MANIFEST).read_text())
-    except (OSError, ValueError):
+        info = load_json(Path(bundle), MANIFEST)
+    except (OSError, Unsafe):
         return None
     return info if isinstance(info, dict) and str(info.get("format", "")).startswith("dip-results-bundle/") else None
 
 
-def bundles(root: Path) -> list[Path]:
-    """The bundles under ``root`` (``results-published/``), newest (manifest ``created``) first."""
-    found = [(str(m.get("created", "")), p) for p in sorted(Path(root).glob("*/")) if (m := read_manifest(p)) is not None]
-    return [p for _, p in sorted(found, key=lambda t: t[0], reverse=True)]
-
-
-def _git_commit(workspace: Path) -> str | None:
-    """``git rev-parse HEAD`` when ``workspace`` is the top of a git checkout, else ``None``."""
+def _alive(pid: int) -> bool:
     try:
-        top = subprocess.run(["git", "-C", str(workspace), "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=30)
-        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != workspace.resolve():
-            return None
-        head = subprocess.run(["git", "-C", str(workspace), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stale_name(into: Path) -> re.Pattern[str]:
+    return re.compile(rf"\.{re.escape(into.name)}\.merge-(\d+)-[A-Za-z0-9_]+\.(tmp|old)")
+
+
+def clean_stale(into: Path) -> list[Path]:
+    """Remove what merges into ``into`` left when they were killed (their process is gone):
+    ``.<name>.merge-<pid>-*.tmp`` folders, and ``.old`` ones, except that a bundle moved aside
+    just before the kill is put back when ``into`` is missing. Returns what was removed."""
+    pattern, removed, olds = _stale_name(into), [], []
+    if not into.parent.is_dir():
+        return []
+    for p in sorted(into.parent.iterdir()):
+        m = pattern.fullmatch(p.name)
+        if not m or p.is_symlink() or not p.is_dir() or (int(m[1]) != os.getpid() and _alive(int(m[1]))):
+            continue
+        if m[2] == "old" and not into.exists() and read_manifest(p) is not None:
+            olds.append(p)
+            continue
+        shutil.rmtree(p)
+        removed.append(p)
+    if olds:
+        olds.sort(key=lambda p: p.stat().st_mtime)
+        os.replace(olds.pop(), into)
+        for p in olds:
+            shutil.rmtree(p)
+            removed.append(p)
+    return removed
+
+
+@contextlib.contextmanager
+def bundle_lock(into: Path) -> Iterator[None]:
+    """Hold ``.<name>.lock`` beside the bundle: one merge at a time (``ValueError`` if another runs)."""
+    into.parent.mkdir(parents=True, exist_ok=True)
+    path = into.parent / f".{into.name}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise ValueError(f"{into}: another merge (pid {other}) is writing this bundle now; run this one when it has ended") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def check_target(into: Path) -> dict[str, Any] | None:
+    """The manifest of the bundle at ``into`` (``None`` for a new one); ``ValueError`` for a
+    path that is not a bundle and not new (never replaced)."""
+    if into.is_symlink() or (into.exists() and not into.is_dir()):
+        raise ValueError(f"{into} exists and is not a folder; choose a bundle folder (results-published/NAME)")
+    if not into.exists():
         return None
-    return head.stdout.strip() or None if head.returncode == 0 else None
+    manifest = read_manifest(into)
+    if manifest is None and any(into.iterdir()):
+        raise ValueError(f"{into} exists and is not a results bundle (no {MANIFEST} of dip in it); publish never replaces it: choose another --into")
+    return manifest
 
 
-def _cuda(versions: dict[str, Any]) -> str | None:
-    """The CUDA version of a run: ``versions.cuda`` where recorded, else what torch's local
-    version says (``2.5.1+cu124`` → ``12.4``), else ``None`` (a CPU build)."""
-    if versions.get("cuda"):
-        return str(versions["cuda"])
-    m = re.search(r"\+cu(\d+)(\d)$", str(versions.get("torch", "")))
-    return f"{m.group(1)}.{m.group(2)}" if m else None
+# -------------------------------------------------------------------------------------- merge
+@dataclass
+class Settings:
+    """What the metrics rebuild reads from the checkout: params.yaml's experiment order, report
+    epsilon and figure descriptions, and the paper's numbers."""
+
+    order: list[str]
+    epsilon: float
+    about: dict[str, str]
+    paper: dict[str, Any]
+
+    @classmethod
+    def load(cls, params: Path, paper: Path) -> "Settings":
+        from pipeline.outputs.report import load_paper
+        from pipeline.settings import load_params
+
+        for path, what in ((params, "--params"), (paper, "--paper")):
+            if not Path(path).is_file():
+                raise ValueError(f"{path}: not found; run dip publish in the repository's root or pass {what}")
+        p = load_params(params)
+        return cls([str(e) for e in p.get("experiments") or []], float((p.get("report") or {}).get("epsilon", 0.5)),
+                   {k: str((v or {}).get("about", k)) for k, v in (p.get("figures") or {}).items()}, load_paper(paper))
 
 
-def _copy(src: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dest)
+def open_sources(sources: Sequence[Path], scratch: Path, commit: str | None = None) -> list[Part]:
+    """Every part of ``sources`` verified (tarballs unpacked under ``scratch``; a workspace's fits
+    written as a part there first). ``ValueError`` (one line) for a source that is none of these."""
+    parts: list[Part] = []
+    for n, src in enumerate(Path(s) for s in sources):
+        if is_part(src):
+            parts.append(open_part(src, scratch / f"part-{n}"))
+        elif is_workspace(src) and not src.is_symlink():
+            out = scratch / f"workspace-{n}" / (src.resolve().name or "workspace")
+            out.parent.mkdir()
+            write_part(src, out, commit=commit)
+            parts.append(open_part(out, out))
+        elif src.is_dir() and not src.is_symlink():
+            found = sorted(p for p in src.iterdir() if not p.name.startswith(".") and is_part(p))
+            if not found:
+                raise ValueError(f"{src}: holds no part (a folder with {PART_JSON}, or a .tar.gz of one) and is not a workspace")
+            parts += [open_part(p, scratch / f"part-{n}-{i}") for i, p in enumerate(found)]
+        else:
+            raise ValueError(f"{src}: no such part, folder of parts or workspace")
+    return parts
 
 
-def _jpeg(src: Path, dest: Path) -> None:
+def _jpeg(png: bytes, quality: int) -> bytes:
     from PIL import Image
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with Image.open(src) as im:
-        im.convert("L" if im.mode in ("L", "1", "I", "I;16") else "RGB").save(dest, format="JPEG", quality=JPEG_QUALITY)
+    out = io.BytesIO()
+    with Image.open(io.BytesIO(png)) as im:
+        im.convert("L" if im.mode in ("L", "1", "I", "I;16") else "RGB").save(out, format="JPEG", quality=quality)
+    return out.getvalue()
 
 
-def _files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != MARKER)
+def _compatible(fit_inputs: dict[str, str], base_inputs: dict[str, str]) -> bool:
+    """Baselines ran on the inputs of a fit: the observation and every case file both record agree."""
+    common = set(fit_inputs) & set(base_inputs)
+    return "observation.npy" in common and all(fit_inputs[k] == base_inputs[k] for k in common)
 
 
-def _size(paths: Iterable[Path]) -> int:
-    return sum(p.stat().st_size for p in paths)
-
-
-def _manifest_estimate(files: list[Path], root: Path) -> int:
-    """An upper bound of the size of ``manifest.json`` listing ``files`` (for the size cap)."""
-    return 4096 + sum(len(p.relative_to(root).as_posix()) + 140 for p in files)
-
-
-def _part(rel: str) -> str:
+def _kind(rel: str) -> str:
     """The kind of a bundle file, for the size message."""
-    if rel.endswith("/" + PREVIEW):
+    if rel.endswith((".jpg",)):
         return "JPEG previews"
     if "/snapshots/" in rel:
         return "snapshots"
@@ -136,242 +258,310 @@ def _part(rel: str) -> str:
     return "records (run.json, curve.csv, meta.json)"
 
 
-# ------------------------------------------------------------------------------------- publish
-def _experiments(workspace: Path) -> list[tuple[str, list[str]]]:
-    """``(experiment, images)`` of the workspace's results (``experiment.json`` order, then any
-    other image folder), active experiments only."""
-    out = []
-    for info_path in sorted((workspace / layout.RESULTS).glob("*/experiment.json")):
-        info = json.loads(info_path.read_text())
-        if info.get("active") is False:
-            continue
-        exp = info_path.parent.name
-        on_disk = sorted(p.parent.parent.name for p in layout.run_files(workspace / layout.RESULTS, exp))
-        images = [str(i) for i in info.get("images") or [] if str(i) in on_disk]
-        out.append((exp, images + [i for i in dict.fromkeys(on_disk) if i not in images]))
-    return out
-
-
 def publish(
-    workspace: Path,
-    out: Path,
+    sources: Sequence[Path],
+    into: Path,
     *,
+    policy: Policy | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
-    keep_png: Iterable[str] = TABLE1,
-    snapshots_of: Iterable[str] = DEFAULT_SNAPSHOTS,
-    per_experiment: int = 3,
+    params: Path = Path("params.yaml"),
+    paper: Path = Path("data/paper.yaml"),
     commit: str | None = None,
-    force: bool = False,
 ) -> dict[str, Any]:
-    """Write the bundle of ``workspace`` to ``out`` (atomically) and return its manifest.
-
-    ``ValueError`` (one line) when the workspace has no ``metrics/`` or ``results/``, when the
-    bundle would exceed ``max_bytes`` (by how much, and what to drop), or when ``out`` exists and
-    is not an earlier bundle (with ``force`` an earlier bundle is replaced; never anything else)."""
-    from dip.io import atomic_directory
-
-    workspace, out = Path(workspace), Path(out)
-    for d in (layout.METRICS, layout.RESULTS):
-        if not (workspace / d).is_dir():
-            raise ValueError(f"{workspace} has no {d}/: publish a workspace after `dvc repro` (or a GPU run and `dip evaluate`)")
-    if not (workspace / layout.METRICS / layout.PER_IMAGE_CSV).is_file():
-        raise ValueError(f"{workspace / layout.METRICS} has no {layout.PER_IMAGE_CSV}; run `dip evaluate` first")
-    if per_experiment < 0:
-        raise ValueError(f"per_experiment must be >= 0, got {per_experiment}")
-    if out.exists() or out.is_symlink():
-        if read_manifest(out) is None or out.is_symlink():
-            raise ValueError(f"{out} exists and is not a results bundle (no {MANIFEST} of dip in it); choose another --out, "
-                             "publish never replaces it")
-        if not force:
-            raise ValueError(f"{out} is an earlier bundle; pass --force to replace it or choose another --out")
-    keep_png, snapshots_of = set(keep_png), set(snapshots_of)
-    experiments = _experiments(workspace)
-    corrupted, results = workspace / layout.CORRUPTED, workspace / layout.RESULTS
-
-    try:
-        with atomic_directory(out, overwrite=force) as tmp:
-            for p in sorted((workspace / layout.METRICS).iterdir()):
-                if p.is_file():
-                    _copy(p, tmp / layout.METRICS / p.name)
-            if (workspace / "data" / "profile.json").is_file():
-                _copy(workspace / "data" / "profile.json", tmp / "data" / "profile.json")
-            wall: dict[str, float] = {}
-            runs: list[dict[str, Any]] = []
-            scored: list[tuple[str, str]] = []  # (exp, image) with a ground truth in the bundle
-            snapshots_missing = sorted(snapshots_of)
-            for exp, images in experiments:
-                _copy(results / exp / "experiment.json", tmp / layout.RESULTS / exp / "experiment.json")
-                if (corrupted / exp / "experiment.json").is_file():
-                    _copy(corrupted / exp / "experiment.json", tmp / layout.CORRUPTED / exp / "experiment.json")
-                for n, image in enumerate(images):
-                    png = exp in keep_png or n < per_experiment
-                    case = corrupted / exp / image
-                    if (case / "meta.json").is_file():
-                        _copy(case / "meta.json", tmp / layout.CORRUPTED / exp / image / "meta.json")
-                    if png and (case / "ground_truth.png").is_file():
-                        _copy(case / "ground_truth.png", tmp / layout.CORRUPTED / exp / image / "ground_truth.png")
-                        scored.append((exp, image))
-                    for run_json in layout.run_files(results, exp):
-                        if run_json.parent.parent.name != image:
-                            continue
-                        src = run_json.parent
-                        dest = tmp / src.relative_to(workspace)
-                        run = json.loads(run_json.read_text())
-                        runs.append(run)
-                        wall[exp] = wall.get(exp, 0.0) + float(run.get("wall_seconds") or 0.0)
-                        _copy(run_json, dest / "run.json")
-                        if (src / "curve.csv").is_file():
-                            _copy(src / "curve.csv", dest / "curve.csv")
-                        if (src / "restored.png").is_file():
-                            (_copy if png else _jpeg)(src / "restored.png", dest / ("restored.png" if png else PREVIEW))
-                        if f"{exp}/{image}" in snapshots_of and (src / "snapshots").is_dir():
-                            for snap in sorted((src / "snapshots").glob("*.png")):
-                                _copy(snap, dest / "snapshots" / snap.name)
-                            snapshots_missing = [s for s in snapshots_missing if s != f"{exp}/{image}"]
-            core = _size(_files(tmp)) + _manifest_estimate(_files(tmp), tmp)
-            if core > max_bytes:
-                parts: dict[str, int] = {}
-                for p in _files(tmp):
-                    kind = _part(p.relative_to(tmp).as_posix())
-                    parts[kind] = parts.get(kind, 0) + p.stat().st_size
-                parts["manifest.json (estimate)"] = _manifest_estimate(_files(tmp), tmp)
-                biggest = ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sorted(parts.items(), key=lambda kv: -kv[1])[:3])
-                raise ValueError(f"the bundle would be {core / 1e6:.2f} MB, {(core - max_bytes) / 1e6:.2f} MB over the limit of "
-                                 f"{max_bytes / 1e6:.2f} MB (largest: {biggest}); drop some: fewer PNG experiments (--png) or "
-                                 "images per experiment (--per-experiment; the rest become JPEG previews), or fewer --snapshots")
-            baseline_files: list[tuple[Path, Path]] = []
-            for exp, image in scored:
-                for record in sorted((workspace / layout.BASELINES / exp / image).glob("*.json")):
-                    if record.with_suffix(".png").is_file():
-                        baseline_files += [(s, tmp / s.relative_to(workspace)) for s in (record, record.with_suffix(".png"))]
-            baseline_bytes = _size(s for s, _ in baseline_files)
-            extra = _manifest_estimate([d for _, d in baseline_files], tmp) - _manifest_estimate([], tmp)
-            with_baselines = bool(baseline_files) and core + baseline_bytes + extra <= max_bytes
-            for src, dest in baseline_files if with_baselines else []:
-                _copy(src, dest)
-            resolution = json.loads((tmp / "data" / "profile.json").read_text()) if (tmp / "data" / "profile.json").is_file() else {}
-            summary_path = tmp / layout.METRICS / layout.SUMMARY_JSON
-            summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-            versions = next((r["versions"] for r in runs if isinstance(r.get("versions"), dict)), {})
-            files = _files(tmp)
-            manifest: dict[str, Any] = {
-                "format": FORMAT,
-                "profile": resolution.get("profile") or summary.get("profile"),
-                "requested": resolution.get("requested") or summary.get("requested"),
-                "device": resolution.get("device") or summary.get("device"),
-                "device_name": next((r["device_name"] for r in runs if r.get("device_name")), resolution.get("device_name") or summary.get("device_name")),
-                "device_names": sorted({str(r["device_name"]) for r in runs if r.get("device_name")}),
-                "torch": versions.get("torch"),
-                "cuda": _cuda(versions),
-                "versions": versions,
-                "wall_seconds": {exp: round(s, 2) for exp, s in wall.items()},
-                "commit": commit or _git_commit(workspace),
-                "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "png_experiments": sorted(keep_png),
-                "per_experiment": per_experiment,
-                "snapshots": sorted(snapshots_of - set(snapshots_missing)),
-                "snapshots_missing": snapshots_missing,
-                "baselines": "included" if with_baselines else ("none" if not baseline_files else
-                                                                  f"left out: {baseline_bytes} bytes would exceed the limit"),
-                "total_bytes": 0,
-                "files": {p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256(p)} for p in files},
-            }
-            total = _size(files)
-            for _ in range(3):  # the manifest counts itself; its length settles at once
-                manifest["total_bytes"] = total + len(json.dumps(manifest, indent=2, sort_keys=True).encode()) + 1
-            if manifest["total_bytes"] > max_bytes:
-                raise ValueError(f"the bundle would be {manifest['total_bytes']} bytes, {manifest['total_bytes'] - max_bytes} over the "
-                                 f"limit of {max_bytes}; drop some PNG experiments (--png), images per experiment (--per-experiment) or --snapshots")
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    except FileExistsError as err:  # from atomic_directory: the same refusal, one line
-        raise ValueError(str(err)) from None
-    return manifest
-
-
-# ---------------------------------------------------------------------------------------- check
-def _rows(bundle: Path) -> tuple[dict[tuple[str, str, str, str], dict[str, str]], list[str]]:
-    path = bundle / layout.METRICS / layout.PER_IMAGE_CSV
-    try:
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        return {}, [f"{layout.METRICS}/{layout.PER_IMAGE_CSV}: not readable ({type(err).__name__})"]
-    return {(r.get("experiment", ""), r.get("image", ""), r.get("method", ""), r.get("seed", "")): r for r in rows}, []
-
-
-def _compare(where: str, row: dict[str, str] | None, scores: dict[str, float]) -> list[str]:
-    if row is None:
-        return [f"{where}: no row in {layout.METRICS}/{layout.PER_IMAGE_CSV}"]
-    out = []
-    for key, tol in (("psnr", PSNR_TOLERANCE), ("ssim", SSIM_TOLERANCE)):
+    """Merge the fits of ``sources`` into the bundle ``into`` (created if new) and return what
+    happened: ``added``, ``replaced``, ``unchanged``, ``older`` (fit ids), ``baselines_added``,
+    ``baselines_dropped``, ``changed`` and the new ``manifest``. ``policy`` defaults to the
+    bundle's own (a new bundle: :class:`Policy`); ``commit`` is recorded for a workspace's fits
+    (default: its git HEAD). ``ValueError`` (one line) and nothing changed when a part is refused,
+    the profiles differ, the result would exceed ``max_bytes`` or would not pass ``check_bundle``."""
+    into = Path(into)
+    if not sources:
+        raise ValueError("nothing to publish: give a workspace, a part or a folder of parts")
+    if max_bytes <= 0:
+        raise ValueError(f"the size limit must be positive, got {max_bytes} bytes")
+    check_target(into)
+    settings = Settings.load(params, paper)
+    with bundle_lock(into):
+        clean_stale(into)
+        old = check_target(into)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{into.name}.merge-{os.getpid()}-", suffix=".tmp", dir=into.parent))
         try:
-            listed = float(row.get(key, ""))
-        except ValueError:
-            out.append(f"{where}: {key} in {layout.PER_IMAGE_CSV} is {row.get(key)!r}, not a number")
-            continue
-        got = scores[key]
-        if not (math.isclose(listed, got, abs_tol=tol) or (math.isinf(listed) and math.isinf(got))):
-            out.append(f"{where}: {key} recomputed from the image is {got:.4f}, {layout.PER_IMAGE_CSV} says {listed:.4f}")
-    return out
+            parts = open_sources(sources, scratch, commit)
+            return _merge(into, old, parts, scratch, policy, max_bytes, settings)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _score(truth_path: Path, image_path: Path) -> dict[str, float] | str:
-    from dip.io import load_image
-    from dip.metrics import quality
+def _merge(into: Path, old: dict[str, Any] | None, parts: list[Part], scratch: Path, policy: Policy | None,
+           max_bytes: int, settings: Settings) -> dict[str, Any]:
+    from pipeline.outputs.check import check_bundle
 
+    now = utc_now()
+    if old is not None:
+        problems = check_bundle(into)
+        if problems:
+            more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+            raise ValueError(f"{into} does not pass `dip check-bundle` ({problems[0]}{more}); restore it (git checkout -- {into}) before merging into it")
+    profile = old["profile"] if old else parts[0].info["profile"]
+    for part in parts:
+        if part.info["profile"] != profile:
+            raise ValueError(f"part {part.name} holds fits of profile {part.info['profile']!r}, the bundle {into} those of {profile!r}; "
+                             "a bundle holds one profile: choose another --into")
+    if policy is None:
+        policy = Policy.from_dict(old["policy"]) if old else Policy()
+    old_src = Source(into, {rel: e["sha256"] for rel, e in old["files"].items()}) if old else None
+    parts = sorted(parts, key=lambda p: (p.created, p.name))
+    srcs = [Source(p.root, p.files) for p in parts]
+    held = _bundle_fits(old, old_src)
+    outcome, contributed = _take_fits(held, parts, srcs, old_src, now)
+    bases = _bundle_baselines(old, old_src)
+    offered = _take_baselines(bases, parts, srcs, now)
+    firsts: dict[str, Held] = {}  # each image's fit of its lowest seed
+    for h in sorted(held.values(), key=lambda h: h.seed, reverse=True):
+        firsts[f"{h.exp}/{h.image}"] = h
+    unfit = sorted(k for k, b in bases.items() if k not in firsts or not _compatible(firsts[k].entry["inputs"], b.entry["inputs"]))
+    dropped = [k for k in unfit if old is not None and k in (old.get("baselines") or {})]
+    for key in unfit:
+        del bases[key]
+    new_baselines = sorted(set(offered) - set(unfit))
+
+    changed = any(v in ("added", "replaced") for v in outcome.values()) or bool(new_baselines) or bool(dropped)
+    result: dict[str, Any] = {v: sorted(k for k, o in outcome.items() if o == v) for v in ("added", "replaced", "unchanged", "older")}
+    result.update(baselines_added=new_baselines, baselines_dropped=dropped, baselines_refused=sorted(set(unfit) - set(dropped)),
+                  changed=changed or old is None, bundle=str(into))
+    if old is not None and not changed:
+        result["manifest"] = old
+        return result
+    if not held:
+        raise ValueError("the parts hold no fit; nothing to publish")
+
+    new = scratch / "bundle"
+    manifest = _build(new, old, old_src, parts, srcs, held, bases, policy, max_bytes, settings, contributed, now)
+    problems = check_bundle(new)
+    if problems:
+        more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+        raise ValueError(f"the merged bundle would not pass `dip check-bundle` ({problems[0]}{more}); {into} was not changed")
+    if into.exists():
+        aside = scratch.with_name(scratch.name[: -len(".tmp")] + ".old")
+        os.replace(into, aside)
+        os.replace(new, into)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.replace(new, into)
+    result["manifest"] = manifest
+    return result
+
+
+def _bundle_fits(old: dict[str, Any] | None, old_src: Source | None) -> dict[str, Held]:
+    """The fits the bundle holds (its manifest has passed ``check_bundle``)."""
+    held: dict[str, Held] = {}
+    if old is None or old_src is None:
+        return held
+    for fid, entry in old["fits"].items():
+        exp, image, _ = fid.split("/")
+        meta = parse_json(old_src.read(f"{layout.CORRUPTED}/{exp}/{image}/meta.json"), f"{layout.CORRUPTED}/{exp}/{image}/meta.json")
+        run = parse_json(old_src.read(f"{layout.RESULTS}/{fid}/run.json"), f"{layout.RESULTS}/{fid}/run.json")
+        held[fid] = Held(fid, entry, old_src, parse_time(entry["part"]["created"]), tuple(meta["size"]), "metrics" in run)  # type: ignore[arg-type]
+    return held
+
+
+def _take_fits(held: dict[str, Held], parts: list[Part], srcs: list[Source], old_src: Source | None,
+               now: str) -> tuple[dict[str, str], dict[int, list[str]]]:
+    """Put the parts' fits into ``held`` by the merge rules; returns each fit id's outcome
+    (added, replaced, unchanged, older) and, per part index, the fits it gave."""
+    outcome: dict[str, str] = {}
+    contributed: dict[int, list[str]] = {}
+    for i, (part, src) in enumerate(zip(parts, srcs)):
+        for fid, f in sorted(part.fits.items()):
+            current = held.get(fid)
+            if current is not None and current.entry["fit_key"] == f["fit_key"]:
+                outcome.setdefault(fid, "unchanged")
+                continue
+            if current is not None and current.created > part.created:
+                outcome.setdefault(fid, "older")
+                continue
+            exp, image, _ = fid.split("/")
+            run = parse_json(src.read(f"{layout.RESULTS}/{fid}/run.json"), fid)
+            meta = parse_json(src.read(f"{layout.CORRUPTED}/{exp}/{image}/meta.json"), fid)
+            entry = {"fit_key": f["fit_key"], "commit": part.info.get("commit"),
+                     **{k: v or part.info["machine"].get(k) for k, v in fit_provenance(run).items()},
+                     "wall_seconds": f["wall_seconds"], "iterations": f["iterations"], "part": part.ref, "merged": now,
+                     "inputs": f["inputs"]}
+            if current is not None and current.src is old_src:
+                entry["replaces"] = {"fit_key": current.entry["fit_key"], "part": current.entry.get("part")}
+            outcome[fid] = "replaced" if current is not None and outcome.get(fid) != "added" else "added"
+            held[fid] = Held(fid, entry, src, part.created, tuple(meta["size"]), "metrics" in run)  # type: ignore[arg-type]
+            contributed.setdefault(i, []).append(fid)
+    return outcome, contributed
+
+
+def _bundle_baselines(old: dict[str, Any] | None, old_src: Source | None) -> dict[str, Baselines]:
+    """The baselines the bundle holds, with the scores their records carry."""
+    bases: dict[str, Baselines] = {}
+    for key, entry in ((old or {}).get("baselines") or {}).items():
+        b = Baselines(old_src, entry)  # type: ignore[arg-type]
+        for method in entry["methods"]:
+            rel = f"{layout.BASELINES}/{key}/{method}.json"
+            rec = parse_json(old_src.read(rel), rel)  # type: ignore[union-attr]
+            b.scores[method] = (float(rec["psnr"]), float(rec["ssim"]))
+        bases[key] = b
+    return bases
+
+
+def _take_baselines(bases: dict[str, Baselines], parts: list[Part], srcs: list[Source], now: str) -> list[str]:
+    """Put the parts' baselines into ``bases`` (not the same results again, not older ones);
+    returns the images whose baselines were taken."""
+    taken: list[str] = []
+    for part, src in zip(parts, srcs):
+        scores = _score_baselines(part) if part.baselines else {}
+        for key, entry in sorted(part.baselines.items()):
+            b = Baselines(src, {"inputs": entry["inputs"], "methods": list(entry["methods"]), "commit": part.info.get("commit"),
+                                "part": part.ref, "merged": now}, {m: scores[(key, m)] for m in entry["methods"]})
+            current = bases.get(key)
+            if current is not None and (current.entry["inputs"] == b.entry["inputs"] and current.scores == b.scores
+                                        or parse_time(current.entry["part"]["created"]) > part.created):
+                continue
+            bases[key] = b
+            taken.append(key)
+    return taken
+
+
+def _score_baselines(part: Part) -> dict[tuple[str, str], tuple[float, float]]:
+    """PSNR/SSIM of a part's baseline PNGs against its ground truths, by the pipeline's own
+    :func:`~pipeline.stages.evaluate.collect_baselines`: ``{("exp/image", method): (psnr, ssim)}``."""
+    from pipeline.stages.evaluate import collect_baselines
+
+    resolution = json.loads((part.root / "data" / "profile.json").read_text())
+    exps = sorted({k.split("/")[0] for k in part.baselines})
+    rows = collect_baselines(part.root / layout.BASELINES, part.root / layout.CORRUPTED, exps, resolution)
+    by_image = {(f"{r['experiment']}/{r['image']}", r["method"]): (float(r["psnr"]), float(r["ssim"])) for r in rows}
+    return by_image
+
+
+def _build(new: Path, old: dict[str, Any] | None, old_src: Source | None, parts: list[Part], srcs: list[Source],
+           held: dict[str, Held], bases: dict[str, Baselines], policy: Policy, max_bytes: int, settings: Settings,
+           contributed: dict[int, list[str]], now: str) -> dict[str, Any]:
+    """Write the new bundle's tree at ``new`` and its manifest; returns the manifest."""
+    from pipeline.stages.evaluate import evaluate
+
+    files: dict[str, str] = {}
+
+    def write(rel: str, data: bytes) -> None:
+        dest = new / rel
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with open(dest, "xb") as fh:
+                fh.write(data)
+        except OSError as err:  # name the bundle's file (a full disk), not the source
+            raise OSError(err.errno, err.strerror, str(dest)) from None
+        files[rel] = sha256_bytes(data)
+
+    # data/profile.json and each experiment's experiment.json: from the newest part that has them
+    sources_by_age = ([old_src] if old_src else []) + srcs
+    contributing = [srcs[i] for i in sorted(contributed)]
+    profile_src = contributing[-1] if contributing else old_src or srcs[-1]
+    write("data/profile.json", profile_src.read("data/profile.json"))
+    experiments: dict[str, Source] = {}
+    for src in sources_by_age:
+        for rel in src.under(layout.CORRUPTED + "/"):
+            if rel.count("/") == 3 and rel.endswith("/experiment.json"):
+                experiments[rel.split("/")[2]] = src
+    for exp, src in sorted(experiments.items()):
+        write(f"{layout.CORRUPTED}/{exp}/experiment.json", src.read(f"{layout.CORRUPTED}/{exp}/experiment.json"))
+
+    keep = decide(policy, list(held.values()))
+    by_image: dict[str, list[Held]] = {}
+    for h in sorted(held.values(), key=lambda h: h.id):
+        by_image.setdefault(f"{h.exp}/{h.image}", []).append(h)
+    for key, fits in sorted(by_image.items()):
+        case = max(fits, key=lambda h: h.created).src  # the newest fit's case
+        truth = any(keep[h.id].truth for h in fits)
+        write(f"{layout.CORRUPTED}/{key}/meta.json", case.read(f"{layout.CORRUPTED}/{key}/meta.json"))
+        if truth and f"{layout.CORRUPTED}/{key}/ground_truth.png" in case.files:
+            write(f"{layout.CORRUPTED}/{key}/ground_truth.png", case.read(f"{layout.CORRUPTED}/{key}/ground_truth.png"))
+        for h in fits:
+            base, k = f"{layout.RESULTS}/{h.id}", keep[h.id]
+            for name in ("run.json", "curve.csv"):
+                write(f"{base}/{name}", h.src.read(f"{base}/{name}"))
+            has_png, has_jpg = f"{base}/restored.png" in h.src.files, f"{base}/{PREVIEW}" in h.src.files
+            if k.restored == "png" and has_png:
+                write(f"{base}/restored.png", h.src.read(f"{base}/restored.png"))
+            elif k.restored and has_png:
+                write(f"{base}/{PREVIEW}", _jpeg(h.src.read(f"{base}/restored.png"), policy.jpeg_quality))
+            elif k.restored and has_jpg:  # kept as a preview before: a PNG cannot come back
+                write(f"{base}/{PREVIEW}", h.src.read(f"{base}/{PREVIEW}"))
+            if k.snapshots:
+                for rel in h.src.under(f"{base}/snapshots/"):
+                    write(rel, h.src.read(rel))
+        b = bases.get(key)
+        if b is not None:
+            for method in b.entry["methods"]:
+                rel = f"{layout.BASELINES}/{key}/{method}"
+                record = parse_json(b.src.read(rel + ".json"), rel + ".json")
+                record.update(psnr=b.scores[method][0], ssim=b.scores[method][1])
+                write(rel + ".json", (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+                if truth and rel + ".png" in b.src.files:
+                    write(rel + ".png", b.src.read(rel + ".png"))
+    for exp in sorted({h.exp for h in held.values()}):
+        mine = [h for h in held.values() if h.exp == exp]
+        info = {"experiment": exp, "profile": json.loads((new / "data" / "profile.json").read_text()).get("profile"), "active": True,
+                "images": sorted({h.image for h in mine}), "seeds": sorted({h.seed for h in mine})}
+        write(f"{layout.RESULTS}/{exp}/experiment.json", (json.dumps(info, indent=2, sort_keys=True) + "\n").encode())
+
+    # metrics/: the pipeline's own evaluation of every fit (and baseline) the bundle holds
+    resolution = json.loads((new / "data" / "profile.json").read_text())
+    resolution = {"requested": resolution.get("profile"), "device": "", "device_name": "", **resolution}
+    known = sorted(set(experiments) | {h.exp for h in held.values()})
+    order = [e for e in settings.order if e in known] + [e for e in known if e not in settings.order]
     try:
-        meta = json.loads((truth_path.parent / "meta.json").read_text())
-        estimate = load_image(image_path)
-        truth = load_image(truth_path, mode="gray" if estimate.ndim == 2 else "rgb")
-        if truth.shape != estimate.shape:
-            return f"is {estimate.shape} but its ground truth is {truth.shape}"
-        return quality(truth, estimate, *layout.protocol(str(meta["task"]), meta.get("factor")))
-    except (OSError, ValueError, KeyError) as err:
-        return f"cannot be scored ({type(err).__name__}: {err})"
+        evaluate(new / layout.RESULTS, order, resolution, new / layout.METRICS,
+                 baselines=new / layout.BASELINES if bases else None, corrupted=new / layout.CORRUPTED,
+                 paper=settings.paper, epsilon=settings.epsilon, about=settings.about)
+    except OSError as err:  # a full disk: name the bundle's folder being written
+        raise OSError(err.errno, err.strerror, err.filename or str(new / layout.METRICS)) from None
+    for p in sorted((new / layout.METRICS).iterdir()):
+        files[f"{layout.METRICS}/{p.name}"] = sha256_bytes(p.read_bytes())
 
-
-def check_bundle(bundle: Path) -> list[str]:
-    """What is inconsistent in the bundle ``bundle`` (empty: nothing): files that differ from the
-    manifest's sha256 or are not listed in it, fits of ``per_image.csv`` without their
-    ``run.json``, and restored or baseline PNGs whose PSNR (within 0.01 dB) or SSIM, recomputed
-    against the ground truth in the bundle, is not the one ``per_image.csv`` gives."""
-    bundle = Path(bundle)
-    manifest = read_manifest(bundle)
-    if manifest is None:
-        return [f"{bundle}: no {MANIFEST} of a dip results bundle"]
-    problems: list[str] = []
-    listed = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
-    for rel, entry in sorted(listed.items()):
-        path = bundle / rel
-        if not path.is_file():
-            problems.append(f"{rel}: listed in {MANIFEST} but missing")
-        elif not isinstance(entry, dict) or sha256(path) != entry.get("sha256"):
-            problems.append(f"{rel}: its sha256 is not the one in {MANIFEST} (the file changed)")
-    for path in _files(bundle):
-        rel = path.relative_to(bundle).as_posix()
-        if rel != MANIFEST and rel not in listed:
-            problems.append(f"{rel}: not listed in {MANIFEST}")
-    rows, unreadable = _rows(bundle)
-    problems += unreadable
-    for exp, image, method, seed in sorted({(k[0], k[1], k[2], k[3]) for k in rows if k[3] != ""}):
-        run = layout.seed_dir(bundle / layout.RESULTS / exp, image, int(seed)) if seed.lstrip("-").isdigit() else None
-        if method == "dip" and (run is None or not (run / "run.json").is_file()):
-            problems.append(f"{layout.RESULTS}/{exp}/{image}/{layout.SEED_PREFIX}{seed}/run.json: missing, but {layout.PER_IMAGE_CSV} lists the fit")
-    for restored in sorted((bundle / layout.RESULTS).glob(f"*/*/{layout.SEED_PREFIX}*/restored.png")):
-        run = restored.parent
-        exp, image, seed = run.parent.parent.name, run.parent.name, layout.seed_of(run)
-        truth = bundle / layout.CORRUPTED / exp / image / "ground_truth.png"
-        if not truth.is_file() or seed is None:
-            continue
-        where = restored.relative_to(bundle).as_posix()
-        scores = _score(truth, restored)
-        problems += [f"{where} {scores}"] if isinstance(scores, str) else _compare(where, rows.get((exp, image, "dip", str(seed))), scores)
-    for png in sorted((bundle / layout.BASELINES).glob("*/*/*.png")):
-        exp, image, method = png.parent.parent.name, png.parent.name, png.stem
-        truth = bundle / layout.CORRUPTED / exp / image / "ground_truth.png"
-        if not truth.is_file():
-            continue
-        where = png.relative_to(bundle).as_posix()
-        scores = _score(truth, png)
-        problems += [f"{where} {scores}"] if isinstance(scores, str) else _compare(where, rows.get((exp, image, method, "")), scores)
-    return problems
+    part_log = list(old.get("parts") or []) if old else []
+    for i, p in enumerate(parts):
+        ids = contributed.get(i, [])
+        if ids or any(bases.get(k) is not None and bases[k].entry.get("part") == p.ref for k in p.baselines):
+            part_log.append({**p.ref, "commit": p.info.get("commit"), "machine": p.info.get("machine"),
+                             "params_sha256": p.info.get("params_sha256"), "merged": now, "fits": ids,
+                             "baselines": sorted(k for k in p.baselines if k in bases and bases[k].entry.get("part") == p.ref)})
+    wall: dict[str, float] = {}
+    for h in held.values():
+        wall[h.exp] = round(wall.get(h.exp, 0.0) + float(h.entry.get("wall_seconds") or 0.0), 2)
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "profile": resolution.get("profile"),
+        "requested": resolution.get("requested"),
+        "device": resolution.get("device"),
+        "device_name": resolution.get("device_name"),
+        "device_names": sorted({str(h.entry["device_name"]) for h in held.values() if h.entry.get("device_name")}),
+        "created": old.get("created", now) if old else now,
+        "updated": now,
+        "policy": {**asdict(policy), "png": list(policy.png), "galleries": list(policy.galleries)},
+        "max_bytes": max_bytes,
+        "experiments": order,
+        "parts": part_log,
+        "fits": {h.id: h.entry for h in sorted(held.values(), key=lambda h: h.id)},
+        "baselines": {k: bases[k].entry for k in sorted(bases)},
+        "wall_seconds": wall,
+        "total_bytes": 0,
+        "files": {rel: {"bytes": (new / rel).stat().st_size, "sha256": files[rel]} for rel in sorted(files)},
+    }
+    total = sum(e["bytes"] for e in manifest["files"].values())
+    for _ in range(3):  # the manifest counts itself; its length settles at once
+        manifest["total_bytes"] = total + len(json.dumps(manifest, indent=2, sort_keys=True).encode()) + 1
+    if manifest["total_bytes"] > max_bytes:
+        kinds: dict[str, int] = {MANIFEST: manifest["total_bytes"] - total}
+        for rel, e in manifest["files"].items():
+            kinds[_kind(rel)] = kinds.get(_kind(rel), 0) + e["bytes"]
+        biggest = ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])[:3])
+        over = manifest["total_bytes"] - max_bytes
+        raise ValueError(f"the bundle would be {manifest['total_bytes'] / 1e6:.2f} MB, {over / 1e6:.2f} MB over the limit of "
+                         f"{max_bytes / 1e6:.2f} MB (largest: {biggest}); nothing was changed: keep fewer images as PNG "
+                         "(the bundle's policy, docs/publishing.md) or raise --max-mb")
+    (new / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest

@@ -1,0 +1,556 @@
+"""A *part*: the finished fits of one GPU run (or of a workspace), self-describing, so that any
+checkout can verify it and merge it into a bundle (``dip publish PART --into BUNDLE``).
+
+A part is a folder, or a ``.tar.gz`` of one folder::
+
+    part.json      {"format": "dip-results-part/1", "created": UTC ISO, "commit": sha | null,
+                    "machine": {"device", "device_name", "torch", "cuda", "hostname"},
+                    "profile", "params_sha256": sha | null,
+                    "experiments": {exp: {"task", "images": [every image of exp in the profile]}},
+                    "fits": {"<exp>/<image>/seed_<s>": {"fit_key", "wall_seconds", "iterations",
+                                                        "inputs": {case file: sha256}}},
+                    "baselines": {"<exp>/<image>": {"inputs": {case file: sha256}, "methods": [...]}},  (optional)
+                    "files": {relative path: sha256}}           every other file of the part
+    data/profile.json
+    data/corrupted/<exp>/experiment.json                    every experiment of ``experiments``
+    data/corrupted/<exp>/<image>/meta.json, ground_truth.png   each image with a fit or baselines here
+    results/<exp>/<image>/seed_<s>/run.json, curve.csv, restored.png, final.png?, snapshots/iter_NNNNN.png?
+    baselines/<exp>/<image>/<method>.png, <method>.json     the classical methods of ``baselines``
+
+``inputs`` are the sha256 of the files of the corrupted case folder the fit (or the baselines)
+ran on, so that a reader can prove two results used the same inputs.
+
+:func:`open_part` verifies a part completely before anything uses it: the format, the type of
+every JSON field it reads, every file's sha256 against ``files``, that nothing else is there,
+no link, no absolute path, no ``..``, sizes, and image dimensions against ``meta.json``; a
+tarball's members are checked before one byte is extracted, and extracted by hand (never
+``extractall``). :func:`write_part` makes a part from a workspace's fits.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import re
+import shutil
+import subprocess
+import tarfile
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from pipeline import layout
+from pipeline.images.manifest import SAFE_NAME
+from pipeline.outputs.safe import MAX_FILE_BYTES, Fields, Unsafe, inside, is_hex64, load_json, parse_json, read_inside, rel_problem, sha256_bytes, walk
+
+PART_FORMAT = "dip-results-part/1"
+PART_JSON = "part.json"
+MAX_PART_BYTES = 512 << 20  # everything a part holds, unpacked
+MAX_PART_FILES = 50_000
+MAX_PIXELS = 64 << 20  # an image header claiming more is not a result of this project
+TASKS = ("denoise", "inpaint", "sr")
+
+_N = SAFE_NAME.pattern
+PATTERNS = {
+    "profile": re.compile(r"data/profile\.json"),
+    "experiment": re.compile(rf"data/corrupted/(?P<exp>{_N})/experiment\.json"),
+    "case": re.compile(rf"data/corrupted/(?P<exp>{_N})/(?P<image>{_N})/(?P<file>meta\.json|ground_truth\.png)"),
+    "fit": re.compile(rf"results/(?P<exp>{_N})/(?P<image>{_N})/seed_(?P<seed>\d+)/"
+                      r"(?P<file>run\.json|curve\.csv|restored\.png|final\.png|snapshots/iter_\d{5,}\.png)"),
+    "baseline": re.compile(rf"baselines/(?P<exp>{_N})/(?P<image>{_N})/(?P<method>{_N})\.(?P<ext>png|json)"),
+}
+FIT_ID = re.compile(rf"(?P<exp>{_N})/(?P<image>{_N})/seed_(?P<seed>\d+)")
+IMAGE_ID = re.compile(rf"(?P<exp>{_N})/(?P<image>{_N})")
+
+
+class PartError(ValueError):
+    """A part that is refused: one line saying which part, which file, which key."""
+
+
+def parse_time(text: str) -> datetime:
+    """A UTC ISO time (``2026-05-01T12:00:00Z``) → aware datetime; ``ValueError`` otherwise."""
+    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Part:
+    """A verified part: its folder (a tarball's is a scratch copy), the name it came from and
+    its ``part.json``."""
+
+    root: Path
+    name: str
+    info: dict[str, Any]
+
+    @property
+    def created(self) -> datetime:
+        return parse_time(self.info["created"])
+
+    @property
+    def fits(self) -> dict[str, dict[str, Any]]:
+        return self.info["fits"]
+
+    @property
+    def baselines(self) -> dict[str, dict[str, Any]]:
+        return self.info.get("baselines") or {}
+
+    @property
+    def files(self) -> dict[str, str]:
+        return self.info["files"]
+
+    @property
+    def ref(self) -> dict[str, str]:
+        """How a bundle's manifest names this part: its ``created`` and file name."""
+        return {"created": self.info["created"], "name": self.name}
+
+
+# ------------------------------------------------------------------------------------ reading
+def is_part(path: Path) -> bool:
+    """A part folder (it holds ``part.json``) or a tarball (the reader decides whether it is one)."""
+    path = Path(path)
+    if path.is_symlink():
+        return False
+    return (path.is_dir() and (path / PART_JSON).is_file()) or (path.is_file() and path.name.endswith((".tar.gz", ".tgz", ".tar")))
+
+
+def open_part(source: Path, scratch: Path) -> Part:
+    """Verify the part ``source`` (a folder or a tarball, unpacked into the new folder ``scratch``)
+    and return it; :class:`PartError` (one line) for anything a part must not be."""
+    source = Path(source)
+    try:
+        if source.is_symlink():
+            raise Unsafe("a link; give the part itself")
+        if source.is_file():
+            root = _unpack(source, Path(scratch))
+        elif source.is_dir():
+            root = source
+        else:
+            raise Unsafe("no such file or folder")
+        return Part(root, source.name, verify(root))
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # unpacking: the disk, not the part
+            raise
+        raise PartError(f"part {source}: {err}") from None
+    except Unsafe as err:
+        raise PartError(f"part {source}: {err}") from None
+
+
+def _unpack(tarball: Path, scratch: Path) -> Path:
+    """Check every member of ``tarball`` (one top folder, regular files and folders only, safe
+    names, sizes), then copy the files out by hand into ``scratch``; returns the top folder."""
+    try:
+        tar = tarfile.open(tarball, "r:*")
+    except (tarfile.TarError, OSError) as err:
+        raise Unsafe(f"not a readable tar archive ({type(err).__name__})") from None
+    with tar:
+        members: list[tuple[str, tarfile.TarInfo]] = []
+        tops, seen, total = set(), set(), 0
+        try:
+            for m in tar:
+                if len(members) >= MAX_PART_FILES:
+                    raise Unsafe(f"more than {MAX_PART_FILES} members")
+                name = m.name[2:] if m.name.startswith("./") else m.name
+                name = name.rstrip("/") if m.isdir() else name
+                if not name:
+                    continue
+                why = rel_problem(name)
+                if why:
+                    raise Unsafe(f"member {name!r} {why}")
+                if not (m.isfile() or m.isdir()) or m.type == tarfile.GNUTYPE_SPARSE:
+                    raise Unsafe(f"member {name} is a link or special file; a part holds regular files only")
+                if name in seen:
+                    raise Unsafe(f"member {name} appears twice")
+                seen.add(name)
+                tops.add(name.split("/")[0])
+                total += m.size
+                if m.size > MAX_FILE_BYTES:
+                    raise Unsafe(f"member {name} is larger than {MAX_FILE_BYTES >> 20} MiB")
+                if total > MAX_PART_BYTES:
+                    raise Unsafe(f"unpacks to more than {MAX_PART_BYTES >> 20} MiB")
+                members.append((name, m))
+        except tarfile.TarError as err:
+            raise Unsafe(f"a damaged tar archive ({err})") from None
+        if len(tops) != 1:
+            raise Unsafe(f"holds {len(tops)} top-level entries; a part is a tarball of one folder")
+        scratch.mkdir(parents=True)
+        for name, m in members:
+            dest = scratch / name
+            if m.isdir():
+                dest.mkdir(parents=True, exist_ok=True)
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            src = tar.extractfile(m)
+            if src is None:
+                raise Unsafe(f"member {name} cannot be read")
+            data = src.read(m.size + 1)
+            if len(data) != m.size:
+                raise Unsafe(f"member {name} is not {m.size} bytes long")
+            try:
+                with open(dest, "xb") as fh:  # "x": never overwrite (a folder and a file of the same name)
+                    fh.write(data)
+            except FileExistsError:
+                raise Unsafe(f"member {name} is both a file and a folder") from None
+            except OSError as err:  # a full disk: name the file being written, not the tarball
+                raise OSError(err.errno, err.strerror, str(dest)) from None
+    top = scratch / tops.pop()
+    if not top.is_dir():
+        raise Unsafe("is a tarball of one file, not of a part folder")
+    return top
+
+
+def _image_size(root: Path, rel: str) -> tuple[int, int]:
+    """(height, width) from an image file's header (not decoded)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(inside(root, rel)) as im:
+                w, h = im.size
+    except Unsafe:
+        raise
+    except Exception as err:  # noqa: BLE001 - PIL raises many kinds for a bad header
+        raise Unsafe(f"{rel}: not a readable image ({type(err).__name__})") from None
+    if w * h > MAX_PIXELS:
+        raise Unsafe(f"{rel}: claims {w}x{h} pixels")
+    return h, w
+
+
+def _inputs(f: Fields, key: str) -> dict[str, str]:
+    inputs = f.mapping(key) or {}
+    for name, digest in inputs.items():
+        if not SAFE_NAME.fullmatch(name) or not is_hex64(digest):
+            raise Unsafe(f"{f.where}: {key} maps {name!r} to {str(digest)[:20]!r}; expected a case file name and its sha256")
+    return dict(inputs)
+
+
+def verify(root: Path) -> dict[str, Any]:
+    """``part.json`` of the part folder ``root`` once every check of :func:`open_part` passed;
+    :class:`Unsafe` naming the file (and key) of the first problem otherwise."""
+    info = load_json(root, PART_JSON)
+    f = Fields(info, PART_JSON)
+    if info.get("format") != PART_FORMAT:
+        raise Unsafe(f"{PART_JSON}: format is {str(info.get('format'))[:40]!r}, not {PART_FORMAT!r}")
+    try:
+        parse_time(f.text("created") or "")
+    except ValueError:
+        raise Unsafe(f"{PART_JSON}: created is not a UTC ISO time") from None
+    f.text("commit", optional=True)
+    f.text("params_sha256", optional=True)
+    profile = f.text("profile")
+    machine = Fields(f.mapping("machine"), f"{PART_JSON} machine")
+    for key in machine.obj:
+        machine.text(key, optional=True)
+    experiments = f.mapping("experiments") or {}
+    for exp, entry in experiments.items():
+        e = Fields(entry, f"{PART_JSON} experiments.{exp}")
+        if not SAFE_NAME.fullmatch(exp) or e.text("task") not in TASKS:
+            raise Unsafe(f"{PART_JSON}: experiments.{exp[:40]} is not an experiment id with a task of {', '.join(TASKS)}")
+        for image in e.strings("images"):
+            if not SAFE_NAME.fullmatch(image):
+                raise Unsafe(f"{PART_JSON}: experiments.{exp}.images holds {image[:40]!r}, not an image name")
+    fits = f.mapping("fits") or {}
+    for fid, entry in fits.items():
+        m = FIT_ID.fullmatch(fid)
+        if not m or m["exp"] not in experiments or m["image"] not in experiments[m["exp"]]["images"]:
+            raise Unsafe(f"{PART_JSON}: fits.{fid[:80]} is not <experiment>/<image>/seed_<s> of an image in experiments")
+        e = Fields(entry, f"{PART_JSON} fits.{fid}")
+        e.text("fit_key")
+        e.number("wall_seconds")
+        e.integer("iterations")
+        _inputs(e, "inputs")
+    baselines = f.mapping("baselines", optional=True) or {}
+    for key, entry in baselines.items():
+        if not IMAGE_ID.fullmatch(key):
+            raise Unsafe(f"{PART_JSON}: baselines.{key[:80]} is not <experiment>/<image>")
+        e = Fields(entry, f"{PART_JSON} baselines.{key}")
+        _inputs(e, "inputs")
+        for method in e.strings("methods"):
+            if not SAFE_NAME.fullmatch(method):
+                raise Unsafe(f"{PART_JSON}: baselines.{key}.methods holds {method[:40]!r}")
+    files = f.mapping("files") or {}
+    if len(files) > MAX_PART_FILES:
+        raise Unsafe(f"{PART_JSON}: lists more than {MAX_PART_FILES} files")
+
+    # every file listed, nothing else, no link; sha256 and sizes
+    present, problems = walk(root)
+    if problems:
+        raise Unsafe(problems[0])
+    for rel in present:
+        if rel != PART_JSON and rel not in files:
+            raise Unsafe(f"{rel}: not listed in {PART_JSON} files")
+    if len(present) > MAX_PART_FILES or sum((root / rel).stat().st_size for rel in present) > MAX_PART_BYTES:
+        raise Unsafe(f"holds more than {MAX_PART_FILES} files or {MAX_PART_BYTES >> 20} MiB")
+    kinds: dict[str, tuple[str, dict[str, str]]] = {}
+    for rel, digest in files.items():
+        why = rel_problem(rel)
+        if why:
+            raise Unsafe(f"{PART_JSON}: files names {rel[:80]!r}, which {why}")
+        if not is_hex64(digest):
+            raise Unsafe(f"{PART_JSON}: files.{rel} is not a sha256")
+        kind = next(((k, m.groupdict()) for k, p in PATTERNS.items() if (m := p.fullmatch(rel))), None)
+        if kind is None:
+            raise Unsafe(f"{rel}: not a file a part holds (docs/publishing.md)")
+        kinds[rel] = kind
+        if rel not in present:
+            raise Unsafe(f"{rel}: listed in {PART_JSON} but missing")
+        if sha256_bytes(read_inside(root, rel)) != digest:
+            raise Unsafe(f"{rel}: its sha256 is not the one in {PART_JSON} (the file changed)")
+
+    # each file belongs to something the part describes; each fit and baseline has its files
+    fit_images = {(FIT_ID.fullmatch(fid)["exp"], FIT_ID.fullmatch(fid)["image"]) for fid in fits}  # type: ignore[index]
+    base_images = {tuple(k.split("/")) for k in baselines}
+    for rel, (kind, g) in kinds.items():
+        if kind == "experiment" and g["exp"] not in experiments:
+            raise Unsafe(f"{rel}: its experiment is not in {PART_JSON} experiments")
+        if kind == "case" and (g["exp"], g["image"]) not in fit_images | base_images:
+            raise Unsafe(f"{rel}: no fit or baseline of this image in {PART_JSON}")
+        if kind == "fit" and f"{g['exp']}/{g['image']}/seed_{g['seed']}" not in fits:
+            raise Unsafe(f"{rel}: its fit is not in {PART_JSON} fits")
+        if kind == "baseline" and (f"{g['exp']}/{g['image']}" not in baselines
+                                   or g["method"] not in baselines[f"{g['exp']}/{g['image']}"]["methods"]):
+            raise Unsafe(f"{rel}: not a method of {PART_JSON} baselines")
+    need = ["data/profile.json"] + [f"{layout.CORRUPTED}/{e}/experiment.json" for e in experiments]
+    for fid in fits:
+        exp, image, _ = fid.split("/")
+        need += [f"{layout.RESULTS}/{fid}/{n}" for n in ("run.json", "curve.csv", "restored.png")]
+        need.append(f"{layout.CORRUPTED}/{exp}/{image}/meta.json")
+    for key, entry in baselines.items():
+        need += [f"{layout.CORRUPTED}/{key}/meta.json", f"{layout.CORRUPTED}/{key}/ground_truth.png"]
+        need += [f"{layout.BASELINES}/{key}/{m}.{x}" for m in entry["methods"] for x in ("png", "json")]
+    for rel in need:
+        if rel not in files:
+            raise Unsafe(f"{rel}: missing (every part holds it; see docs/publishing.md)")
+
+    # the JSON files and image headers that the merge and the metrics read
+    Fields(load_json(root, "data/profile.json"), "data/profile.json").equals("profile", profile)
+    for exp, entry in experiments.items():
+        where = f"{layout.CORRUPTED}/{exp}/experiment.json"
+        e = Fields(load_json(root, where), where)
+        e.equals("experiment", exp)
+        e.equals("task", entry["task"])
+        if e.strings("images") != entry["images"]:
+            raise Unsafe(f"{where}: images differ from {PART_JSON} experiments.{exp}.images")
+    sizes: dict[tuple[str, str], tuple[int, int]] = {}
+    for exp, image in sorted(fit_images | base_images):
+        where = f"{layout.CORRUPTED}/{exp}/{image}/meta.json"
+        sizes[(exp, image)] = check_meta(load_json(root, where), where, exp, image)
+    for fid, entry in fits.items():
+        exp, image, seed = fid.split("/")
+        where = f"{layout.RESULTS}/{fid}/run.json"
+        run = check_run(load_json(root, where), where, int(seed.removeprefix(layout.SEED_PREFIX)))
+        run.equals("fit_key", entry["fit_key"])
+        run.equals("experiment", exp)
+        run.equals("image", image)
+        if run.has("metrics") and f"{layout.CORRUPTED}/{exp}/{image}/ground_truth.png" not in files:
+            raise Unsafe(f"{layout.CORRUPTED}/{exp}/{image}/ground_truth.png: missing, but {where} has metrics")
+        check_curve(read_inside(root, f"{layout.RESULTS}/{fid}/curve.csv"), f"{layout.RESULTS}/{fid}/curve.csv")
+    for rel, (kind, g) in kinds.items():
+        if kind == "baseline" and g["ext"] == "json":
+            Fields(load_json(root, rel), rel).equals("method", g["method"])
+        if rel.endswith(".png") and (g.get("exp"), g.get("image")) in sizes:
+            size = _image_size(root, rel)
+            if size != sizes[(g["exp"], g["image"])]:
+                raise Unsafe(f"{rel}: is {size[1]}x{size[0]}, but meta.json gives size {list(sizes[(g['exp'], g['image'])])}")
+    return info
+
+
+def check_meta(meta: Any, where: str, exp: str, image: str) -> tuple[int, int]:
+    """The fields of a case's ``meta.json`` that readers use; returns its size (H, W)."""
+    f = Fields(meta, where)
+    f.equals("experiment", exp)
+    f.equals("image", image)
+    if f.text("task") not in TASKS:
+        raise Unsafe(f"{where}: task is {str(meta.get('task'))[:30]!r}, not one of {', '.join(TASKS)}")
+    if meta["task"] == "sr":
+        f.integer("factor", minimum=1)
+    size = meta.get("size")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+        raise Unsafe(f"{where}: size is {str(size)[:40]}, not [height, width]")
+    if "ground_truth" in meta and not isinstance(meta["ground_truth"], bool):
+        raise Unsafe(f"{where}: ground_truth is {str(meta['ground_truth'])[:20]}, not true or false")
+    return size[0], size[1]
+
+
+def check_run(run: Any, where: str, seed: int) -> Fields:
+    """The fields of a fit's ``run.json`` that the metrics read (``wall_seconds``, ``metrics``)."""
+    f = Fields(run, where)
+    f.equals("seed", seed)
+    f.number("wall_seconds")
+    for key in ("iterations_run",):
+        f.integer(key, optional=True)
+    for key, value in (f.mapping("metrics", optional=True) or {}).items():
+        m = Fields(value, f"{where} metrics.{key}")
+        m.number("psnr", allow_inf=True)
+        m.number("ssim")
+    return f
+
+
+def check_curve(data: bytes, where: str) -> None:
+    """``curve.csv`` is UTF-8 CSV whose header starts with ``iteration, loss``."""
+    try:
+        header = data.decode("utf-8").split("\n", 1)[0].strip().split(",")
+    except UnicodeDecodeError:
+        raise Unsafe(f"{where}: not UTF-8 text") from None
+    if header[:2] != ["iteration", "loss"]:
+        raise Unsafe(f"{where}: its header is not iteration,loss,…")
+
+
+# ------------------------------------------------------------------------------------ writing
+def git_commit(folder: Path) -> str | None:
+    """``git rev-parse HEAD`` when ``folder`` is the top of a git checkout, else ``None``."""
+    try:
+        top = subprocess.run(["git", "-C", str(folder), "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=30)
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != Path(folder).resolve():
+            return None
+        head = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (head.stdout.strip() or None) if head.returncode == 0 else None
+
+
+def is_workspace(path: Path) -> bool:
+    """A results root of ``dvc repro`` / ``dip run``: ``results/`` and ``data/corrupted/``."""
+    return (Path(path) / layout.RESULTS).is_dir() and (Path(path) / layout.CORRUPTED).is_dir()
+
+
+def case_inputs(case_dir: Path) -> dict[str, str]:
+    """sha256 of every file of a corrupted case folder (its marker excepted)."""
+    from dip.io import MARKER
+
+    return {p.name: sha256_bytes(p.read_bytes()) for p in sorted(Path(case_dir).iterdir())
+            if p.is_file() and not p.is_symlink() and p.name != MARKER}
+
+
+def _cuda(versions: dict[str, Any]) -> str | None:
+    """``versions.cuda`` where run.json records it, else what torch's local version says
+    (``2.5.1+cu124`` → ``12.4``), else ``None`` (a CPU build)."""
+    if versions.get("cuda"):
+        return str(versions["cuda"])
+    m = re.search(r"\+cu(\d+)(\d)$", str(versions.get("torch", "")))
+    return f"{m.group(1)}.{m.group(2)}" if m else None
+
+
+def fit_provenance(run: dict[str, Any]) -> dict[str, Any]:
+    """device, device_name, torch and cuda of a fit's run.json."""
+    versions = run.get("versions") if isinstance(run.get("versions"), dict) else {}
+    return {"device": run.get("device"), "device_name": run.get("device_name"), "torch": versions.get("torch"), "cuda": _cuda(versions)}
+
+
+def _mapping(workspace: Path, rel: str, remedy: str) -> dict[str, Any]:
+    """The JSON mapping ``workspace/rel``; ``ValueError`` naming the file otherwise."""
+    try:
+        value = parse_json((workspace / rel).read_bytes(), f"{workspace}/{rel}")
+    except Unsafe as err:
+        raise ValueError(f"{err}; run `{remedy}` again") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{workspace}/{rel}: a JSON {type(value).__name__}, not a mapping; run `{remedy}` again")
+    return value
+
+
+def assemble(out: Path, info: dict[str, Any], sources: dict[str, Path]) -> dict[str, Any]:
+    """Write a part to the new folder ``out``: each ``sources`` file at its relative path, then
+    ``part.json`` (``info`` with ``files``, their sha256), built beside ``out`` and moved into place
+    when complete. Returns the ``part.json`` written. A write error names the part's file."""
+    out = Path(out)
+    if out.exists() or out.is_symlink():
+        raise FileExistsError(f"{out} exists; a part is written to a new folder")
+    tmp = out.with_name(f".{out.name}.part-tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    files: dict[str, str] = {}
+    try:
+        for rel, src in sorted(sources.items()):
+            data = Path(src).read_bytes()
+            dest = tmp / rel
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(data)
+            except OSError as err:  # name the part's file (a full disk), not the source
+                raise OSError(err.errno, err.strerror, str(dest)) from None
+            files[rel] = sha256_bytes(data)
+        info = {"format": PART_FORMAT, "created": utc_now(), **info, "files": files}
+        (tmp / PART_JSON).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return info
+
+
+def write_part(
+    workspace: Path,
+    out: Path,
+    *,
+    fits: Iterable[str] | None = None,
+    snapshots: bool = True,
+    baselines: bool = True,
+    commit: str | None = None,
+    hostname: str | None = None,
+) -> dict[str, Any]:
+    """Write the part of ``workspace``'s fits (all, or the ids ``fits``) to the new folder ``out``
+    and return its ``part.json``. Snapshots and ``final.png`` come along with ``snapshots``, the
+    workspace's classical baselines of those images with ``baselines``. ``commit`` defaults to
+    the workspace's git HEAD when it is the top of a checkout.
+
+    ``ValueError`` (one line) for a workspace without fits, an unknown fit id, or a run.json
+    without ``fit_key`` (fitted by a dip that did not record it: run ``dip run`` again)."""
+    workspace = Path(workspace)
+    if not is_workspace(workspace):
+        raise ValueError(f"{workspace}: not a workspace (no {layout.RESULTS}/ and {layout.CORRUPTED}/); give a workspace after `dip run`, a part or a folder of parts")
+    resolution = _mapping(workspace, "data/profile.json", "dip profile")
+    if not isinstance(resolution.get("profile"), str):
+        raise ValueError(f"{workspace}/data/profile.json: no profile; run `dip profile`")
+    experiments: dict[str, dict[str, Any]] = {}
+    for info_path in sorted((workspace / layout.CORRUPTED).glob("*/experiment.json")):
+        info = _mapping(workspace, info_path.relative_to(workspace).as_posix(), "dip corrupt")
+        if info.get("active", True) is not False:
+            experiments[info_path.parent.name] = {"task": str(info.get("task")), "images": [str(i) for i in info.get("images") or []]}
+    held = {f"{p.parent.parent.parent.name}/{p.parent.parent.name}/{p.parent.name}": p.parent
+            for p in layout.run_files(workspace / layout.RESULTS) if p.parent.parent.parent.name in experiments}
+    wanted = list(held) if fits is None else list(fits)
+    missing = [fid for fid in wanted if fid not in held]
+    if missing:
+        raise ValueError(f"{workspace}: no finished fit {missing[0]} (results/{missing[0]}/run.json)" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+    if not wanted:
+        raise ValueError(f"{workspace}: no finished fit under {layout.RESULTS}/; nothing to publish")
+
+    sources: dict[str, Path] = {"data/profile.json": workspace / "data" / "profile.json"}
+    sources.update({f"{layout.CORRUPTED}/{e}/experiment.json": workspace / layout.CORRUPTED / e / "experiment.json" for e in experiments})
+    part_fits: dict[str, dict[str, Any]] = {}
+    part_baselines: dict[str, dict[str, Any]] = {}
+    machine: dict[str, Any] = {}
+    for fid in wanted:
+        exp, image, _ = fid.split("/")
+        run_dir, case = held[fid], workspace / layout.CORRUPTED / exp / image
+        run = _mapping(workspace, f"{layout.RESULTS}/{fid}/run.json", f"dip run {exp}")
+        if not isinstance(run.get("fit_key"), str):
+            raise ValueError(f"{run_dir / 'run.json'}: no fit_key (fitted by an older dip); run `dip run {exp}` again to refit it")
+        machine = machine or {**fit_provenance(run), "hostname": hostname}
+        inputs = case_inputs(case)
+        part_fits[fid] = {"fit_key": run["fit_key"], "wall_seconds": float(run.get("wall_seconds") or 0.0),
+                          "iterations": int(run.get("iterations_run") or 0), "inputs": inputs}
+        for name in ("run.json", "curve.csv", "restored.png") + (("final.png",) if snapshots else ()):
+            if (run_dir / name).is_file():
+                sources[f"{layout.RESULTS}/{fid}/{name}"] = run_dir / name
+        for snap in sorted((run_dir / "snapshots").glob("iter_*.png")) if snapshots else []:
+            sources[f"{layout.RESULTS}/{fid}/snapshots/{snap.name}"] = snap
+        for name in ("meta.json", "ground_truth.png"):
+            if (case / name).is_file():
+                sources[f"{layout.CORRUPTED}/{exp}/{image}/{name}"] = case / name
+        records = sorted(r for r in (workspace / layout.BASELINES / exp / image).glob("*.json") if r.with_suffix(".png").is_file())
+        if baselines and records and (case / "ground_truth.png").is_file():
+            for record in records:
+                sources[f"{layout.BASELINES}/{exp}/{image}/{record.name}"] = record
+                sources[f"{layout.BASELINES}/{exp}/{image}/{record.stem}.png"] = record.with_suffix(".png")
+            part_baselines[f"{exp}/{image}"] = {"inputs": inputs, "methods": [r.stem for r in records]}
+    params = workspace / "params.yaml"
+    return assemble(out, {
+        "commit": commit or git_commit(workspace), "machine": machine, "profile": resolution["profile"],
+        "params_sha256": sha256_bytes(params.read_bytes()) if params.is_file() else None,
+        "experiments": experiments, "fits": part_fits, "baselines": part_baselines,
+    }, sources)
