@@ -171,6 +171,15 @@ class Profile:
     body: dict[str, Any]
     figures: dict[str, Any] = field(default_factory=dict)  # params.yaml `figures:`
 
+    def __post_init__(self) -> None:
+        """A profile's own ``figures:`` entries replace keys of the top-level ones (the smoke
+        profile runs the figure cases on bundled images, offline)."""
+        own = self.body.get("figures") or {}
+        unknown = sorted(set(own) - set(self.figures))
+        if unknown:
+            raise ValueError(f"profiles.{self.name}.figures: {', '.join(unknown)} not defined in figures:")
+        self.figures = {k: {**(v or {}), **(own.get(k) or {})} for k, v in self.figures.items()}
+
     def experiment(self, exp_id: str) -> Experiment:
         return parse_experiment(exp_id, self.figures)
 

@@ -35,6 +35,7 @@ def params_schema() -> dict[str, Schema]:
         "net": net,
         "variants": {ANY: None},
         "fit": {ANY: {**_fields(FitConfig, "snapshots"), "net": net}},  # a figure's own network
+        "figures": {ANY: None},  # keys replacing those of the top-level figures: (checked by parse_figure)
     }
     return {
         "profile": None, "seeds": None, "experiments": None,

@@ -104,6 +104,7 @@ class Item:
     mask: Path | None
     out_dir: Path
     digest: str
+    header: tuple[int, int, str]  # height, width and PIL mode, from the file's header
 
 
 class Report:
@@ -147,13 +148,14 @@ def plan(files: list[Path], out: Path, req: Request, report: Report, counts: Cou
                 raise ValueError(f"another input is also named {path.stem!r}; rename one (outputs go to {out}/NAME/)")
             names.add(out_dir)
             try:  # from the header alone: a huge file is refused before it is decoded
-                h, w, _ = image_header(path)
+                header = image_header(path)
+                h, w, _ = header
                 scale = req.factor if req.task == "sr" else 1
                 check_size(h * scale, w * scale, req.max_pixels)
             except ValueError as err:
                 raise ValueError(_message(err, path)) from None
             mask = req.mask if req.mask is not None or req.task != "inpaint" else mask_beside(path)
-            item = Item(path, mask, out_dir, batch_hash(path, mask, settings))
+            item = Item(path, mask, out_dir, batch_hash(path, mask, settings), header)
             if not single and finished(out_dir, "batch_hash", item.digest):
                 counts.reused += 1
                 report.reused(item)
@@ -178,14 +180,13 @@ def _planned(item: Item, req: Request, tick: Callable[[Any], None]) -> Planned:
                                                      req.net.multiple, req.max_pixels)
             metric_protocol, shave = protocol(req.task, req.factor)
             return fits.prepare(operator, observation, item.out_dir, req.net, req.fit, ground_truth=truth, protocol=metric_protocol,
-                           shave=shave, device=req.device, log_every=req.log_every, snapshots=req.snapshots,
-                           callbacks=[(tick, req.log_every)], overwrite=req.force, max_pixels=req.max_pixels,
-                           extra={"preset": req.preset, "input": str(item.source), "batch_hash": item.digest})
+                                shave=shave, device=req.device, log_every=req.log_every, snapshots=req.snapshots,
+                                callbacks=[(tick, req.log_every)], overwrite=req.force, max_pixels=req.max_pixels,
+                                extra={"preset": req.preset, "input": str(item.source), "batch_hash": item.digest})
         except (ValueError, OSError, KeyError) as err:
             raise ValueError(_message(err, item.source)) from None
 
-    h, w, mode = image_header(item.source)  # read again: cheap, and the key needs no decoded pixels
-    return Planned(setup, key=group_key((h, w, mode), req.task, req.settings()), tag=item)
+    return Planned(setup, key=group_key(item.header, req.task, req.settings()), tag=item)
 
 
 def restore_images(inputs: list[Path], out: Path, req: Request, report: Report | None = None) -> Counts:
@@ -226,15 +227,7 @@ def _restore(files: list[Path], out: Path, req: Request, report: Report, counts:
         def ticker(item: Item) -> Callable[[Any], None]:
             return lambda step: bar.tick(item.out_dir, int(step.iteration), float(step.loss))
 
-        planned = []
-        for item in items:
-            try:
-                planned.append(_planned(item, req, ticker(item)))
-            except (ValueError, OSError) as err:  # the file changed since it was planned
-                if single:
-                    raise
-                counts.failed += 1
-                report.error(item.source, err)
+        planned = [_planned(item, req, ticker(item)) for item in items]
         with bar.hidden_on_error():  # a failing single fit leaves its error line alone
             for p, outcome in restore_stream(planned, req.group):
                 item = p.tag
