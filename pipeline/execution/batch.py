@@ -175,18 +175,15 @@ def _planned(item: Item, req: Request, tick: Callable[[Any], None]) -> Planned:
     from pipeline.user import load_case
 
     def setup() -> Restoration:
-        try:
-            observation, operator, truth = load_case(item.source, req.task, item.mask, req.factor, req.gt, req.size_mode,
-                                                     req.net.multiple, req.max_pixels)
-            metric_protocol, shave = protocol(req.task, req.factor)
-            return fits.prepare(operator, observation, item.out_dir, req.net, req.fit, ground_truth=truth, protocol=metric_protocol,
-                                shave=shave, device=req.device, log_every=req.log_every, snapshots=req.snapshots,
-                                callbacks=[(tick, req.log_every)], overwrite=req.force, max_pixels=req.max_pixels,
-                                extra={"preset": req.preset, "input": str(item.source), "batch_hash": item.digest})
-        except (ValueError, OSError, KeyError) as err:
-            raise ValueError(_message(err, item.source)) from None
+        observation, operator, truth = load_case(item.source, req.task, item.mask, req.factor, req.gt, req.size_mode,
+                                                 req.net.multiple, req.max_pixels)
+        metric_protocol, shave = protocol(req.task, req.factor)
+        return fits.prepare(operator, observation, item.out_dir, req.net, req.fit, ground_truth=truth, protocol=metric_protocol,
+                            shave=shave, device=req.device, log_every=req.log_every, snapshots=req.snapshots,
+                            callbacks=[(tick, req.log_every)], overwrite=req.force, max_pixels=req.max_pixels,
+                            extra={"preset": req.preset, "input": str(item.source), "batch_hash": item.digest})
 
-    return Planned(setup, key=group_key(item.header, req.task, req.settings()), tag=item)
+    return Planned(setup, key=group_key(item.header, req.task, req.settings()), tag=item, where=item.source)
 
 
 def restore_images(inputs: list[Path], out: Path, req: Request, report: Report | None = None) -> Counts:

@@ -131,7 +131,7 @@ class LocalEngine:
         def planned(job: Job) -> Planned:
             tick = [(lambda step: progress(job, int(step.iteration), float(step.loss)), int(job.settings["log_every"]))]
             return Planned(lambda: prepare_job(job.case_dir, job.out_dir, job.settings, tick, extra={"engine": self.name}),
-                           key=job_key(job), tag=job)
+                           key=job_key(job), tag=job, where=job.case_dir)
 
         for p, outcome in restore_stream([planned(job) for job in jobs], self.group):
             if isinstance(outcome, Exception):

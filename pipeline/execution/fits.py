@@ -241,6 +241,17 @@ class Planned:
     prepare: Callable[[], Restoration]
     key: str
     tag: Any = None
+    where: Path | str | None = None  # the input that an error while setting up names (a file, a case folder)
+
+    def setup(self) -> Restoration:
+        """``prepare()``, its user errors naming :attr:`where` where they do not already."""
+        try:
+            return self.prepare()
+        except (ValueError, OSError, KeyError) as err:
+            text = str(err.args[0]) if isinstance(err, KeyError) and err.args else " ".join(str(err).split())
+            if self.where is None or str(self.where) in text:
+                raise
+            raise ValueError(f"{self.where}: {text}") from None
 
 
 def restore_stream(planned: Iterable[Planned], group: int | str = 1) -> Iterator[tuple[Planned, dict[str, Any] | Exception]]:
@@ -262,7 +273,7 @@ def restore_stream(planned: Iterable[Planned], group: int | str = 1) -> Iterator
             while queue and len(chunk) < max(size, 1):
                 p = queue.pop(0)
                 try:
-                    chunk.append((p, p.prepare()))
+                    chunk.append((p, p.setup()))
                 except (ValueError, OSError, KeyError) as err:
                     failed.append((p, err))
                 if not size and chunk:  # the first fit of the key sets the group size
