@@ -28,12 +28,13 @@ console = Console(stderr=True)
 LINE_INTERVAL = 30.0  # seconds between two plain progress lines where the output is not a terminal
 
 
-def make_progress(out: Console | None = None, interval: float = LINE_INTERVAL) -> "Progress | LineProgress":
+def make_progress(out: Console | None = None, interval: float | None = None) -> "Progress | LineProgress":
     """A bar with label, count, elapsed time, ETA and a free-text status (loss / PSNR) on a
-    terminal (within 80 columns); :class:`LineProgress` where ``out`` is not a terminal."""
+    terminal (within 80 columns); :class:`LineProgress` (a line every ``interval`` seconds,
+    default :data:`LINE_INTERVAL`) where ``out`` (default: standard error) is not a terminal."""
     out = out or console
     if not out.is_terminal:
-        return LineProgress(out, interval)
+        return LineProgress(out, LINE_INTERVAL if interval is None else interval)
     return Progress(
         TextColumn("[bold]{task.description}", table_column=Column(ratio=1, min_width=6, no_wrap=True, overflow="ellipsis")),
         BarColumn(bar_width=12),
