@@ -125,8 +125,18 @@ def test_a_truncated_image_names_its_file(tmp_path: Path, camera64: np.ndarray) 
     assert single.exit_code == 2 and single.output.startswith(f"error: {folder / 'img01.png'}: not a readable image"), single.output
 
 
-def test_dip_run_names_a_damaged_case(tmp_path: Path, tiny_images) -> None:  # noqa: ANN001
-    """A corrupted case whose observation.npy is damaged is one error naming that case folder."""
+DAMAGE = {
+    "truncated observation.npy": ("observation.npy", lambda data: data[:200]),
+    "meta.json is a list": ("meta.json", lambda data: b"[" + data + b"]"),
+    "meta.json nested 100k deep": ("meta.json", lambda data: b"[" * 100_000 + b"]" * 100_000),
+    "factor is Infinity": ("meta.json", lambda data: data.replace(b'"task": "denoise"', b'"task": "sr", "factor": Infinity')),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_dip_run_names_a_damaged_case(tmp_path: Path, tiny_images, damage: str) -> None:  # noqa: ANN001
+    """A damaged corrupted case is one error naming that case folder (not a traceback, not a
+    message without a file); the other images' results are kept."""
     from conftest import tiny_profile
     from pipeline.profiles import Profile
     from pipeline.stages.corrupt import corrupt_all
@@ -136,9 +146,29 @@ def test_dip_run_names_a_damaged_case(tmp_path: Path, tiny_images) -> None:  # n
     prof = Profile("tiny", tiny_profile(iterations=2))
     corrupt_all(["denoise_s25"], prof, {"denoise": entries}, root, tmp_path / "corrupted", 0)
     case = tmp_path / "corrupted" / "denoise_s25" / "b"
-    (case / "observation.npy").write_bytes((case / "observation.npy").read_bytes()[:200])
-    with pytest.raises(ValueError, match=f"^{case}: "):
+    name, change = DAMAGE[damage]
+    (case / name).write_bytes(change((case / name).read_bytes()))
+    with pytest.raises(ValueError, match=f"^{case}: ") as err:
         run_experiment("denoise_s25", case.parent, tmp_path / "results" / "denoise_s25", prof, [0], "cpu")
+    assert "\n" not in str(err.value)
+    assert (tmp_path / "results" / "denoise_s25" / "a" / "seed_0" / "restored.png").is_file()
+
+
+@pytest.mark.parametrize("images", [["../../escaped"], [".hidden"], "a", [["a"]]])
+def test_dip_run_refuses_an_experiment_record_naming_paths(tmp_path: Path, tiny_images, images: object) -> None:  # noqa: ANN001
+    from conftest import tiny_profile
+    from pipeline.profiles import Profile
+    from pipeline.stages.corrupt import corrupt_all
+    from pipeline.stages.run import run_experiment
+
+    root, entries = tiny_images
+    prof = Profile("tiny", tiny_profile(iterations=2))
+    corrupt_all(["denoise_s25"], prof, {"denoise": entries}, root, tmp_path / "corrupted", 0)
+    record = tmp_path / "corrupted" / "denoise_s25" / "experiment.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "images": images}))
+    with pytest.raises(ValueError, match=f"^{record}: "):
+        run_experiment("denoise_s25", record.parent, tmp_path / "out" / "results" / "denoise_s25", prof, [0], "cpu")
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "out" / "results" / "denoise_s25" / "a").exists()
 
 
 def test_demo_writes_its_inputs_inside_the_atomic_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -108,7 +108,7 @@ def job_key(job: Job) -> str:
     try:
         meta = read_json(job.case_dir / "meta.json")
         size = [int(n) for n in meta["size"]]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, ArithmeticError):
         return str(job.out_dir)
     settings = {k: v for k, v in job.settings.items() if k != "seed"}
     settings["fit"] = {k: v for k, v in settings.get("fit", {}).items() if k != "seed"}

@@ -244,14 +244,23 @@ class Planned:
     where: Path | str | None = None  # the input that an error while setting up names (a file, a case folder)
 
     def setup(self) -> Restoration:
-        """``prepare()``, its user errors naming :attr:`where` where they do not already."""
+        """``prepare()``; an error while reading damaged inputs (a truncated array, a meta.json of
+        the wrong shape or nested too deeply, ...) becomes one ``ValueError`` naming :attr:`where`."""
         try:
             return self.prepare()
-        except (ValueError, OSError, KeyError) as err:
+        except DAMAGED_INPUT as err:
             text = str(err.args[0]) if isinstance(err, KeyError) and err.args else " ".join(str(err).split())
-            if self.where is None or str(self.where) in text:
+            if self.where is None:
                 raise
+            if isinstance(err, (ValueError, OSError)) and str(self.where) in text:
+                raise
+            if not isinstance(err, (ValueError, OSError, KeyError)):  # the input's shape, not a message for people
+                text = f"damaged input ({err.__class__.__name__}: {text or 'no detail'}); write it again (e.g. `dvc repro`)"
             raise ValueError(f"{self.where}: {text}") from None
+
+
+DAMAGED_INPUT = (ValueError, OSError, KeyError, TypeError, IndexError, AttributeError, RecursionError, ArithmeticError)
+"""What reading a damaged or hostile input file can raise while a fit is set up."""
 
 
 def restore_stream(planned: Iterable[Planned], group: int | str = 1) -> Iterator[tuple[Planned, dict[str, Any] | Exception]]:
@@ -274,7 +283,7 @@ def restore_stream(planned: Iterable[Planned], group: int | str = 1) -> Iterator
                 p = queue.pop(0)
                 try:
                     chunk.append((p, p.setup()))
-                except (ValueError, OSError, KeyError) as err:
+                except (ValueError, OSError, KeyError) as err:  # what setup() leaves of DAMAGED_INPUT
                     failed.append((p, err))
                 if not size and chunk:  # the first fit of the key sets the group size
                     size = _group_size(chunk[0][1], group, len(same))

@@ -13,11 +13,10 @@ removed by the next run (:func:`dip.io.clean_leftovers`); a running process's ne
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
-from dip.io import clean_leftovers, output_lock, remove_output, save_json
+from dip.io import clean_leftovers, output_lock, read_json, remove_output, save_json
 from pipeline import layout
 from pipeline.execution.engines import Engine, LocalEngine
 from pipeline.execution.job import Job, is_done, job_settings
@@ -28,7 +27,13 @@ from pipeline.execution.progress import FitsBar, make_progress
 def plan(exp_id: str, corrupted: Path, out_root: Path, profile: Profile, seeds: list[int], device: str) -> list[Job]:
     """The jobs of an experiment: every image of ``corrupted/<exp>`` × every seed."""
     exp = profile.experiment(exp_id)
-    info = json.loads((corrupted / "experiment.json").read_text())
+    record = corrupted / "experiment.json"
+    info = read_json(record)
+    if not isinstance(info, dict) or not isinstance(info.get("images"), list):
+        raise ValueError(f"{record}: not an experiment record of `dip corrupt`; run `dvc repro` (or `dip corrupt`) again")
+    for image in info["images"]:  # a name becomes a folder of results/: never a path
+        if not isinstance(image, str) or Path(image).name != image or image.startswith("."):
+            raise ValueError(f"{record}: image {image!r} is not a plain name; run `dvc repro` (or `dip corrupt`) again")
     if info.get("profile") != profile.name:
         raise ValueError(f"{corrupted} was made for profile {info.get('profile')!r}, not {profile.name!r}; run `dvc repro`")
     jobs = []
