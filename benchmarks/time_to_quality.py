@@ -26,7 +26,7 @@ from dip import Denoising, Fitter, Inpainting, SuperResolution
 from dip.early_stopping import WindowedVariance
 from dip.io import to_numpy
 from dip.metrics import psnr
-from pipeline.user import preset_configs
+from pipeline.settings import preset_configs
 
 
 def tasks(size: int) -> dict:

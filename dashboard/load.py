@@ -22,7 +22,7 @@ import pandas as pd
 import streamlit as st
 
 from pipeline import layout
-from pipeline.profiles import parse_experiment
+from pipeline.settings import parse_experiment
 
 ENV_ROOT = "DIP_RESULTS"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -152,7 +152,7 @@ def numeric(df: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> pd.DataFr
 def experiment_task(exp: str, root: Path | None = None) -> str:
     """The task of ``exp``: its ``data/corrupted/<exp>/experiment.json`` (figures: ``fig7_text`` is
     inpainting) when ``root`` is given and the file exists, else what the id says
-    (:func:`pipeline.profiles.parse_experiment`), else the id's first word."""
+    (:func:`pipeline.settings.parse_experiment`), else the id's first word."""
     info = read_json(root / layout.CORRUPTED / exp / "experiment.json") if root is not None else None
     if isinstance(info, dict) and info.get("task"):
         return str(info["task"])
@@ -160,6 +160,14 @@ def experiment_task(exp: str, root: Path | None = None) -> str:
         return parse_experiment(exp).task
     except ValueError:  # a figure id (its task is in params.yaml figures:) or something else
         return exp.split("_")[0]
+
+
+def experiment_images(root: Path, exp: str) -> list[str]:
+    """Every image of ``exp`` in the profile (its ``data/corrupted/<exp>/experiment.json``; ``[]``
+    when missing or damaged)."""
+    info = read_json(root / layout.CORRUPTED / exp / "experiment.json")
+    images = info.get("images") if isinstance(info, dict) else None
+    return [str(i) for i in images] if isinstance(images, list) else []
 
 
 def has_ground_truth(root: Path, exp: str) -> bool:
@@ -315,8 +323,11 @@ def per_image(root: Path) -> pd.DataFrame | None:
 
 def report(root: Path) -> pd.DataFrame | None:
     """``metrics/report.csv`` (:mod:`pipeline.outputs.report`): our rows (``source = ours``) with the
-    paper's value, Δ and the *reproduced* flag where comparable, and the paper's own methods
-    (``source = paper``); images then ``mean`` / ``mean:<set>`` rows. ``None`` when not written."""
+    paper's value, Δ and the *reproduced* flag where comparable, the paper's own methods
+    (``source = paper``) and one row per experiment with no fit yet (``source = pending``);
+    images then ``mean`` / ``mean:<set>`` rows; each experiment's ``images_done`` of
+    ``images_total`` and ``complete`` (empty in a report written before they existed). ``None``
+    when not written."""
     df = read_csv(root / layout.METRICS / layout.REPORT_CSV)
     if df is None or not {"experiment", "image", "method", "psnr"} <= set(df.columns):
         return None
@@ -324,8 +335,9 @@ def report(root: Path) -> pd.DataFrame | None:
     for col in ("experiment", "image", "method", "set"):
         df[col] = df[col].astype("string").fillna("").astype(str)
     df["source"] = df["source"].astype("string").fillna("ours").astype(str)
-    df["reproduced"] = df["reproduced"].map(lambda v: v if isinstance(v, bool) else {"true": True, "false": False}.get(str(v).strip().lower()))
-    return numeric(df, ("psnr", "psnr_std", "ssim", "ssim_std", "seeds", "seconds", "paper_psnr", "delta"))
+    for col in ("reproduced", "complete"):
+        df[col] = df[col].map(lambda v: v if isinstance(v, bool) else {"true": True, "false": False}.get(str(v).strip().lower()))
+    return numeric(df, ("psnr", "psnr_std", "ssim", "ssim_std", "seeds", "seconds", "paper_psnr", "delta", "paper_psnr_all", "images_done", "images_total"))
 
 
 def summary(root: Path) -> dict[str, Any]:
@@ -399,6 +411,12 @@ def curves(root: Path) -> pd.DataFrame:
         return pd.concat(frames, ignore_index=True)
     df = read_csv(root / layout.METRICS / layout.CURVES_CSV)
     return df if df is not None else pd.DataFrame(columns=list(layout.CURVE_FIELDS[:5]))
+
+
+def with_snapshots(root: Path) -> list[tuple[str, str]]:
+    """``(experiment, image)`` of every run that has snapshots (a published bundle keeps those of
+    a few images only: Table 1's peppers and man), in run order."""
+    return list(dict.fromkeys((r.experiment, r.image) for r in run_dirs(root) if any((r.path / "snapshots").glob("iter_*.png"))))
 
 
 def snapshots(path: Path) -> list[tuple[int, Path]]:

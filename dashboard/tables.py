@@ -3,7 +3,9 @@
 ``metrics/report.csv`` (:func:`dashboard.load.report`) is what the evaluate stage wrote; before
 it exists, :func:`report_from_runs` builds the same table from the runs' ``run.json`` with
 :mod:`pipeline.outputs.report`'s aggregation (mean and spread over seeds, ``mean`` / ``mean:<set>`` rows),
-so the dashboard computes no mean of its own.
+so the dashboard computes no mean of its own. An experiment in progress (k of n images fitted)
+and one pending (no fit yet) read as the report reads them: :func:`progress` gives k, n and
+complete from the report's own columns, :func:`mean_labels` the report's labels of its means.
 """
 
 from __future__ import annotations
@@ -34,13 +36,50 @@ def per_image_from_runs(table: pd.DataFrame) -> pd.DataFrame:
 
 def report_from_runs(root: Path) -> pd.DataFrame:
     """The report's table built from the runs' ``run.json`` alone (``input`` and ``dip``, mean
-    and spread over seeds, ``mean`` rows; no paper columns): what a partly finished pipeline,
-    one without ``metrics/report.csv``, can show."""
+    and spread over seeds, ``mean`` rows, k of n images from ``experiment.json``, a ``pending``
+    row per experiment with no fit; no paper columns): what a partly finished pipeline, one
+    without ``metrics/report.csv``, can show."""
     table = runs(root)
     if not len(table):
         return pd.DataFrame(columns=list(REPORT_COLUMNS))
-    aggregated = pipeline_report.with_means(pipeline_report.aggregate(per_image_from_runs(table)))
-    return pipeline_report.compare(aggregated, {}, "", 0.0).reindex(columns=list(REPORT_COLUMNS))
+    done: dict[str, set[str]] = {}
+    for exp, image in zip(table["experiment"], table["image"]):
+        done.setdefault(str(exp), set()).add(str(image))
+    corrupted = root / layout.CORRUPTED
+    planned = sorted(p.parent.name for p in corrupted.glob("*/experiment.json")) if corrupted.is_dir() else []
+    progress = pipeline_report.read_progress(corrupted, root / layout.RESULTS, list(dict.fromkeys(planned + sorted(done))), done)
+    return pipeline_report.results_table(per_image_from_runs(table), {}, "", 0.0, progress)
+
+
+def progress(rows: pd.DataFrame) -> tuple[int, int, bool] | None:
+    """``(k, n, complete)`` of one experiment's report rows; ``None`` for a report written before
+    the columns existed (or with them damaged)."""
+    if not len(rows) or not {"images_done", "images_total"} <= set(rows.columns):
+        return None
+    k, n = pd.to_numeric(rows["images_done"], errors="coerce").iloc[0], pd.to_numeric(rows["images_total"], errors="coerce").iloc[0]
+    if pd.isna(k) or pd.isna(n):
+        return None
+    return int(k), int(n), bool(n > 0 and k == n)
+
+
+def mean_labels(rows: pd.DataFrame) -> dict[str, str]:
+    """``{"mean": "mean over k of n images", "mean:<set>": "mean:<set> over its fitted images"}``
+    for an experiment in progress (as report.md labels them); ``{}`` when it is complete."""
+    state = progress(rows)
+    if state is None or state[2]:
+        return {}
+    k, n, _ = state
+    labels = [str(i) for i in dict.fromkeys(rows["image"]) if str(i).startswith("mean")]
+    return {m: f"mean over {k} of {n} images" if m == "mean" else f"{m} over its fitted images" for m in labels}
+
+
+def paper_means_all(rows: pd.DataFrame) -> pd.DataFrame:
+    """The paper's means over all the experiment's (or a set's) images: ``image`` (``mean`` or
+    ``mean:<set>``), ``method`` (the paper's label), ``psnr`` (``paper_psnr_all`` of the report)."""
+    if "paper_psnr_all" not in rows.columns:
+        return pd.DataFrame(columns=["image", "method", "psnr"])
+    theirs = rows[(rows["source"] == "paper") & pd.to_numeric(rows["paper_psnr_all"], errors="coerce").notna()]
+    return theirs[["image", "method", "paper_psnr_all"]].rename(columns={"paper_psnr_all": "psnr"}).reset_index(drop=True)
 
 
 def paper_dip_reference(root: Path) -> pd.DataFrame:

@@ -34,68 +34,16 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from dip.config import FitConfig  # noqa: F401 - re-exported: the settings live in dip.config (no torch)
 from dip.device import pick_device
 from dip.graphs import Replayer
 from dip.group import Lone, Stacked
-from dip.inputs import INPUT_KINDS, make_input
+from dip.inputs import make_input
 from dip.iteration import Iteration
 from dip.models import build_model
 from dip.network import NetConfig
 from dip.operators import Operator
 from dip.priors import tv
-
-
-@dataclass
-class FitConfig:
-    """Optimisation settings. Defaults are the paper's denoising settings."""
-
-    iterations: int = 3000
-    lr: float = 0.01
-    reg_noise_std: float = 1.0 / 30  # σ_p, the input perturbation
-    input_noise_scale: float = 0.1  # z ~ U(0, input_noise_scale)
-    exp_weight: float | None = None  # output averaging β; None = off
-    backtrack: bool = False
-    backtrack_drop_db: float = 5.0  # a loss jump of this many dB counts as divergence
-    early_stop: bool = False
-    es_window: int = 100
-    es_patience: int = 1000
-    seed: int = 0
-    # "fp32"; "bf16" = autocast on CUDA (ignored on the CPU); "fp64" = float64 weights and data,
-    # slow, for exactness checks (rounding no longer steers Adam's trajectory)
-    precision: str = "fp32"
-    channels_last: bool = False  # NHWC end to end (one memory format either way; measure before turning on)
-    compile: bool = False  # torch.compile the forward pass (measured slower on the test CPU)
-    graph: bool | None = None  # capture each iteration as a CUDA graph; None = on for CUDA (eager elsewhere)
-    check_every: int = 100  # host check for a NaN/Inf loss every this many iterations
-    input: str = "noise"  # the code z: noise | meshgrid | image (dip.inputs.make_input)
-    tv_weight: float = 0.0  # λ of the added λ·TV(x) term (dip.priors.tv); 0 = none
-
-    def validate(self) -> "FitConfig":
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
-        if not self.lr > 0:
-            raise ValueError(f"learning rate must be > 0, got {self.lr}")
-        if self.reg_noise_std < 0 or self.input_noise_scale <= 0:
-            raise ValueError("reg_noise_std must be >= 0 and input_noise_scale > 0")
-        if self.exp_weight is not None and not 0 <= self.exp_weight < 1:
-            raise ValueError(f"exp_weight must be in [0, 1), got {self.exp_weight}")
-        if self.check_every < 1:
-            raise ValueError(f"check_every must be >= 1, got {self.check_every}")
-        if self.precision not in ("fp32", "bf16", "fp64"):
-            raise ValueError(f"precision must be fp32, bf16 or fp64, got {self.precision!r}")
-        if self.input not in INPUT_KINDS:
-            raise ValueError(f"input must be one of {', '.join(INPUT_KINDS)}, got {self.input!r}")
-        if not self.tv_weight >= 0:
-            raise ValueError(f"tv_weight must be >= 0, got {self.tv_weight}")
-        return self
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "FitConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown fitting setting(s): {', '.join(sorted(unknown))}")
-        return cls(**values).validate()
 
 
 @dataclass

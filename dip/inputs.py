@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-INPUT_KINDS = ("noise", "meshgrid", "image")
+from dip.config import INPUT_KINDS
 
 
 def make_input(

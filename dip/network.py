@@ -31,134 +31,16 @@ Batch normalisation always uses the statistics of the one image being fitted
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
+from dip.config import (  # noqa: F401 - re-exported: the settings live in dip.config (no torch)
+    ARCHS, DOWNSAMPLE_MODES, PAD_MODES, UPSAMPLE_MODES, Arch, DownsampleMode, NetConfig, PadMode, UpsampleMode, _per_level,
+    upsample_modes,
+)
 from dip.downsample import LanczosDownsampler
-
-DownsampleMode = Literal["stride", "max", "avg", "lanczos2", "lanczos3"]
-UpsampleMode = Literal["nearest", "bilinear"]
-Arch = Literal["skip", "unet", "resnet", "image"]
-PadMode = Literal["reflection", "zero"]
-DOWNSAMPLE_MODES = ("stride", "max", "avg", "lanczos2", "lanczos3")
-UPSAMPLE_MODES = ("nearest", "bilinear")
-PAD_MODES = ("reflection", "zero")
-#: generators :func:`dip.models.build_model` knows: the paper's skip network, the U-Net and
-#: ResNet of its architecture comparison (Fig. 8), and "image" (no network: the pixels themselves)
-ARCHS = ("skip", "unet", "resnet", "image")
-
-
-def _per_level(value: int | Sequence[int], levels: int, name: str) -> list[int]:
-    values = [int(value)] * levels if isinstance(value, int) else [int(v) for v in value]
-    if len(values) != levels:
-        raise ValueError(f"{name} has {len(values)} entries but the network has {levels} levels")
-    return values
-
-
-def upsample_modes(cfg: "NetConfig") -> list[str]:
-    """The upsampling mode of each level, outermost first (``cfg.upsample`` may be one mode or a list)."""
-    if isinstance(cfg.upsample, str):
-        return [cfg.upsample] * cfg.levels
-    modes = [str(m) for m in cfg.upsample]
-    if len(modes) != cfg.levels:
-        raise ValueError(f"upsample has {len(modes)} entries but the network has {cfg.levels} levels")
-    return modes
-
-
-@dataclass
-class NetConfig:
-    """Architecture hyper-parameters (supplementary material, Fig. 1). Defaults = the paper's."""
-
-    input_depth: int = 32
-    channels_down: list[int] = field(default_factory=lambda: [128] * 5)  # n_d
-    channels_up: list[int] = field(default_factory=lambda: [128] * 5)  # n_u
-    channels_skip: list[int] = field(default_factory=lambda: [4] * 5)  # n_s
-    kernel_down: int | list[int] = 3  # k_d
-    kernel_up: int | list[int] = 3  # k_u
-    kernel_skip: int | list[int] = 1  # k_s
-    downsample: DownsampleMode = "stride"
-    upsample: UpsampleMode | list[UpsampleMode] = "bilinear"  # one mode, or one per level (outermost first)
-    align_corners: bool = True  # PyTorch < 0.4 behaviour, which the paper's runs used
-    pad: PadMode = "reflection"
-    conv1x1_up: bool = True
-    leaky_slope: float = 0.2
-    arch: Arch = "skip"  # skip | unet | resnet | image (dip.models.build_model)
-    unet_feature_scale: int = 8  # unet: channels [64, 128, 256, 512, 1024] // feature_scale
-    unet_more_layers: int = 1  # unet: extra levels beyond the 4 of the classic U-Net
-    resnet_blocks: int = 8  # resnet: residual blocks
-    resnet_channels: int = 32  # resnet: channels of every block
-
-    @property
-    def levels(self) -> int:
-        return len(self.channels_down)
-
-    def validate(self) -> "NetConfig":
-        """Raise ``ValueError`` with a readable message for nonsense settings."""
-        n = self.levels
-        if n < 1:
-            raise ValueError("the network needs at least one level")
-        if len(self.channels_up) != n or len(self.channels_skip) != n:
-            raise ValueError(
-                f"channels_down/up/skip must have one entry per level, got {n}, "
-                f"{len(self.channels_up)} and {len(self.channels_skip)}"
-            )
-        if self.input_depth < 1 or min(self.channels_down + self.channels_up) < 1:
-            raise ValueError("input_depth and every down/up channel count must be >= 1")
-        if min(self.channels_skip) < 0:
-            raise ValueError("skip channels must be >= 0 (0 means no skip at that level)")
-        for name in ("kernel_down", "kernel_up", "kernel_skip"):
-            if min(_per_level(getattr(self, name), n, name)) < 1:
-                raise ValueError(f"{name} must be >= 1")
-        if self.downsample not in DOWNSAMPLE_MODES:
-            raise ValueError(f"downsample must be one of {DOWNSAMPLE_MODES}, got {self.downsample!r}")
-        bad = [m for m in upsample_modes(self) if m not in UPSAMPLE_MODES]
-        if bad:
-            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES} (or a list of them, one per level), got {self.upsample!r}")
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
-        if min(self.unet_feature_scale, self.resnet_blocks, self.resnet_channels) < 1 or self.unet_more_layers < 0:
-            raise ValueError("unet_feature_scale, resnet_blocks and resnet_channels must be >= 1, unet_more_layers >= 0")
-        if self.pad not in PAD_MODES:
-            raise ValueError(f"pad must be one of {PAD_MODES}, got {self.pad!r}")
-        return self
-
-    @property
-    def multiple(self) -> int:
-        """Spatial sizes the network accepts are multiples of this: ``2**levels`` for the skip
-        network, ``2**(4 + more_layers)`` for the U-Net, 1 for the ResNet and the pixel image."""
-        if self.arch == "unet":
-            return 2 ** (4 + self.unet_more_layers)
-        if self.arch in ("resnet", "image"):
-            return 1
-        return 2**self.levels
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "NetConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known - {"levels", "width", "skip"}
-        if unknown:
-            raise ValueError(f"unknown network setting(s): {', '.join(sorted(unknown))}")
-        values = dict(values)
-        levels = int(values.pop("levels", 5))
-        width = values.pop("width", 128)
-        skip = values.pop("skip", 4)
-        if width is not None:
-            values.setdefault("channels_down", [int(width)] * levels)
-            values.setdefault("channels_up", [int(width)] * levels)
-        if skip is not None:
-            values.setdefault("channels_skip", [int(skip)] * levels)
-        for key in ("channels_down", "channels_up", "channels_skip"):
-            if key in values and isinstance(values[key], int):
-                values[key] = [values[key]] * levels
-        return cls(**values).validate()
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 def _conv(cin: int, cout: int, k: int, stride: int, cfg: NetConfig) -> nn.Sequential:
     """Padding + convolution (+ downsampler when ``stride`` > 1 and the mode is not ``stride``)."""

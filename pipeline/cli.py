@@ -2,10 +2,9 @@
 one sub-command per DVC stage.
 
 Every sub-command is registered here and only parses its options, calls one entry point and
-prints: a pipeline stage's logic is its module's ``stage`` function (``pipeline/profiles.py``,
-``fetch.py``, ``corrupt.py``, ``run.py``, ``evaluate.py``; ``dip baselines`` still reads its
-corrupted inputs here); the settings of ``dip restore --preset`` are params.yaml's profiles
-(``pipeline/user.py``).
+prints: a pipeline stage's logic is the ``stage`` function of its module in ``pipeline/stages/``
+(``resolve``, ``fetch``, ``corrupt``, ``run``, ``baselines``, ``evaluate``); every setting is
+read and checked by :mod:`pipeline.settings`, the presets of ``dip restore`` included.
 Every command turns bad input into one ``error: …`` line and a non-zero exit code.
 """
 
@@ -110,7 +109,7 @@ def restore(
     from pipeline.execution.batch import Item, Report, Request, restore_images
     from pipeline.execution.fits import DEFAULT_MAX_PIXELS
     from pipeline.execution.progress import console
-    from pipeline.user import preset_configs
+    from pipeline.settings import preset_configs
 
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -177,8 +176,8 @@ def demo(
     from dip.operators import Inpainting
     from pipeline.execution.progress import FitProgress, console, hidden_on_error, make_progress
     from pipeline.execution.fits import DEFAULT_MAX_PIXELS
-    from pipeline.execution.fits import restore as run_restore
-    from pipeline.user import preset_configs
+    from pipeline.execution.fits import fit_and_write
+    from pipeline.settings import preset_configs
 
     if iterations <= 0 or size < 32:
         raise ValueError("--iterations must be positive and --size at least 32")
@@ -193,7 +192,7 @@ def demo(
     with output_lock(out), make_progress() as progress:
         bar = progress.add_task("inpainting cameraman", total=iterations, status="")
         with hidden_on_error(progress, bar):
-            record = run_restore(
+            record = fit_and_write(
                 Inpainting(mask), observation, out, net_cfg, fit_cfg, ground_truth=truth, device=device,
                 log_every=10, snapshots=(0, iterations // 4, iterations // 2, iterations),
                 callbacks=[(FitProgress(progress, bar), 10)], overwrite=True, extra={"preset": "demo"},
@@ -216,7 +215,7 @@ def net(
 ) -> None:
     """Print the network's architecture per level (a profile's network) and its parameter count."""
     from dip.network import describe
-    from pipeline.user import preset_configs
+    from pipeline.settings import preset_configs
 
     if channels not in (1, 3):
         raise ValueError(f"--channels must be 1 or 3, got {channels}")
@@ -260,7 +259,7 @@ def metrics(
     typer.echo(json.dumps(values, allow_nan=False))
 
 
-# --- reproduction pipeline (issue 3): every DVC stage calls one of these -------------------
+# --- the reproduction pipeline: every DVC stage calls one of these ---------------------------
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to read.")]
 ProfileFileOpt = Annotated[Path, typer.Option("--profile-file", help="The resolved profile (written by `dip profile`).")]
@@ -273,7 +272,7 @@ def profile_cmd(
     out: Annotated[Path, typer.Option(help="Where to write the resolution.")] = Path("data/profile.json"),
 ) -> None:
     """Resolve params.yaml's `profile` (auto → paper with CUDA, else quick) into data/profile.json."""
-    from pipeline.profiles import stage
+    from pipeline.stages.resolve import stage
 
     record = stage(params, out)
     typer.echo(f"profile {record['requested']} → {record['profile']} on {record['device']} ({record['device_name']})")
@@ -364,8 +363,14 @@ def evaluate(
 
     summary = stage(params, profile_file, results, baselines_dir, corrupted, paper, out)
     typer.echo(f"profile {summary['profile']} on {summary['device']}: report in {out}/report.md")
+    progress = summary.get("progress") or {}
     for exp, methods in summary["experiments"].items():
-        typer.echo(f"  {exp}: " + ", ".join(f"{k} {v['psnr']} dB" for k, v in methods.items() if not k.startswith("dip_")))
+        p = progress.get(exp) or {}
+        part = f" (in progress: {p['images_done']} of {p['images_total']} images)" if p.get("status") == "in progress" else ""
+        typer.echo(f"  {exp}{part}: " + ", ".join(f"{k} {v['psnr']} dB" for k, v in methods.items() if not k.startswith("dip_")))
+    pending = [exp for exp, p in progress.items() if p.get("status") == "pending"]
+    if pending:
+        typer.echo(f"  pending (no image fitted yet): {', '.join(pending)}")
 
 
 @app.command()
@@ -390,6 +395,45 @@ def publish(
                f"on {manifest['device_name'] or manifest['device']}; check it with `dip check-bundle {out}`")
 
 
+@app.command("publish-run")
+@user_errors
+def publish_run_cmd(
+    budget: Annotated[float, typer.Option(help="Seconds this command may take, from its start (inputs, fits, parts).", show_default=False)],
+    out: Annotated[Path, typer.Option(help="Folder for the parts (part-*.tar.gz, at most 4) and publish_run.jsonl.", show_default=False)],
+    bundle: Annotated[Optional[Path], typer.Option(help="The committed bundle to resume from, e.g. results-published/paper-h200 (may not exist yet): its fits are skipped.")] = None,
+    mirror: Annotated[Optional[str], typer.Option(help="Images folder laid out like ../shared/images (default: params fetch.mirror, else $DIP_MIRROR, else the URLs).")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    profile: Annotated[str, typer.Option(help="The profile to publish (whatever params.yaml's `profile` says): paper; smoke for a quick CPU check.")] = "paper",
+    choice: Annotated[Optional[Path], typer.Option(help="The speed step's choice file: its execution options and engine group are applied (never the numbers).")] = None,
+    work: Annotated[Path, typer.Option(help="Work folder (data/, results/ as in docs/LAYOUT.md); fits finished there by an earlier call are returned, not refitted.")] = Path(".gpu-results"),
+    margin: Annotated[float, typer.Option(help="Seconds of the budget kept for the end (the last part, exit).")] = 10.0,
+    commit: Annotated[Optional[str], typer.Option(help="The commit the run is made at (default: $DIP_COMMIT, else git HEAD).")] = None,
+) -> None:
+    """Fit the paper profile in priority order within --budget seconds, skipping what --bundle holds; the new fits go to --out as parts to merge (`dip publish PART --into BUNDLE`)."""
+    from pipeline.execution.publish_run import run
+
+    if not budget > 0 or not 0 <= margin < budget:
+        raise ValueError(f"--budget must be positive and --margin between 0 and the budget, got {budget} and {margin}")
+
+    def show(event: dict[str, Any]) -> None:
+        kind = event["event"]
+        what = event.get("fit") or ""
+        detail = event.get("note") or event.get("error") or ""
+        if kind == "finished":
+            detail = f"{event['seconds']} s ({event['ms_per_it']} ms/it) → {event['part']}"
+        elif kind == "started":
+            detail = "probe: new shape" if event.get("probe") else f"estimate {event['estimate_s']} s, {event['left_s']} s left"
+        elif kind in ("start", "inputs", "end"):
+            detail = json.dumps({k: v for k, v in event.items() if k not in ("event", "time", "costs")}, default=str)
+        typer.echo(f"{kind:>12} {what} {detail}".rstrip())
+
+    summary = run(params_path=params, out=out, budget=budget, bundle=bundle, profile_name=profile, mirror=mirror, choice=choice,
+                  work=work, commit=commit, margin=margin, echo=show)
+    returned = sum(p["fits"] for p in summary["parts"])
+    typer.echo(f"{returned} fit(s) returned in {len(summary['parts'])} part(s) in {out}/ after {summary['seconds']} s; "
+               + ", ".join(f"{n} {k}" for k, n in sorted(summary["decisions"].items())))
+
+
 @app.command("check-bundle")
 @user_errors
 def check_bundle_cmd(
@@ -404,6 +448,21 @@ def check_bundle_cmd(
     if problems:
         raise typer.Exit(1)
     typer.echo(f"{bundle}: consistent")
+
+
+@app.command()
+@user_errors
+def readme(
+    path: Annotated[Path, typer.Option("--readme", help="The README whose Results block (between <!-- results:begin --> and <!-- results:end -->) is rewritten.")] = Path("README.md"),
+    check: Annotated[bool, typer.Option(help="Write nothing; exit 1 when the block is not what the published bundles give.")] = False,
+) -> None:
+    """README's Results block from the bundles in results-published/ beside it (pending text when there is none)."""
+    from pipeline.outputs.readme import update
+
+    changed = update(path, check=check)
+    if check and changed:
+        raise fail(f"{path}: the Results block is out of date; run `dip readme --readme {path}`", code=1)
+    typer.echo(f"{path}: Results block {'rewritten' if changed else 'up to date'}")
 
 
 @app.command()

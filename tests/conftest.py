@@ -175,11 +175,12 @@ def build_outputs(root: Path, profile: str = "smoke") -> Path:
     from dip.io import save_json
     from pipeline.stages.baselines import run_experiment_baselines
     from pipeline.stages.corrupt import corrupt_all
-    from pipeline.execution.engines import EngineConfig, make_engine
+    from pipeline.execution.engines import make_engine
     from pipeline.stages.evaluate import evaluate
     from pipeline.stages.fetch import FetchOptions, fetch_all, mirror_from
     from pipeline.images.manifest import load_manifest
-    from pipeline.profiles import active_profile, load_params, resolve
+    from pipeline.settings import EngineConfig, active_profile, load_params
+    from pipeline.stages.resolve import resolve
     from pipeline.outputs.report import load_paper
     from pipeline.stages.run import run_experiment
 

@@ -11,7 +11,8 @@ import torch
 from dip.io import to_numpy, to_tensor
 from dip.metrics import psnr, to_uint8
 from dip.operators import Denoising, Inpainting, SuperResolution
-from pipeline.classical import DEFAULTS, METHODS, method_params, run_baseline
+from pipeline.settings import BASELINE_DEFAULTS, BASELINES
+from pipeline.stages.baselines import METHODS, method_params, run_baseline
 
 
 @pytest.mark.parametrize("method", list(METHODS["denoise"]))
@@ -20,7 +21,7 @@ def test_denoisers_improve_psnr(method: str, colour: bool, camera64: np.ndarray,
     clean = astronaut64 if colour else camera64
     noisy = to_numpy(Denoising.corrupt(to_tensor(clean), 25 / 255, torch.Generator().manual_seed(0)))
     start = time.perf_counter()
-    estimate, seconds = run_baseline("denoise", method, noisy, {"sigma": 25 / 255}, DEFAULTS[method])
+    estimate, seconds = run_baseline("denoise", method, noisy, {"sigma": 25 / 255}, BASELINE_DEFAULTS[method])
     assert estimate.shape == clean.shape and 0 < seconds <= time.perf_counter() - start  # the method's own time
     assert psnr(clean, estimate) > psnr(clean, noisy) + 1.5
 
@@ -46,3 +47,9 @@ def test_bad_settings_are_rejected() -> None:
         method_params("nlm", {"nlm": {"strength": 3}})
     with pytest.raises(ValueError, match="no baseline 'bm3d' for task 'sr'"):
         run_baseline("sr", "bm3d", np.zeros((4, 4)), {}, {})
+
+
+def test_the_settings_name_exactly_the_methods_there_are() -> None:
+    """params.yaml's baselines are checked against pipeline.settings.BASELINES (no torch, no
+    scikit-image): it must name the methods the stage runs, task by task."""
+    assert {t: list(ms) for t, ms in BASELINES.items()} == {t: list(ms) for t, ms in METHODS.items()}

@@ -62,7 +62,7 @@ def test_dip_run_also_releases_each_fit(tmp_path: Path, tiny_images, monkeypatch
     import pipeline.execution.fits as fits
     import pipeline.execution.job as job
     from conftest import tiny_profile
-    from pipeline.profiles import Profile
+    from pipeline.settings import Profile
     from pipeline.stages.corrupt import corrupt_all
     from pipeline.stages.run import run_experiment
 
@@ -138,7 +138,7 @@ def test_dip_run_names_a_damaged_case(tmp_path: Path, tiny_images, damage: str) 
     """A damaged corrupted case is one error naming that case folder (not a traceback, not a
     message without a file); the other images' results are kept."""
     from conftest import tiny_profile
-    from pipeline.profiles import Profile
+    from pipeline.settings import Profile
     from pipeline.stages.corrupt import corrupt_all
     from pipeline.stages.run import run_experiment
 
@@ -157,7 +157,7 @@ def test_dip_run_names_a_damaged_case(tmp_path: Path, tiny_images, damage: str) 
 @pytest.mark.parametrize("images", [["../../escaped"], [".hidden"], "a", [["a"]]])
 def test_dip_run_refuses_an_experiment_record_naming_paths(tmp_path: Path, tiny_images, images: object) -> None:  # noqa: ANN001
     from conftest import tiny_profile
-    from pipeline.profiles import Profile
+    from pipeline.settings import Profile
     from pipeline.stages.corrupt import corrupt_all
     from pipeline.stages.run import run_experiment
 

@@ -165,7 +165,7 @@ def tiny_workspace(root: Path, camera64: np.ndarray, iterations: int) -> Path:
     """params.yaml with a tiny profile, its data/profile.json and corrupted inputs: what `dip run` reads."""
     from conftest import tiny_profile
     from pipeline.images.manifest import ImageEntry
-    from pipeline.profiles import Profile
+    from pipeline.settings import Profile
     from pipeline.stages.corrupt import corrupt_all
     from dip.io import save_image
 

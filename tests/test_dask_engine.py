@@ -19,9 +19,9 @@ import yaml
 
 from conftest import run_in, tiny_profile
 from pipeline.stages.corrupt import corrupt_all
-from pipeline.execution.engines import DASK_MISSING, DaskEngine, EngineConfig, LocalEngine, make_engine
+from pipeline.execution.engines import DASK_MISSING, DaskEngine, LocalEngine, make_engine
 from pipeline.images.manifest import ImageEntry
-from pipeline.profiles import Profile
+from pipeline.settings import EngineConfig, Profile
 from pipeline.execution.job import Job
 from pipeline.stages.run import run_experiment
 
@@ -156,10 +156,10 @@ def test_dvc_exp_run_with_dask_reproduces_local_metrics(smoke_project: Path, tmp
     project = tmp_path / "project"
     shutil.copytree(smoke_project, project, symlinks=True)
     # Forget the local fits: without their folders and dvc.lock entries DVC has nothing to check
-    # out, so the restore stages fit again (a kept results/ would be, rightly, reused by `dip run`).
+    # out, so the fit stages fit again (a kept results/ would be, rightly, reused by `dip run`).
     shutil.rmtree(project / "results")
     lock = yaml.safe_load((project / "dvc.lock").read_text())
-    lock["stages"] = {k: v for k, v in lock["stages"].items() if not k.startswith("restore@")}
+    lock["stages"] = {k: v for k, v in lock["stages"].items() if not k.startswith("fit@")}
     (project / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
     out = run_in(project, "dvc", "exp", "run", "-S", "engine.kind=dask").stdout
     active = yaml.safe_load((project / "params.yaml").read_text())["profiles"]["smoke"]["experiments"]

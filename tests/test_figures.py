@@ -15,8 +15,8 @@ from dip.models import build_model
 from dip.network import NetConfig, count_parameters, upsample_modes
 from pipeline.stages.corrupt import corrupt_all
 from pipeline.images.manifest import ImageEntry, load_manifest
-from pipeline.profiles import Profile, parse_experiment
-from pipeline.stages.run import job_settings, run_experiment
+from pipeline.settings import Profile, job_settings, parse_experiment
+from pipeline.stages.run import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())

@@ -18,16 +18,25 @@ def test_the_documented_columns_are_the_layout_modules() -> None:
     assert doc["columns"]["report.csv"] == list(layout.REPORT_FIELDS)
 
 
-def test_the_stages_and_the_dashboard_use_the_layout_modules_columns() -> None:
-    from dashboard.tables import REPORT_COLUMNS
-    from pipeline import layout
-    from pipeline.outputs import report
-    from pipeline.stages import evaluate
-    from pipeline.execution.fits import CURVE_FIELDS as RUN_CURVE_FIELDS
+def _header(path: Path) -> list[str]:
+    return path.read_text().splitlines()[0].split(",")
 
-    assert evaluate.PER_IMAGE_FIELDS is layout.PER_IMAGE_FIELDS and evaluate.CURVE_FIELDS is layout.CURVE_FIELDS
-    assert report.REPORT_FIELDS is layout.REPORT_FIELDS is REPORT_COLUMNS
-    assert layout_doc()["curve"] == list(RUN_CURVE_FIELDS)
+
+def test_the_files_written_have_the_layout_modules_columns(smoke_outputs: Path) -> None:
+    """What the evaluate stage and the fits wrote (the smoke profile) has the columns that
+    pipeline/layout.py and docs/LAYOUT.md name, in that order, and the dashboard's report table too."""
+    from dashboard.load import report
+    from pipeline import layout
+    from pipeline.execution.fits import RUN_CURVE_FIELDS
+
+    metrics = smoke_outputs / layout.METRICS
+    assert _header(metrics / layout.PER_IMAGE_CSV) == list(layout.PER_IMAGE_FIELDS)
+    assert _header(metrics / layout.CURVES_CSV) == list(layout.CURVE_FIELDS)
+    assert _header(metrics / layout.REPORT_CSV) == list(layout.REPORT_FIELDS)
+    assert list(report(smoke_outputs).columns)[: len(layout.REPORT_FIELDS)] == list(layout.REPORT_FIELDS)
+    curves = {tuple(_header(p)) for p in (smoke_outputs / layout.RESULTS).glob("*/*/seed_*/curve.csv")}
+    assert curves and all(list(c) == [f for f in RUN_CURVE_FIELDS if f in c] for c in curves)  # a subset, in order
+    assert max(curves, key=len) == tuple(layout_doc()["curve"]) == RUN_CURVE_FIELDS  # with a ground truth and averaging
 
 
 def test_the_documented_paths_are_the_layout_modules() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.images.manifest import load_manifest
-from pipeline.profiles import active_profile, load_params
+from pipeline.settings import active_profile, load_params
 from pipeline.stages.fetch import FetchOptions, fetch_all
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,11 +35,15 @@ def test_the_paper_profile_keeps_the_authors_images() -> None:
 
 def test_a_profile_may_only_replace_figures_that_exist(tmp_path: Path) -> None:
     import pytest
+    import yaml
 
-    from pipeline.profiles import Profile
+    from pipeline.settings import Profile
 
-    with pytest.raises(ValueError, match="profiles.p.figures: fig99 not defined in figures:"):
-        Profile("p", {"figures": {"fig99": {"image": "embedded/camera"}}}, {"fig7_text": {"task": "inpaint"}})
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["profiles"]["smoke"]["figures"]["fig99"] = {"image": "embedded/camera"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ValueError, match="profiles.smoke.figures: fig99 not defined in figures:"):
+        load_params(tmp_path / "params.yaml")
     prof = Profile("p", {"figures": {"fig7_text": {"image": "embedded/camera"}}},
                    {"fig7_text": {"task": "inpaint", "image": "dip_demo/inpainting_kate", "mask": "dip_demo/inpainting_kate_mask"}})
     assert prof.experiment("fig7_text").image == "embedded/camera" and prof.experiment("fig7_text").mask == "dip_demo/inpainting_kate_mask"

@@ -74,7 +74,7 @@ def test_params_diff_shows_a_set_change(smoke_project: Path, tmp_path: Path) -> 
     project = tmp_path / "project"
     shutil.copytree(smoke_project, project, symlinks=True)
     out = run_in(project, "dvc", "exp", "run", "-S", "fetch.timeout=10").stdout
-    assert "Running stage 'restore@" not in out
+    assert "Running stage 'fit@" not in out
     diff = json.loads(run_in(project, "dvc", "params", "diff", "--json").stdout)
     change = diff["params.yaml"]["fetch.timeout"]
     assert (change["old"], change["new"]) == (30, 10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ import torch
 from conftest import tiny_profile
 from pipeline.stages.corrupt import corrupt_all, write_case
 from pipeline.images.manifest import ImageEntry
-from pipeline.profiles import Profile, parse_experiment, resolve
+from pipeline.settings import Profile, choose_profile, parse_experiment
+from pipeline.stages.resolve import resolve
 from pipeline.execution.job import Job
 from pipeline.stages.run import run_experiment
 
@@ -31,14 +33,24 @@ def test_bad_experiment_ids(bad: str) -> None:
         parse_experiment(bad)
 
 
-def test_auto_resolves_to_quick_without_cuda() -> None:
+def test_auto_is_paper_on_cuda_and_quick_elsewhere() -> None:
+    profiles = {"paper": {}, "quick": {}, "smoke": {}}
+    assert choose_profile("auto", profiles, cuda=True) == "paper" and choose_profile("auto", profiles, cuda=False) == "quick"
+    assert choose_profile("smoke", profiles, cuda=True) == "smoke"
+    with pytest.raises(ValueError, match="unknown profile 'fast'; choose auto or one of paper, quick, smoke"):
+        choose_profile("fast", profiles, cuda=False)
+    with pytest.raises(ValueError, match="profile 'paper' .resolved from 'auto'. is not defined"):
+        choose_profile("auto", {"quick": {}}, cuda=True)
+
+
+def test_the_resolve_stage_records_profile_and_device() -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     profiles = {"paper": {}, "quick": {}, "smoke": {}}
     assert resolve("auto", profiles)["profile"] == "quick"
-    assert resolve("smoke", profiles) == {**resolve("smoke", profiles), "requested": "smoke", "profile": "smoke", "device": "cpu"}
-    with pytest.raises(ValueError, match="unknown profile 'fast'"):
-        resolve("fast", profiles)
+    record = resolve("smoke", profiles, "cpu")
+    assert record == {"requested": "smoke", "profile": "smoke", "device": "cpu", "device_name": platform.processor() or platform.machine()}
+    assert record["device_name"]
 
 
 @pytest.mark.parametrize("exp_id", ["denoise_s25", "inpaint_p50", "sr_x4"])

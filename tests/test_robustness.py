@@ -81,7 +81,7 @@ def test_demo_keeps_a_users_folder_and_refuses_dot_before_fitting(tmp_path: Path
     def no_fit(*args, **kwargs):  # the refusal must come before any fitting
         raise AssertionError("fitted although --out is refused")
 
-    monkeypatch.setattr(pipeline.execution.fits, "restore", no_fit)
+    monkeypatch.setattr(pipeline.execution.fits, "fit_and_write", no_fit)
     out = user_folder(tmp_path / "mine")
     one_line_error(runner.invoke(app, ["demo", "--out", str(out), "--iterations", "1", "--size", "32"]), "not an output of dip")
     assert (out / "docs" / "thesis.tex").is_file()
@@ -156,7 +156,7 @@ CORRUPT_PROFILE = {"experiments": ["denoise_s25"], "images": {"denoise": ["t/a"]
 
 def corrupt_inputs(tmp_path: Path, camera64: np.ndarray, name: str = "a"):
     from pipeline.images.manifest import ImageEntry
-    from pipeline.profiles import Profile
+    from pipeline.settings import Profile
 
     save_image(tmp_path / "images" / "t" / "a.png", camera64[:16, :16])
     return Profile("tiny", CORRUPT_PROFILE), {"denoise": [ImageEntry(set="t", name=name, pixel_sha256="-")]}
@@ -195,8 +195,8 @@ def test_restore_refuses_to_write_a_non_finite_result(tmp_path: Path, camera64: 
 
     import pipeline.execution.fits as restoring
     from dip.operators import Denoising
-    from pipeline.execution.fits import restore
-    from pipeline.user import preset_configs
+    from pipeline.execution.fits import fit_and_write
+    from pipeline.settings import preset_configs
 
     real_run_fits = restoring.run_fits
 
@@ -211,7 +211,7 @@ def test_restore_refuses_to_write_a_non_finite_result(tmp_path: Path, camera64: 
     fit_cfg.iterations = 1
     out = tmp_path / "out"
     with pytest.raises(ValueError, match="NaN or infinite"):
-        restore(Denoising(), camera64[:32, :32], out, net_cfg, fit_cfg, device=torch.device("cpu"), snapshots=())
+        fit_and_write(Denoising(), camera64[:32, :32], out, net_cfg, fit_cfg, device=torch.device("cpu"), snapshots=())
     assert list(tmp_path.iterdir()) == []  # nothing written, no temporary folder left
 
 
@@ -234,7 +234,7 @@ def test_odd_sr_factors_work(factor: int) -> None:
 
 
 def test_sr_x3_runs_from_the_cli(tmp_path: Path, camera64: np.ndarray) -> None:
-    from pipeline.profiles import parse_experiment
+    from pipeline.settings import parse_experiment
 
     assert parse_experiment("sr_x3").factor == 3
     lr = tmp_path / "lr.png"

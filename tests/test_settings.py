@@ -1,5 +1,5 @@
-"""One source of fitting settings (issue 12): `dip restore --preset` builds exactly the configs the
-pipeline's restore stage builds from params.yaml's profiles, from any working directory."""
+"""One source of fitting settings: `dip restore --preset` builds exactly the configs the pipeline's
+fit stage builds from params.yaml's profiles, from any working directory."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ from dip.fit import FitConfig
 from dip.metrics import to_uint8
 from dip.network import NetConfig
 from pipeline.cli import app
-from pipeline.execution.job import job_settings
-from pipeline.profiles import PACKAGE_PARAMS, Profile, active_profile, load_params, user_experiment
+from pipeline.settings import PACKAGE_PARAMS, Profile, active_profile, job_settings, load_params, user_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {"denoise": ("denoise_s25", []), "inpaint": ("inpaint_p50", []), "sr_x4": ("sr_x4", ["--factor", "4"]), "sr_x8": ("sr_x8", ["--factor", "8"])}
@@ -27,8 +26,8 @@ class Captured(ValueError):
 
 
 def stage_configs(profile: str, exp_id: str, seed: int) -> tuple[NetConfig, FitConfig]:
-    """What the restore stage (`dip run`) builds: params.yaml of the repository, the profile's
-    resolution, pipeline.execution.job.job_settings."""
+    """What the fit stage (`dip run`) builds: params.yaml of the repository, the profile's
+    resolution, pipeline.settings.job_settings."""
     params = load_params(ROOT / "params.yaml")
     prof = active_profile(params, {"profile": profile})
     settings = job_settings(prof.experiment(exp_id), prof, seed, "cpu")
@@ -82,3 +81,11 @@ def test_a_params_file_can_be_given_and_unknown_presets_are_one_line(tmp_path: P
     assert result.exit_code == 0 and '"n_d": 16' in result.output, result.output
     result = CliRunner().invoke(app, ["net", "--preset", "nope"])
     assert result.exit_code == 2 and result.output.startswith("error: unknown preset 'nope'"), result.output
+
+
+def test_the_settings_know_the_tasks_of_the_operators() -> None:
+    """pipeline.settings checks task names without loading torch: they are dip.operators' tasks."""
+    from dip.operators import TASKS as OPERATOR_TASKS
+    from pipeline.settings import TASKS
+
+    assert TASKS == tuple(OPERATOR_TASKS)

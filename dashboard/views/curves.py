@@ -45,7 +45,7 @@ st.title("Curves")
 if ui.require_outputs(root, "results", "metrics"):
     all_curves = load.curves(root)
     if not len(all_curves):
-        st.info("No curve yet: the restore stage writes `results/<exp>/<image>/seed_<s>/curve.csv`. Run `dvc repro`.")
+        st.info("No curve yet: the fit stage (`dip run`) writes `results/<exp>/<image>/seed_<s>/curve.csv`. Run `dvc repro`.")
         st.stop()
     exps = sorted(all_curves["experiment"].astype(str).unique())
     c1, c2, c3 = st.columns([2, 1, 1])

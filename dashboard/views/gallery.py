@@ -10,10 +10,13 @@ root = ui.root()
 st.title("Gallery")
 if ui.require_outputs(root, "results", "data/corrupted"):
     exps = load.experiments(root)
+    shots = load.with_snapshots(root)  # opens on a run with snapshots (in a bundle: peppers or man of Table 1)
+    first = next(((e, i) for e, i in shots if e in exps), (None, None))
     c1, c2, c3, c4 = st.columns([2, 2, 1, 1])
-    exp = c1.selectbox("Experiment", exps, key="gallery_experiment")
+    exp = c1.selectbox("Experiment", exps, index=exps.index(first[0]) if first[0] else 0, key="gallery_experiment")
     imgs = load.images(root, exp) if exp else []
-    image = c2.selectbox("Image", imgs, key="gallery_image")
+    kept = [i for e, i in shots if e == exp and i in imgs]
+    image = c2.selectbox("Image", imgs, index=imgs.index(kept[0]) if kept else 0, key="gallery_image")
     if not image:
         st.info(f"No image for {exp} yet. Run `dvc repro`.")
         st.stop()
@@ -41,8 +44,11 @@ if ui.require_outputs(root, "results", "data/corrupted"):
         st.warning(f"`{load.rel(root, rd / 'run.json')}`: " + "; ".join(problems))
     snaps = load.snapshots(rd) if rd else []
     st.subheader(f"Snapshots ({len(snaps)})")
-    if not snaps:
-        st.info("This run saved no snapshot (or has not finished): the restore stage writes `snapshots/iter_NNNNN.png`.")
+    if not snaps and load.bundle_manifest(root) is not None:
+        st.info("This published bundle keeps no snapshot of this run; it keeps those of: "
+                + (", ".join(f"{e}/{i}" for e, i in shots) or "no run") + ".")
+    elif not snaps:
+        st.info("This run saved no snapshot (or has not finished): the fit stage (`dip run`) writes `snapshots/iter_NNNNN.png`.")
     curve = load.curve(rd) if rd else None
     psnr_at = {}
     if curve is not None and "psnr_gt" in curve.columns:

@@ -3,7 +3,10 @@
 The numbers are those of ``metrics/report.csv`` and the ``paper`` section of
 ``metrics/summary.json`` (both written by the evaluate stage through :mod:`pipeline.outputs.report`):
 the dashboard computes no comparison with the paper itself. Before evaluate has run, the tables
-come from the runs' ``run.json`` (DIP and the corrupted input only).
+come from the runs' ``run.json`` (DIP and the corrupted input only). A partial run shows as the
+report shows it: an experiment in progress with an "in progress: k of n images" badge and its
+means labelled "mean over k of n images" (over the fitted images only; the paper's values beside
+them over the same images, its mean over all n in the caption), one with no fit as pending.
 """
 
 from __future__ import annotations
@@ -72,6 +75,43 @@ def _delta_style(flags: pd.DataFrame):
     return style
 
 
+def progress_badge(exp: str, rows: pd.DataFrame, with_paper: bool) -> None:
+    """The experiment's state: complete, or in progress (k of n, what its means cover, the
+    paper's means over all n images, the images not fitted yet)."""
+    state = tables.progress(rows)
+    if state is None:
+        return
+    k, n, complete = state
+    if complete:
+        st.markdown(f":green-badge[complete: {n} of {n} images]")
+        return
+    st.markdown(f":orange-badge[in progress: {k} of {n} images]")
+    text = f"Only {k} of the {n} images are fitted yet: every mean below is over {'this one' if k == 1 else f'these {k}'} only"
+    if with_paper:
+        same = rows[(rows["source"] != "paper") & rows["image"].str.startswith("mean")]["paper_psnr"].notna().any()
+        text += "; the paper's values beside them are over the same images, so Δ compares like with like" if same else \
+            "; the paper gives only means over whole sets of images, so Δ waits until they are fitted"
+        full = tables.paper_means_all(rows)
+        if len(full):
+            parts = [f"{m} {v:.2f}" + ("" if i == "mean" else f" ({i.split(':', 1)[1]})") for i, m, v in full.itertuples(index=False)]
+            text += f". The paper's means over all the images: {', '.join(parts)} dB"
+    missing = [i for i in load.experiment_images(root, exp) if i not in set(rows["image"])]
+    st.caption(text + (f". Not fitted yet: {', '.join(missing)}." if missing else "."))
+
+
+def partial_note(report: pd.DataFrame) -> str:
+    """One line over the page when the run is partial: what is complete, in progress, pending."""
+    states = {exp: tables.progress(report[report["experiment"] == exp]) for exp in dict.fromkeys(report["experiment"])}
+    if all(s is None or s[2] for s in states.values()):
+        return ""
+    going = [f"{e} ({s[0]} of {s[1]} images)" for e, s in states.items() if s and not s[2] and s[0]]
+    pending = [e for e, s in states.items() if s and s[0] == 0]
+    complete = [e for e, s in states.items() if s is None or s[2]]
+    return ("**Partial results.** " + (f"Complete: {', '.join(complete)}. " if complete else "No experiment is complete yet. ")
+            + (f"In progress: {', '.join(going)}. " if going else "") + (f"Pending (no image fitted yet): {', '.join(pending)}. " if pending else "")
+            + "The means of an experiment in progress are over its fitted images only.")
+
+
 def paper_caption(status: dict, epsilon: float | None) -> str:
     if not status:
         return ""
@@ -80,7 +120,9 @@ def paper_caption(status: dict, epsilon: float | None) -> str:
     parts = ["Paper comparison (metrics/report.csv)"]
     if load.number(status.get("mean_delta_dip")) is not None:
         parts.append(f"mean Δ DIP {status['mean_delta_dip']:+.2f} dB")
-    if status.get("compared") == 0:
+    if status.get("compared") == 0 and load.number(status.get("paper_mean_all")) is not None:
+        parts.append("no Δ yet: the paper gives only its mean over all the images, compared once they are all fitted")
+    elif status.get("compared") == 0:
         parts.append("the paper reports no number for these images or their mean")
     elif status.get("compared") is not None:
         parts.append(f"reproduced {status.get('reproduced', 0)} of {status['compared']}" + (f" (|Δ| ≤ {epsilon:g} dB)" if epsilon is not None else ""))
@@ -116,6 +158,9 @@ if ui.require_outputs(root, "metrics", "results"):
     if not len(report):
         st.info("No finished DIP run and no metrics yet. Run `dvc repro`.")
     fmt = "{:.2f}" if metric == "psnr" else "{:.3f}"
+    note = partial_note(report) if len(report) else ""
+    if note:
+        st.info(note)
     scored = report.dropna(subset=["psnr"]) if len(report) else report  # runs without ground truth have no PSNR
     for exp in list(dict.fromkeys(scored["experiment"])):
         rows = report[report["experiment"] == exp]
@@ -123,7 +168,10 @@ if ui.require_outputs(root, "metrics", "results"):
         # a non-paper profile never shows as the paper's setting, whatever the files say
         with_paper = paper_setting and exp_status.get("comparable", True)
         st.subheader(f"{exp} · {load.experiment_task(exp, root)}")
+        progress_badge(exp, rows, with_paper and metric == "psnr")
         table, flags = experiment_table(rows, metric, with_paper)
+        labels = tables.mean_labels(rows)
+        table, flags = table.rename(index=labels), flags.rename(index=labels)
         styler = table.style.format(fmt, na_rep=ui.EMPTY)
         delta_cols = [c for c in table.columns if c.startswith("Δ ")]
         if delta_cols:
@@ -135,8 +183,16 @@ if ui.require_outputs(root, "metrics", "results"):
         caption = paper_caption(exp_status, epsilon) if paper_setting or not exp_status.get("comparable") else ""
         if caption:
             st.caption(caption)
+    pending = report[report["source"] == "pending"] if len(report) else report
+    for exp in dict.fromkeys(pending["experiment"]):
+        rows = report[report["experiment"] == exp]
+        state = tables.progress(rows)
+        st.subheader(f"{exp} · {load.experiment_task(exp, root)}")
+        st.markdown(f":gray-badge[pending: 0 of {state[1] if state else '?'} images]")
+        full = pd.to_numeric(rows["paper_psnr_all"], errors="coerce").dropna() if paper_setting and "paper_psnr_all" in rows else []
+        st.caption("No image of this experiment is fitted yet." + (f" The paper's DIP mean over all its images: {full.iloc[0]:.2f} dB." if len(full) else ""))
     runs = load.runs(root)
-    shown = set(scored["experiment"])
+    shown = set(scored["experiment"]) | set(pending["experiment"])
     for exp in dict.fromkeys(r for r in runs["experiment"] if r not in shown):
         st.subheader(f"{exp} · {load.experiment_task(exp, root)}")
         st.info(load.NO_TRUTH + " See the Gallery (result, snapshots, loss) and Curves pages.")

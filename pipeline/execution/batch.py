@@ -172,11 +172,11 @@ def plan(files: list[Path], out: Path, req: Request, report: Report, counts: Cou
 
 def _planned(item: Item, req: Request, tick: Callable[[Any], None]) -> Planned:
     """The fit of ``item``, set up (decoded, network built) only when :func:`restore_stream` runs it."""
-    from pipeline.user import load_case
+    from pipeline.images.user import load_user_image
 
     def setup() -> Restoration:
-        observation, operator, truth = load_case(item.source, req.task, item.mask, req.factor, req.gt, req.size_mode,
-                                                 req.net.multiple, req.max_pixels)
+        observation, operator, truth = load_user_image(item.source, req.task, item.mask, req.factor, req.gt, req.size_mode,
+                                                       req.net.multiple, req.max_pixels)
         metric_protocol, shave = protocol(req.task, req.factor)
         return fits.prepare(operator, observation, item.out_dir, req.net, req.fit, ground_truth=truth, protocol=metric_protocol,
                             shave=shave, device=req.device, log_every=req.log_every, snapshots=req.snapshots,

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
@@ -33,43 +32,11 @@ from dip.io import atomic_directory, read_json
 from pipeline.execution.job import Job, prepare_job, restore_job, settings_hash
 from pipeline.execution.fits import Planned, group_key, restore_stream
 from pipeline.execution.threads import set_torch_threads
+from pipeline.settings import EngineConfig
 
 Progress = Callable[[Job, int, float], None]
-KINDS = ("local", "dask")
 DASK_MISSING = "engine.kind=dask needs Dask: pip install 'dip-repro[dask]' (or: pip install 'dask[distributed]')"
 PROGRESS_TOPIC = "dip-fit-progress"
-
-
-@dataclass
-class EngineConfig:
-    """params.yaml's ``engine:`` group (``device`` is resolved elsewhere)."""
-
-    kind: str = "local"
-    threads: int = 1               # torch threads per fit (0 = torch's default, one per core; on Dask workers 0 means 1)
-    address: str = ""              # dask: scheduler address; '' = a LocalCluster on 127.0.0.1
-    n_workers: int = 2             # LocalCluster: worker processes
-    threads_per_worker: int = 1    # LocalCluster: concurrent fits per worker process
-    dashboard: str = ""            # LocalCluster: dashboard address, e.g. 127.0.0.1:8787; '' = off
-    retries: int = 2               # dask: re-runs of a fit that raised (a killed worker's task is rescheduled anyway)
-    group: str = "1"               # local: same-size fits run together on CUDA: a number, or auto = from free GPU memory (1 off CUDA)
-
-    @classmethod
-    def from_params(cls, engine: dict[str, Any] | None) -> "EngineConfig":
-        known = {f.name: f.type for f in fields(cls)}
-        values = {k: v for k, v in (engine or {}).items() if k in known}
-        cfg = cls(**{k: ("" if v is None else v) for k, v in values.items()})
-        cfg.kind = str(cfg.kind).lower()
-        if cfg.kind not in KINDS:
-            raise ValueError(f"engine.kind {cfg.kind!r} is not one of {', '.join(KINDS)}")
-        for name in ("threads", "n_workers", "threads_per_worker", "retries"):
-            setattr(cfg, name, int(getattr(cfg, name)))
-        if cfg.n_workers < 1 or cfg.threads_per_worker < 1 or cfg.threads < 0 or cfg.retries < 0:
-            raise ValueError("engine.n_workers and engine.threads_per_worker must be ≥ 1, engine.threads and engine.retries ≥ 0")
-        cfg.address, cfg.dashboard = str(cfg.address), str(cfg.dashboard)
-        cfg.group = str(cfg.group).lower()
-        if cfg.group != "auto" and not (cfg.group.isdigit() and int(cfg.group) >= 1):
-            raise ValueError(f"engine.group must be 'auto' or a whole number >= 1, got {cfg.group!r}")
-        return cfg
 
 
 @runtime_checkable

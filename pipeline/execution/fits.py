@@ -36,7 +36,7 @@ from dip.metrics import quality
 from dip.network import NetConfig
 from dip.operators import Operator
 
-CURVE_FIELDS = ("iteration", "loss", "psnr_obs", "psnr_gt", "ssim_gt", "psnr_gt_avg")
+RUN_CURVE_FIELDS = ("iteration", "loss", "psnr_obs", "psnr_gt", "ssim_gt", "psnr_gt_avg")
 DEFAULT_MAX_PIXELS = 2048 * 2048  # a fit keeps several network activations per pixel: gigabytes beyond this
 
 
@@ -50,12 +50,14 @@ def check_size(height: int, width: int, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         )
 
 
-def versions() -> dict[str, str]:
-    return {"dip": dip.__version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()}
+def versions() -> dict[str, str | None]:
+    """Versions that produced a fit; ``cuda`` is torch's CUDA build (``None`` for a CPU build)."""
+    return {"dip": dip.__version__, "torch": torch.__version__, "cuda": torch.version.cuda, "numpy": np.__version__,
+            "python": platform.python_version()}
 
 
 def write_curve(path: Path, rows: list[dict[str, float]]) -> None:
-    fields = [f for f in CURVE_FIELDS if any(f in r for r in rows)]
+    fields = [f for f in RUN_CURVE_FIELDS if any(f in r for r in rows)]
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
@@ -151,7 +153,7 @@ def write(r: Restoration, result: FitResult) -> dict[str, Any]:
     return record
 
 
-def restore(operator: Operator, observation: np.ndarray, out_dir: Path, net_cfg: NetConfig, fit_cfg: FitConfig, **options: Any) -> dict[str, Any]:
+def fit_and_write(operator: Operator, observation: np.ndarray, out_dir: Path, net_cfg: NetConfig, fit_cfg: FitConfig, **options: Any) -> dict[str, Any]:
     """Fit DIP to ``observation`` through ``operator`` and write ``out_dir`` atomically (options as
     :func:`prepare`). Returns the content of ``run.json``."""
     r = prepare(operator, observation, out_dir, net_cfg, fit_cfg, **options)

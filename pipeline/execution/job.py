@@ -1,11 +1,13 @@
-"""One fit of ``dip run``: the :class:`Job`, its settings and hashes, and how it runs.
+"""One fit of ``dip run``: the :class:`Job`, its hashes, and how it runs (its settings: :func:`pipeline.settings.job_settings`).
 
 A job is a plain value (corrupted case folder, output folder, settings) so that an execution
 engine (:mod:`pipeline.execution.engines`: in-process or Dask) can ship it anywhere; :func:`restore_job`
 is a pure function of it. Each finished job leaves ``run.json`` with a ``settings_hash``
 covering the settings, the input files and the code that shapes a fit's output
 (:data:`CODE_FILES` and ``dip/``); :func:`is_done` compares it, so an interrupted run resumes
-where it stopped. Outputs are written atomically by :func:`pipeline.execution.fits.restore_group`,
+where it stopped. It also records the :func:`fit_key`, which names the fit's *numbers* wherever
+it runs (no code, device or execution options in it): the publishing run
+(:mod:`pipeline.execution.publish_run`) skips a fit whose key a published bundle already holds. Outputs are written atomically by :func:`pipeline.execution.fits.restore_group`,
 so an interrupted job leaves nothing behind.
 
 This module is a leaf of ``pipeline/``: it imports ``dip``, :mod:`pipeline.layout` and :mod:`pipeline.execution.fits` only;
@@ -15,13 +17,16 @@ the engines and the stage (:mod:`pipeline.stages.run`) import it.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 import dip
 from dip.fit import Callback, FitConfig
@@ -30,8 +35,11 @@ from dip.operators import make_operator
 from pipeline.layout import load_case
 from pipeline.execution.fits import Restoration, finished, prepare, restore_group
 
-if TYPE_CHECKING:  # annotations only: the profile is duck-typed, so profiles need not import the job
-    from pipeline.profiles import Experiment, Profile
+# FitConfig fields that change how an iteration runs, not its numbers (dip.fit owns the list).
+EXECUTION_FIELDS: tuple[str, ...] = tuple(getattr(importlib.import_module("dip.fit"), "EXECUTION_FIELDS", ("graph", "compile", "channels_last", "check_every")))
+# Case files that identify a fit's inputs by their decoded pixels (exact 8-bit images, the same on
+# every machine); observation.png only where there is no ground truth (a real photograph as is).
+IDENTITY_FILES = ("ground_truth.png", "mask.png", "input.png")
 
 # Besides every module of dip/, the files whose code shapes a fit's output (tests/test_structure.py
 # checks that this covers every project module the job imports).
@@ -74,13 +82,38 @@ def settings_hash(case_dir: Path, settings: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def job_settings(exp: "Experiment", profile: "Profile", seed: int, device: str) -> dict[str, Any]:
-    """Everything :func:`restore_job` needs besides the files (JSON-serialisable)."""
-    fit, snapshots = profile.fit(exp)
-    net_cfg = NetConfig.from_dict(profile.net(exp)).to_dict()  # validated, every field explicit
-    fit_cfg = FitConfig.from_dict({**fit, "seed": seed})
-    return {"net": net_cfg, "fit": fit_cfg.__dict__.copy(), "seed": seed, "device": device,
-            "log_every": profile.log_every, "snapshots": snapshots, "profile": profile.name}
+def pixels_sha256(path: Path) -> str:
+    """sha256 of an image file's decoded pixel array (``pipeline.images.manifest``'s pixel hash):
+    independent of how the PNG was compressed."""
+    with Image.open(path) as im:
+        return hashlib.sha256(np.ascontiguousarray(np.asarray(im)).tobytes()).hexdigest()
+
+
+def fit_key(case_dir: Path, settings: dict[str, Any]) -> str:
+    """sha256 naming what a fit's numbers depend on, the same on every machine and for every code
+    version that computes the same iteration:
+
+    * the settings without the device and without execution options (:data:`EXECUTION_FIELDS`:
+      CUDA graph, compile, memory format, check interval): ``fit``, ``net``, ``seed``,
+      ``log_every``, ``snapshots``, ``profile``;
+    * the inputs' identity: ``meta.json`` (experiment, image, set, corruption, its seed, size) and the
+      pixel sha256 of the case's exact images (:data:`IDENTITY_FILES`; ``observation.png`` where
+      there is no ground truth), never the float bytes of ``observation.npy``;
+    * :data:`dip.NUMERICS`, bumped whenever the code changes a fit's numbers (``tests/test_numerics.py``).
+    """
+    case_dir = Path(case_dir)
+    drop = set(EXECUTION_FIELDS)
+    numbers = {
+        "fit": {k: v for k, v in settings["fit"].items() if k not in drop},
+        "net": {k: v for k, v in settings["net"].items() if k not in drop},
+        **{k: settings.get(k) for k in ("seed", "log_every", "snapshots", "profile")},
+    }
+    names = [n for n in IDENTITY_FILES if (case_dir / n).is_file()]
+    if not (case_dir / "ground_truth.png").is_file():
+        names.append("observation.png")
+    inputs = {"meta": json.loads((case_dir / "meta.json").read_text()), "pixels": {n: pixels_sha256(case_dir / n) for n in names}}
+    blob = json.dumps({"numbers": numbers, "inputs": inputs, "numerics": dip.NUMERICS}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def prepare_job(case_dir: Path, out_dir: Path, settings: dict[str, Any], callbacks: list[tuple[Callback, int]] | None = None,
@@ -93,6 +126,7 @@ def prepare_job(case_dir: Path, out_dir: Path, settings: dict[str, Any], callbac
     operator = make_operator(case.task, mask=mask, factor=case.factor or 4)
     extra = {**(extra or {}), **{k: meta[k] for k in ("experiment", "image", "set", "profile") if k in meta}}
     extra["settings_hash"] = settings_hash(case_dir, settings)
+    extra["fit_key"] = fit_key(case_dir, settings)
     return prepare(
         operator, case.observation, out_dir, NetConfig.from_dict(settings["net"]), FitConfig.from_dict(settings["fit"]),
         ground_truth=case.truth, protocol=case.protocol[0], shave=case.protocol[1],

@@ -15,14 +15,16 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any, Hashable, Iterator
+from typing import TYPE_CHECKING, Any, Hashable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Column
 
-from dip.fit import Step
 from pipeline.layout import psnr_from_loss
+
+if TYPE_CHECKING:  # a type only: the fetch and baselines stages' bars need no fitting loop
+    from dip.fit import Step
 
 console = Console(stderr=True)
 LINE_INTERVAL = 30.0  # seconds between two plain progress lines where the output is not a terminal

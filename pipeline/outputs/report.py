@@ -6,16 +6,26 @@ experiment the paper reports) — the paper's numbers, :math:`\\Delta = \\text{o
 and a *reproduced* flag :math:`|\\Delta| \\le \\varepsilon`. Where DIP trails the best baseline,
 the report says by how much and whether DIP's PSNR curve was still rising at the end.
 
+A run may be partial (a GPU run published in parts, an interrupted ``dvc repro``): each
+experiment of the profile has :math:`n` images (``data/corrupted/<exp>/experiment.json``) of which
+:math:`k` are fitted (:class:`Progress`). An experiment in progress (:math:`0 < k < n`) is shown
+with its means over the :math:`k` fitted images only, labelled "mean over k of n images", beside
+the paper's mean over the *same* :math:`k` images (so Δ compares like with like; where the paper
+reports only a mean over a whole set, Δ waits until that set is fitted) and the paper's mean over
+all :math:`n`; an experiment with :math:`k = 0` is listed as pending.
+
 Outputs: ``metrics/report.md`` (readable on GitHub) and ``metrics/report.csv`` (long format for
 the dashboard: experiment, image, set, method, psnr, psnr_std, ssim, ssim_std, seeds, seconds,
-paper_psnr, delta, reproduced, source).
+paper_psnr, delta, reproduced, source, paper_psnr_all, images_done, images_total, complete).
 """
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 import pandas as pd
 import yaml
@@ -42,6 +52,111 @@ def comparability(exp: str, profile: str, paper: dict[str, Any]) -> tuple[bool, 
     return True, ""
 
 
+# ------------------------------------------------------------------------------------ progress
+@dataclass(frozen=True)
+class Progress:
+    """How far one experiment of the profile has got: its :math:`n` images (``experiment.json``
+    order) and the :math:`k` of them with a finished fit; ``sets`` maps an image to its set where
+    its ``meta.json`` says so."""
+
+    images: tuple[str, ...]
+    done: frozenset[str]
+    sets: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def k(self) -> int:
+        return sum(i in self.done for i in self.images)
+
+    @property
+    def n(self) -> int:
+        return len(self.images)
+
+    @property
+    def complete(self) -> bool:
+        return self.n > 0 and self.k == self.n
+
+    @property
+    def status(self) -> str:
+        return "complete" if self.complete else "pending" if self.k == 0 else "in progress"
+
+    @property
+    def pending(self) -> list[str]:
+        return [i for i in self.images if i not in self.done]
+
+    def set_counts(self, set_name: str) -> tuple[int, int | None]:
+        """``(k, n)`` of one set; ``n`` is ``None`` where some image's set is unknown."""
+        k = sum(1 for i in self.images if i in self.done and self.sets.get(i) == set_name)
+        known = all(i in self.sets for i in self.images)
+        return k, (sum(1 for i in self.images if self.sets.get(i) == set_name) if known else None)
+
+    def covers(self, set_name: str | None) -> bool:
+        """Whether every image of ``set_name`` (of the whole experiment when ``None``) is fitted: only
+        then may a number the paper gives for the whole set (or experiment) be compared with ours."""
+        if self.complete or set_name is None:
+            return self.complete
+        k, n = self.set_counts(set_name)
+        return n is not None and k == n > 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"images_done": self.k, "images_total": self.n, "complete": self.complete, "status": self.status}
+
+
+def _json_object(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_progress(corrupted: Path | None, results: Path | None, experiments: Iterable[str],
+                  done: Mapping[str, Iterable[str]]) -> dict[str, Progress]:
+    """:class:`Progress` of every experiment of the profile among ``experiments``.
+
+    The images of an experiment are those of ``<corrupted>/<exp>/experiment.json`` (else
+    ``<results>/<exp>/experiment.json``), plus any fitted image (``done[exp]``) they do not list;
+    an experiment that is inactive there, or has neither the file nor a fit, is left out. Sets are
+    read from each image's ``meta.json`` where it exists. Unreadable files count as missing."""
+    out: dict[str, Progress] = {}
+    for exp in experiments:
+        fitted = {str(i) for i in done.get(exp, ())}
+        info = next((i for i in (_json_object(Path(r) / exp / "experiment.json") for r in (corrupted, results) if r is not None)
+                     if i is not None), None)
+        if (info is None and not fitted) or (info is not None and info.get("active") is False):
+            continue
+        listed = info.get("images") if info is not None else None
+        images = [str(i) for i in listed] if isinstance(listed, list) else []
+        images += sorted(fitted - set(images))
+        sets = {}
+        for image in images if corrupted is not None else ():
+            meta = _json_object(Path(corrupted) / exp / image / "meta.json")
+            if meta is not None and isinstance(meta.get("set"), str):
+                sets[image] = meta["set"]
+        out[exp] = Progress(tuple(images), frozenset(fitted), sets)
+    return out
+
+
+def counted(progress: Mapping[str, Progress], exp: str, image: str) -> bool:
+    """Whether the rows of ``image`` enter ``exp``'s table and means: always in a complete
+    experiment (or one without :class:`Progress`), else only when DIP has fitted the image, so
+    that every mean of an experiment in progress is over the same images."""
+    prog = progress.get(exp)
+    return prog is None or prog.complete or str(image) in prog.done
+
+
+def mean_label(label: str, prog: Progress | None) -> str:
+    """How a mean row reads: ``mean`` of a complete experiment, else ``mean over k of n images``
+    (``mean:<set> over k of n images``, or ``over its k fitted images`` where the set's size is
+    unknown)."""
+    if prog is None or prog.complete or not label.startswith("mean"):
+        return label
+    if label == "mean":
+        return f"mean over {prog.k} of {prog.n} images"
+    k, n = prog.set_counts(label.split(":", 1)[1])
+    return f"{label} over {k} of {n} images" if n is not None else f"{label} over its {k} fitted images"
+
+
+# ------------------------------------------------------------------------------------- the table
 def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation over seeds per (experiment, image, set, method)."""
     rows = rows[~rows["method"].isin(SKIP_METHODS)].copy()
@@ -53,17 +168,20 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def paper_value(entry: dict[str, Any], paper_method: str, label: str, sets: list[str], images: list[str]) -> float | None:
+def paper_value(entry: dict[str, Any], paper_method: str, label: str, sets: list[str], images: list[str],
+                whole: bool = True) -> float | None:
     """The paper's PSNR of ``paper_method`` for a table cell: an image, ``mean`` or ``mean:<set>``.
 
-    ``sets`` are the sets of the rows the cell covers, ``images`` the experiment's images."""
+    ``sets`` are the sets of the rows the cell covers, ``images`` the images the mean is over. A
+    mean the paper gives per image is averaged over ``images``; one it gives only for a whole set
+    (or experiment) is returned only when ``whole`` (every image of it is in ours)."""
     if not label.startswith("mean"):
         return entry.get("per_image", {}).get(paper_method, {}).get(label)
     if "mean" in entry:
-        return entry["mean"].get(paper_method) if label == "mean" else None
+        return entry["mean"].get(paper_method) if label == "mean" and whole else None
     if "per_set" in entry:
         set_name = label.split(":", 1)[1] if ":" in label else (sets[0] if len(set(sets)) == 1 else None)
-        return entry["per_set"].get(set_name, {}).get(paper_method) if set_name else None
+        return entry["per_set"].get(set_name, {}).get(paper_method) if set_name and whole else None
     values = [entry.get("per_image", {}).get(paper_method, {}).get(i) for i in images]
     return sum(values) / len(values) if values and None not in values and label == "mean" else None
 
@@ -83,32 +201,101 @@ def with_means(table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([table, pd.DataFrame(extra)], ignore_index=True) if extra else table
 
 
-def compare(table: pd.DataFrame, paper: dict[str, Any], profile: str, epsilon: float) -> pd.DataFrame:
-    """Add paper_psnr, delta, reproduced to our rows, and rows for the paper's own methods."""
+def _whole(prog: Progress | None, label: str, sets: list[str]) -> bool:
+    """Whether a mean cell covers every image the paper's mean for it covers (see :meth:`Progress.covers`)."""
+    if prog is None or prog.complete:
+        return True
+    set_name = label.split(":", 1)[1] if ":" in label else (sets[0] if len(set(sets)) == 1 and sets[0] else None)
+    return prog.covers(set_name)
+
+
+def compare(table: pd.DataFrame, paper: dict[str, Any], profile: str, epsilon: float,
+            progress: Mapping[str, Progress] | None = None) -> pd.DataFrame:
+    """Add paper_psnr (over the same images as ours), delta, reproduced and, on mean rows,
+    paper_psnr_all (the paper's mean over all the experiment's images) to our rows, and rows for
+    the paper's own methods."""
+    progress = progress or {}
     table = table.copy()
     table["paper_psnr"], table["delta"], table["reproduced"], table["source"] = math.nan, math.nan, None, "ours"
+    table["paper_psnr_all"] = math.nan
     paper_rows = []
     for exp in table["experiment"].unique():
         if not comparability(exp, profile, paper)[0]:
             continue
-        entry = paper[exp]
+        entry, prog = paper[exp], progress.get(exp)
         rows = table[table["experiment"] == exp]
         images = [str(i) for i in rows["image"].unique() if not str(i).startswith("mean")]
+        everything = list(prog.images) if prog is not None else images
         for label in rows["image"].astype(str).unique():
             cell = rows[rows["image"].astype(str) == label]
             sets = [str(x) for x in cell["set"]]
+            whole, is_mean = _whole(prog, label, sets), label.startswith("mean")
+
+            # the sets all n images span (for a mean the paper gives per set); unknown: none
+            all_sets = sets if prog is None or prog.complete or label != "mean" else (
+                [] if any(i not in prog.sets for i in prog.images) else [prog.sets[i] for i in prog.images])
+
+            def values(method: str) -> tuple[float | None, float | None]:
+                same = paper_value(entry, method, label, sets, images, whole)
+                return same, paper_value(entry, method, label, all_sets, everything) if is_mean else None
+
             for idx, r in cell.iterrows():
                 target = entry.get("compare", {}).get(r["method"])
-                value = paper_value(entry, target, label, sets, images) if target else None
+                value, full = values(target) if target else (None, None)
                 if value is not None:
                     table.loc[idx, ["paper_psnr", "delta"]] = [value, r["psnr"] - value]
                     table.loc[idx, "reproduced"] = bool(abs(r["psnr"] - value) <= epsilon)
+                if full is not None:
+                    table.loc[idx, "paper_psnr_all"] = full
             for paper_method, name in entry.get("labels", {}).items():
-                value = paper_value(entry, paper_method, label, sets, images)
-                if value is not None:
-                    paper_rows.append({"experiment": exp, "image": label, "set": sets[0] if sets else "", "method": name, "psnr": value, "source": "paper"})
+                value, full = values(paper_method)
+                if value is not None or full is not None:
+                    paper_rows.append({"experiment": exp, "image": label, "set": sets[0] if sets else "", "method": name,
+                                       "psnr": math.nan if value is None else value, "paper_psnr_all": math.nan if full is None else full,
+                                       "source": "paper"})
     if paper_rows:
         table = pd.concat([table, pd.DataFrame(paper_rows)], ignore_index=True)
+    return table
+
+
+def pending_rows(progress: Mapping[str, Progress], paper: dict[str, Any], profile: str) -> list[dict[str, Any]]:
+    """One row per experiment with no fit yet (``source = pending``, method ``dip``, no PSNR), with
+    the paper's mean over all its images where the paper gives one for it."""
+    out = []
+    for exp, prog in progress.items():
+        if prog.k:
+            continue
+        full = None
+        if comparability(exp, profile, paper)[0]:
+            target = paper[exp].get("compare", {}).get("dip")
+            full = paper_value(paper[exp], target, "mean", [], list(prog.images)) if target else None
+        out.append({"experiment": exp, "image": "mean", "set": "", "method": "dip", "psnr": math.nan,
+                    "paper_psnr_all": math.nan if full is None else full, "source": "pending"})
+    return out
+
+
+def results_table(rows: pd.DataFrame, paper: dict[str, Any], profile: str, epsilon: float,
+                  progress: Mapping[str, Progress] | None = None) -> pd.DataFrame:
+    """``report.csv``'s table from per-image rows (with a ``set`` column): the rows of the fitted
+    images only (an experiment in progress keeps no baseline row of an image DIP has not fitted),
+    means over them, the paper's numbers (:func:`compare`), each experiment's ``images_done``,
+    ``images_total`` and ``complete``, and a ``pending`` row per experiment with no fit yet.
+    Experiments without a :class:`Progress` count as complete with the images they have."""
+    progress = progress or {}
+    if len(rows):
+        rows = rows[[counted(progress, e, i) for e, i in zip(rows["experiment"], rows["image"])]]
+    table = compare(with_means(aggregate(rows)), paper, profile, epsilon, progress) if len(rows) else pd.DataFrame(columns=list(REPORT_FIELDS))
+    pending = pending_rows(progress, paper, profile)
+    if pending:
+        table = pd.concat([table, pd.DataFrame(pending)], ignore_index=True) if len(table) else pd.DataFrame(pending)
+    counts = {}
+    for exp in table["experiment"].unique():
+        prog = progress.get(exp)
+        k = prog.k if prog is not None else table.loc[(table["experiment"] == exp) & ~table["image"].astype(str).str.startswith("mean"), "image"].nunique()
+        counts[exp] = (k, prog.n if prog is not None else k, prog.complete if prog is not None else k > 0)
+    table = table.reindex(columns=list(REPORT_FIELDS))
+    for i, column in enumerate(("images_done", "images_total", "complete")):
+        table[column] = pd.Series([counts[e][i] for e in table["experiment"]], index=table.index, dtype="Int64" if i < 2 else object)
     return table
 
 
@@ -143,8 +330,63 @@ def _fmt(psnr: float, std: float | None = None, ssim: float | None = None) -> st
     return text
 
 
-def markdown(table: pd.DataFrame, curves: pd.DataFrame, paper: dict[str, Any], resolution: dict[str, Any], epsilon: float) -> str:
+def _ids(exps: Iterable[str]) -> str:
+    return ", ".join(f"`{e}`" for e in exps)
+
+
+def progress_note(progress: Mapping[str, Progress]) -> list[str]:
+    """The report's first lines on a partial run: what is complete, in progress, pending."""
+    if not progress or all(p.complete for p in progress.values()):
+        return []
+    by = {s: [e for e, p in progress.items() if p.status == s] for s in ("complete", "in progress", "pending")}
+    parts = [f"Complete: {_ids(by['complete'])}." if by["complete"] else "No experiment is complete yet."]
+    if by["in progress"]:
+        parts.append("In progress: " + ", ".join(f"`{e}` ({progress[e].k} of {progress[e].n} images)" for e in by["in progress"]) + ".")
+    if by["pending"]:
+        parts.append(f"Pending (no image fitted yet): {_ids(by['pending'])}.")
+    return ["**Partial results.** " + " ".join(parts) + " The means of an experiment in progress are over its fitted images only.", ""]
+
+
+def _images(k: int) -> str:
+    return f"{k} image" + ("" if k == 1 else "s")
+
+
+def partial_note(t: pd.DataFrame, prog: Progress, comparable: bool) -> str:
+    """What an experiment in progress shows: k of n, means over the fitted images, the paper's
+    means over all images, and the images not fitted yet."""
+    text = f"**In progress: {prog.k} of {_images(prog.n)} fitted.** Every mean below is over {'this' if prog.k == 1 else 'these'} {_images(prog.k)} only"
+    if comparable:
+        means = t["image"].astype(str).str.startswith("mean")
+        if t.loc[(t["source"] == "ours") & means, "paper_psnr"].notna().any():
+            text += "; the paper's columns give its numbers for the same images, so Δ compares like with like"
+        if t.loc[(t["source"] == "ours") & means & t["paper_psnr"].isna(), "paper_psnr_all"].notna().any():
+            text += "; where the paper gives only a mean over a whole set of images, Δ waits until that set is fitted"
+        alls = []
+        for label, g in t[(t["source"] == "paper") & means & t["paper_psnr_all"].notna()].groupby("image", sort=False):
+            where = f"over all {prog.n} images" if label == "mean" else f"over all of {str(label).split(':', 1)[1]}"
+            alls.append(f"{where}: " + ", ".join(f"{m} {v:.2f}" for m, v in zip(g["method"], g["paper_psnr_all"])))
+        if alls:
+            text += ". The paper's mean " + "; ".join(alls) + " dB"
+    return text + f". Not fitted yet ({len(prog.pending)}): {', '.join(prog.pending)}."
+
+
+def pending_section(table: pd.DataFrame, progress: Mapping[str, Progress]) -> list[str]:
+    """The report's list of the experiments with no fitted image yet."""
+    pending = table[table["source"] == "pending"]
+    if pending.empty:
+        return []
+    lines = ["## Pending", "", "Experiments of the profile with no fitted image yet.", "",
+             "| experiment | images fitted | the paper's DIP mean over all its images |", "|---|---|---|"]
+    for r in pending.itertuples():
+        prog = progress.get(r.experiment)
+        lines.append(f"| `{r.experiment}` | 0 of {prog.n if prog else '?'} | {_fmt(r.paper_psnr_all)} |")
+    return lines + [""]
+
+
+def markdown(table: pd.DataFrame, curves: pd.DataFrame, paper: dict[str, Any], resolution: dict[str, Any], epsilon: float,
+             progress: Mapping[str, Progress] | None = None) -> str:
     """The human-readable report."""
+    progress = progress or {}
     profile = resolution.get("profile", "?")
     lines = [
         "# Deep Image Prior: reproduction report",
@@ -157,23 +399,29 @@ def markdown(table: pd.DataFrame, curves: pd.DataFrame, paper: dict[str, Any], r
     if profile != "paper":
         lines += [f"> ⚠️ These are **`{profile}`-profile** numbers (small images, narrow network, few iterations): "
                   "they are not the paper's setting and are not compared with the paper's numbers.", ""]
-    for exp in table["experiment"].unique():
-        t = table[table["experiment"] == exp]
+    lines += progress_note(progress)
+    scored = table[table["source"] != "pending"]
+    for exp in scored["experiment"].unique():
+        t = scored[scored["experiment"] == exp]
         ours = t[t["source"] == "ours"]
         ok, reason = comparability(exp, profile, paper)
+        prog = progress.get(exp)
+        partial = prog is not None and not prog.complete
         dip_time = ours.loc[(ours["method"] == "dip") & ~ours["image"].astype(str).str.startswith("mean"), "seconds"].sum()
-        lines += [f"## {exp}", ""]
+        lines += [f"## {exp}" + (f" — in progress: {prog.k} of {prog.n} images" if partial else ""), ""]
         if ok:
             lines.append(f"Paper: {paper[exp].get('source', '')}.")
         else:
             lines.append(f"Paper columns left out: {reason}.")
         lines += [f"DIP run time: {dip_time:.0f} s in total.", ""]
+        if partial:
+            lines += [partial_note(t, prog, ok), ""]
         methods = list(dict.fromkeys(ours["method"]))
         paper_methods = list(dict.fromkeys(t.loc[t["source"] == "paper", "method"]))
         header = ["image", *methods, *paper_methods] + (["Δ DIP", "reproduced"] if ok else [])
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for image in t["image"].unique():
-            cells = [f"**{image}**" if str(image).startswith("mean") else str(image)]
+            cells = [f"**{mean_label(str(image), prog)}**" if str(image).startswith("mean") else str(image)]
             for m in methods:
                 r = ours[(ours["image"] == image) & (ours["method"] == m)]
                 cells.append(_fmt(r["psnr"].iloc[0], r["psnr_std"].iloc[0], r["ssim"].iloc[0]) if not r.empty else "–")
@@ -188,6 +436,7 @@ def markdown(table: pd.DataFrame, curves: pd.DataFrame, paper: dict[str, Any], r
         lines.append("")
         means = ours[ours["image"] == "mean"].set_index("method")["psnr"]
         baselines = means.drop(labels=[m for m in ("dip", "input") if m in means.index])
+        over = f" (over the {prog.k} fitted images)" if partial else ""
         if "dip" in means.index and not baselines.empty:
             best = baselines.idxmax()
             gap = means["dip"] - baselines[best]
@@ -196,36 +445,54 @@ def markdown(table: pd.DataFrame, curves: pd.DataFrame, paper: dict[str, Any], r
                 rising = "" if trend is None else (
                     f" DIP's PSNR was still rising at the end (+{trend:.2f} dB over the last 20 % of iterations), so more iterations would narrow the gap."
                     if trend > 0.05 else f" DIP's PSNR curve had flattened ({trend:+.2f} dB over the last 20 % of iterations).")
-                lines += [f"DIP trails the best baseline ({best}) by {-gap:.2f} dB on average.{rising}", ""]
+                lines += [f"DIP trails the best baseline ({best}) by {-gap:.2f} dB on average{over}.{rising}", ""]
             else:
-                lines += [f"DIP beats the best baseline ({best}) by {gap:.2f} dB on average.", ""]
+                lines += [f"DIP beats the best baseline ({best}) by {gap:.2f} dB on average{over}.", ""]
+    lines += pending_section(table, progress)
     return "\n".join(lines) + "\n"
 
 
+def _number(value: Any, digits: int = 3) -> float | None:
+    """A finite number rounded for JSON, else ``None``."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return round(value, digits) if math.isfinite(value) else None
+
+
 def paper_summary(table: pd.DataFrame, paper: dict[str, Any], profile: str) -> dict[str, Any]:
-    """Per experiment: comparable?, why not, mean Δ of DIP to the paper, images reproduced."""
+    """Per experiment: comparable?, why not, mean Δ of DIP to the paper over the same images,
+    images reproduced, and the paper's DIP mean over the same images as ours (``paper_mean``)
+    and over all the experiment's images (``paper_mean_all``)."""
     out: dict[str, Any] = {}
     for exp in table["experiment"].unique():
         ok, reason = comparability(exp, profile, paper)
         entry: dict[str, Any] = {"comparable": ok}
         if ok:
-            d = table[(table["experiment"] == exp) & (table["method"] == "dip") & table["delta"].notna()]
+            dip = table[(table["experiment"] == exp) & (table["method"] == "dip") & (table["source"] != "paper")]
+            d = dip[dip["delta"].notna()]
             per_image = d[~d["image"].astype(str).str.startswith("mean")]
             mean_row = d[d["image"] == "mean"]
-            entry["mean_delta_dip"] = round(float(mean_row["delta"].iloc[0]), 3) if not mean_row.empty else None
-            entry["reproduced"] = int(per_image["reproduced"].sum()) if not per_image.empty else int(mean_row["reproduced"].sum())
+            mean_any = dip[dip["image"] == "mean"]
+            entry["mean_delta_dip"] = _number(mean_row["delta"].iloc[0]) if not mean_row.empty else None
+            entry["reproduced"] = int(per_image["reproduced"].astype(bool).sum()) if not per_image.empty else int(mean_row["reproduced"].astype(bool).sum())
             entry["compared"] = int(len(per_image)) if not per_image.empty else int(len(mean_row))
+            entry["paper_mean"] = _number(mean_any["paper_psnr"].iloc[0]) if not mean_any.empty else None
+            entry["paper_mean_all"] = _number(mean_any["paper_psnr_all"].iloc[0]) if not mean_any.empty else None
         else:
             entry["reason"] = reason
         out[exp] = entry
     return out
 
 
-def build(rows: pd.DataFrame, curves: pd.DataFrame, paper: dict[str, Any], resolution: dict[str, Any], epsilon: float) -> tuple[pd.DataFrame, str, dict[str, Any]]:
-    """(report table, markdown, paper summary) from per-image rows (with a ``set`` column)."""
-    table = compare(with_means(aggregate(rows)), paper, resolution.get("profile", ""), epsilon)
-    table = table.reindex(columns=list(REPORT_FIELDS))
-    return table, markdown(table, curves, paper, resolution, epsilon), paper_summary(table, paper, resolution.get("profile", ""))
+def build(rows: pd.DataFrame, curves: pd.DataFrame, paper: dict[str, Any], resolution: dict[str, Any], epsilon: float,
+          progress: Mapping[str, Progress] | None = None) -> tuple[pd.DataFrame, str, dict[str, Any]]:
+    """(report table, markdown, paper summary) from per-image rows (with a ``set`` column) and the
+    experiments' :class:`Progress` (none: every experiment counts as complete)."""
+    profile = resolution.get("profile", "")
+    table = results_table(rows, paper, profile, epsilon, progress)
+    return table, markdown(table, curves, paper, resolution, epsilon, progress), paper_summary(table, paper, profile)
 
 
 NO_TRUTH = "no ground truth (a real photograph): no PSNR can be computed"

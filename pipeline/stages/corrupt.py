@@ -31,7 +31,7 @@ from dip.io import atomic_directory, inside, load_image, save_array, save_image,
 from dip.metrics import to_uint8
 from dip.operators import Denoising, Inpainting, SuperResolution
 from pipeline.images.manifest import ImageEntry
-from pipeline.profiles import Experiment, Profile
+from pipeline.settings import Experiment, Profile
 
 
 def image_seed(seed: int, exp_id: str, entry: ImageEntry) -> int:
@@ -144,7 +144,7 @@ def stage(params_path: Path, profile_file: Path, manifest_path: Path, images_dir
     profile's images (per task; a figure's own image), seeded by ``corrupt.seed``. Returns the
     profile's name and ``{experiment: number of images}``."""
     from pipeline.images.manifest import load_manifest
-    from pipeline.profiles import active_profile, load_params, read_resolution
+    from pipeline.settings import active_profile, load_params, read_resolution
 
     p = load_params(params_path)
     prof = active_profile(p, read_resolution(profile_file))

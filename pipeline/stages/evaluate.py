@@ -4,14 +4,23 @@
   methods: ``input`` (the corrupted image; bicubic upsampling for SR), ``dip`` (the estimate
   DIP reports: early-stopped, else averaged, else final), ``dip_final``, and ``dip_averaged`` /
   ``dip_early_stopped`` where used.
-* ``summary.json`` — for ``dvc metrics show``: the resolved profile and device, and the mean
-  PSNR/SSIM per experiment and method.
+* ``summary.json`` — for ``dvc metrics show``: the resolved profile and device, the mean
+  PSNR/SSIM per experiment and method (over the fitted images only, for an experiment in
+  progress), and ``progress``: per experiment of the profile ``images_done`` :math:`k`,
+  ``images_total`` :math:`n` (its ``data/corrupted/<exp>/experiment.json``), ``complete`` and
+  ``status`` (complete, in progress, pending).
 * ``curves.csv`` — experiment, image, seed, iteration, loss, psnr_obs, psnr_gt, ssim_gt (for
   ``dvc plots``).
 * ``report.md`` / ``report.csv`` — DIP, the classical baselines (``baselines/<exp>/``, scored
   here against the same ground truths with the same protocol) and the paper's numbers side by
   side (:mod:`pipeline.outputs.report`); ``summary.json`` gets the baselines' means and a ``paper``
-  section (comparable or why not, mean Δ of DIP, images reproduced).
+  section (comparable or why not, mean Δ of DIP, images reproduced, the paper's DIP mean over the
+  same images as ours and over all of them).
+
+A partial run (an interrupted ``dvc repro``, a bundle published in parts) is evaluated as it is:
+``per_image.csv`` and ``curves.csv`` hold every fit found; the means, the report and the summary
+of an experiment in progress cover its fitted images only and say "k of n"; an experiment of the
+profile (an active ``experiment.json`` among ``experiments``) with no fit is listed as pending.
 
 Runs without a ground truth (figures of real photographs: ``real_snail``, ``flash_cave``) have
 no PSNR; they are listed in ``summary.json`` under ``no_ground_truth`` (final loss, PSNR to the
@@ -95,6 +104,14 @@ def collect_baselines(baselines: Path, corrupted: Path, experiments: list[str], 
     return rows
 
 
+def fitted(rows: list[dict[str, Any]], blind: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """The images of each experiment with a finished DIP fit (a ``dip`` row, or a run without ground truth)."""
+    done: dict[str, set[str]] = {}
+    for r in [r for r in rows if r["method"] == "dip"] + blind:
+        done.setdefault(r["experiment"], set()).add(str(r["image"]))
+    return done
+
+
 def summarise(rows: list[dict[str, Any]], resolution: dict[str, str]) -> dict[str, Any]:
     """Mean PSNR/SSIM per experiment and method (over images and seeds)."""
     groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
@@ -134,19 +151,21 @@ def evaluate(
     about: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Write ``out_dir/{per_image.csv, curves.csv, summary.json, report.md, report.csv}``;
-    returns the summary. ``about`` describes figure experiments (params.yaml ``figures:``)."""
+    returns the summary. ``about`` describes figure experiments (params.yaml ``figures:``).
+    ``corrupted`` also gives each experiment's image list (:func:`pipeline.outputs.report.read_progress`)."""
     rows, curves = collect(results, experiments, resolution)
     blind = collect_without_truth(results, experiments)
     if not rows and not blind:
         raise ValueError(f"no results under {results} for {', '.join(experiments)}; run `dvc repro`")
     if baselines is not None and corrupted is not None:
         rows += collect_baselines(baselines, corrupted, experiments, resolution)
-    summary = summarise(rows, resolution)
-    if rows:
-        table, text, paper_summary = report.build(pd.DataFrame(rows), pd.DataFrame(curves), paper or {}, resolution, epsilon)
-    else:  # only real photographs ran (e.g. `profiles.paper.experiments=[real_snail]`)
-        table, paper_summary = pd.DataFrame(columns=list(report.REPORT_FIELDS)), {}
-        text = f"# Deep Image Prior: reproduction report\n\nProfile **{resolution['profile']}** on **{resolution['device']}**. No run has a ground truth.\n\n"
+    progress = report.read_progress(corrupted, results, experiments, fitted(rows, blind))
+    summary = summarise([r for r in rows if report.counted(progress, r["experiment"], r["image"])], resolution)
+    summary["progress"] = {exp: p.as_dict() for exp, p in progress.items()}
+    table, text, paper_summary = report.build(pd.DataFrame(rows, columns=list(PER_IMAGE_FIELDS)), pd.DataFrame(curves), paper or {},
+                                              resolution, epsilon, progress)
+    if not rows:  # only real photographs ran (e.g. `profiles.paper.experiments=[real_snail]`)
+        text += "No run has a ground truth.\n\n"
     summary["paper"] = paper_summary
     summary["epsilon"] = epsilon
     summary["no_ground_truth"] = report.without_truth_summary(blind)
@@ -163,7 +182,7 @@ def evaluate(
 def stage(params_path: Path, profile_file: Path, results: Path, baselines: Path, corrupted: Path, paper: Path, out_dir: Path) -> dict[str, Any]:
     """The ``evaluate`` stage (``dip evaluate``): :func:`evaluate` with params.yaml's experiments,
     ``report.epsilon`` (checked > 0) and figure descriptions; returns the summary."""
-    from pipeline.profiles import load_params, read_resolution
+    from pipeline.settings import load_params, read_resolution
 
     p = load_params(params_path)
     epsilon = float((p.get("report") or {}).get("epsilon", 0.5))

@@ -228,9 +228,9 @@ def stage(params_path: Path, profile_file: Path, manifest_path: Path, out_dir: P
     (or ``sets``), from params.yaml's ``fetch:`` sources; the cache keeps only those unless
     ``keep_others``. Returns ``{key: source}``."""
     from pipeline.images.manifest import load_manifest
-    from pipeline.profiles import active_profile, load_params, read_resolution
+    from pipeline.settings import active_profile, load_params, read_resolution
 
-    p = load_params(params_path) if Path(params_path).is_file() else {}
+    p = load_params(params_path) if not sets or Path(params_path).is_file() else {}  # given sets need no params
     cfg = p.get("fetch") or {}
     if sets:
         specs = list(sets)

@@ -19,8 +19,8 @@ from typing import Callable
 from dip.io import clean_leftovers, output_lock, read_json, remove_output, save_json
 from pipeline import layout
 from pipeline.execution.engines import Engine, LocalEngine
-from pipeline.execution.job import Job, is_done, job_settings
-from pipeline.profiles import Profile
+from pipeline.execution.job import Job, is_done
+from pipeline.settings import Profile, job_settings
 from pipeline.execution.progress import FitsBar, make_progress
 
 
@@ -106,11 +106,11 @@ def _run_locked(exp_id: str, out_root: Path, profile: Profile, jobs: list[Job], 
 
 
 def stage(exp_id: str, params_path: Path, profile_file: Path, corrupted: Path, out_root: Path) -> dict[str, object]:
-    """The ``restore`` stage (``dip run EXPERIMENT``): :func:`run_experiment` on params.yaml's
+    """The ``fit`` stage (``dip run EXPERIMENT``): :func:`run_experiment` on params.yaml's
     seeds and engine for the resolved profile. Returns its counts (``run``, ``reused``), the
     engine's description (``engine``), the profile's name and whether ``exp_id`` is active in it."""
-    from pipeline.execution.engines import EngineConfig, make_engine
-    from pipeline.profiles import active_profile, load_params, parse_experiment, read_resolution
+    from pipeline.execution.engines import make_engine
+    from pipeline.settings import EngineConfig, active_profile, load_params, parse_experiment, read_resolution
 
     p = load_params(params_path)
     parse_experiment(exp_id, p.get("figures"))

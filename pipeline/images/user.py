@@ -1,9 +1,7 @@
-"""``dip restore`` / ``dip demo`` / ``dip net`` on a person's own images: their settings and input.
+"""A person's own image for ``dip restore``: read, checked against the task, cropped if asked.
 
-Settings come from one table, the ``profiles:`` of ``params.yaml`` that the pipeline's ``restore``
-stage reads (issue 12): :func:`preset_configs` resolves ``--preset`` like the ``resolve`` stage and
-builds the configs with :func:`pipeline.execution.job.job_settings`, the stage's own code. The default
-table is :data:`pipeline.profiles.PACKAGE_PARAMS`, so the command works from any directory.
+Its settings are params.yaml's profiles (:func:`pipeline.settings.preset_configs`), as the
+pipeline's fits use them; the image sets of the reproduction are :mod:`pipeline.images.manifest`'s.
 """
 
 from __future__ import annotations
@@ -12,30 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from dip.fit import FitConfig
-from dip.network import NetConfig
-from pipeline.execution.job import job_settings
-from pipeline.profiles import PACKAGE_PARAMS, Profile, load_params, resolve, user_experiment
-
-
-def preset_configs(preset: str, task: str, factor: int = 4, *, seed: int = 0, device: str = "auto",
-                   params: str | Path | None = None) -> tuple[str, NetConfig, FitConfig]:
-    """``(profile name, network, fitting settings)`` of ``--preset`` (a profile of ``params``,
-    default :data:`PACKAGE_PARAMS`; or ``auto``: paper with CUDA, else quick) for ``task``:
-    exactly what the restore stage builds for the matching experiment
-    (:func:`pipeline.profiles.user_experiment`)."""
-    if params is None and not PACKAGE_PARAMS.is_file():
-        raise FileNotFoundError(f"{PACKAGE_PARAMS}: no params.yaml beside the installed package (install the repository "
-                                "with `pip install -e .`); give the presets' table with --params FILE")
-    path = PACKAGE_PARAMS if params is None else Path(params)
-    p = load_params(path)
-    if preset != "auto" and preset not in p["profiles"]:
-        raise ValueError(f"unknown preset {preset!r}; choose auto or a profile of {path}: {', '.join(p['profiles'])}")
-    name = resolve(preset, p["profiles"], device)["profile"]
-    profile = Profile(name, p["profiles"][name], dict(p.get("figures") or {}))
-    settings = job_settings(user_experiment(profile, task, factor), profile, seed, device)
-    return name, NetConfig.from_dict(settings["net"]), FitConfig.from_dict(settings["fit"])
 
 
 def center_crop(image: np.ndarray, multiple: int) -> np.ndarray:
@@ -57,8 +31,8 @@ def restored_size(input: Path, task: str, factor: int) -> tuple[int, int]:
     return (h * factor, w * factor) if task == "sr" else (h, w)
 
 
-def load_case(input: Path, task: str, mask: Path | None, factor: int, gt: Path | None, size_mode: str, multiple: int,
-              max_pixels: int | None = None) -> tuple[Any, Any, Any]:
+def load_user_image(input: Path, task: str, mask: Path | None, factor: int, gt: Path | None, size_mode: str, multiple: int,
+                    max_pixels: int | None = None) -> tuple[Any, Any, Any]:
     """Read and check one image to restore: ``(observation, operator, ground truth or None)``.
 
     Sizes are checked from the files' headers before anything is decoded: the restored image

@@ -1,0 +1,437 @@
+"""``dip publish-run``: the prepared GPU run. It fits a profile (the paper's) in the order that
+matters to readers, within a time budget, skips what the committed bundle already holds, and
+returns the new fits as parts (:mod:`pipeline.outputs.part_writer`) that any checkout merges into
+the bundle (docs/gpu-run.md).
+
+1. **Inputs.** The profile is resolved and its images fetched (cache, mirror, URL) and corrupted
+   by the pipeline's own stages into a work folder (``data/``, ``results/`` as in docs/LAYOUT.md).
+2. **Plan** (:func:`plan`): Table 1 first (``inpaint_p50``, with its gallery images ``peppers``
+   and ``man`` first), then SR ×4, colour denoising (σ = 25, then 1/30), SR ×8, then the rest
+   (the figures) in params.yaml's order; the first seed of every image of every experiment before
+   any further seed.
+3. **Resume.** A fit whose :func:`~pipeline.execution.job.fit_key` the bundle's ``manifest.json``
+   holds (``fits[<exp>/<image>/seed_<s>].fit_key``) is skipped; one finished in the work folder by
+   an earlier call on the same machine is not fitted again, only returned.
+4. **Budget** (:mod:`pipeline.execution.budget`). A fit starts only if its estimate fits in what is
+   left: seconds per iteration × iterations + its overhead (building, cuDNN autotuning, graph
+   capture, writing) + rewriting its part, each measured in this run. The first fit of a shape
+   measures it: its first iterations are the probe (at least one curve interval, up to 200
+   iterations), and from then on the fit goes on only while its projected end stays inside the
+   budget (checked at each curve point, where the loop reads the device anyway); a fit stopped
+   so writes nothing. A shape not yet measured is not even probed when a lower bound from the
+   measured ones (:meth:`~pipeline.execution.budget.Costs.lower_bound`) already exceeds what is left.
+5. **Parts.** After each finished fit its part is rewritten atomically, so a kill at the time limit
+   loses only the fit in flight; ``publish_run.jsonl`` records every planned fit's decision
+   (skipped, reused, started, finished, stopped, not started, failed) with its numbers.
+
+Fits run one at a time by default; ``group`` (the speed step's choice) fits up to N same-shape
+fits of one experiment and seed together (:func:`pipeline.execution.fits.restore_group`).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from dip.fit import FitConfig, canvas_size
+from dip.io import save_json
+from dip.network import NetConfig
+from pipeline.execution.budget import PROBE_ITERATIONS, Clock, Costs, Guard, OutOfTime
+from pipeline.execution.fits import finished, restore_group
+from pipeline.execution.job import EXECUTION_FIELDS, fit_key, job_settings, prepare_job
+from pipeline.outputs.part_writer import FinishedFit, PartWriter
+
+PRIORITY = ("inpaint_p50", "sr_x4", "denoise_s25", "denoise_s8.5", "sr_x8")  # then the others, params.yaml's order
+GALLERY = {"inpaint_p50": ("peppers", "man")}  # first among their experiment's images; snapshots carried
+LOG = "publish_run.jsonl"
+PART_LIMIT = 15 * 2**20  # 4 parts and the logs stay under the device tool's 64 MiB, each under its 16 MiB
+
+
+@dataclass
+class Planned:
+    """One fit of the plan, with its decision once taken."""
+
+    id: str  # <exp>/<image>/seed_<s>
+    exp: str
+    image: str
+    seed: int
+    round: int  # index of the seed in params.yaml's seeds
+    case_dir: Path
+    out_dir: Path
+    settings: dict[str, Any]
+    key: str  # fit_key
+    shape: str  # what its cost depends on: sizes, task, network and loop settings (not seed, iterations)
+    family: str  # the same without the sizes: for the per-pixel lower bound
+    pixels: int  # of the network's canvas
+    iterations: int
+    snapshots: bool
+    decision: str = ""
+
+
+def ordered(exp_ids: list[str]) -> list[str]:
+    """The experiments in priority order: :data:`PRIORITY`, then the rest as given."""
+    return [e for e in PRIORITY if e in exp_ids] + [e for e in exp_ids if e not in PRIORITY]
+
+
+def ordered_images(exp_id: str, images: list[str]) -> list[str]:
+    """An experiment's images, its gallery images (:data:`GALLERY`) first."""
+    first = [i for i in GALLERY.get(exp_id, ()) if i in images]
+    return first + [i for i in images if i not in first]
+
+
+def _shape(case_dir: Path, settings: dict[str, Any]) -> tuple[str, str, int]:
+    """(shape, family, canvas pixels) of a fit: what its cost per iteration depends on."""
+    meta = json.loads((case_dir / "meta.json").read_text())
+    observation = np.load(case_dir / "observation.npy", mmap_mode="r").shape
+    fit = {k: v for k, v in settings["fit"].items() if k not in ("seed", "iterations", "snapshots")}
+    family = json.dumps({"task": meta["task"], "channels": observation[2] if len(observation) == 3 else 1, "net": settings["net"],
+                         "fit": fit, "log_every": settings["log_every"], "device": settings["device"]}, sort_keys=True, default=str)
+    shape = json.dumps({"family": family, "observation": list(observation), "size": meta["size"]}, sort_keys=True)
+    h, w = canvas_size(tuple(meta["size"]), NetConfig.from_dict(settings["net"]).multiple)  # type: ignore[arg-type]
+    return shape, family, h * w
+
+
+def plan(profile: Any, corrupted: Path, results: Path, seeds: list[int], device: str, execution: dict[str, Any]) -> list[Planned]:
+    """Every fit of ``profile``'s active experiments in priority order (module docstring), with
+    ``execution`` (FitConfig execution options) applied on top of each fit's settings."""
+    jobs: list[Planned] = []
+    exp_ids = ordered([e.id for e in profile.experiments])
+    for r, seed in enumerate(seeds):
+        for exp_id in exp_ids:
+            exp = profile.experiment(exp_id)
+            info = json.loads((corrupted / exp_id / "experiment.json").read_text())
+            for image in ordered_images(exp_id, list(info["images"])):
+                settings = job_settings(exp, profile, int(seed), device)
+                settings["fit"].update(execution)
+                case = corrupted / exp_id / image
+                shape, family, pixels = _shape(case, settings)
+                jobs.append(Planned(
+                    f"{exp_id}/{image}/seed_{seed}", exp_id, image, int(seed), r, case, results / exp_id / image / f"seed_{seed}",
+                    settings, fit_key(case, settings), shape, family, pixels, int(settings["fit"]["iterations"]),
+                    snapshots=exp.is_figure or image in GALLERY.get(exp_id, ())))
+    return jobs
+
+
+def published_keys(bundle: Path | None) -> dict[str, str]:
+    """``{fit id: fit_key}`` of a bundle's ``manifest.json`` (nothing if the bundle or its manifest
+    does not exist yet, or an older bundle lists no ``fits``)."""
+    path = Path(bundle) / "manifest.json" if bundle is not None else None
+    if path is None or not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError(f"{path}: not a JSON file; restore it from git (git checkout -- {path})") from None
+    fits = info.get("fits", {}) if isinstance(info, dict) else None
+    if not isinstance(fits, dict):
+        raise ValueError(f"{path}: 'fits' is not a mapping of fit ids; restore the bundle from git or pass another --bundle")
+    return {str(k): str(v["fit_key"]) for k, v in fits.items() if isinstance(v, dict) and isinstance(v.get("fit_key"), str)}
+
+
+def load_choice(path: Path | None) -> tuple[dict[str, Any], str, list[str]]:
+    """The speed step's choice file → (execution options for FitConfig, engine group, notes on
+    what was ignored). Only FitConfig fields of ``dip.fit.EXECUTION_FIELDS`` are applied: they
+    change how fast a fit runs, never its numbers (nor its fit key)."""
+    if path is None:
+        return {}, "1", []
+    try:
+        choice = json.loads(Path(path).read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"--choice {path}: not a readable JSON file ({err.__class__.__name__}); drop --choice or fix the file") from None
+    if not isinstance(choice, dict):
+        raise ValueError(f"--choice {path}: expected a JSON object with 'fit' and 'group'")
+    notes: list[str] = []
+    fields = set(FitConfig.__dataclass_fields__)
+    fit: dict[str, Any] = {}
+    if not isinstance(choice.get("fit") or {}, dict):
+        raise ValueError(f"--choice {path}: 'fit' must be an object of FitConfig execution options")
+    for name, value in (choice.get("fit") or {}).items():
+        if name in EXECUTION_FIELDS and name in fields:
+            fit[name] = value
+        else:
+            notes.append(f"choice fit.{name} ignored: not an execution option of this checkout's FitConfig")
+    group = str(choice.get("group", "1")).lower()
+    if group != "auto" and not (group.isdigit() and int(group) >= 1):
+        raise ValueError(f"--choice {path}: group must be 'auto' or a whole number >= 1, got {choice.get('group')!r}")
+    many = choice.get("many")
+    if isinstance(many, dict) and many.get("mode") and "many" not in fit:  # how a group runs (dip.fit's `many`, where it has one)
+        if "many" in EXECUTION_FIELDS and "many" in fields:
+            fit["many"] = many["mode"]
+        else:
+            notes.append(f"choice many.mode {many['mode']!r} ignored: this checkout's FitConfig has no execution option 'many'")
+    try:
+        FitConfig.from_dict(fit)  # a bad value is an error now, not in the first fit
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"--choice {path}: {err}") from None
+    return fit, group, notes
+
+
+def git_commit() -> str | None:
+    """``$DIP_COMMIT``, else this checkout's ``git rev-parse HEAD``, else ``None`` (a copy without .git)."""
+    if os.environ.get("DIP_COMMIT"):
+        return os.environ["DIP_COMMIT"]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() or None if head.returncode == 0 else None
+
+
+def machine(resolution: dict[str, str]) -> dict[str, Any]:
+    import torch
+
+    return {"device": resolution["device"], "device_name": resolution["device_name"], "torch": torch.__version__,
+            "cuda": torch.version.cuda, "hostname": socket.gethostname(), "python": platform.python_version()}
+
+
+class Log:
+    """``publish_run.jsonl``: one JSON object per line, flushed at once (a kill keeps every line)."""
+
+    def __init__(self, path: Path, echo: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.path, self.echo = path, echo
+        path.write_text("")
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        line = {"event": event, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **fields}
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(line, default=str) + "\n")
+        if self.echo:
+            self.echo(line)
+
+
+def prepare_inputs(params_path: Path, profile_name: str, work: Path, mirror: str | None, manifest: Path) -> tuple[dict[str, Any], Any, dict[str, str]]:
+    """Resolve ``profile_name`` (whatever params.yaml's ``profile`` says), fetch and corrupt its
+    images into ``work/data`` with the pipeline's stages; returns (params, profile, resolution)."""
+    from pipeline.images.manifest import load_manifest
+    from pipeline.profiles import active_profile, load_params, resolve
+    from pipeline.stages.corrupt import corrupt_all
+    from pipeline.stages.fetch import FetchOptions, fetch_all, mirror_from
+
+    params = load_params(params_path)
+    resolution = resolve(profile_name, params["profiles"], str((params.get("engine") or {}).get("device", "auto")))
+    save_json(work / "data" / "profile.json", resolution)
+    profile = active_profile(params, resolution)
+    images, cfg, m = work / "data" / "images", params.get("fetch") or {}, load_manifest(manifest)
+    # what the fetch and corrupt stages do (pipeline/stages/fetch.py, corrupt.py: stage), params and manifest read once
+    options = FetchOptions(mirror=mirror_from(mirror or cfg.get("mirror")), timeout=float(cfg.get("timeout", 30)), retries=int(cfg.get("retries", 3)))
+    fetch_all(m, list(dict.fromkeys(s for e in profile.experiments for s in profile.specs(e))), images, options)
+    by_task = {e.id if e.is_figure else e.task: m.select([e.image] if e.is_figure else profile.image_specs(e.task)) for e in profile.experiments}
+    corrupt_all([str(e) for e in params["experiments"]], profile, by_task, images, work / "data" / "corrupted", int((params.get("corrupt") or {}).get("seed", 0)))
+    return params, profile, resolution
+
+
+def run(
+    *, params_path: Path, out: Path, budget: float, bundle: Path | None = None, profile_name: str = "paper", mirror: str | None = None,
+    choice: Path | None = None, work: Path = Path(".gpu-results"), manifest: Path = Path("data/manifest.yaml"), commit: str | None = None,
+    margin: float = 10.0, part_limit: int = PART_LIMIT, max_parts: int = 4, clock: Clock = time.monotonic,
+    echo: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """The publishing run (module docstring): returns ``{"decisions": {decision: count}, "parts": [...],
+    "seconds": ...}``. ``budget`` seconds count from the call; ``margin`` of them are kept for the end."""
+    from pipeline.execution.threads import set_torch_threads
+
+    start = clock()
+    deadline = start + budget - margin
+    out, work = Path(out), Path(work)
+    execution, group, notes = load_choice(choice)  # bad input stops the run before it writes anything
+    published = published_keys(bundle)
+    out.mkdir(parents=True, exist_ok=True)
+    log = Log(out / LOG, echo)
+    log("start", profile=profile_name, budget_s=budget, margin_s=margin, bundle=str(bundle) if bundle else None,
+        published=len(published), execution=execution, group=group, notes=notes)
+    params, profile, resolution = prepare_inputs(Path(params_path), profile_name, work, mirror, Path(manifest))
+    set_torch_threads(int((params.get("engine") or {}).get("threads", 0)))
+    seeds = [int(s) for s in params.get("seeds", [0])]
+    corrupted, results = work / "data" / "corrupted", work / "results"
+    jobs = plan(profile, corrupted, results, seeds, resolution["device"], execution)
+    experiments = {e: json.loads((corrupted / e / "experiment.json").read_text()) for e in ordered([x.id for x in profile.experiments])}
+    header = {"commit": commit or git_commit(), "machine": machine(resolution), "profile": profile.name,
+              "params_sha256": _sha256(Path(params_path)),
+              "experiments": {e: {"task": info["task"], "images": list(info["images"])} for e, info in experiments.items()},
+              "execution": {"fit": execution, "group": group}}
+    common = {"data/profile.json": work / "data" / "profile.json", **{f"data/corrupted/{e}/experiment.json": corrupted / e / "experiment.json" for e in experiments}}
+    writer = PartWriter(out, "part-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), header, common, part_limit, max_parts)
+    costs = Costs()
+    log("inputs", device=resolution["device"], device_name=resolution["device_name"], commit=header["commit"], planned=len(jobs),
+        seconds=round(clock() - start, 1), left_s=round(deadline - clock(), 1))
+
+    def pack(fit: Planned, record: dict[str, Any]) -> dict[str, Any]:
+        """Add a finished fit to its part; the part's rewriting time is part of what a fit costs."""
+        done = FinishedFit(fit.id, fit.exp, fit.image, fit.key, float(record.get("wall_seconds", 0.0)),
+                           int(record.get("iterations_run", fit.iterations)), fit.case_dir, fit.out_dir, fit.snapshots)
+        t0 = clock()
+        where = writer.add(done)
+        costs.pack_s = max(costs.pack_s, clock() - t0)
+        if where["part"] is None:
+            log("too large", fit=fit.id, note="no part has room for it: it stays in the work folder, and a later run on this machine returns it")
+        elif where["kept"] != "all":
+            log("part full", fit=fit.id, part=where["part"], kept=where["kept"], note="the parts' size limit: its snapshots and final.png are left out")
+        return where
+
+    queue: list[Planned] = []
+    for fit in jobs:
+        if published.get(fit.id) == fit.key:
+            fit.decision = "skipped"
+            log("skipped", fit=fit.id, fit_key=fit.key, note="the bundle holds this fit with the same key")
+        elif finished(fit.out_dir, "fit_key", fit.key):
+            fit.decision = "reused"
+            where = pack(fit, json.loads((fit.out_dir / "run.json").read_text()))
+            log("reused", fit=fit.id, fit_key=fit.key, part=where["part"], note="finished earlier in the work folder: returned, not refitted")
+        else:
+            queue.append(fit)
+    limit: int | None = None  # the next group's size cap, after a group too large for the time left
+    auto: dict[str, int] = {}  # group=auto: how many fits of a shape the GPU's memory holds
+    try:
+        while queue:
+            chunk = _chunk(queue, group, resolution["device"], limit, auto)
+            limit = None
+            fit, n = chunk[0], len(chunk)
+            left = deadline - clock()
+            estimate = costs.estimate(fit, n)
+            needed = estimate if estimate is not None else costs.lower_bound(fit, n)
+            if needed > left or left <= 0:
+                if n > 1:  # try fewer together
+                    queue[0:0] = chunk
+                    limit = n // 2
+                    continue
+                fit.decision = "not started"
+                log("not started", fit=fit.id, fit_key=fit.key, needs_s=round(needed, 1), left_s=round(left, 1),
+                    note=f"needs {'' if estimate is not None else 'at least '}{needed:.1f} s, {max(left, 0):.1f} s left")
+                continue
+            _run_chunk(chunk, costs, clock, deadline, log, pack, estimate)
+    except KeyboardInterrupt:
+        running = [f.id for f in jobs if f.decision == "started"]
+        for f in jobs:
+            f.decision = {"started": "interrupted", "": "not started"}.get(f.decision, f.decision)
+        log("interrupted", running=running, note="stopped from outside (a signal or Ctrl+C); every finished fit is in the parts")
+        raise
+    finally:
+        counts: dict[str, int] = {}
+        for f in jobs:
+            counts[f.decision or "not started"] = counts.get(f.decision or "not started", 0) + 1
+        parts = [{"part": f"{p.name}.tar.gz", "fits": len(p.fits), "bytes": (out / f"{p.name}.tar.gz").stat().st_size} for p in writer.parts]
+        summary = {"decisions": counts, "parts": parts, "seconds": round(clock() - start, 1)}
+        log("end", **summary, costs=[{"fit": c.first, "group": n, "ms_per_it": round(1e3 * c.rate, 3), "overhead_s": round(c.overhead, 2)}
+                                     for (_shape, n), c in costs.known.items()])
+    return summary
+
+
+def _chunk(queue: list[Planned], group: str, device: str, limit: int | None = None, auto: dict[str, int] | None = None) -> list[Planned]:
+    """Take the next fits to run together from ``queue``: its head and up to N − 1 more of its
+    shape, experiment and seed round (``group``: 1, N or auto = from free GPU memory; at most ``limit``)."""
+    head = queue.pop(0)
+    if group == "1" or limit == 1:
+        return [head]
+    same = [f for f in queue if f.shape == head.shape and f.exp == head.exp and f.round == head.round]
+    if group == "auto":
+        auto = {} if auto is None else auto
+        if head.shape not in auto:  # measured once per shape, as the pipeline's engine does
+            import torch
+
+            from dip.group import fit_bytes, group_size
+
+            try:
+                fitter = prepare_job(head.case_dir, head.out_dir, head.settings).fitter
+                auto[head.shape] = group_size("auto", 10**6, fit_bytes(*fitter.build()), torch.device(device))
+                del fitter
+            except (AttributeError, TypeError, RuntimeError):  # no measurement (another loop, out of memory): one at a time
+                auto[head.shape] = 1
+        n = min(auto[head.shape], 1 + len(same))
+    else:
+        n = min(int(group), 1 + len(same))
+    if limit is not None:
+        n = min(n, limit)
+    chunk = [head] + same[: n - 1]
+    for f in chunk[1:]:
+        queue.remove(f)
+    return chunk
+
+
+def _run_chunk(chunk: list[Planned], costs: Costs, clock: Clock, deadline: float, log: Log, pack: Callable[..., Any],
+               estimate: float | None) -> None:
+    """Fit ``chunk`` together; pack each finished fit; record what the shape cost."""
+    fit, n = chunk[0], len(chunk)
+    try:
+        restorations = [prepare_job(f.case_dir, f.out_dir, f.settings, extra={"engine": "publish-run"}) for f in chunk]
+    except (ValueError, OSError) as err:
+        for f in chunk:
+            f.decision = "failed"
+            log("failed", fit=f.id, error=str(err))
+        return
+    probe = max(int(fit.settings["log_every"]), min(PROBE_ITERATIONS, fit.iterations // 10))
+    guard = Guard(fit.iterations, clock, deadline, lambda: costs.write_s + costs.pack_s, probe)
+    restorations[0].fitter.add_callback(guard, every=int(fit.settings["log_every"]))
+    for f in chunk:
+        f.decision = "started"
+        log("started", fit=f.id, fit_key=f.key, group=n, estimate_s=None if estimate is None else round(estimate, 1),
+            left_s=round(deadline - clock(), 1), probe=estimate is None)
+    t0 = clock()
+    stop: OutOfTime | None = None
+    error = ""
+    try:
+        outcomes = restore_group(restorations)
+    except OutOfTime as err:  # copied without its traceback, which holds the stopped fit's memory
+        stop = OutOfTime(err.needed, err.left, err.rate)
+    except (ValueError, RuntimeError) as err:  # e.g. out of GPU memory: the next fits may still run
+        error = " ".join(f"{err.__class__.__name__}: {err}".split())[:500]
+    del restorations
+    if stop is not None or error:
+        _free()
+    if stop is not None:
+        if stop.rate is not None and guard.marks:
+            costs.record(fit, n, stop.rate, (guard.marks[0][1] - t0) + costs.write_s)
+        for f in chunk:
+            f.decision = "stopped"
+            log("stopped", fit=f.id, needs_s=round(stop.needed, 1), left_s=round(stop.left, 1),
+                ms_per_it=None if stop.rate is None else round(1e3 * stop.rate, 3), note=f"would not finish: {stop}; nothing written")
+        return
+    if error:
+        for f in chunk:
+            f.decision = "failed"
+            log("failed", fit=f.id, error=error)
+        return
+    seconds = clock() - t0
+    rate = guard.rate()
+    if rate is not None:
+        costs.write_s = max(costs.write_s, t0 + seconds - guard.marks[-1][1])
+        costs.record(fit, n, rate, seconds - fit.iterations * rate)
+    for f, outcome in zip(chunk, outcomes):
+        if isinstance(outcome, Exception):
+            f.decision = "failed"
+            log("failed", fit=f.id, error=str(outcome))
+            continue
+        where = pack(f, outcome)
+        f.decision = "finished"
+        log("finished", fit=f.id, fit_key=f.key, seconds=round(seconds, 2), wall_seconds=outcome.get("wall_seconds"),
+            ms_per_it=None if rate is None else round(1e3 * rate, 3),
+            overhead_s=None if rate is None else round(seconds - fit.iterations * rate, 2),
+            estimate_s=None if estimate is None else round(estimate, 1), part=where["part"], kept=where["kept"],
+            pack_s=where["seconds"], left_s=round(deadline - clock(), 1))
+
+
+def _free() -> None:
+    """Release a stopped fit's memory (its graph's pool) before the next one."""
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def _sha256(path: Path) -> str:
+    from pipeline.images.manifest import sha256_bytes
+
+    return sha256_bytes(path.read_bytes())

@@ -1,0 +1,37 @@
+"""The ``resolve`` stage (``dip profile``): which profile runs, on which device.
+
+params.yaml's ``profile`` may be ``auto``: ``paper`` where CUDA is available, ``quick`` otherwise
+(:func:`pipeline.settings.choose_profile`). The answer, with the device and its name, is written
+to ``data/profile.json``; every later stage reads it (:func:`pipeline.settings.read_resolution`),
+so a change of answer re-runs what depends on it and nothing else.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any, Mapping
+
+from dip.io import save_json
+from pipeline.settings import DEFAULT_PARAMS, PROFILE_FILE, choose_profile, load_params
+
+
+def resolve(requested: str, profiles: Mapping[str, Any], device: str = "auto") -> dict[str, str]:
+    """The record of ``data/profile.json``: requested and resolved profile, device and its name."""
+    import torch
+
+    from dip.device import pick_device
+
+    dev = pick_device(device)
+    name = choose_profile(requested, profiles, cuda=dev.type == "cuda")
+    device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine()
+    return {"requested": requested, "profile": name, "device": str(dev), "device_name": device_name}
+
+
+def stage(params_path: str | Path = DEFAULT_PARAMS, out: str | Path = PROFILE_FILE) -> dict[str, str]:
+    """Resolve params.yaml's ``profile`` and ``engine.device`` and write the record to ``out``
+    (byte-identical while the resolution is, so downstream stages stay cached); returns it."""
+    p = load_params(params_path)
+    record = resolve(str(p["profile"]), p["profiles"], str((p.get("engine") or {}).get("device", "auto")))
+    save_json(Path(out), record)
+    return record
