@@ -172,7 +172,7 @@ def tiny_workspace(root: Path, camera64: np.ndarray, iterations: int) -> Path:
     prof = tiny_profile(iterations)
     prof["fit"]["denoise"]["snapshots"] = [0]
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params.update(profile="tiny", profiles={"tiny": prof}, experiments=["denoise_s25"], seeds=[0, 1], figures={})
+    params.update(profile="tiny", profiles={"tiny": prof}, experiments=["denoise_s25", "inpaint_p50"], seeds=[0, 1], figures={})
     params["engine"]["threads"] = 1
     (root / "data").mkdir(parents=True)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
