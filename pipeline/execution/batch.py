@@ -29,7 +29,7 @@ from dip.fit import FitConfig
 from dip.io import check_replaceable, image_header, output_lock
 from dip.network import NetConfig
 from pipeline.execution import fits
-from pipeline.execution.fits import DEFAULT_MAX_PIXELS, Planned, Restoration, check_size, finished, group_key, restore_stream
+from pipeline.execution.fits import DEFAULT_MAX_PIXELS, LazyFit, Restoration, check_size, finished, group_key, restore_stream
 from pipeline.execution.progress import FitsBar, make_progress
 from pipeline.layout import protocol
 
@@ -170,7 +170,7 @@ def plan(files: list[Path], out: Path, req: Request, report: Report, counts: Cou
     return items
 
 
-def _planned(item: Item, req: Request, tick: Callable[[Any], None]) -> Planned:
+def _lazy_fit(item: Item, req: Request, tick: Callable[[Any], None]) -> LazyFit:
     """The fit of ``item``, set up (decoded, network built) only when :func:`restore_stream` runs it."""
     from pipeline.images.user import load_user_image
 
@@ -183,7 +183,7 @@ def _planned(item: Item, req: Request, tick: Callable[[Any], None]) -> Planned:
                             callbacks=[(tick, req.log_every)], overwrite=req.force, max_pixels=req.max_pixels,
                             extra={"preset": req.preset, "input": str(item.source), "batch_hash": item.digest})
 
-    return Planned(setup, key=group_key(item.header, req.task, req.settings()), tag=item, where=item.source)
+    return LazyFit(setup, key=group_key(item.header, req.task, req.settings()), tag=item, where=item.source)
 
 
 def restore_images(inputs: list[Path], out: Path, req: Request, report: Report | None = None) -> Counts:
@@ -224,9 +224,9 @@ def _restore(files: list[Path], out: Path, req: Request, report: Report, counts:
         def ticker(item: Item) -> Callable[[Any], None]:
             return lambda step: bar.tick(item.out_dir, int(step.iteration), float(step.loss))
 
-        planned = [_planned(item, req, ticker(item)) for item in items]
+        lazy = [_lazy_fit(item, req, ticker(item)) for item in items]
         with bar.hidden_on_error():  # a failing single fit leaves its error line alone
-            for p, outcome in restore_stream(planned, req.group):
+            for p, outcome in restore_stream(lazy, req.group):
                 item = p.tag
                 bar.finish(item.out_dir, iterations)
                 if isinstance(outcome, Exception):

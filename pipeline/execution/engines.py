@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkabl
 
 from dip.io import atomic_directory, read_json
 from pipeline.execution.job import Job, prepare_job, restore_job, settings_hash
-from pipeline.execution.fits import Planned, group_key, restore_stream
+from pipeline.execution.fits import LazyFit, group_key, restore_stream
 from pipeline.execution.threads import set_torch_threads
 from pipeline.settings import EngineConfig
 
@@ -95,12 +95,12 @@ class LocalEngine:
         """Fit the jobs group by group (:func:`pipeline.execution.fits.restore_stream`: same-size fits
         together on CUDA, one at a time elsewhere; each set up only when its turn comes and released
         once written); a fit that fails is raised once its group's other folders are written."""
-        def planned(job: Job) -> Planned:
+        def lazy(job: Job) -> LazyFit:
             tick = [(lambda step: progress(job, int(step.iteration), float(step.loss)), int(job.settings["log_every"]))]
-            return Planned(lambda: prepare_job(job.case_dir, job.out_dir, job.settings, tick, extra={"engine": self.name}),
+            return LazyFit(lambda: prepare_job(job.case_dir, job.out_dir, job.settings, tick, extra={"engine": self.name}),
                            key=job_key(job), tag=job, where=job.case_dir)
 
-        for p, outcome in restore_stream([planned(job) for job in jobs], self.group):
+        for p, outcome in restore_stream([lazy(job) for job in jobs], self.group):
             if isinstance(outcome, Exception):
                 raise outcome
             yield p.tag, outcome

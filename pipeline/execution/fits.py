@@ -9,7 +9,7 @@ Layout of an output directory::
     run.json       settings, seed, device, versions, wall time, iterations run, early stop, metrics
 
 Many fits run through :func:`restore_stream`, the one driver of `dip run` (in-process engine) and of
-`dip restore` on several images: each fit is set up (:class:`Planned`) only when its turn comes,
+`dip restore` on several images: each fit is set up (:class:`LazyFit`) only when its turn comes,
 same-size fits run together on CUDA, and a finished fit's network, input code and snapshots are
 released as soon as its folder is written, so memory does not grow with the number of images.
 """
@@ -235,7 +235,7 @@ def group_key(observation_shape: tuple[int, ...], task: str, settings: Any) -> s
 
 
 @dataclass
-class Planned:
+class LazyFit:
     """A fit to run, not yet set up: ``prepare`` builds its :class:`Restoration` (reads the inputs,
     builds the network) only when its turn comes; fits of one ``key`` (:func:`group_key`) may run
     together. ``tag`` is the caller's handle (a job, an input file)."""
@@ -265,22 +265,22 @@ DAMAGED_INPUT = (ValueError, OSError, KeyError, TypeError, IndexError, Attribute
 """What reading a damaged or hostile input file can raise while a fit is set up."""
 
 
-def restore_stream(planned: Iterable[Planned], group: int | str = 1) -> Iterator[tuple[Planned, dict[str, Any] | Exception]]:
-    """Run ``planned`` fits in groups of one key (``group``: a number, or ``auto`` = from free GPU
+def restore_stream(fits: Iterable[LazyFit], group: int | str = 1) -> Iterator[tuple[LazyFit, dict[str, Any] | Exception]]:
+    """Run ``fits`` in groups of one key (``group``: a number, or ``auto`` = from free GPU
     memory; 1 off CUDA), yielding each one's run.json record, or the exception that stopped it
     (a user error while it was set up, a diverged fit, a full disk), as soon as its group is written.
 
     A group is set up just before it runs and released (network, input code, Adam state,
     snapshots) before the next one is set up: memory stays that of one group, whatever the count.
     """
-    by_key: dict[str, list[Planned]] = {}
-    for p in planned:
+    by_key: dict[str, list[LazyFit]] = {}
+    for p in fits:
         by_key.setdefault(p.key, []).append(p)
     for same in by_key.values():
         queue, size = list(same), 0
         while queue:
-            chunk: list[tuple[Planned, Restoration]] = []
-            failed: list[tuple[Planned, Exception]] = []
+            chunk: list[tuple[LazyFit, Restoration]] = []
+            failed: list[tuple[LazyFit, Exception]] = []
             while queue and len(chunk) < max(size, 1):
                 p = queue.pop(0)
                 try:
