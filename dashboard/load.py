@@ -216,6 +216,19 @@ def run_dirs(root: Path) -> list[Run]:
     return out
 
 
+def contained(root: Path, path: Path) -> bool:
+    """Whether ``path``, every link resolved, lies inside the results root ``root``. The dashboard
+    shows no file from outside the folder it was given: a link in a results folder (or a bundle
+    from someone else) may point anywhere on this machine."""
+    try:
+        return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))
+    except (OSError, ValueError):
+        return False
+
+
+OUTSIDE = "a link to a file outside the results folder (not shown)"
+
+
 def rel(root: Path, path: Path) -> str:
     """``path`` relative to the results root where it is below it (for messages)."""
     try:

@@ -30,8 +30,9 @@ def root() -> Path:
 
 
 def image(where, root_dir: Path, path: Path, caption: str, **kwargs) -> bool:
-    """Show the PNG file ``path`` as it is, or a short warning naming it when it is unreadable."""
-    loaded = imaging.load_image(path)
+    """Show the PNG file ``path`` as it is, or a short warning naming it when it is unreadable or
+    lies outside ``root_dir`` (:func:`dashboard.load.contained`)."""
+    loaded = imaging.load_image(path) if load.contained(root_dir, path) else load.OUTSIDE
     if isinstance(loaded, str):
         where.warning(f"{caption}: `{load.rel(root_dir, path)}` is {loaded}.")
         return False

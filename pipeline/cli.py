@@ -102,15 +102,13 @@ def restore(
 ) -> None:
     """Restore images of yours with Deep Image Prior.
 
-    One image goes to OUT/. Several images, or folders of images, go to OUT/NAME/ each, fitted together where they have one size (CUDA); finished images are skipped when run again, and an image that cannot be used is reported on one line without stopping the others.
+    One image goes to OUT/. Several images, or folders of images, go to OUT/NAME/ each, fitted together where they have one size (CUDA); finished images are skipped when run again, and an image that cannot be used is reported on one line without stopping the others. A second `dip restore` into the same OUT while one runs stops at once with one line.
     """
     from dip.device import pick_device
-    from dip.io import check_replaceable
     from dip.operators import TASKS
-    from pipeline.execution.progress import console, hidden_on_error, make_progress
-    from pipeline.execution.fits import DEFAULT_MAX_PIXELS, batch_hash, finished, image_files, mask_beside, prepare, restore_groups
-    from pipeline.layout import protocol, psnr_from_loss
-    from pipeline.images.user import load_user_image
+    from pipeline.execution.batch import Item, Report, Request, restore_images
+    from pipeline.execution.fits import DEFAULT_MAX_PIXELS
+    from pipeline.execution.progress import console
     from pipeline.settings import preset_configs
 
     if task not in TASKS:
@@ -129,86 +127,35 @@ def restore(
         raise ValueError(f"--mask is only used by --task inpaint, not {task}; drop it or use --task inpaint")
     if group != "auto" and not (group.isdigit() and int(group) >= 1):
         raise ValueError(f"--group must be auto or a whole number >= 1, got {group!r}")
-    files = image_files(inputs)
     single = len(inputs) == 1 and inputs[0].is_file()
-    if not files:
-        raise ValueError(f"no images ({', '.join(sorted({'.png', '.jpg', '.tif'}))}, …) in {', '.join(map(str, inputs))}")
-    if not single and gt is not None:
-        raise ValueError("--gt works with one input image; for several, compare afterwards with `dip metrics`")
-    if single:
-        check_replaceable(out, force)  # before any fit: never a user's folder, --force or not
     dev = pick_device(device)
     preset_name, net_cfg, fit_cfg = preset_configs(preset, task, factor, seed=seed, device=str(dev), params=params)
     fit_cfg.early_stop = early_stop
     if iterations is not None:
         fit_cfg.iterations = iterations
-    marks = _parse_ints(snapshots)
-    settings = {"net": net_cfg.to_dict(), "fit": fit_cfg.__dict__, "task": task, "factor": factor, "size_mode": size_mode,
-                "snapshots": marks, "log_every": log_every, "device": str(dev)}
-    restorations, failed, reused, written, names = [], 0, 0, 0, set()
-    running: dict[int, int] = {}
-    for path in files:
-        out_dir = out if single else out / path.stem
-        try:
-            if out_dir in names:
-                raise ValueError(f"another input is also named {path.stem!r}; rename one (outputs go to {out}/NAME/)")
-            names.add(out_dir)
-            mask_path = mask if mask is not None or task != "inpaint" else mask_beside(path)
-            digest = batch_hash(path, mask_path, settings)
-            if not single and finished(out_dir, "batch_hash", digest):
-                reused += 1
-                console.print(f"{path}: already restored in {out_dir}/ (same image and settings)")
-                continue
-            observation, operator, truth = load_user_image(path, task, mask_path, factor, gt, size_mode, net_cfg.multiple)
-            metric_protocol, shave = protocol(task, factor)
-            restorations.append(prepare(
-                operator, observation, out_dir, net_cfg, fit_cfg, ground_truth=truth, protocol=metric_protocol,
-                shave=shave, device=dev, log_every=log_every, snapshots=marks, overwrite=force,
-                extra={"preset": preset_name, "input": str(path), "batch_hash": digest}, max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
-            ))
-        except USER_ERRORS as err:
-            if single:
-                raise
-            failed += 1
+    req = Request(task, net_cfg, fit_cfg, preset_name, dev, factor=factor, mask=mask, gt=gt, size_mode=size_mode,
+                  log_every=log_every, snapshots=_parse_ints(snapshots), group=group, force=force,
+                  max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+
+    class Printer(Report):
+        def error(self, source: Path, err: BaseException) -> None:
             message = _message(err)
-            typer.echo(f"error: {message}" if message.startswith(str(path)) else f"error: {path}: {message}", err=True)
-    total = len(restorations) * fit_cfg.iterations
-    with make_progress() as progress:
-        label = f"{task} {files[0].name}" if single else f"{task} {len(restorations)} image(s)"
-        bar = progress.add_task(label, total=max(total, 1), status="")
-        done = 0
+            typer.echo(f"error: {message}" if message.startswith(str(source)) else f"error: {source}: {message}", err=True)
 
-        def ticker(k: int) -> Callable[[Any], None]:
-            def tick(step: Any) -> None:
-                running[k] = int(step.iteration)
-                loss = float(step.loss)
-                progress.update(bar, completed=done + sum(running.values()), status=f"loss {loss:.2e}  PSNR(obs) {psnr_from_loss(loss):.2f} dB")
-            return tick
+        def reused(self, item: Item) -> None:
+            console.print(f"{item.source}: already restored in {item.out_dir}/ (same image and settings)")
 
-        for k, r in enumerate(restorations):
-            r.fitter.add_callback(ticker(k), every=log_every)
-        index = {id(r): k for k, r in enumerate(restorations)}
-        with hidden_on_error(progress, bar):  # a failing single fit leaves its error line alone
-            for r, outcome in restore_groups(restorations, group):
-                running.pop(index[id(r)], None)
-                done += fit_cfg.iterations
-                progress.update(bar, completed=done + sum(running.values()))
-                source = (r.extra or {}).get("input")
-                if isinstance(outcome, Exception):
-                    if single:
-                        raise outcome
-                    failed += 1
-                    typer.echo(f"error: {source}: {_message(outcome)}", err=True)
-                    continue
-                written += 1
-                where = f"{r.out_dir}/restored.png" + ("" if single else f" ({source})")
-                console.print(f"wrote {where} after {outcome['iterations_run']} iterations in {outcome['wall_seconds']:.1f} s on {outcome['device']}")
-                if "metrics" in outcome:
-                    mt = outcome["metrics"]
-                    console.print(f"PSNR input {mt['input']['psnr']:.2f} dB → restored {mt['restored']['psnr']:.2f} dB (SSIM {mt['restored']['ssim']:.3f})")
+        def written(self, item: Item, record: dict[str, Any]) -> None:
+            where = f"{item.out_dir}/restored.png" + ("" if single else f" ({item.source})")
+            console.print(f"wrote {where} after {record['iterations_run']} iterations in {record['wall_seconds']:.1f} s on {record['device']}")
+            if "metrics" in record:
+                mt = record["metrics"]
+                console.print(f"PSNR input {mt['input']['psnr']:.2f} dB → restored {mt['restored']['psnr']:.2f} dB (SSIM {mt['restored']['ssim']:.3f})")
+
+    counts = restore_images(inputs, out, req, Printer())
     if not single:
-        console.print(f"{written} restored, {reused} already done, {failed} failed")
-    if failed:
+        console.print(f"{counts.written} restored, {counts.reused} already done, {counts.failed} failed")
+    if counts.failed:
         raise typer.Exit(1)
 
 
@@ -225,7 +172,7 @@ def demo(
     import torch
     from skimage import data, transform
 
-    from dip.io import check_replaceable, save_image
+    from dip.io import check_replaceable, output_lock
     from dip.operators import Inpainting
     from pipeline.execution.progress import FitProgress, console, hidden_on_error, make_progress
     from pipeline.execution.fits import DEFAULT_MAX_PIXELS
@@ -242,16 +189,15 @@ def demo(
     observation = (truth * mask.numpy()).astype(np.float32)
     _, net_cfg, fit_cfg = preset_configs("quick", "inpaint", device=device, params=params)
     fit_cfg.iterations = iterations
-    with make_progress() as progress:
+    with output_lock(out), make_progress() as progress:
         bar = progress.add_task("inpainting cameraman", total=iterations, status="")
         with hidden_on_error(progress, bar):
             record = fit_and_write(
                 Inpainting(mask), observation, out, net_cfg, fit_cfg, ground_truth=truth, device=device,
                 log_every=10, snapshots=(0, iterations // 4, iterations // 2, iterations),
                 callbacks=[(FitProgress(progress, bar), 10)], overwrite=True, extra={"preset": "demo"},
+                images={"corrupted": observation, "ground_truth": truth},  # inside the folder, written with it
             )
-    save_image(out / "corrupted.png", observation)
-    save_image(out / "ground_truth.png", truth)
     mt = record["metrics"]
     console.print(
         f"cameraman {size}x{size}, 50% of pixels missing: PSNR of the input {mt['input']['psnr']:.2f} dB → "

@@ -137,6 +137,12 @@ class Profile:
     body: dict[str, Any]
     figures: dict[str, Any] = field(default_factory=dict)  # params.yaml `figures:`
 
+    def __post_init__(self) -> None:
+        """A profile's own ``figures:`` entries replace keys of the top-level ones (the smoke
+        profile runs the figure cases on bundled images, offline)."""
+        own = self.body.get("figures") or {}
+        self.figures = {k: {**(v or {}), **(own.get(k) or {})} for k, v in self.figures.items()}
+
     def experiment(self, exp_id: str) -> Experiment:
         return parse_experiment(exp_id, self.figures)
 
@@ -351,6 +357,7 @@ def params_schema() -> Group:
         "experiments": Value(list[str]), "images": Group({t: Value(list[str]) for t in TASKS}),
         "max_side": Value(int, _at_least(0)), "log_every": Value(int, _at_least(1)), "snapshots": snapshots,
         "net": net, "variants": Group({ANY: Value(str)}), "fit": Group({ANY: fit}),
+        "figures": Group({ANY: Group({k: Value(hint) for k, hint in FIGURE_KEYS.items()})}),  # keys replacing those of figures: (smoke: offline)
     })
     figure = Group({k: Value(hint) for k, hint in FIGURE_KEYS.items()}, _figure_check)
     baselines = Group({
@@ -385,6 +392,9 @@ def _cross_check(params: dict[str, Any]) -> None:
         for exp_id in (body or {}).get("experiments") or []:
             if exp_id not in params["experiments"]:
                 raise ValueError(f"profiles.{name}.experiments: {exp_id!r} is not in experiments (dvc.yaml has a stage only for those)")
+        unknown = sorted(set((body or {}).get("figures") or {}) - set(figures))
+        if unknown:
+            raise ValueError(f"profiles.{name}.figures: {', '.join(unknown)} not defined in figures:")
         profile = Profile(name, body or {}, figures)
         for exp in profile.experiments:  # each active experiment has its images and fitting settings
             try:

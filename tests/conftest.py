@@ -160,12 +160,10 @@ def run_in(project: Path, *cmd: str, check: bool = True) -> "subprocess.Complete
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that needs the ``smoke_project`` (a full ``dvc repro``) is an integration test; one
-    that needs the ``smoke_outputs`` (the same fits in-process, a few seconds) is one only where
-    there is no image mirror (its figures' images would be downloaded)."""
-    offline = mirror_dir() is not None
+    that needs only the ``smoke_outputs`` (the same fits in-process, a few seconds, on bundled
+    images: no network, no mirror) is a unit test, wherever it runs."""
     for item in items:
-        names = set(getattr(item, "fixturenames", ()))
-        if "smoke_project" in names or ("smoke_outputs" in names and not offline):
+        if "smoke_project" in set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
 
 

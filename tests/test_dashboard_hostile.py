@@ -111,3 +111,107 @@ def test_readers_check_their_input(tmp_path: Path) -> None:
     assert load.expand_root("~nosuchuser-dip-test") == Path("~nosuchuser-dip-test")
     assert load.resolve_root(["--results", "~nosuchuser-dip-test"]) == Path("~nosuchuser-dip-test").resolve()
     assert load.number(float("nan")) is None and load.number(2) == 2.0
+
+
+# --- a results folder from a stranger: names are text, links stay inside -----------------------
+
+HOSTILE = '<img src=x onerror="parent.document.title=1">'
+
+
+class Tags:
+    """Every start tag of an HTML text with its attributes (values unescaped), and its text."""
+
+    def __init__(self, text: str) -> None:
+        from html.parser import HTMLParser
+
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.data: list[str] = []
+        self.scripts: list[str] = []
+        outer = self
+
+        class Parser(HTMLParser):
+            in_script = False
+
+            def handle_starttag(self, tag: str, attrs: list) -> None:
+                outer.tags.append((tag, {k: v or "" for k, v in attrs}))
+                self.in_script = tag == "script"
+
+            def handle_endtag(self, tag: str) -> None:
+                self.in_script = False
+
+            def handle_data(self, data: str) -> None:
+                (outer.scripts if self.in_script else outer.data).append(data)
+
+        Parser().feed(text)
+
+    def named(self, tag: str) -> list[dict[str, str]]:
+        return [attrs for t, attrs in self.tags if t == tag]
+
+
+def check_slider(page: str, labels: tuple[str, str]) -> None:
+    """The slider's page: the labels are text; nothing in it runs but its own script, inside a frame
+    sandboxed to scripts alone (no access to the dashboard's page)."""
+    import base64
+    import hashlib
+
+    outer = Tags(page)
+    assert [t for t, _ in outer.tags] == ["html", "body", "iframe"] and not outer.scripts
+    (frame,) = outer.named("iframe")
+    assert frame["sandbox"] == "allow-scripts"  # not allow-same-origin: the frame cannot reach its parent
+    inner = Tags(frame["srcdoc"])
+    assert sorted(t for t, _ in inner.tags) == sorted(["html", "head", "meta", "meta", "body", "div", "img", "img", "div", "span", "span", "input", "script"])
+    assert not [k for _, attrs in inner.tags for k in attrs if k.startswith("on")]
+    assert set(labels) <= {d.strip() for d in inner.data}
+    (script,) = inner.scripts
+    csp = [m["content"] for m in inner.named("meta") if m.get("http-equiv") == "Content-Security-Policy"][0]
+    assert f"script-src 'sha256-{base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()}'" in csp and "unsafe-inline' ;" not in csp
+    assert "default-src 'none'" in csp and "script-src 'unsafe" not in csp
+
+
+def test_slider_labels_are_text_not_markup() -> None:
+    from dashboard.imaging import encode_png, slider_html
+
+    raw = encode_png(np.zeros((4, 4), np.uint8))
+    check_slider(slider_html(raw, raw, HOSTILE, "</script><script>alert(1)</script>", 4, 4, 1), (HOSTILE, "</script><script>alert(1)</script>"))
+
+
+def test_compare_page_with_a_hostile_file_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tree(tmp_path)
+    png(root / "baselines" / EXP / IMAGE / f"{HOSTILE}.png", 5)
+    monkeypatch.setenv("DIP_RESULTS", str(root))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("views/compare.py").run()
+    at.selectbox(key="compare_b").set_value(HOSTILE).run()
+    check(at, "compare")
+    (frame,) = [e for e in at.main if type(e).__name__ == "UnknownElement" and e.type == "iframe"]
+    check_slider(frame.proto.srcdoc, ("corrupted input", HOSTILE))
+
+
+def test_links_to_files_outside_the_results_folder_are_not_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashboard import load
+
+    root = tree(tmp_path / "results-root")
+    secret = tmp_path / "secret.png"  # any file of the machine: here an image, so that showing it would work
+    png(secret, 9)
+    (root / RUN / "restored.png").unlink()
+    (root / RUN / "restored.png").symlink_to(secret)
+    (root / RUN / "snapshots" / "iter_00000.png").unlink()
+    (root / RUN / "snapshots").rmdir()
+    (root / RUN / "snapshots").symlink_to(tmp_path)  # a linked folder: its files lie outside too
+    (tmp_path / "iter_00000.png").symlink_to(secret)
+    inside = root / "data" / "corrupted" / EXP / IMAGE / "observation.png"
+    assert load.contained(root, inside) and not load.contained(root, root / RUN / "restored.png")
+    assert not load.contained(root, root / RUN / "snapshots" / "iter_00000.png")
+    from dashboard import imaging
+
+    read: list[Path] = []
+    original = imaging.load_image
+    monkeypatch.setattr(imaging, "load_image", lambda path: (read.append(Path(path).resolve()), original(path))[1])
+    monkeypatch.setenv("DIP_RESULTS", str(root))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    for page in ("gallery", "compare"):
+        at.switch_page(f"views/{page}.py").run()
+        check(at, page)
+        assert at.image and "outside the results folder" in messages(at), (page, messages(at))
+    assert read and secret.resolve() not in read  # never even read
+    assert "DIP" not in at.selectbox(key="compare_b").options

@@ -140,9 +140,11 @@ def test_broken_files_are_one_line_in_the_cli(tmp_path: Path, case: str) -> None
     ramp_image("L").save(good)
     out = tmp_path / "out"
     one_line_error(runner.invoke(app, ["metrics", str(good), str(path)]), needle)
-    one_line_error(runner.invoke(app, ["restore", str(path), "--out", str(out), "--iterations", "1", "--device", "cpu"]), needle)
+    big = case == "header-12000x12000"  # the restore commands refuse it by its header's size, before decoding
+    one_line_error(runner.invoke(app, ["restore", str(path), "--out", str(out), "--iterations", "1", "--device", "cpu"]),
+                   f"{path}: the restored image would be 12000x12000" if big else needle)
     one_line_error(runner.invoke(app, ["restore", str(good), "--task", "inpaint", "--mask", str(path), "--out", str(out),
-                                       "--iterations", "1", "--device", "cpu"]), needle)
+                                       "--iterations", "1", "--device", "cpu"]), "is 12000x12000 but" if big else needle)
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 
 

@@ -122,7 +122,7 @@ def test_cli_error_is_one_line(tmp_path: Path) -> None:
 
 def test_manifest_covers_the_paper_sets() -> None:
     m = load_manifest(ROOT / "data/manifest.yaml")
-    assert {k: len(v) for k, v in m.sets.items()} == {"inpainting11": 11, "set5": 5, "set14": 14, "cset9": 9, "dip_demo": 12, "embedded": 5}
+    assert {k: len(v) for k, v in m.sets.items()} == {"inpainting11": 11, "set5": 5, "set14": 14, "cset9": 9, "dip_demo": 12, "embedded": 9}
     assert all(e.url and e.url.startswith("https://") and e.source_sha256 for s in ("set5", "cset9", "dip_demo") for e in m.sets[s].values())
 
 

@@ -32,7 +32,9 @@ def test_outputs_follow_the_layout(smoke_project: Path) -> None:
             assert col in (smoke_project / "results" / exp / image / "seed_0" / "curve.csv").read_text().splitlines()[0].split(",")
     profile = json.loads((smoke_project / "data/profile.json").read_text())
     assert profile["requested"] == "smoke" and profile["profile"] == "smoke" and profile["device"] == "cpu"
-    assert sorted(p.name for p in (smoke_project / "data/images/embedded").iterdir()) == ["astronaut.png", "camera.png", "coffee.png"]
+    assert sorted(p.name for p in (smoke_project / "data/images").iterdir()) == ["embedded"]  # bundled images only: offline
+    assert sorted(p.name for p in (smoke_project / "data/images/embedded").iterdir()) == [
+        "astronaut.png", "camera.png", "chelsea.png", "coffee.png", "horse.png", "immunohistochemistry.png", "page.png", "rocket.png"]
     inpaint = smoke_project / "data/corrupted/inpaint_p50/camera"
     assert {p.name for p in inpaint.iterdir()} == {"ground_truth.png", "observation.npy", "observation.png", "mask.png", "meta.json", ".dip-output"}
     meta = json.loads((inpaint / "meta.json").read_text())
@@ -103,12 +105,11 @@ def test_baselines_and_report(smoke_project: Path) -> None:
 def test_figures_end_to_end(smoke_project: Path) -> None:
     """Issue 14: every figure's case, run and report line in the smoke profile."""
     corrupted, results = smoke_project / "data/corrupted", smoke_project / "results"
-    assert sorted(p.name for p in (smoke_project / "data/images/dip_demo").iterdir()) == sorted(
-        f"{n}.png" for n in ("inpainting_kate", "inpainting_kate_mask", "inpainting_vase", "inpainting_vase_mask", "inpainting_library",
-                             "inpainting_library_mask", "restoration_kate", "denoising_snail", "flash_no_flash_cave01_00_flash",
-                             "flash_no_flash_cave01_01_noflash", "sr_zebra_crop"))
-    assert (corrupted / "fig7_text/inpainting_kate/mask.png").is_file() and (corrupted / "flash_cave/flash_no_flash_cave01_01_noflash/input.png").is_file()
-    assert not (corrupted / "real_snail/denoising_snail/ground_truth.png").exists()
+    # the smoke profile's figure cases on scikit-image's bundled images (profiles.smoke.figures): a page of text and a
+    # horse's silhouette as the masks, a JPEG photograph as the real photo, another image as the network's input
+    assert (corrupted / "fig7_text/astronaut/mask.png").is_file() and (corrupted / "fig6_vase/coffee/mask.png").is_file()
+    assert (corrupted / "flash_cave/astronaut/input.png").is_file()
+    assert not (corrupted / "real_snail/rocket/ground_truth.png").exists()
     runs = {e: json.loads(next((results / e).glob("*/seed_0/run.json")).read_text()) for e in FIGURES + BLIND}
     assert runs["fig6_vase"]["fit"]["input"] == "meshgrid" and runs["flash_cave"]["fit"]["input"] == "image"
     assert runs["fig8_library"]["net"]["channels_skip"] == [0, 0] and runs["fig8_library"]["net"]["conv1x1_up"] is False

@@ -2,6 +2,8 @@
 
 Pixel-exact: the PNG files are served as they are (never re-encoded as JPEG), crops are enlarged
 by pixel repetition, and the browser is told not to smooth (``image-rendering: pixelated``).
+File names are shown as text (the slider escapes them, :func:`dashboard.imaging.slider_html`);
+links to files outside the results folder are left out and named.
 """
 
 from __future__ import annotations
@@ -39,13 +41,13 @@ if ui.require_outputs(root, "results", "data/corrupted", "baselines"):
     unreadable: list[str] = []
     for e in [exp] + [x for x in exps if x != exp]:
         for label, path in load.sources(root, e, image).items():
-            loaded = imaging.load_image(path)
+            loaded = imaging.load_image(path) if load.contained(root, path) else load.OUTSIDE
             if isinstance(loaded, str):
                 unreadable.append(f"`{load.rel(root, path)}` ({loaded})")
             elif label != "mask":
                 options[f"{label}" if e == exp else f"{e}: {label}"] = loaded
     if unreadable:
-        st.warning("Left out, not readable as images: " + ", ".join(unreadable))
+        st.warning("Left out: " + ", ".join(unreadable))
     labels = list(options)
     if len(labels) < 2:
         st.info("Only one image of this scene exists so far; a comparison needs two.")

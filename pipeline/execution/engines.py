@@ -28,9 +28,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
-from dip.io import atomic_directory
+from dip.io import atomic_directory, read_json
 from pipeline.execution.job import Job, prepare_job, restore_job, settings_hash
-from pipeline.execution.fits import restore_groups
+from pipeline.execution.fits import LazyFit, group_key, restore_stream
 from pipeline.execution.threads import set_torch_threads
 from pipeline.settings import EngineConfig
 
@@ -68,6 +68,20 @@ def make_engine(cfg: EngineConfig, device: str) -> Engine:
     return DaskEngine(cfg, device) if cfg.kind == "dask" else LocalEngine(cfg.threads, cfg.group)
 
 
+def job_key(job: Job) -> str:
+    """Which jobs may run together (:func:`pipeline.execution.fits.group_key`): one image size (from
+    the case's meta.json, not its pixels) and the settings but the seed; a case whose meta.json is
+    unreadable gets a key of its own (its error comes when it is set up)."""
+    try:
+        meta = read_json(job.case_dir / "meta.json")
+        size = [int(n) for n in meta["size"]]
+    except (OSError, ValueError, KeyError, TypeError, ArithmeticError):
+        return str(job.out_dir)
+    settings = {k: v for k, v in job.settings.items() if k != "seed"}
+    settings["fit"] = {k: v for k, v in settings.get("fit", {}).items() if k != "seed"}
+    return group_key(tuple(size), f"{meta.get('task')}/{meta.get('factor')}", settings)
+
+
 class LocalEngine:
     """In-process, one job after another (the default)."""
 
@@ -78,19 +92,18 @@ class LocalEngine:
         set_torch_threads(threads)  # with OMP_WAIT_POLICY=PASSIVE (set by `dip`), 0 is fast on a busy CPU too
 
     def run(self, jobs: Sequence[Job], progress: Progress) -> Iterator[tuple[Job, dict[str, Any]]]:
-        """Fit the jobs group by group (:func:`pipeline.execution.fits.restore_groups`: same-size fits
-        together on CUDA, one at a time elsewhere); a fit that fails is raised once its group's
-        other folders are written."""
-        def ticker(job: Job) -> Any:
-            return lambda step: progress(job, int(step.iteration), float(step.loss))
+        """Fit the jobs group by group (:func:`pipeline.execution.fits.restore_stream`: same-size fits
+        together on CUDA, one at a time elsewhere; each set up only when its turn comes and released
+        once written); a fit that fails is raised once its group's other folders are written."""
+        def lazy(job: Job) -> LazyFit:
+            tick = [(lambda step: progress(job, int(step.iteration), float(step.loss)), int(job.settings["log_every"]))]
+            return LazyFit(lambda: prepare_job(job.case_dir, job.out_dir, job.settings, tick, extra={"engine": self.name}),
+                           key=job_key(job), tag=job, where=job.case_dir)
 
-        restorations = [prepare_job(job.case_dir, job.out_dir, job.settings, [(ticker(job), int(job.settings["log_every"]))],
-                                    extra={"engine": self.name}) for job in jobs]
-        job_of = {id(r): job for r, job in zip(restorations, jobs)}
-        for r, outcome in restore_groups(restorations, self.group):
+        for p, outcome in restore_stream([lazy(job) for job in jobs], self.group):
             if isinstance(outcome, Exception):
                 raise outcome
-            yield job_of[id(r)], outcome
+            yield p.tag, outcome
 
     def describe(self) -> str:
         return "in-process"

@@ -7,19 +7,23 @@ Layout of an output directory::
     curve.csv      iteration, loss, psnr_obs[, psnr_gt, ssim_gt, psnr_gt_avg] every log_every iterations
     snapshots/     iter_NNNNN.png at the requested iterations
     run.json       settings, seed, device, versions, wall time, iterations run, early stop, metrics
+
+Many fits run through :func:`restore_stream`, the one driver of `dip run` (in-process engine) and of
+`dip restore` on several images: each fit is set up (:class:`LazyFit`) only when its turn comes,
+same-size fits run together on CUDA, and a finished fit's network, input code and snapshots are
+released as soon as its folder is written, so memory does not grow with the number of images.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import json
 import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -27,7 +31,7 @@ import torch
 import dip
 from dip.callbacks import CurveRecorder, SnapshotTaker
 from dip.fit import Callback, FitConfig, FitDiverged, Fitter, FitResult, run_fits
-from dip.io import atomic_directory, check_replaceable, save_image, save_json, to_numpy, to_tensor
+from dip.io import atomic_directory, check_replaceable, read_json, save_image, save_json, to_numpy, to_tensor
 from dip.metrics import quality
 from dip.network import NetConfig
 from dip.operators import Operator
@@ -77,6 +81,7 @@ class Restoration:
     shave: int = 0
     overwrite: bool = False
     extra: dict[str, Any] | None = None
+    images: dict[str, np.ndarray] = field(default_factory=dict)  # more PNGs for the folder (the demo's input, truth)
     started: float = field(default_factory=time.time)
 
 
@@ -98,11 +103,13 @@ def prepare(
     extra: dict[str, Any] | None = None,
     input_image: np.ndarray | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    images: dict[str, np.ndarray] | None = None,
 ) -> Restoration:
     """Check the inputs and set up the fit of one image (curve every ``log_every`` iterations,
     snapshots kept in memory at the requested iterations, the caller's ``callbacks``);
-    ``input_image`` is the network's input when ``fit_cfg.input == "image"``. Refuses
-    (``ValueError``) a restored image over ``max_pixels`` before anything is allocated."""
+    ``input_image`` is the network's input when ``fit_cfg.input == "image"``; ``images`` are
+    written beside the results as ``NAME.png``. Refuses (``ValueError``) a restored image over
+    ``max_pixels`` before anything is allocated."""
     check_size(*operator.image_size(tuple(observation.shape[:2])), max_pixels)  # type: ignore[arg-type]
     y = to_tensor(observation)
     fitter = Fitter(net_cfg, operator, y, fit_cfg, device, input_image=None if input_image is None else to_tensor(input_image))
@@ -111,11 +118,13 @@ def prepare(
         raise ValueError(f"ground truth is {gw}x{gh} but the restored image will be {fitter.image_size[1]}x{fitter.image_size[0]}")
     check_replaceable(out_dir, overwrite)
     r = Restoration(fitter, operator, observation, out_dir, CurveRecorder(ground_truth, protocol=protocol, shave=shave),  # type: ignore[arg-type]
-                    ground_truth=ground_truth, protocol=protocol, shave=shave, overwrite=overwrite, extra=extra)
+                    ground_truth=ground_truth, protocol=protocol, shave=shave, overwrite=overwrite, extra=extra,
+                    images=dict(images or {}))
     fitter.add_callback(r.curve, every=log_every)
     marks = sorted({i for i in snapshots if 0 <= i <= fit_cfg.iterations})
     if marks:
-        fitter.add_callback(SnapshotTaker(lambda i, img: r.snapshots.__setitem__(i, img)), at=marks)
+        kept = r.snapshots  # the callback holds the dict, not r: no reference cycle keeps a finished fit alive
+        fitter.add_callback(SnapshotTaker(lambda i, img: kept.__setitem__(i, img)), at=marks)
     for fn, every in callbacks:
         fitter.add_callback(fn, every=every)
     return r
@@ -138,6 +147,8 @@ def write(r: Restoration, result: FitResult) -> dict[str, Any]:
         if result.best is not result.output:
             save_image(tmp / "final.png", to_numpy(result.output))
         write_curve(tmp / "curve.csv", r.curve.rows)
+        for name, image in r.images.items():
+            save_image(tmp / f"{name}.png", image)
         save_json(tmp / "run.json", record)
     return record
 
@@ -206,68 +217,89 @@ def _record(
     return record
 
 
-
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
-def image_files(inputs: Iterable[Path]) -> list[Path]:
-    """The images to restore: each file as given, each folder's images (sorted; ``*_mask.*`` files
-    are masks, not inputs). Raises ``FileNotFoundError`` for a path that does not exist."""
-    files: list[Path] = []
-    for path in inputs:
-        if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                                and not p.stem.endswith("_mask")))
-        elif path.exists():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"{path}: no such file or folder")
-    return files
-
-
-def mask_beside(image: Path) -> Path | None:
-    """``photo_mask.png`` (any image suffix) beside ``photo.jpg``, the authors' naming, if present."""
-    for suffix in IMAGE_SUFFIXES:
-        candidate = image.with_name(f"{image.stem}_mask{suffix}")
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def batch_hash(source: Path, mask: Path | None, settings: dict[str, Any]) -> str:
-    """What a finished output folder must match to be reused: the input (and mask) bytes and settings."""
-    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    for path in (source, mask):
-        if path is not None:
-            h.update(path.read_bytes())
-    return h.hexdigest()
-
-
 def finished(out_dir: Path, key: str, digest: str) -> bool:
     """Whether ``out_dir`` holds a finished restoration whose run.json records ``key: digest``
-    (``batch_hash`` for `dip restore`, ``settings_hash`` for `dip run`)."""
+    (``batch_hash`` for `dip restore`, ``settings_hash`` for `dip run`); a damaged run.json (not
+    JSON, not a mapping, nested too deeply) is simply not finished: the fit runs again."""
     try:
-        return json.loads((out_dir / "run.json").read_text()).get(key) == digest and (out_dir / "restored.png").is_file()
-    except (OSError, ValueError, AttributeError):  # missing, not JSON, not a mapping
+        record = read_json(out_dir / "run.json")
+    except (OSError, ValueError):
         return False
+    return isinstance(record, dict) and record.get(key) == digest and (out_dir / "restored.png").is_file()
 
 
-def restore_groups(restorations: list[Restoration], group: int | str) -> Iterable[tuple[Restoration, dict[str, Any] | Exception]]:
-    """Run ``restorations`` in groups of same-size, same-settings fits (``group``: a number or ``auto`` = from
-    free GPU memory, 1 off CUDA), yielding each one's record or exception as its group ends."""
+def group_key(observation_shape: tuple[int, ...], task: str, settings: Any) -> str:
+    """Fits with equal keys may run together (:mod:`dip.group`): one observation shape, task and
+    settings (``settings`` without the seed: the network, the fitting settings, the device)."""
+    return json.dumps([list(observation_shape), task, settings], sort_keys=True, default=str)
+
+
+@dataclass
+class LazyFit:
+    """A fit to run, not yet set up: ``prepare`` builds its :class:`Restoration` (reads the inputs,
+    builds the network) only when its turn comes; fits of one ``key`` (:func:`group_key`) may run
+    together. ``tag`` is the caller's handle (a job, an input file)."""
+
+    prepare: Callable[[], Restoration]
+    key: str
+    tag: Any = None
+    where: Path | str | None = None  # the input that an error while setting up names (a file, a case folder)
+
+    def setup(self) -> Restoration:
+        """``prepare()``; an error while reading damaged inputs (a truncated array, a meta.json of
+        the wrong shape or nested too deeply, ...) becomes one ``ValueError`` naming :attr:`where`."""
+        try:
+            return self.prepare()
+        except DAMAGED_INPUT as err:
+            text = str(err.args[0]) if isinstance(err, KeyError) and err.args else " ".join(str(err).split())
+            if self.where is None:
+                raise
+            if isinstance(err, (ValueError, OSError)) and str(self.where) in text:
+                raise
+            if not isinstance(err, (ValueError, OSError, KeyError)):  # the input's shape, not a message for people
+                text = f"damaged input ({err.__class__.__name__}: {text or 'no detail'}); write it again (e.g. `dvc repro`)"
+            raise ValueError(f"{self.where}: {text}") from None
+
+
+DAMAGED_INPUT = (ValueError, OSError, KeyError, TypeError, IndexError, AttributeError, RecursionError, ArithmeticError)
+"""What reading a damaged or hostile input file can raise while a fit is set up."""
+
+
+def restore_stream(fits: Iterable[LazyFit], group: int | str = 1) -> Iterator[tuple[LazyFit, dict[str, Any] | Exception]]:
+    """Run ``fits`` in groups of one key (``group``: a number, or ``auto`` = from free GPU
+    memory; 1 off CUDA), yielding each one's run.json record, or the exception that stopped it
+    (a user error while it was set up, a diverged fit, a full disk), as soon as its group is written.
+
+    A group is set up just before it runs and released (network, input code, Adam state,
+    snapshots) before the next one is set up: memory stays that of one group, whatever the count.
+    """
+    by_key: dict[str, list[LazyFit]] = {}
+    for p in fits:
+        by_key.setdefault(p.key, []).append(p)
+    for same in by_key.values():
+        queue, size = list(same), 0
+        while queue:
+            chunk: list[tuple[LazyFit, Restoration]] = []
+            failed: list[tuple[LazyFit, Exception]] = []
+            while queue and len(chunk) < max(size, 1):
+                p = queue.pop(0)
+                try:
+                    chunk.append((p, p.setup()))
+                except (ValueError, OSError, KeyError) as err:  # what setup() leaves of DAMAGED_INPUT
+                    failed.append((p, err))
+                if not size and chunk:  # the first fit of the key sets the group size
+                    size = _group_size(chunk[0][1], group, len(same))
+            outcomes = restore_group([r for _, r in chunk]) if chunk else []
+            done = [(p, outcome) for (p, _), outcome in zip(chunk, outcomes)]
+            del chunk, outcomes  # the group's fitters go here, before the next group is set up
+            yield from failed
+            yield from done
+
+
+def _group_size(first: Restoration, group: int | str, count: int) -> int:
+    """How many fits of ``first``'s key run together (:func:`dip.group.group_size`)."""
     from dip.group import fit_bytes, group_size
 
-    by_shape: dict[str, list[Restoration]] = {}
-    for r in restorations:
-        f = r.fitter
-        key = repr((tuple(f.observation.shape), f.image_size, r.operator.task, str(f.device), f.net_cfg, dataclasses.replace(f.cfg, seed=0)))
-        by_shape.setdefault(key, []).append(r)
-    for same in by_shape.values():
-        per_fit = 0
-        if group == "auto" and same[0].fitter.device.type == "cuda":
-            per_fit = fit_bytes(*same[0].fitter.build())
-        n = group_size(group, len(same), per_fit, same[0].fitter.device)
-        for i in range(0, len(same), n):
-            chunk = same[i : i + n]
-            yield from zip(chunk, restore_group(chunk))
+    fitter = first.fitter
+    per_fit = fit_bytes(*fitter.build()) if group == "auto" and fitter.device.type == "cuda" else 0
+    return group_size(group, count, per_fit, fitter.device)

@@ -16,8 +16,8 @@ from pipeline.images.manifest import as_yaml, pixel_sha256_of_array
 
 #: manifest set name → folder of the mirror
 SETS = {"inpainting11": "inpainting11", "set5": "set5", "set14": "set14", "cset9": "color_denoise"}
-#: scikit-image bundled images of the ``embedded`` set
-EMBEDDED = ("camera", "astronaut", "coffee", "moon", "chelsea")
+#: scikit-image bundled images of the ``embedded`` set (the last four: the smoke profile's figure cases, offline)
+EMBEDDED = ("camera", "astronaut", "coffee", "moon", "chelsea", "page", "horse", "rocket", "immunohistochemistry")
 #: the authors' example images used by the figure experiments (mirror set ``dip_demo``); each is
 #: named ``<folder>_<stem>`` (``inpainting/kate.png`` → ``inpainting_kate``)
 DEMO_FILES = (
@@ -41,11 +41,11 @@ HEADER = """\
 
 
 def embedded_entries() -> dict[str, Any]:
-    from skimage import data
+    from pipeline.stages.fetch import bundled_pixels
 
     out: dict[str, Any] = {}
     for name in EMBEDDED:
-        arr = getattr(data, name)()
+        arr = bundled_pixels(name)
         out[name] = {"skimage": name, "size": [int(arr.shape[1]), int(arr.shape[0])],
                      "mode": "L" if arr.ndim == 2 else "RGB", "pixel_sha256": pixel_sha256_of_array(arr)}
     return out

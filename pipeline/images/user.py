@@ -22,20 +22,46 @@ def center_crop(image: np.ndarray, multiple: int) -> np.ndarray:
     return image[top : top + nh, left : left + nw]
 
 
-def load_user_image(input: Path, task: str, mask: Path | None, factor: int, gt: Path | None, size_mode: str, multiple: int) -> tuple[Any, Any, Any]:
-    """Read and check one image to restore: ``(observation, operator, ground truth or None)``."""
+def restored_size(input: Path, task: str, factor: int) -> tuple[int, int]:
+    """``(height, width)`` of the image that restoring ``input`` gives (before a centre crop), from
+    the file's header: nothing is decoded."""
+    from dip.io import image_header
+
+    h, w, _ = image_header(input)
+    return (h * factor, w * factor) if task == "sr" else (h, w)
+
+
+def load_user_image(input: Path, task: str, mask: Path | None, factor: int, gt: Path | None, size_mode: str, multiple: int,
+                    max_pixels: int | None = None) -> tuple[Any, Any, Any]:
+    """Read and check one image to restore: ``(observation, operator, ground truth or None)``.
+
+    Sizes are checked from the files' headers before anything is decoded: the restored image
+    against ``max_pixels`` (default :data:`pipeline.execution.fits.DEFAULT_MAX_PIXELS`), the mask
+    against the image, so that a huge or mismatched file costs no memory."""
     import torch
 
-    from dip.io import load_image, load_mask
+    from dip.io import image_header, load_image, load_mask
     from dip.operators import make_operator
+    from pipeline.execution.fits import DEFAULT_MAX_PIXELS, check_size
 
-    observation = load_image(input)
-    m = load_mask(mask) if mask is not None else None
+    limit = max_pixels or DEFAULT_MAX_PIXELS
+    check_size(*restored_size(input, task, factor), limit)
+    h, w, _ = image_header(input)
+    if mask is not None:
+        mh, mw, _ = image_header(mask)
+        if (mh, mw) != (h, w):
+            raise ValueError(f"mask {mask} is {mw}x{mh} but {input} is {w}x{h}; give a mask of the image's size")
+    if gt is not None:
+        gh, gw, _ = image_header(gt)
+        want = (h * factor, w * factor) if task == "sr" else (h, w)
+        if size_mode == "pad" and (gh, gw) != want:
+            what = f"factor {factor} gives {want[1]}x{want[0]}" if task == "sr" else f"{input} is {w}x{h}"
+            raise ValueError(f"--gt is {gw}x{gh} but {what}; give the ground truth at the restored image's size")
+    observation = load_image(input, max_pixels=h * w)
+    m = load_mask(mask, max_pixels=h * w) if mask is not None else None
     if task == "inpaint" and m is None:
         raise ValueError("inpainting needs --mask (white = known pixels, black = pixels to fill), or a NAME_mask.png beside each image")
-    if m is not None and m.shape != observation.shape[:2]:
-        raise ValueError(f"mask {mask} is {m.shape[1]}x{m.shape[0]} but {input} is {observation.shape[1]}x{observation.shape[0]}; give a mask of the image's size")
-    truth = load_image(gt, mode="gray" if observation.ndim == 2 else "rgb") if gt is not None else None
+    truth = load_image(gt, mode="gray" if observation.ndim == 2 else "rgb", max_pixels=limit * 2) if gt is not None else None
     if size_mode == "crop":
         mult = multiple if task != "sr" else max(1, multiple // factor)
         observation = center_crop(observation, mult)

@@ -90,13 +90,20 @@ def _from_cache(entry: ImageEntry, dest: Path) -> None:
         raise ValueError(f"{dest}: cached copy has the wrong pixels")
 
 
-def _from_skimage(entry: ImageEntry, dest: Path) -> None:
+def bundled_pixels(name: str) -> np.ndarray:
+    """The pixels of scikit-image's bundled image ``name`` as a PNG holds them (a binary image,
+    e.g. ``horse``, as 8-bit 0/255): what the manifest's ``pixel_sha256`` of an ``embedded`` entry covers."""
     from skimage import data
 
-    loader = getattr(data, entry.skimage or "", None)
+    loader = getattr(data, name, None)
     if loader is None:
-        raise ValueError(f"skimage.data.{entry.skimage}: no such bundled image")
+        raise ValueError(f"skimage.data.{name}: no such bundled image")
     arr = np.asarray(loader())
+    return arr.astype(np.uint8) * 255 if arr.dtype == bool else arr
+
+
+def _from_skimage(entry: ImageEntry, dest: Path) -> None:
+    arr = bundled_pixels(entry.skimage or "")
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     _write_verified(buf.getvalue(), entry, dest, f"skimage.data.{entry.skimage}", ())

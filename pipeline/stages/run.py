@@ -4,26 +4,36 @@ The jobs themselves (settings, hashes, the fit) are :mod:`pipeline.execution.job
 engine of :mod:`pipeline.execution.engines` (in-process or Dask). :func:`run_experiment` skips jobs whose
 ``run.json`` ``settings_hash`` is unchanged (:func:`pipeline.execution.job.is_done`), so an interrupted run
 resumes where it stopped.
+
+One process at a time writes an experiment's results: a second ``dip run`` of the same experiment
+into the same folder stops at once with one line naming the first (:func:`dip.io.output_lock`;
+the operating system releases the lock of a killed run). Temporary folders of killed runs are
+removed by the next run (:func:`dip.io.clean_leftovers`); a running process's never are.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
-from dip.io import remove_output, save_json
+from dip.io import clean_leftovers, output_lock, read_json, remove_output, save_json
 from pipeline import layout
 from pipeline.execution.engines import Engine, LocalEngine
 from pipeline.execution.job import Job, is_done
 from pipeline.settings import Profile, job_settings
-from pipeline.execution.progress import make_progress
+from pipeline.execution.progress import FitsBar, make_progress
 
 
 def plan(exp_id: str, corrupted: Path, out_root: Path, profile: Profile, seeds: list[int], device: str) -> list[Job]:
     """The jobs of an experiment: every image of ``corrupted/<exp>`` × every seed."""
     exp = profile.experiment(exp_id)
-    info = json.loads((corrupted / "experiment.json").read_text())
+    record = corrupted / "experiment.json"
+    info = read_json(record)
+    if not isinstance(info, dict) or not isinstance(info.get("images"), list):
+        raise ValueError(f"{record}: not an experiment record of `dip corrupt`; run `dvc repro` (or `dip corrupt`) again")
+    for image in info["images"]:  # a name becomes a folder of results/: never a path
+        if not isinstance(image, str) or Path(image).name != image or image.startswith("."):
+            raise ValueError(f"{record}: image {image!r} is not a plain name; run `dvc repro` (or `dip corrupt`) again")
     if info.get("profile") != profile.name:
         raise ValueError(f"{corrupted} was made for profile {info.get('profile')!r}, not {profile.name!r}; run `dvc repro`")
     jobs = []
@@ -34,17 +44,20 @@ def plan(exp_id: str, corrupted: Path, out_root: Path, profile: Profile, seeds: 
 
 
 def prune(out_root: Path, jobs: list[Job]) -> None:
-    """Remove result folders (images, seeds, leftovers) that the plan does not contain; only
-    folders that dip wrote are removed, never other files."""
+    """Remove result folders (images, seeds) that the plan does not contain, and what killed runs
+    left (:func:`dip.io.clean_leftovers`); only folders that dip wrote are removed, never other
+    files, and never a temporary folder (hidden) of a process that is still running."""
     wanted = {j.out_dir for j in jobs}
     images = {j.out_dir.parent for j in jobs}
     if not out_root.is_dir():
         return
+    clean_leftovers(out_root)
     for image_dir in out_root.iterdir():
-        if not image_dir.is_dir() or image_dir.is_symlink():
+        if not image_dir.is_dir() or image_dir.is_symlink() or image_dir.name.startswith("."):
             continue
+        clean_leftovers(image_dir)
         for seed_dir in image_dir.iterdir():
-            if seed_dir not in wanted:
+            if seed_dir not in wanted and not seed_dir.name.startswith("."):
                 remove_output(seed_dir)
         if image_dir not in images and not any(image_dir.iterdir()):
             image_dir.rmdir()
@@ -60,6 +73,13 @@ def run_experiment(exp_id: str, corrupted: Path, out_root: Path, profile: Profil
     engine = engine or LocalEngine()
     jobs = plan(exp_id, corrupted, out_root, profile, seeds, device) if profile.is_active(exp_id) else []
     out_root.mkdir(parents=True, exist_ok=True)
+    with output_lock(out_root, inside=True):
+        stats = _run_locked(exp_id, out_root, profile, jobs, on_job, engine)
+    return stats
+
+
+def _run_locked(exp_id: str, out_root: Path, profile: Profile, jobs: list[Job], on_job: Callable[[Job, str], None] | None,
+                engine: Engine) -> dict[str, int]:
     prune(out_root, jobs)
     todo = [j for j in jobs if not is_done(j.case_dir, j.out_dir, j.settings)]
     for job in jobs:
@@ -67,22 +87,17 @@ def run_experiment(exp_id: str, corrupted: Path, out_root: Path, profile: Profil
             on_job(job, "reused")
     total = sum(int(j.settings["fit"]["iterations"]) for j in jobs)
     done = total - sum(int(j.settings["fit"]["iterations"]) for j in todo)
-    running: dict[Path, int] = {}  # iterations so far of the fits in flight
     with make_progress() as progress:
-        bar = progress.add_task(f"{exp_id} ({profile.name})", total=max(total, 1), completed=done, status=f"{len(jobs) - len(todo)} reused")
+        bar = FitsBar(progress, f"{exp_id} ({profile.name})", total, done, status=f"{len(jobs) - len(todo)} reused")
 
         def advance(job: Job, iteration: int, loss: float) -> None:
-            running[job.out_dir] = iteration
-            psnr = layout.psnr_from_loss(loss)
-            where = f"{len(running)} running" if len(running) > 1 else f"{job.image} seed {job.seed}"
-            progress.update(bar, completed=done + sum(running.values()), status=f"{where}  loss {loss:.2e}  PSNR(obs) {psnr:.2f} dB")
+            bar.tick(job.out_dir, iteration, loss, name=f"{job.image} seed {job.seed}")
 
-        for job, _record in engine.run(todo, advance):
-            running.pop(job.out_dir, None)
-            done += int(job.settings["fit"]["iterations"])
-            progress.update(bar, completed=done + sum(running.values()))
-            if on_job:
-                on_job(job, "run")
+        with bar.hidden_on_error():
+            for job, _record in engine.run(todo, advance):
+                bar.finish(job.out_dir, int(job.settings["fit"]["iterations"]))
+                if on_job:
+                    on_job(job, "run")
     save_json(out_root / "experiment.json", {
         "experiment": exp_id, "profile": profile.name, "active": profile.is_active(exp_id),
         "images": sorted({j.image for j in jobs}), "seeds": sorted({j.seed for j in jobs}),

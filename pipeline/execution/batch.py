@@ -1,0 +1,239 @@
+"""`dip restore` on a person's own images: which files, their masks, resuming, and the fits.
+
+One image goes to ``OUT/``; several images (or folders of images) go to ``OUT/NAME/`` each. For
+every input the batch reads only its header first (a missing, unreadable or too large file is
+reported before any fit), skips an image whose ``OUT/NAME/run.json`` records the same input,
+mask and settings (``batch_hash``), and hands the rest to :func:`pipeline.execution.fits.restore_stream`,
+the driver that `dip run` uses too: each image is decoded and its network built only when its
+turn comes, same-size images are fitted together on CUDA, and a finished fit is released as soon
+as its folder is written. One bar (:class:`pipeline.execution.progress.FitsBar`) counts the
+iterations of all of them.
+
+One process at a time writes an output: a second ``dip restore`` into the same ``OUT`` stops at
+once with one line naming the first (:func:`dip.io.output_lock`).
+
+The command line parses, calls :func:`restore_images` and prints what it reports through
+:class:`Report`; a bad image of several is one line and the others go on; with one image, its
+error is raised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from dip.fit import FitConfig
+from dip.io import check_replaceable, image_header, output_lock
+from dip.network import NetConfig
+from pipeline.execution import fits
+from pipeline.execution.fits import DEFAULT_MAX_PIXELS, LazyFit, Restoration, check_size, finished, group_key, restore_stream
+from pipeline.execution.progress import FitsBar, make_progress
+from pipeline.layout import protocol
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def image_files(inputs: Iterable[Path]) -> list[Path]:
+    """The images to restore: each file as given, each folder's images (sorted; ``*_mask.*`` files
+    are masks, not inputs). Raises ``FileNotFoundError`` for a path that does not exist."""
+    files: list[Path] = []
+    for path in inputs:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                                and not p.stem.endswith("_mask")))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder")
+    return files
+
+
+def mask_beside(image: Path) -> Path | None:
+    """``photo_mask.png`` (any image suffix) beside ``photo.jpg``, the authors' naming, if present."""
+    for suffix in IMAGE_SUFFIXES:
+        candidate = image.with_name(f"{image.stem}_mask{suffix}")
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def batch_hash(source: Path, mask: Path | None, settings: dict[str, Any]) -> str:
+    """What a finished output folder must match to be reused: the input (and mask) bytes and settings."""
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for path in (source, mask):
+        if path is not None:
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class Request:
+    """What ``dip restore`` was asked for, besides the inputs: the task and its settings."""
+
+    task: str
+    net: NetConfig
+    fit: FitConfig
+    preset: str
+    device: Any
+    factor: int = 4
+    mask: Path | None = None  # one mask for every input; None: NAME_mask.* beside each (inpainting)
+    gt: Path | None = None  # one input only
+    size_mode: str = "pad"
+    log_every: int = 25
+    snapshots: list[int] = field(default_factory=list)
+    group: str = "auto"
+    force: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that shape every output (part of each image's ``batch_hash``)."""
+        return {"net": self.net.to_dict(), "fit": self.fit.__dict__, "task": self.task, "factor": self.factor,
+                "size_mode": self.size_mode, "snapshots": self.snapshots, "log_every": self.log_every, "device": str(self.device)}
+
+
+@dataclass
+class Item:
+    """One input image and where its results go."""
+
+    source: Path
+    mask: Path | None
+    out_dir: Path
+    digest: str
+    header: tuple[int, int, str]  # height, width and PIL mode, from the file's header
+
+
+class Report:
+    """What a batch tells its caller (the command line prints it); every method does nothing here."""
+
+    def error(self, source: Path, err: BaseException) -> None:
+        """An input that could not be restored (the others go on); ``err`` says why."""
+
+    def reused(self, item: Item) -> None:
+        """An input already restored with the same image, mask and settings."""
+
+    def written(self, item: Item, record: dict[str, Any]) -> None:
+        """An input restored: its run.json content."""
+
+
+@dataclass
+class Counts:
+    written: int = 0
+    reused: int = 0
+    failed: int = 0
+
+
+def _message(err: BaseException, source: Path) -> str:
+    """One line for ``err`` about ``source``, naming the file where the error does not."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else " ".join(str(err).split())
+    if isinstance(err, OSError) and err.strerror:
+        text = f"{err.filename}: {err.strerror}" if err.filename else err.strerror
+    return text if str(source) in text else f"{source}: {text}"
+
+
+def plan(files: list[Path], out: Path, req: Request, report: Report, counts: Counts, single: bool) -> list[Item]:
+    """The inputs to fit: every file whose header is readable and within the size limit, whose
+    name is not taken by another input and that is not already restored (reported as reused).
+    With ``single``, a bad input raises; otherwise it is reported and left out."""
+    items, names = [], set()
+    settings = req.settings()
+    for path in files:
+        out_dir = out if single else out / path.stem
+        try:
+            if out_dir in names:
+                raise ValueError(f"another input is also named {path.stem!r}; rename one (outputs go to {out}/NAME/)")
+            names.add(out_dir)
+            try:  # from the header alone: a huge file is refused before it is decoded
+                header = image_header(path)
+                h, w, _ = header
+                scale = req.factor if req.task == "sr" else 1
+                check_size(h * scale, w * scale, req.max_pixels)
+            except ValueError as err:
+                raise ValueError(_message(err, path)) from None
+            mask = req.mask if req.mask is not None or req.task != "inpaint" else mask_beside(path)
+            item = Item(path, mask, out_dir, batch_hash(path, mask, settings), header)
+            if not single and finished(out_dir, "batch_hash", item.digest):
+                counts.reused += 1
+                report.reused(item)
+                continue
+            check_replaceable(out_dir, req.force)
+            items.append(item)
+        except (ValueError, OSError, KeyError) as err:
+            if single:
+                raise
+            counts.failed += 1
+            report.error(path, err)
+    return items
+
+
+def _lazy_fit(item: Item, req: Request, tick: Callable[[Any], None]) -> LazyFit:
+    """The fit of ``item``, set up (decoded, network built) only when :func:`restore_stream` runs it."""
+    from pipeline.images.user import load_user_image
+
+    def setup() -> Restoration:
+        observation, operator, truth = load_user_image(item.source, req.task, item.mask, req.factor, req.gt, req.size_mode,
+                                                       req.net.multiple, req.max_pixels)
+        metric_protocol, shave = protocol(req.task, req.factor)
+        return fits.prepare(operator, observation, item.out_dir, req.net, req.fit, ground_truth=truth, protocol=metric_protocol,
+                            shave=shave, device=req.device, log_every=req.log_every, snapshots=req.snapshots,
+                            callbacks=[(tick, req.log_every)], overwrite=req.force, max_pixels=req.max_pixels,
+                            extra={"preset": req.preset, "input": str(item.source), "batch_hash": item.digest})
+
+    return LazyFit(setup, key=group_key(item.header, req.task, req.settings()), tag=item, where=item.source)
+
+
+def restore_images(inputs: list[Path], out: Path, req: Request, report: Report | None = None) -> Counts:
+    """Restore ``inputs`` (files or folders of images) into ``out`` (see the module's docstring).
+
+    Returns the counts; with one input image, its error is raised (one line for the command line)."""
+    report = report or Report()
+    files = image_files(inputs)
+    if not files:
+        raise ValueError(f"no images ({', '.join(sorted({'.png', '.jpg', '.tif'}))}, …) in {', '.join(map(str, inputs))}")
+    single = len(inputs) == 1 and inputs[0].is_file()
+    if not single and req.gt is not None:
+        raise ValueError("--gt works with one input image; for several, compare afterwards with `dip metrics`")
+    counts = Counts()
+    if single:
+        check_replaceable(out, req.force)  # before any fit: never a user's folder, --force or not
+        with output_lock(out):
+            _restore(files, out, req, report, counts, single=True)
+        return counts
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with output_lock(out, inside=True):
+            _restore(files, out, req, report, counts, single=False)
+    finally:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # nothing written: leave no empty folder behind
+    return counts
+
+
+def _restore(files: list[Path], out: Path, req: Request, report: Report, counts: Counts, single: bool) -> None:
+    items = plan(files, out, req, report, counts, single)
+    iterations = req.fit.iterations
+    with make_progress() as progress:
+        label = f"{req.task} {files[0].name}" if single else f"{req.task} {len(items)} image(s)"
+        bar = FitsBar(progress, label, len(items) * iterations)
+
+        def ticker(item: Item) -> Callable[[Any], None]:
+            return lambda step: bar.tick(item.out_dir, int(step.iteration), float(step.loss))
+
+        lazy = [_lazy_fit(item, req, ticker(item)) for item in items]
+        with bar.hidden_on_error():  # a failing single fit leaves its error line alone
+            for p, outcome in restore_stream(lazy, req.group):
+                item = p.tag
+                bar.finish(item.out_dir, iterations)
+                if isinstance(outcome, Exception):
+                    if single:
+                        raise outcome
+                    counts.failed += 1
+                    report.error(item.source, outcome)
+                    continue
+                counts.written += 1
+                report.written(item, outcome)
