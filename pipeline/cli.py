@@ -100,6 +100,7 @@ def restore(
     group: Annotated[str, typer.Option(help="Same-size images fitted together on CUDA: auto (from free GPU memory) or a number; 1 off CUDA.")] = "auto",
     force: Annotated[bool, typer.Option(help="Replace OUT (or OUT/NAME) if it is an earlier output of dip (never a folder of yours).")] = False,
     max_pixels: Annotated[Optional[int], typer.Option(help="Refuse restored images of more pixels than this (memory); default 2048x2048.")] = None,
+    status: Annotated[Optional[Path], typer.Option(help="Keep FILE (JSON: iteration, loss, PSNR, ms/iteration, ETA) and FILE's .png (the latest output) up to date while fitting, for a program that polls them.")] = None,
 ) -> None:
     """Restore images of yours with Deep Image Prior.
 
@@ -129,6 +130,8 @@ def restore(
         raise ValueError(f"--mask is only used by --task inpaint, not {task}; drop it or use --task inpaint")
     if group != "auto" and not (group.isdigit() and int(group) >= 1):
         raise ValueError(f"--group must be auto or a whole number >= 1, got {group!r}")
+    if status is not None and status.resolve().is_relative_to(out.resolve()):
+        raise ValueError(f"--status {status} lies inside --out {out}, which is written whole at the end; put it elsewhere")
     files = image_files(inputs)
     single = len(inputs) == 1 and inputs[0].is_file()
     if not files:
@@ -187,6 +190,9 @@ def restore(
 
         for k, r in enumerate(restorations):
             r.fitter.add_callback(ticker(k), every=log_every)
+            if status is not None:  # after the curve recorder: its row of this iteration is there
+                from pipeline.execution.status import StatusWriter
+                r.fitter.add_callback(StatusWriter(status, fit_cfg.iterations, r.curve.rows, str((r.extra or {}).get("input"))), every=log_every)
         index = {id(r): k for k, r in enumerate(restorations)}
         with hidden_on_error(progress, bar):  # a failing single fit leaves its error line alone
             for r, outcome in restore_groups(restorations, group):
@@ -482,7 +488,8 @@ def dashboard(
         raise FileNotFoundError(f"{app_path} is missing; reinstall the package from its repository")
     # .streamlit/config.toml is read only from the working directory: every setting is passed here
     settings = {"server.address": "127.0.0.1", "server.port": str(port), "server.headless": "true",
-                "browser.gatherUsageStats": "false", "client.showErrorDetails": "none", "client.toolbarMode": "minimal"}
+                "browser.gatherUsageStats": "false", "client.showErrorDetails": "none", "client.toolbarMode": "minimal",
+                "server.maxUploadSize": "50"}  # MB per file on the Restore page
     env = dict(os.environ, **{"STREAMLIT_" + re.sub(r"([A-Z])", r"_\1", k.replace(".", "_")).upper(): v for k, v in settings.items()})
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_path)] + [x for k, v in settings.items() for x in (f"--{k}", v)]
     if results is not None:

@@ -8,7 +8,7 @@ from dashboard import load, ui
 
 root = ui.root()
 st.title("Gallery")
-if ui.require_outputs(root, "results", "data/corrupted"):
+if ui.require_outputs(root, "results", "data/corrupted", user_runs=True):
     exps = load.experiments(root)
     c1, c2, c3, c4 = st.columns([2, 2, 1, 1])
     exp = c1.selectbox("Experiment", exps, key="gallery_experiment")
