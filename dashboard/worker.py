@@ -257,7 +257,11 @@ def serve(user_runs: Path, idle_seconds: float = IDLE_SECONDS) -> int:
                 mark(job, "cancelled", finished=time.time(), message="Cancelled before it started; nothing was written.")
         job = next((j for j in waiting if j.phase == "queued" and not j.cancel_requested), None)
         if job is not None:
-            run_job(user_runs, job, stop)
+            try:
+                run_job(user_runs, job, stop)
+            except Exception as err:  # noqa: BLE001 - a damaged job (a job.json edited by hand) must not stop the queue
+                mark(job, "failed", finished=time.time(), message=f"this job cannot run: {type(err).__name__}: {err}")
+                say(f"{job.id}: cannot run: {err!r}")
             idle_since = time.monotonic()
         elif time.monotonic() - idle_since > idle_seconds:
             break

@@ -223,7 +223,8 @@ def test_running_shows_progress_and_cancel_asks_the_worker(site) -> None:
     assert metrics["Time left"] != "…"
     assert at.get("progress")[0].proto.value == 50
     assert any("iteration 10" in img.proto.imgs[0].caption for img in at.image)
-    assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")  # the PSNR curve
+    (chart,) = [json.loads(c.proto.spec) for c in at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")]  # the PSNR curve
+    assert chart["encoding"]["y"]["title"] == "PSNR vs ground truth (dB)"
     at.button(key=f"restore_cancel_{job.id}").click().run()
     assert job.cancel_requested and "Cancelling" in text(at)
 
@@ -433,3 +434,32 @@ def test_a_fit_does_not_outlive_a_killed_worker(live: Path) -> None:
     worker.ensure_running(live)  # the next worker (started by the page) finds the job
     wait_for(lambda: jobs.load(job.path).phase == "failed", 60, "the recovery")
     assert not (job.path / "out").exists()
+
+
+def test_no_results_root_no_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIP_RESULTS", str(tmp_path / "nowhere"))
+    monkeypatch.delenv("DIP_USER_RUNS", raising=False)
+    at = open_page()
+    assert len(at.error) == 1 and "is not a folder: choose one in the sidebar" in at.error[0].value
+    assert not at.get("file_uploader") and not (tmp_path / "nowhere").exists()
+
+
+def test_damaged_queue_files_are_one_line_each(site) -> None:
+    root, user_runs = site
+    _, dirty = noisy()
+    job = jobs.submit(user_runs, request(), {"input.png": png_bytes(dirty)})
+    worker.mark(job, "running", started=time.time(), pid=os.getpid())
+    (job.path / jobs.STATUS).write_text(json.dumps({"iteration": "ten", "iterations": 20}))
+    broken = jobs.queue_dir(user_runs) / "20000101-000000-000000"
+    broken.mkdir()
+    (broken / jobs.JOB).write_text("{not json")  # never listed: not a job
+    run = user_runs / "photo-20000101-000000"
+    run.mkdir()
+    (run / "run.json").write_text("[1, 2]")
+    (run / "restored.png").write_bytes(b"not a png")
+    at = open_page()
+    assert not at.exception and "Traceback" not in text(at)
+    assert any("progress file" in w.value and "cannot be read; the fit goes on" in w.value for w in at.warning)
+    assert "Your restorations (1)" in [s.value for s in at.subheader]
+    assert any("restored: `" in w.value and "not a readable image" in w.value for w in at.warning)
+    assert [j.id for j in jobs.jobs(user_runs)] == [job.id]

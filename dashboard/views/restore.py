@@ -8,10 +8,11 @@ restore folders in ``user-runs/``, which the Gallery and Compare pages list as `
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
+import altair as alt
+import pandas as pd
 import streamlit as st
 import yaml
 
@@ -88,9 +89,12 @@ def ask_worker(user_runs: Path) -> None:
 root = ui.root()
 user_runs = load.user_runs_dir(root)
 st.title("Restore your image")
+if not str(st.session_state.get(ui.ROOT_KEY, "")).strip() or not root.is_dir():
+    st.error(f"The results root `{st.session_state.get(ui.ROOT_KEY, '')}` is not a folder: choose one in the sidebar (your runs go to its user-runs/ folder).")
+    st.stop()
 st.caption(
     "Deep Image Prior fits an untrained network to your one image; the network's structure is the only prior. "
-    f"Runs go to `{user_runs}` and appear on the Gallery and Compare pages as *user-runs: task*. "
+    f"Runs go to `{load.rel(root, user_runs)}/` and appear on the Gallery and Compare pages as *user-runs: task*. "
     "One fit runs at a time; others wait in the queue. Closing or reloading this page does not stop a fit."
 )
 params_path, profiles = presets(root)
@@ -209,36 +213,46 @@ def describe(job: jobs.Job) -> str:
     return f"{r.get('source')} · {what} · preset {r.get('preset')} · {r.get('iterations', '?')} iterations"
 
 
+def psnr_chart(points: list[tuple[int, float]], title: str) -> alt.Chart:
+    """The PSNR curve so far (the axis starts near the values, not at 0)."""
+    df = pd.DataFrame(points, columns=["iteration", "psnr"])
+    return (alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=12))
+            .encode(x=alt.X("iteration:Q", title="iteration"), y=alt.Y("psnr:Q", title=title, scale=alt.Scale(zero=False)),
+                    tooltip=["iteration", alt.Tooltip("psnr:Q", format=".2f")])
+            .properties(height=320))
+
+
 def show_running(job: jobs.Job) -> None:
     st.subheader(f"Running: {job.request.get('source')}" if job.kind == "restore" else "Measuring the speed")
     st.caption(describe(job))
     status = job.status()
+    i, n = load.number(status.get("iteration")), load.number(status.get("iterations"))
     if not status:
         st.info("Starting: loading the network and the image…")
+    elif i is None or n is None or n < 1:
+        st.warning(f"The progress file `{job.path / jobs.STATUS}` cannot be read; the fit goes on.")
     else:
-        i, n = int(status.get("iteration", 0)), max(int(status.get("iterations", 1)), 1)
+        i, n = int(i), int(n)
         st.progress(min(i / n, 1.0), text=f"iteration {i:,} of {n:,}")
         c = st.columns(4)
         c[0].metric("Iteration", f"{i:,} / {n:,}")
-        c[1].metric("Loss", f"{float(status.get('loss', math.nan)):.3e}")
-        if status.get("psnr_gt") is not None:
-            c[2].metric("PSNR vs ground truth", f"{float(status['psnr_gt']):.2f} dB")
-        elif status.get("psnr_obs") is not None:
-            c[2].metric("PSNR vs your image", f"{float(status['psnr_obs']):.2f} dB", help="How closely the output fits the corrupted image (not a quality measure).")
-        eta = status.get("eta_seconds")
-        c[3].metric("Time left", duration(float(eta)) if eta is not None else "…",
+        loss, psnr_gt, psnr_obs, eta = (load.number(status.get(k)) for k in ("loss", "psnr_gt", "psnr_obs", "eta_seconds"))
+        c[1].metric("Loss", f"{loss:.3e}" if loss is not None else "–")
+        if psnr_gt is not None:
+            c[2].metric("PSNR vs ground truth", f"{psnr_gt:.2f} dB")
+        elif psnr_obs is not None:
+            c[2].metric("PSNR vs your image", f"{psnr_obs:.2f} dB", help="How closely the output fits the corrupted image (not a quality measure).")
+        c[3].metric("Time left", duration(eta) if eta is not None else "…",
                     help=f"Measured {status.get('ms_per_iteration') or '?'} ms per iteration × the iterations left.")
         if job.kind == "restore":
             a, b = st.columns(2)
             ui.image(a, root, job.path / str(status.get("snapshot", "status.png")), f"the network's output at iteration {i:,}", width="stretch")
-            curve = status.get("curve") or []
+            curve = [row for row in status.get("curve") or [] if isinstance(row, dict) and load.number(row.get("iteration")) is not None]
             y = "psnr_gt" if any("psnr_gt" in row for row in curve) else "psnr_obs"
-            points = [(row["iteration"], row[y]) for row in curve if isinstance(row.get(y), (int, float)) and math.isfinite(row[y])]
+            points = [(int(row["iteration"]), float(row[y])) for row in curve if load.number(row.get(y)) is not None]
             if points:
-                import pandas as pd
-
-                b.line_chart(pd.DataFrame(points, columns=["iteration", y]).set_index("iteration"), y_label="PSNR (dB)")
-                b.caption("PSNR vs ground truth" if y == "psnr_gt" else "PSNR vs your image (the fit to the observation)")
+                title = "PSNR vs ground truth (dB)" if y == "psnr_gt" else "PSNR vs your image (dB): the fit to the observation"
+                b.altair_chart(psnr_chart(points, title), width="stretch")
     if job.cancel_requested:
         st.warning("Cancelling: the fit stops and leaves nothing behind…")
     elif st.button("Cancel", key=f"restore_cancel_{job.id}"):
