@@ -185,10 +185,11 @@ def cancel(job: Job) -> None:
     (job.path / CANCEL).touch()
 
 
-def forget(user_runs: Path) -> int:
-    """Remove the folders of finished jobs (their results in user-runs/ stay); returns how many."""
+def forget(user_runs: Path, only: Job | None = None) -> int:
+    """Remove the folders of finished jobs, or of the finished job ``only`` (their results in
+    user-runs/ stay); returns how many."""
     gone = 0
-    for job in jobs(user_runs):
+    for job in jobs(user_runs) if only is None else [only]:
         if job.phase in FINAL:
             shutil.rmtree(job.path, ignore_errors=True)
             gone += 1

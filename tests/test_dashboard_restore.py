@@ -171,6 +171,20 @@ def test_upload_queues_a_speed_measurement_then_shows_the_estimate(site) -> None
     assert "Estimated time on this machine: 2 min 00 s** (250 ms per iteration × 480 iterations, measured on cpu)" in text(at)
 
 
+def test_settings_that_cannot_run_say_so_before_start(site) -> None:
+    root, user_runs = site
+    _, dirty = noisy()
+    at = upload(open_page(), "restore_image", "photo.png", png_bytes(dirty))
+    (measure,) = jobs.jobs(user_runs)
+    message = "a 32x32 image is too small for a 5-level network: each side needs at least 32 px"
+    worker.mark(measure, "failed", message=message)  # what the worker records from dip restore's error line
+    at.run()
+    assert [e.value for e in at.error] == [f"These settings cannot run: {message}"] and at.button(key="restore_start").disabled
+    at.button(key="restore_measure_again").click().run()
+    (again,) = jobs.jobs(user_runs)
+    assert again.id != measure.id and again.phase == "queued" and not at.error
+
+
 def test_start_queues_one_job_and_a_reload_or_second_tab_adds_none(site) -> None:
     root, user_runs = site
     clean, dirty = noisy()
@@ -463,3 +477,21 @@ def test_damaged_queue_files_are_one_line_each(site) -> None:
     assert "Your restorations (1)" in [s.value for s in at.subheader]
     assert any("restored: `" in w.value and "not a readable image" in w.value for w in at.warning)
     assert [j.id for j in jobs.jobs(user_runs)] == [job.id]
+
+
+def test_uploads_are_capped_and_the_server_stays_local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tomllib
+
+    from typer.testing import CliRunner
+
+    from pipeline import cli
+    from pipeline.execution import server
+
+    calls: list[tuple[list[str], dict]] = []
+    monkeypatch.setattr(server, "run_server", lambda cmd, env: calls.append((cmd, env)) or 0)
+    assert CliRunner().invoke(cli.app, ["dashboard", "--results", str(tmp_path)]).exit_code == 0
+    cmd, env = calls[0]
+    assert cmd[cmd.index("--server.maxUploadSize") + 1] == "50" and env["STREAMLIT_SERVER_MAX_UPLOAD_SIZE"] == "50"
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())["server"]
+    assert config["maxUploadSize"] == 50 and config["address"] == "127.0.0.1"

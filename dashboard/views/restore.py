@@ -174,16 +174,21 @@ if image is not None and problem is None:
                "iterations": iterations, "log_every": max(1, min(25, iterations // 100)),
                "snapshots": snapshot_marks(iterations), "speed_key": key, "size": list(image.size)}
     speed = jobs.speeds(user_runs).get(key)
+    ms = load.number(speed.get("ms_per_iteration")) if isinstance(speed, dict) else None
     measures = [j for j in jobs.jobs(user_runs) if j.kind == "measure" and j.request.get("speed_key") == key]
-    if speed:
-        ms = float(speed["ms_per_iteration"])
+    if ms is not None:
         st.markdown(f"**Estimated time on this machine: {duration(ms * iterations / 1000)}** "
                     f"({ms:,.0f} ms per iteration × {iterations:,} iterations, measured on {speed.get('device', '?')}).")
-    elif measures and measures[-1].phase == "failed":
-        problem = str(measures[-1].state.get("message") or "dip restore refused these settings")
-        st.error(f"These settings cannot run: {problem}")
-    elif measures and measures[-1].phase == "cancelled":
-        st.caption("Estimated time: not measured (the measurement was cancelled).")
+    elif measures and measures[-1].phase in ("failed", "cancelled"):
+        last = measures[-1]
+        if last.phase == "failed":
+            problem = str(last.state.get("message") or "dip restore refused these settings")
+            st.error(f"These settings cannot run: {problem}")
+        else:
+            st.caption("Estimated time: not measured (the measurement was cancelled).")
+        if st.button("Measure again", key="restore_measure_again"):
+            jobs.forget(user_runs, last)
+            st.rerun()
     else:
         if not measures:  # measured once per machine and settings
             try:
@@ -302,7 +307,7 @@ if finished and st.button("Clear the list of finished jobs", key="restore_forget
 done = load.user_runs(root)
 st.subheader(f"Your restorations ({len(done)})")
 if not done:
-    st.caption(f"None yet. Each finished fit is a folder in `{user_runs}`: restored.png, run.json, curve.csv, snapshots/.")
+    st.caption(f"None yet. Each finished fit is a folder in `{load.rel(root, user_runs)}/`: restored.png, run.json, curve.csv, snapshots/.")
 for name, run_task in list(done.items())[:SHOWN_RESULTS]:
     path = user_runs / name
     record, _ = load.run_record(path)
@@ -322,4 +327,4 @@ for name, run_task in list(done.items())[:SHOWN_RESULTS]:
     if data is not None:
         c3.download_button("Download restored.png", data, file_name=f"{name}-restored.png", mime="image/png", key=f"restore_download_{name}", on_click="ignore")
 if len(done) > SHOWN_RESULTS:
-    st.caption(f"… and {len(done) - SHOWN_RESULTS} older ones in `{user_runs}`.")
+    st.caption(f"… and {len(done) - SHOWN_RESULTS} older ones in `{load.rel(root, user_runs)}/`.")
