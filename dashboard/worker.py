@@ -196,6 +196,9 @@ def run_job(user_runs: Path, job: Job, stop: list[int]) -> None:
                 pass
     at = job.status().get("iteration")
     where = f" at iteration {at}" if at is not None else " before its first iteration"
+    if proc.returncode != 0:  # a fit stopped late (after its folder was complete) or killed (its temporary folder left)
+        for leftover in [job.path / "out", *job.path.glob(".out.*")]:
+            shutil.rmtree(leftover, ignore_errors=True)
     if proc.returncode == 0:
         try:
             finish(user_runs, job)

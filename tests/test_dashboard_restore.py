@@ -283,7 +283,7 @@ def test_done_lists_the_result_with_a_download(site) -> None:
                                                        "observation.png", "restored.png", "run.json", "snapshots"]
     assert not (jobs.queue_dir(user_runs) / jobs.jobs(user_runs)[0].id / "out").exists()
     at = open_page()
-    assert f"Your restorations (1)" in [s.value for s in at.subheader]
+    assert "Your restorations (1)" in [s.value for s in at.subheader]
     (button,) = at.get("download_button")
     assert button.proto.label == "Download restored.png"
     assert path.name in text(at) and "Gallery / Compare: *user-runs: denoise*" in text(at) and "PSNR" in text(at)
