@@ -395,11 +395,15 @@ def live(tmp_path: Path):
 
 
 @pytest.mark.integration
-def test_the_worker_runs_the_queue_one_fit_at_a_time(live: Path) -> None:
+def test_the_worker_runs_the_queue_one_fit_at_a_time(live: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     clean, dirty = noisy((48, 48))
     files = {"input.png": png_bytes(dirty), "gt.png": png_bytes(clean)}
     first = jobs.submit(live, request(iterations=300, gt="gt.png", log_every=10, snapshots=[0, 150, 300]), files)
-    second = jobs.submit(live, request(iterations=10, gt="gt.png"), files)
+    holes = dirty.copy()
+    holes[10:20, 5:40] = (255, 0, 255)
+    hole_mask = uploads.png(uploads.colour_mask(uploads.Picture("h.png", b"", holes), (255, 0, 255)))
+    inpaint = jobs.submit(live, request("inpaint", iterations=10, mask="mask.png"), {"input.png": png_bytes(holes), "mask.png": hole_mask})
+    second = jobs.submit(live, request("sr", iterations=10, factor=2, gt="gt.png"), {"input.png": png_bytes(dirty[::2, ::2]), "gt.png": png_bytes(clean)})
     assert worker.ensure_running(live) and not worker.ensure_running(live)  # one worker per folder, also while it loads
     wait_for(lambda: worker.is_running(live), 60, "the worker to take the lock")
     # a second worker started by hand leaves at once: the lock is taken
@@ -408,10 +412,15 @@ def test_the_worker_runs_the_queue_one_fit_at_a_time(live: Path) -> None:
     assert jobs.load(second.path).phase == "queued"  # one at a time
     wait_for(lambda: jobs.load(first.path).status().get("iteration"), 120, "progress")
     wait_for(lambda: jobs.load(second.path).phase in jobs.FINAL, 240, "both fits to end")
-    for job in (jobs.load(first.path), jobs.load(second.path)):
+    for job in (jobs.load(first.path), jobs.load(inpaint.path), jobs.load(second.path)):
         assert job.phase == "done", job.state
         out = live / job.state["result"]
-        assert {"run.json", "restored.png", "curve.csv", "snapshots", "observation.png", "ground_truth.png", "meta.json"} <= {p.name for p in out.iterdir()}
+        assert {"run.json", "restored.png", "curve.csv", "snapshots", "observation.png", "meta.json"} <= {p.name for p in out.iterdir()}
+        assert (out / "ground_truth.png").is_file() == (job.request["task"] != "inpaint") and (out / "mask.png").is_file() == (job.request["task"] == "inpaint")
+    sr = live / jobs.load(second.path).state["result"]
+    assert Image.open(sr / "restored.png").size == (48, 48) and json.loads((sr / "meta.json").read_text())["factor"] == 2
+    monkeypatch.delenv("DIP_USER_RUNS", raising=False)
+    assert sorted(load.user_runs(live.parent).values()) == ["denoise", "inpaint", "sr"]  # live = <results root>/user-runs
     run = json.loads((live / jobs.load(first.path).state["result"] / "run.json").read_text())
     assert run["iterations_run"] == 300 and run["preset"] == "smoke" and run["metrics"]["restored"]["psnr"] > run["metrics"]["input"]["psnr"]
     assert [p.name for p in (live / jobs.load(first.path).state["result"] / "snapshots").iterdir()] != []
