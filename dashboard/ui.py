@@ -23,8 +23,9 @@ def table(data_, **kwargs) -> None:
 
 
 def root() -> Path:
-    """The results root chosen in the sidebar (defaults to :func:`dashboard.load.resolve_root`)."""
-    if ROOT_KEY not in st.session_state:
+    """The results root chosen in the sidebar (defaults to :func:`dashboard.load.resolve_root`; a
+    blank field is the default too: the browser can send one when a page is switched mid-run)."""
+    if not str(st.session_state.get(ROOT_KEY, "")).strip():
         st.session_state[ROOT_KEY] = str(load.resolve_root())
     return load.expand_root(str(st.session_state[ROOT_KEY]))
 

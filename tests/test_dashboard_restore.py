@@ -504,3 +504,11 @@ def test_uploads_are_capped_and_the_server_stays_local(tmp_path: Path, monkeypat
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
     config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())["server"]
     assert config["maxUploadSize"] == 50 and config["address"] == "127.0.0.1"
+
+
+def test_a_blank_results_root_is_the_default(site) -> None:
+    root, user_runs = site
+    at = open_page()
+    at.text_input(key="results_root").set_value("").run()  # what a browser sent after a page switch mid-run
+    assert not at.exception and not at.error and at.text_input(key="results_root").value == str(root)
+    assert "No fit is running" in text(at)

@@ -113,11 +113,14 @@ def test_browser_restore_upload_watch_download(server, tmp_path: Path) -> None:
 
             page.locator("[data-testid='stSelectbox']").filter(has_text="Preset").click()
             page.get_by_role("option", name="smoke").click()
+            one_field = "(v) => { const e = [...document.querySelectorAll(\"input[aria-label='Iterations']\")]; return e.length === 1 && e[0].value === v; }"
+            page.wait_for_function(one_field, arg="20", timeout=30_000)  # the smoke preset's, once the page has rerun (no stale field left)
+            iterations = page.get_by_label("Iterations", exact=True).and_(page.locator("input"))
             uploader = page.locator("[data-testid='stFileUploader']")
             uploader.filter(has_text="Image to restore").locator("input[type='file']").set_input_files(str(dirty))
-            page.get_by_text("your image · 64×64").wait_for(timeout=30_000)
+            page.get_by_text("your image · 64×64").wait_for(timeout=60_000)
             uploader.filter(has_text="Ground truth").locator("input[type='file']").set_input_files(str(clean))
-            iterations = page.get_by_label("Iterations", exact=True).and_(page.locator("input"))
+            page.get_by_text("astronaut.png", exact=True).wait_for(timeout=60_000)
             iterations.fill(str(ITERATIONS))
             iterations.press("Enter")
             page.get_by_text(re.compile(rf"Estimated time on this machine: .* × {ITERATIONS} iterations")).wait_for(timeout=180_000)

@@ -89,8 +89,8 @@ def ask_worker(user_runs: Path) -> None:
 root = ui.root()
 user_runs = load.user_runs_dir(root)
 st.title("Restore your image")
-if not str(st.session_state.get(ui.ROOT_KEY, "")).strip() or not root.is_dir():
-    st.error(f"The results root `{st.session_state.get(ui.ROOT_KEY, '')}` is not a folder: choose one in the sidebar (your runs go to its user-runs/ folder).")
+if not root.is_dir():
+    st.error(f"The results root `{root}` is not a folder: choose one in the sidebar (your runs go to its user-runs/ folder).")
     st.stop()
 st.caption(
     "Deep Image Prior fits an untrained network to your one image; the network's structure is the only prior. "
