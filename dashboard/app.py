@@ -24,6 +24,7 @@ PAGES = [
     st.Page("views/gallery.py", title="Gallery", icon=":material/photo_library:"),
     st.Page("views/compare.py", title="Compare", icon=":material/compare:"),
     st.Page("views/ablations.py", title="Ablations", icon=":material/science:"),
+    st.Page("views/restore.py", title="Restore", icon=":material/auto_fix_high:"),
 ]
 
 # Pixel-exact viewing: the browser must not smooth enlarged images.

@@ -152,7 +152,9 @@ def numeric(df: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> pd.DataFr
 def experiment_task(exp: str, root: Path | None = None) -> str:
     """The task of ``exp``: its ``data/corrupted/<exp>/experiment.json`` (figures: ``fig7_text`` is
     inpainting) when ``root`` is given and the file exists, else what the id says
-    (:func:`pipeline.settings.parse_experiment`), else the id's first word."""
+    (:func:`pipeline.settings.parse_experiment`; ``user-runs: sr`` is sr), else the id's first word."""
+    if exp.startswith(USER_GROUP):
+        return exp.removeprefix(USER_GROUP)
     info = read_json(root / layout.CORRUPTED / exp / "experiment.json") if root is not None else None
     if isinstance(info, dict) and info.get("task"):
         return str(info["task"])
@@ -363,7 +365,7 @@ def experiments(root: Path) -> list[str]:
     df = per_image(root)
     if df is not None:
         found |= set(df["experiment"].astype(str))
-    return sorted(found)
+    return sorted(found) + sorted({USER_GROUP + t for t in user_runs(root).values()})
 
 
 def _has_subdir(path: Path) -> bool:
@@ -371,6 +373,8 @@ def _has_subdir(path: Path) -> bool:
 
 
 def images(root: Path, exp: str) -> list[str]:
+    if exp.startswith(USER_GROUP):
+        return [name for name, task in user_runs(root).items() if USER_GROUP + task == exp]
     found: set[str] = set()
     for d in (layout.RESULTS, layout.CORRUPTED, layout.BASELINES):
         base = root / d / exp
@@ -380,10 +384,15 @@ def images(root: Path, exp: str) -> list[str]:
 
 
 def seeds(root: Path, exp: str, image: str) -> list[int]:
+    if exp.startswith(USER_GROUP):
+        path = user_run(root, exp, image)
+        return [int(number(run_record(path)[0].get("seed")) or 0)] if path else []
     return sorted(r.seed for r in run_dirs(root) if r.experiment == exp and r.image == image)
 
 
 def run_dir(root: Path, exp: str, image: str, seed: int | None = None) -> Path | None:
+    if exp.startswith(USER_GROUP):
+        return user_run(root, exp, image)
     available = seeds(root, exp, image)
     if not available:
         return None
@@ -433,6 +442,8 @@ def sources(root: Path, exp: str, image: str, seed: int | None = None) -> dict[s
     """Every image of one scene in one experiment, by label: ground truth, corrupted, DIP, baselines."""
     out: dict[str, Path] = {}
     corr = root / layout.CORRUPTED / exp / image
+    if exp.startswith(USER_GROUP):  # a user run holds its inputs beside its results
+        corr = user_run(root, exp, image) or corr
     for label, name in (("ground truth", "ground_truth.png"), ("corrupted input", "observation.png"), ("mask", "mask.png"),
                         ("network input", "input.png")):
         if (corr / name).is_file():
@@ -453,4 +464,40 @@ def sources(root: Path, exp: str, image: str, seed: int | None = None) -> dict[s
 
 
 def meta(root: Path, exp: str, image: str) -> dict[str, Any]:
+    if exp.startswith(USER_GROUP):
+        path = user_run(root, exp, image)
+        return read_json_object(path / "meta.json") if path else {}
     return read_json_object(root / layout.CORRUPTED / exp / image / "meta.json")
+
+
+# ------------------------------------------------------------------- runs of the Restore page
+USER_RUNS_ENV = "DIP_USER_RUNS"
+USER_RUNS = "user-runs"
+USER_GROUP = "user-runs: "  # + task: the experiment id under which the Gallery and Compare pages list them
+
+
+def user_runs_dir(root: Path) -> Path:
+    """Where the Restore page keeps its runs: ``$DIP_USER_RUNS``, else ``<results root>/user-runs``
+    (for a published bundle, which is not to be written to: ``./user-runs``)."""
+    if os.environ.get(USER_RUNS_ENV):
+        return expand_root(os.environ[USER_RUNS_ENV]).resolve()
+    return (Path.cwd() if bundle_manifest(root) is not None else Path(root)).resolve() / USER_RUNS
+
+
+def user_runs(root: Path) -> dict[str, str]:
+    """``{folder name: task}`` of the finished runs in :func:`user_runs_dir` (a run.json and a
+    restored.png), newest first."""
+    base = user_runs_dir(root)
+    try:
+        found = [p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")
+                 and (p / "run.json").is_file() and (p / "restored.png").is_file()]
+    except OSError:
+        return {}
+    found.sort(key=lambda p: (file_mtime(p / "run.json"), p.name), reverse=True)
+    return {p.name: str(read_json_object(p / "meta.json").get("task") or run_record(p)[0].get("task") or "denoise") for p in found}
+
+
+def user_run(root: Path, exp: str, image: str) -> Path | None:
+    """The folder of the user run ``image`` when it belongs to the group ``exp``."""
+    task = user_runs(root).get(image)
+    return user_runs_dir(root) / image if task is not None and USER_GROUP + task == exp else None

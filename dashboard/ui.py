@@ -23,8 +23,9 @@ def table(data_, **kwargs) -> None:
 
 
 def root() -> Path:
-    """The results root chosen in the sidebar (defaults to :func:`dashboard.load.resolve_root`)."""
-    if ROOT_KEY not in st.session_state:
+    """The results root chosen in the sidebar (defaults to :func:`dashboard.load.resolve_root`; a
+    blank field is the default too: the browser can send one when a page is switched mid-run)."""
+    if not str(st.session_state.get(ROOT_KEY, "")).strip():
         st.session_state[ROOT_KEY] = str(load.resolve_root())
     return load.expand_root(str(st.session_state[ROOT_KEY]))
 
@@ -88,11 +89,12 @@ def sidebar() -> None:
         st.caption("outputs: " + " · ".join(f"{d}/ {'found' if ok else 'missing'}" for d, ok in present.items()))
 
 
-def require_outputs(root_dir: Path, *needed: str) -> bool:
-    """Say what to run when none of ``needed`` (default: any pipeline output) exists yet."""
+def require_outputs(root_dir: Path, *needed: str, user_runs: bool = False) -> bool:
+    """Say what to run when none of ``needed`` (default: any pipeline output) exists yet; with
+    ``user_runs``, the Restore page's finished runs count too."""
     present = load.has_outputs(root_dir)
     wanted = needed or tuple(present)
-    if any(present.get(d, False) for d in wanted):
+    if any(present.get(d, False) for d in wanted) or (user_runs and load.user_runs(root_dir)):
         return True
     if not root_dir.is_dir():
         st.error(f"The results root `{root_dir}` does not exist. Start the dashboard with `dip dashboard --results DIR`.")
@@ -101,5 +103,6 @@ def require_outputs(root_dir: Path, *needed: str) -> bool:
         f"No pipeline outputs under `{root_dir}` yet ({', '.join(d + '/' for d in wanted)} missing or empty).\n\n"
         "Run the reproduction first:\n\n```bash\ndvc repro            # the whole pipeline (profile auto: quick on a CPU)\n"
         "dvc exp run -S profile=smoke   # a tiny run, under a minute\n```\n\nthen reload this page."
+        + ("\n\nOr restore an image of yours on the Restore page." if user_runs else "")
     )
     return False

@@ -99,6 +99,7 @@ def restore(
     group: Annotated[str, typer.Option(help="Same-size images fitted together on CUDA: auto (from free GPU memory) or a number; 1 off CUDA.")] = "auto",
     force: Annotated[bool, typer.Option(help="Replace OUT (or OUT/NAME) if it is an earlier output of dip (never a folder of yours).")] = False,
     max_pixels: Annotated[Optional[int], typer.Option(help="Refuse restored images of more pixels than this (memory); default 2048x2048.")] = None,
+    status: Annotated[Optional[Path], typer.Option(help="A JSON file (iteration, loss, PSNR, ms/iteration, ETA) kept up to date while fitting, with the latest output beside it (same name, .png), for a program that polls them; outside --out.")] = None,
 ) -> None:
     """Restore images of yours with Deep Image Prior.
 
@@ -127,6 +128,8 @@ def restore(
         raise ValueError(f"--mask is only used by --task inpaint, not {task}; drop it or use --task inpaint")
     if group != "auto" and not (group.isdigit() and int(group) >= 1):
         raise ValueError(f"--group must be auto or a whole number >= 1, got {group!r}")
+    if status is not None and status.resolve().is_relative_to(out.resolve()):
+        raise ValueError(f"--status {status} lies inside --out {out}, which is written whole at the end; put it elsewhere")
     single = len(inputs) == 1 and inputs[0].is_file()
     dev = pick_device(device)
     preset_name, net_cfg, fit_cfg = preset_configs(preset, task, factor, seed=seed, device=str(dev), params=params)
@@ -135,7 +138,7 @@ def restore(
         fit_cfg.iterations = iterations
     req = Request(task, net_cfg, fit_cfg, preset_name, dev, factor=factor, mask=mask, gt=gt, size_mode=size_mode,
                   log_every=log_every, snapshots=_parse_ints(snapshots), group=group, force=force,
-                  max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+                  max_pixels=max_pixels or DEFAULT_MAX_PIXELS, status=status)
 
     class Printer(Report):
         def error(self, source: Path, err: BaseException) -> None:
@@ -520,7 +523,8 @@ def dashboard(
         raise FileNotFoundError(f"{app_path} is missing; reinstall the package from its repository")
     # .streamlit/config.toml is read only from the working directory: every setting is passed here
     settings = {"server.address": "127.0.0.1", "server.port": str(port), "server.headless": "true",
-                "browser.gatherUsageStats": "false", "client.showErrorDetails": "none", "client.toolbarMode": "minimal"}
+                "browser.gatherUsageStats": "false", "client.showErrorDetails": "none", "client.toolbarMode": "minimal",
+                "server.maxUploadSize": "50"}  # MB per file on the Restore page
     env = dict(os.environ, **{"STREAMLIT_" + re.sub(r"([A-Z])", r"_\1", k.replace(".", "_")).upper(): v for k, v in settings.items()})
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_path)] + [x for k, v in settings.items() for x in (f"--{k}", v)]
     if results is not None:

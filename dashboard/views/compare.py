@@ -27,7 +27,7 @@ def show_iframe(html: str, height: int) -> None:
 
 root = ui.root()
 st.title("Compare")
-if ui.require_outputs(root, "results", "data/corrupted", "baselines"):
+if ui.require_outputs(root, "results", "data/corrupted", "baselines", user_runs=True):
     exps = load.experiments(root)
     c1, c2 = st.columns(2)
     exp = c1.selectbox("Experiment", exps, key="compare_experiment")

@@ -8,7 +8,7 @@ from dashboard import load, ui
 
 root = ui.root()
 st.title("Gallery")
-if ui.require_outputs(root, "results", "data/corrupted"):
+if ui.require_outputs(root, "results", "data/corrupted", user_runs=True):
     exps = load.experiments(root)
     shots = load.with_snapshots(root)  # opens on a run with snapshots (in a bundle: peppers or man of Table 1)
     first = next(((e, i) for e, i in shots if e in exps), (None, None))

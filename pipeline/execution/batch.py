@@ -89,6 +89,7 @@ class Request:
     group: str = "auto"
     force: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
+    status: Path | None = None  # --status FILE: a JSON progress file (pipeline.execution.status), outside the output
 
     def settings(self) -> dict[str, Any]:
         """The settings that shape every output (part of each image's ``batch_hash``)."""
@@ -178,10 +179,15 @@ def _lazy_fit(item: Item, req: Request, tick: Callable[[Any], None]) -> LazyFit:
         observation, operator, truth = load_user_image(item.source, req.task, item.mask, req.factor, req.gt, req.size_mode,
                                                        req.net.multiple, req.max_pixels)
         metric_protocol, shave = protocol(req.task, req.factor)
-        return fits.prepare(operator, observation, item.out_dir, req.net, req.fit, ground_truth=truth, protocol=metric_protocol,
-                            shave=shave, device=req.device, log_every=req.log_every, snapshots=req.snapshots,
-                            callbacks=[(tick, req.log_every)], overwrite=req.force, max_pixels=req.max_pixels,
-                            extra={"preset": req.preset, "input": str(item.source), "batch_hash": item.digest})
+        r = fits.prepare(operator, observation, item.out_dir, req.net, req.fit, ground_truth=truth, protocol=metric_protocol,
+                         shave=shave, device=req.device, log_every=req.log_every, snapshots=req.snapshots,
+                         callbacks=[(tick, req.log_every)], overwrite=req.force, max_pixels=req.max_pixels,
+                         extra={"preset": req.preset, "input": str(item.source), "batch_hash": item.digest})
+        if req.status is not None:  # after the curve recorder: its row of this iteration is there
+            from pipeline.execution.status import StatusWriter
+
+            r.fitter.add_callback(StatusWriter(req.status, req.fit.iterations, r.curve.rows, str(item.source)), every=req.log_every)
+        return r
 
     return LazyFit(setup, key=group_key(item.header, req.task, req.settings()), tag=item, where=item.source)
 
