@@ -43,7 +43,7 @@ def pytest_sessionfinish(session, exitstatus) -> None:
             "threads": torch.get_num_threads(),
             "load_average_at_start": LOAD_AT_START,
             "load_average_at_end": os.getloadavg(),
-            "command": "flock /tmp/dip-heavy.lock pytest benchmarks -m benchmark --benchmark-enable -p no:cacheprovider",
+            "command": "flock /tmp/dip-heavy.lock pytest benchmarks -m benchmark --benchmark-enable -n 0 -p no:cacheprovider",
             "timing": "dip, plain and bare interleaved iteration by iteration in one fit (the Fitter's "
             "per-iteration callback runs one iteration of each other loop, each timed on its own); "
             "warm-up iterations discarded; iterations_per_s = 1 / median per-iteration time "

@@ -16,7 +16,7 @@ timed span. Peak memory comes from a separate short fit of each variant.
   averaged output) on host copies at every iteration, as the authors' notebook loop does;
 * ``bare`` — forward / loss / backward / Adam / averaging only, to measure the Fitter's overhead.
 
-Run: ``flock /tmp/dip-heavy.lock pytest benchmarks -m benchmark --benchmark-enable -p no:cacheprovider``
+Run: ``flock /tmp/dip-heavy.lock pytest benchmarks -m benchmark --benchmark-enable -n 0 -p no:cacheprovider``
 (``DIP_BENCH_SCALE=3`` multiplies the timed iterations; results/<machine>.json is rewritten).
 The pytest-benchmark time of each test is the whole fit (construction included); the figures
 that matter are in its ``extra_info`` and in the JSON.

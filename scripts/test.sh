@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the tests need (Debian's chromium for the browser test, the package with its
 # dev extra, CPU torch) and run the test suite: both layers, the unit tests and the integration
-# tests (plain `pytest` runs only the unit tests). Extra arguments go to pytest.
+# tests, one layer after the other (plain `pytest` runs only the unit tests). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
@@ -9,4 +9,6 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
     || echo "warning: could not install chromium; the browser test will be skipped" >&2
 fi
 python3 -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
-python3 -m pytest -m "not benchmark" "$@"
+# exit code 5 = no test selected (e.g. a file of unit tests only, given as an argument)
+python3 -m pytest "$@" || [ $? -eq 5 ]                       # the unit layer, one worker per core
+python3 -m pytest -m integration -n 0 "$@" || [ $? -eq 5 ]   # the integration layer, one test at a time

@@ -158,6 +158,26 @@ def run_in(project: Path, *cmd: str, check: bool = True) -> "subprocess.Complete
     return proc
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _streamlit_components_scanned_once() -> None:
+    """Every ``AppTest`` scans all installed distributions for Streamlit components (0.6 s each time
+    on a machine with a thousand packages); the answer cannot change during a test session, so
+    scan once per process."""
+    try:
+        from streamlit.components.v2 import manifest_scanner
+    except ImportError:  # an older Streamlit without v2 components: nothing to scan
+        return
+    scan = manifest_scanner.scan_component_manifests
+    found: list[Any] = []
+
+    def scan_once(*args: Any, **kwargs: Any) -> Any:
+        if not found:
+            found.append(scan(*args, **kwargs))
+        return found[0]
+
+    manifest_scanner.scan_component_manifests = scan_once  # type: ignore[assignment]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that needs the ``smoke_project`` (a full ``dvc repro``) is an integration test; one
     that needs only the ``smoke_outputs`` (the same fits in-process, a few seconds, on bundled

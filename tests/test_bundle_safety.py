@@ -230,7 +230,8 @@ def test_check_bundle_never_opens_a_path_outside_the_bundle(bundle: Path, tmp_pa
                                                      "../../secret.txt": {"sha256": "0" * 64, "bytes": 10}}))
     opened.clear()
     problems = check_bundle(b)
-    assert f"manifest.json: files names {str(secret)!r}, which is an absolute path; not opened (a bundle holds only its own files)" in problems
+    assert any(p.startswith("manifest.json: files names '/") and p.endswith("which is an absolute path; not opened (a bundle holds only its own files)")
+               for p in problems), problems  # the path itself is shortened in the message when it is long
     assert "manifest.json: files names '../../secret.txt', which has an empty, '.' or '..' part; not opened (a bundle holds only its own files)" in problems
     assert str(secret) not in opened and not [p for p in problems if "sha256" in p]
 
