@@ -1,9 +1,10 @@
 """End to end in a real headless browser: Debian's chromium driven by Playwright.
 
 Starts ``streamlit run dashboard/app.py`` on a free 127.0.0.1 port over the ``smoke`` profile's
-output (the session's ``smoke_outputs``), opens it, switches page, picks an experiment and an
-image and saves screenshots. Set ``DIP_SCREENSHOTS=docs`` to
-(re)write the README's ``docs/dashboard-overview.png`` and ``docs/dashboard-gallery.png``.
+output (the session's ``smoke_outputs``; ``DIP_SCREENSHOT_RESULTS=DIR``: a workspace of yours
+instead, e.g. the ``quick`` profile's after ``dvc repro``), opens it, switches page, picks an
+experiment and an image and saves screenshots. Set ``DIP_SCREENSHOTS=docs`` to (re)write the
+README's ``docs/dashboard-overview.png`` and ``docs/dashboard-gallery.png``.
 """
 
 from __future__ import annotations
@@ -37,8 +38,15 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def server(smoke_outputs: Path):
-    results = smoke_outputs  # read only: the app writes nothing
+def results(smoke_outputs: Path) -> Path:
+    """The results root shown: the smoke profile's output, or ``$DIP_SCREENSHOT_RESULTS``."""
+    given = os.environ.get("DIP_SCREENSHOT_RESULTS")
+    return Path(given).resolve() if given else smoke_outputs
+
+
+@pytest.fixture
+def server(results: Path):
+    # read only: the app writes nothing
     port = free_port()
     env = dict(os.environ, DIP_RESULTS=str(results), STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.address", "127.0.0.1",
@@ -76,9 +84,9 @@ def shrink(path: Path) -> None:
         im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
-def test_browser_overview_then_gallery(server: str, smoke_outputs: Path, tmp_path: Path) -> None:
+def test_browser_overview_then_gallery(server: str, results: Path, tmp_path: Path) -> None:
     exp = "inpaint_p50"
-    (image,) = json.loads((smoke_outputs / "results" / exp / "experiment.json").read_text())["images"][:1]
+    (image,) = json.loads((results / "results" / exp / "experiment.json").read_text())["images"][:1]
     sync_api = pytest.importorskip("playwright.sync_api")
     out = ROOT / "docs" if os.environ.get("DIP_SCREENSHOTS") == "docs" else tmp_path
     with sync_api.sync_playwright() as p:
