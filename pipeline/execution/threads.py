@@ -5,7 +5,7 @@ torch's CPU kernels run on OpenMP (libgomp in the Linux wheels), whose threads b
 steal its time slices and wait for each other: a fit there runs several times slower than with
 one thread. ``OMP_WAIT_POLICY=PASSIVE`` makes waiting threads sleep instead; libgomp reads it
 once, when it is loaded, so :func:`prepare_openmp` must run before ``import torch``.
-``benchmarks/threads.py`` measures the options (README, "Threads on a shared CPU").
+``benchmarks/threads.py`` measures the options (docs/threads.md).
 """
 
 from __future__ import annotations
