@@ -68,6 +68,86 @@ def test_the_layout_block_is_parsed() -> None:
     assert layout_doc()["run_json"][:3] == ["task", "net", "fit"]
 
 
+# --- the folder types: every file name in one module ---------------------------------------------------
+# The file names of docs/LAYOUT.md: a fit's folder, a case, the experiment and baseline records, the
+# metrics, a bundle's manifest and a part's record, each owned by pipeline/layout.py; data/profile.json
+# and the .dip-output marker have their own owner (docs/LAYOUT.md, "In code").
+FILE_NAMES = ("run.json", "restored.png", "final.png", "curve.csv", "restored.jpg", "meta.json", "ground_truth.png",
+              "observation.npy", "observation.png", "mask.png", "input.npy", "input.png", "experiment.json",
+              "baselines.json", "manifest.json", "part.json", "per_image.csv", "curves.csv", "report.csv", "report.md",
+              "summary.json")
+PREFIXES = ("iter_", "seed_")  # snapshots/iter_NNNNN.png, results/<exp>/<image>/seed_<s>/
+FOLDERS = ("snapshots",)
+OWNERS = {"profile.json": "pipeline/settings.py", ".dip-output": "dip/io.py"}
+
+
+def spellings(source: str, names: tuple[str, ...] = FILE_NAMES + tuple(OWNERS)) -> list[tuple[int, str]]:
+    """``(line, text)`` of every string constant of ``source`` (f-string parts and regular
+    expressions included, docstrings not) that spells a layout path: one of ``names`` as the whole
+    string or after a ``/`` (``"run.json"``, ``f"{d}/run.json"``, ``"*/seed_*/run.json"``,
+    ``r"results/.../run\\.json"``), a name of :data:`PREFIXES` as a pattern or format's start
+    (``"iter_*.png"``, ``f"seed_{s}"``), ``snapshots/``, or ``"snapshots"`` joined with ``/``
+    (``tmp / "snapshots"``). A sentence that mentions a file (``"its run.json"``) is no path."""
+    import ast
+    import re
+
+    pattern = re.compile(rf"(?:^|/)(?:{'|'.join(map(re.escape, names))})(?![\w.-])"
+                         rf"|(?:^|/)(?:{'|'.join(PREFIXES)})(?=$|[*{{(\[\\\d])|(?:^|/)(?:{'|'.join(FOLDERS)})/")
+    tree = ast.parse(source)
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body
+                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            found += [(side.lineno, side.col_offset, side.value) for side in (node.left, node.right)
+                      if isinstance(side, ast.Constant) and side.value in FOLDERS]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            if pattern.search(node.value.replace("\\.", ".")):
+                found.append((node.lineno, node.col_offset, node.value))
+    return [(line, text) for line, _, text in sorted(found)]
+
+
+def test_the_spelling_finder_finds_a_path_and_no_sentence() -> None:
+    found = [text for _, text in spellings(
+        '"""A docstring may say run.json."""\n'
+        'a = out / "run.json"\nb = f"{out}/curve.csv"\nc = sorted(d.glob("*/seed_*/run.json"))\n'
+        'd = tmp / "snapshots"\ne = f"iter_{i:05d}.png"\nf = re.compile(r"seed_(?P<s>\\d+)/restored\\.png")\n'
+        'g = f"{root}/data/profile.json: no profile"\nh = ("meta.json", "mask.png")\ni = ".dip-output"\n'
+        'ok = {"snapshots": [0, 10]}\nok2 = "its run.json, curve.csv and snapshots"\nok3 = f"{stem}_mask.png"\n'
+        'j = "snapshots/iter_NNNNN.png in a message"\n'
+        'def f():\n    """Writes ``restored.png``."""\n')]
+    assert found == ["run.json", "/curve.csv", "*/seed_*/run.json", "snapshots", "iter_", "seed_(?P<s>\\d+)/restored\\.png",
+                     "/data/profile.json: no profile", "meta.json", "mask.png", ".dip-output", "snapshots/iter_NNNNN.png in a message"], found
+
+
+def test_no_module_but_the_layout_spells_a_file_name() -> None:
+    """Every module of dip/, pipeline/ and dashboard/ names a file of the layout through
+    pipeline/layout.py (its types and constants), never by a string of its own: a renamed file
+    changes in one place. ``profile.json`` and ``.dip-output`` are spelled by their owners only."""
+    from pipeline import layout
+
+    values = {v for k, v in vars(layout).items() if k.isupper() and isinstance(v, str)}
+    assert set(FILE_NAMES) | set(FOLDERS) <= values and {layout.SNAPSHOT_PREFIX, layout.SEED_PREFIX} == set(PREFIXES)
+    offenders = []
+    for package in ("dip", "pipeline", "dashboard"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel == "pipeline/layout.py":
+                continue
+            names = FILE_NAMES + tuple(n for n, owner in OWNERS.items() if owner != rel)
+            offenders += [f"{rel}:{line}: {text!r}" for line, text in spellings(path.read_text(), names)]
+    assert not offenders, "file names of the layout spelled outside pipeline/layout.py:\n" + "\n".join(offenders)
+
+
+def test_the_check_fails_on_a_module_that_spells_a_name() -> None:
+    """The check above is not vacuous: a real module with one path spelled by hand fails it."""
+    source = (ROOT / "pipeline" / "execution" / "fits.py").read_text()
+    assert not spellings(source)
+    assert spellings(source.replace("save_json(out.run_json, record)", 'save_json(tmp / "run.json", record)')) != []
+    assert spellings((ROOT / "pipeline" / "layout.py").read_text())  # the one module that spells them
+
+
 def test_the_folder_types_build_the_documented_paths() -> None:
     """The paths that the types build under a results root are those of docs/LAYOUT.md."""
     from pathlib import PurePosixPath
