@@ -11,6 +11,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.load import file_mtime
+from pipeline import layout
+
+SUMMARY = f"{layout.METRICS}/{layout.SUMMARY_JSON}"  # the metrics file of dvc.yaml, as `dvc exp show` names it
 
 
 def dvc_experiments(root: Path, timeout: float = 60) -> tuple[pd.DataFrame | None, str]:
@@ -72,7 +75,7 @@ def _row(entry: dict[str, Any], kind: str, baseline: str) -> dict[str, Any]:
             flat: dict[str, Any] = {}
             _flatten("", (content or {}).get("data") or {}, flat)
             for k, v in flat.items():
-                row[f"{label}:{k}" if file in ("params.yaml", "metrics/summary.json") else f"{label}:{file}:{k}"] = v
+                row[f"{label}:{k}" if file in ("params.yaml", SUMMARY) else f"{label}:{file}:{k}"] = v
     return row
 
 

@@ -50,6 +50,11 @@ def queue_dir(user_runs: Path) -> Path:
     return Path(user_runs) / QUEUE
 
 
+def upload(kind: str, suffix: str) -> str:
+    """The name of an upload in a job's folder: ``input``, ``mask`` or ``gt`` with its file's suffix."""
+    return f"{kind}{suffix}"
+
+
 def read_json(path: Path) -> Any:
     """A JSON file's value; ``None`` when it is missing or not (yet) JSON."""
     try:

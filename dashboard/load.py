@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,8 @@ import pandas as pd
 import streamlit as st
 
 from pipeline import layout
-from pipeline.settings import parse_experiment
+from pipeline.layout import CaseDir, Run, RunDir, Tree
+from pipeline.settings import PROFILE_FILE, parse_experiment
 
 ENV_ROOT = "DIP_RESULTS"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def resolve_root(argv: list[str] | None = None) -> Path:
 def bundle_manifest(root: Path) -> dict[str, Any] | None:
     """The ``manifest.json`` of a bundle written by ``dip publish`` (``None`` when ``root`` is none)."""
     try:
-        info = json.loads((Path(root) / layout.BUNDLE_MANIFEST).read_text())
+        info = json.loads(Tree(Path(root)).manifest.read_text())
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) and info.get("format") == layout.BUNDLE_FORMAT else None
@@ -155,7 +155,7 @@ def experiment_task(exp: str, root: Path | None = None) -> str:
     (:func:`pipeline.settings.parse_experiment`; ``user-runs: sr`` is sr), else the id's first word."""
     if exp.startswith(USER_GROUP):
         return exp.removeprefix(USER_GROUP)
-    info = read_json(root / layout.CORRUPTED / exp / "experiment.json") if root is not None else None
+    info = read_json(Tree(root).corrupted_of(exp).record) if root is not None else None
     if isinstance(info, dict) and info.get("task"):
         return str(info["task"])
     try:
@@ -167,14 +167,14 @@ def experiment_task(exp: str, root: Path | None = None) -> str:
 def experiment_images(root: Path, exp: str) -> list[str]:
     """Every image of ``exp`` in the profile (its ``data/corrupted/<exp>/experiment.json``; ``[]``
     when missing or damaged)."""
-    info = read_json(root / layout.CORRUPTED / exp / "experiment.json")
+    info = read_json(Tree(root).corrupted_of(exp).record)
     images = info.get("images") if isinstance(info, dict) else None
     return [str(i) for i in images] if isinstance(images, list) else []
 
 
 def has_ground_truth(root: Path, exp: str) -> bool:
     """False for a figure of a real photograph (``"ground_truth": false`` in its experiment.json)."""
-    info = read_json(root / layout.CORRUPTED / exp / "experiment.json")
+    info = read_json(Tree(root).corrupted_of(exp).record)
     return not (isinstance(info, dict) and info.get("ground_truth") is False)
 
 
@@ -183,7 +183,7 @@ NO_TRUTH = "No ground truth: this is a real photograph, so no PSNR can be comput
 
 def profile(root: Path) -> dict[str, Any]:
     """``data/profile.json``, else what the runs and metrics say; ``{}`` when nothing is known."""
-    info = read_json(root / "data" / "profile.json")
+    info = read_json(root / PROFILE_FILE)
     if isinstance(info, dict) and info.get("profile"):
         return info
     summ = summary(root)
@@ -199,23 +199,10 @@ def profile(root: Path) -> dict[str, Any]:
     return {}
 
 
-@dataclass(frozen=True)
-class Run:
-    experiment: str
-    image: str
-    seed: int
-    path: Path
-
-
 def run_dirs(root: Path) -> list[Run]:
-    """Every ``results/<exp>/<image>/seed_<s>/`` with a ``run.json`` (finished runs only)."""
-    out = []
-    for rj in layout.run_files(root / layout.RESULTS):
-        d = rj.parent
-        seed = layout.seed_of(d)
-        if seed is not None:
-            out.append(Run(d.parent.parent.name, d.parent.name, seed, d))
-    return out
+    """Every ``results/<exp>/<image>/seed_<s>/`` with a ``run.json`` (finished runs only), as
+    ``dip evaluate`` finds them (:func:`pipeline.layout.find_runs`)."""
+    return layout.find_runs(Tree(root).results)
 
 
 def contained(root: Path, path: Path) -> bool:
@@ -248,7 +235,7 @@ def run_record(path: Path) -> tuple[dict[str, Any], list[str]]:
 
     Fields the dashboard reads that have the wrong type are dropped (``None``) and named in
     ``problems``; ``metrics`` keeps only ``{name: {"psnr", "ssim"}}`` entries with numbers."""
-    raw = read_json(path / "run.json")
+    raw = read_json(RunDir(path).run_json)
     if not isinstance(raw, dict):
         return {}, ["not valid JSON" if raw is None else f"not a JSON object but a {type(raw).__name__}"]
     rec, problems = dict(raw), []
@@ -277,25 +264,34 @@ def run_problems(root: Path) -> list[str]:
     """One line per finished run whose ``run.json`` is damaged: the file and what is wrong."""
     out = []
     for r in run_dirs(root):
-        _, problems = run_record(r.path)
+        _, problems = run_record(r.dir.path)
         if problems:
-            out.append(f"`{rel(root, r.path / 'run.json')}`: " + "; ".join(problems))
+            out.append(f"`{rel(root, r.dir.run_json)}`: " + "; ".join(problems))
     return out
 
 
+def run_rows(root: Path) -> pd.DataFrame:
+    """The rows of ``per_image.csv`` that ``dip evaluate`` makes of the runs' ``run.json``
+    (:func:`pipeline.layout.per_image_rows`: every DIP method and the input; damaged numbers empty)."""
+    rows = [row for r in run_dirs(root) for row in layout.per_image_rows(r, run_record(r.dir.path)[0], {})]
+    df = pd.DataFrame(rows, columns=list(layout.PER_IMAGE_FIELDS))
+    df[["psnr", "ssim", "seconds"]] = df[["psnr", "ssim", "seconds"]].astype(float)
+    return df
+
+
 def runs(root: Path) -> pd.DataFrame:
-    """One row per finished DIP run with the key fields of its ``run.json`` (damaged fields empty)."""
+    """One row per finished DIP run with the key fields of its ``run.json`` (damaged fields empty)
+    and its scores as ``per_image.csv`` gives them: ``psnr_input``, ``ssim_input`` (method
+    ``input``), ``psnr``, ``ssim`` (``dip``, the reported estimate)."""
     rows = []
     for r in run_dirs(root):
-        rec, _ = run_record(r.path)
-        metrics = rec.get("metrics") or {}
+        rec, _ = run_record(r.dir.path)
+        scores = {row["method"]: row for row in layout.per_image_rows(r, rec, {})}
         rows.append(
             {
-                "experiment": r.experiment,
-                "image": r.image,
+                **r.key,
                 "set": rec.get("set") or "",
-                "seed": r.seed,
-                "path": str(r.path),
+                "path": str(r.dir.path),
                 "task": rec.get("task") or experiment_task(r.experiment),
                 "profile": rec.get("profile") or rec.get("preset"),
                 "device": rec.get("device"),
@@ -304,10 +300,10 @@ def runs(root: Path) -> pd.DataFrame:
                 "early_stop_iteration": rec.get("early_stop_iteration"),
                 "wall_seconds": rec.get("wall_seconds"),
                 "estimate": rec.get("estimate"),
-                "psnr_input": (metrics.get("input") or {}).get("psnr"),
-                "ssim_input": (metrics.get("input") or {}).get("ssim"),
-                "psnr": (metrics.get("restored") or {}).get("psnr"),
-                "ssim": (metrics.get("restored") or {}).get("ssim"),
+                "psnr_input": (scores.get("input") or {}).get("psnr"),
+                "ssim_input": (scores.get("input") or {}).get("ssim"),
+                "psnr": (scores.get("dip") or {}).get("psnr"),
+                "ssim": (scores.get("dip") or {}).get("ssim"),
             }
         )
     cols = ["experiment", "image", "set", "seed", "path", "task", "profile", "device", "device_name", "iterations_run", "early_stop_iteration", "wall_seconds", "estimate", "psnr_input", "ssim_input", "psnr", "ssim"]
@@ -316,7 +312,7 @@ def runs(root: Path) -> pd.DataFrame:
 
 def per_image(root: Path) -> pd.DataFrame | None:
     """``metrics/per_image.csv`` (evaluate's per image, method and seed scores), if written."""
-    df = read_csv(root / layout.METRICS / layout.PER_IMAGE_CSV)
+    df = read_csv(Tree(root).metric(layout.PER_IMAGE_CSV))
     if df is None or not {"experiment", "image", "method"} <= set(df.columns):
         return None
     df["method"] = df["method"].astype(str)
@@ -330,7 +326,7 @@ def report(root: Path) -> pd.DataFrame | None:
     images then ``mean`` / ``mean:<set>`` rows; each experiment's ``images_done`` of
     ``images_total`` and ``complete`` (empty in a report written before they existed). ``None``
     when not written."""
-    df = read_csv(root / layout.METRICS / layout.REPORT_CSV)
+    df = read_csv(Tree(root).metric(layout.REPORT_CSV))
     if df is None or not {"experiment", "image", "method", "psnr"} <= set(df.columns):
         return None
     df = df.reindex(columns=[c for c in layout.REPORT_FIELDS] + [c for c in df.columns if c not in layout.REPORT_FIELDS])
@@ -344,7 +340,7 @@ def report(root: Path) -> pd.DataFrame | None:
 
 def summary(root: Path) -> dict[str, Any]:
     """``metrics/summary.json`` (``{}`` when not written)."""
-    return read_json_object(root / layout.METRICS / layout.SUMMARY_JSON)
+    return read_json_object(Tree(root).metric(layout.SUMMARY_JSON))
 
 
 def paper_status(root: Path) -> dict[str, dict[str, Any]]:
@@ -396,13 +392,13 @@ def run_dir(root: Path, exp: str, image: str, seed: int | None = None) -> Path |
     available = seeds(root, exp, image)
     if not available:
         return None
-    return layout.seed_dir(root / layout.RESULTS / exp, image, seed if seed in available else available[0])
+    return Tree(root).run(exp, image, seed if seed in available else available[0]).path
 
 
 def curve(path: Path) -> pd.DataFrame | None:
     """``curve.csv`` of a run with numeric columns (rows without an iteration dropped); ``None``
     when missing or unreadable."""
-    df = read_csv(path / "curve.csv")
+    df = read_csv(RunDir(path).curve)
     if df is None or "iteration" not in df.columns:
         return None
     df = numeric(df, [c for c in df.columns])
@@ -413,50 +409,46 @@ def curves(root: Path) -> pd.DataFrame:
     """All curves with experiment, image, seed columns: from the runs, else ``metrics/curves.csv``."""
     frames = []
     for r in run_dirs(root):
-        df = curve(r.path)
+        df = curve(r.dir.path)
         if df is not None and len(df):
-            frames.append(df.assign(experiment=r.experiment, image=r.image, seed=r.seed))
+            frames.append(df.assign(**r.key))
     if frames:
         return pd.concat(frames, ignore_index=True)
-    df = read_csv(root / layout.METRICS / layout.CURVES_CSV)
+    df = read_csv(Tree(root).metric(layout.CURVES_CSV))
     return df if df is not None else pd.DataFrame(columns=list(layout.CURVE_FIELDS[:5]))
 
 
 def with_snapshots(root: Path) -> list[tuple[str, str]]:
     """``(experiment, image)`` of every run that has snapshots (a published bundle keeps those of
     a few images only: Table 1's peppers and man), in run order."""
-    return list(dict.fromkeys((r.experiment, r.image) for r in run_dirs(root) if any((r.path / "snapshots").glob("iter_*.png"))))
+    return list(dict.fromkeys((r.experiment, r.image) for r in run_dirs(root) if r.dir.snapshot_files()))
 
 
 def snapshots(path: Path) -> list[tuple[int, Path]]:
-    out = []
-    for p in sorted((path / "snapshots").glob("iter_*.png")):
-        try:
-            out.append((int(p.stem.removeprefix("iter_")), p))
-        except ValueError:
-            continue
-    return sorted(out)
+    """``(iteration, file)`` of the run's ``snapshots/iter_NNNNN.png``, by iteration."""
+    return RunDir(path).snapshot_files()
 
 
 def sources(root: Path, exp: str, image: str, seed: int | None = None) -> dict[str, Path]:
     """Every image of one scene in one experiment, by label: ground truth, corrupted, DIP, baselines."""
     out: dict[str, Path] = {}
-    corr = root / layout.CORRUPTED / exp / image
+    corr = Tree(root).case(exp, image)
     if exp.startswith(USER_GROUP):  # a user run holds its inputs beside its results
-        corr = user_run(root, exp, image) or corr
-    for label, name in (("ground truth", "ground_truth.png"), ("corrupted input", "observation.png"), ("mask", "mask.png"),
-                        ("network input", "input.png")):
-        if (corr / name).is_file():
-            out[label] = corr / name
-    rd = run_dir(root, exp, image, seed)
-    if rd is not None:
-        if (rd / "restored.png").is_file():
-            out["DIP"] = rd / "restored.png"
-        elif (rd / layout.PREVIEW).is_file():  # a published bundle keeps only a JPEG preview of this one
-            out["DIP (JPEG preview)"] = rd / layout.PREVIEW
-        if (rd / "final.png").is_file():
-            out["DIP (last iterate)"] = rd / "final.png"
-    base = root / layout.BASELINES / exp / image
+        corr = CaseDir(user_run(root, exp, image) or corr.path)
+    for label, path in (("ground truth", corr.ground_truth), ("corrupted input", corr.observation_png), ("mask", corr.mask),
+                        ("network input", corr.input_png)):
+        if path.is_file():
+            out[label] = path
+    path = run_dir(root, exp, image, seed)
+    if path is not None:
+        rd = RunDir(path)
+        if rd.restored.is_file():
+            out["DIP"] = rd.restored
+        elif rd.preview.is_file():  # a published bundle keeps only a JPEG preview of this one
+            out["DIP (JPEG preview)"] = rd.preview
+        if rd.final.is_file():
+            out["DIP (last iterate)"] = rd.final
+    base = Tree(root).baselines_of(exp).path / image
     if base.is_dir():
         for p in sorted(base.glob("*.png")):
             out[p.stem] = p
@@ -466,8 +458,8 @@ def sources(root: Path, exp: str, image: str, seed: int | None = None) -> dict[s
 def meta(root: Path, exp: str, image: str) -> dict[str, Any]:
     if exp.startswith(USER_GROUP):
         path = user_run(root, exp, image)
-        return read_json_object(path / "meta.json") if path else {}
-    return read_json_object(root / layout.CORRUPTED / exp / image / "meta.json")
+        return read_json_object(CaseDir(path).meta) if path else {}
+    return read_json_object(Tree(root).case(exp, image).meta)
 
 
 # ------------------------------------------------------------------- runs of the Restore page
@@ -489,12 +481,11 @@ def user_runs(root: Path) -> dict[str, str]:
     restored.png), newest first."""
     base = user_runs_dir(root)
     try:
-        found = [p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")
-                 and (p / "run.json").is_file() and (p / "restored.png").is_file()]
+        found = [p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".") and RunDir(p).is_finished()]
     except OSError:
         return {}
-    found.sort(key=lambda p: (file_mtime(p / "run.json"), p.name), reverse=True)
-    return {p.name: str(read_json_object(p / "meta.json").get("task") or run_record(p)[0].get("task") or "denoise") for p in found}
+    found.sort(key=lambda p: (file_mtime(RunDir(p).run_json), p.name), reverse=True)
+    return {p.name: str(read_json_object(CaseDir(p).meta).get("task") or run_record(p)[0].get("task") or "denoise") for p in found}
 
 
 def user_run(root: Path, exp: str, image: str) -> Path | None:

@@ -14,24 +14,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from dashboard.load import report, runs
+from dashboard.load import report, run_rows, runs
 from pipeline import layout
 from pipeline.outputs import report as pipeline_report
 
 REPORT_COLUMNS = layout.REPORT_FIELDS
+FROM_RUNS = ("input", "dip")  # the methods of the table built from the runs alone
 
 
-def per_image_from_runs(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows of ``per_image.csv`` (methods ``input`` and ``dip``) from :func:`dashboard.load.runs`."""
-    common = ["experiment", "image", "set", "seed"]
-    scored = [
-        table[common + ["psnr_input", "ssim_input"]].rename(columns={"psnr_input": "psnr", "ssim_input": "ssim"}).assign(method="input", seconds=0.0),
-        table[common + ["psnr", "ssim", "wall_seconds"]].rename(columns={"wall_seconds": "seconds"}).assign(method="dip"),
-    ]
-    rows = pd.concat(scored, ignore_index=True)
-    rows[["psnr", "ssim", "seconds"]] = rows[["psnr", "ssim", "seconds"]].astype(float)
+def per_image_from_runs(root: Path) -> pd.DataFrame:
+    """Rows of ``per_image.csv`` (methods ``input`` and ``dip``) of the runs, as ``dip evaluate``
+    makes them (:func:`dashboard.load.run_rows`)."""
+    rows = run_rows(root)
+    rows = rows[rows["method"].isin(FROM_RUNS)].sort_values("method", key=lambda m: m.map(FROM_RUNS.index), kind="stable")
     rows["set"] = rows["set"].fillna("").astype(str)
-    return rows.reindex(columns=list(layout.PER_IMAGE_FIELDS[:7]) + ["set"])
+    return rows.reset_index(drop=True).reindex(columns=list(layout.PER_IMAGE_FIELDS[:7]) + ["set"])
 
 
 def report_from_runs(root: Path) -> pd.DataFrame:
@@ -45,10 +42,10 @@ def report_from_runs(root: Path) -> pd.DataFrame:
     done: dict[str, set[str]] = {}
     for exp, image in zip(table["experiment"], table["image"]):
         done.setdefault(str(exp), set()).add(str(image))
-    corrupted = root / layout.CORRUPTED
-    planned = sorted(p.parent.name for p in corrupted.glob("*/experiment.json")) if corrupted.is_dir() else []
-    progress = pipeline_report.read_progress(corrupted, root / layout.RESULTS, list(dict.fromkeys(planned + sorted(done))), done)
-    return pipeline_report.results_table(per_image_from_runs(table), {}, "", 0.0, progress)
+    tree = layout.Tree(root)
+    planned = sorted(p.name for p in tree.corrupted.iterdir() if layout.ExperimentDir(p).record.is_file()) if tree.corrupted.is_dir() else []
+    progress = pipeline_report.read_progress(tree.corrupted, tree.results, list(dict.fromkeys(planned + sorted(done))), done)
+    return pipeline_report.results_table(per_image_from_runs(root), {}, "", 0.0, progress)
 
 
 def progress(rows: pd.DataFrame) -> tuple[int, int, bool] | None:

@@ -34,6 +34,7 @@ from typing import Any
 
 from dashboard import jobs, uploads
 from dashboard.jobs import LOCK, LOG, SPEED, STATE, STATUS, Job
+from pipeline.layout import CaseDir, RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 IDLE_SECONDS = 30.0
@@ -147,18 +148,19 @@ def record_speed(user_runs: Path, job: Job, device: str, source: str) -> float |
 def finish(user_runs: Path, job: Job) -> None:
     """A fit that ended well: record its speed; a restoration's folder gets the inputs and moves, whole, to user-runs/."""
     out, r = job.path / "out", job.request
-    device = str((jobs.read_json(out / "run.json") or {}).get("device", "?"))
+    device = str((jobs.read_json(RunDir(out).run_json) or {}).get("device", "?"))
     if job.kind == "measure":
         ms = record_speed(user_runs, job, device, "measurement")
         shutil.rmtree(out, ignore_errors=True)
         mark(job, "done", finished=time.time(), ms_per_iteration=ms, device=device)
         return
+    case = CaseDir(out)  # the page's inputs beside dip restore's files, as a case folder holds them
     observation = uploads.decode(r["input"], (job.path / r["input"]).read_bytes())
-    (out / "observation.png").write_bytes(uploads.png(observation.pixels))
+    case.observation_png.write_bytes(uploads.png(observation.pixels))
     if r.get("mask"):
-        (out / "mask.png").write_bytes(uploads.png(uploads.decode(r["mask"], (job.path / r["mask"]).read_bytes()).pixels))
+        case.mask.write_bytes(uploads.png(uploads.decode(r["mask"], (job.path / r["mask"]).read_bytes()).pixels))
     if r.get("gt"):
-        (out / "ground_truth.png").write_bytes(uploads.png(uploads.decode(r["gt"], (job.path / r["gt"]).read_bytes()).pixels))
+        case.ground_truth.write_bytes(uploads.png(uploads.decode(r["gt"], (job.path / r["gt"]).read_bytes()).pixels))
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(float(r.get("submitted", time.time()))))
     dest = Path(user_runs) / f"{r['name']}-{stamp}"
     n = 2
@@ -168,7 +170,7 @@ def finish(user_runs: Path, job: Job) -> None:
             "mask": r.get("mask_from", ""), "ground_truth": bool(r.get("gt")), "job": job.id}
     if r["task"] == "sr":
         meta["factor"] = int(r["factor"])
-    jobs.write_json(out / "meta.json", meta)
+    jobs.write_json(case.meta, meta)
     os.rename(out, dest)
     record_speed(user_runs, job, device, "fit")
     mark(job, "done", finished=time.time(), result=dest.name)
@@ -222,7 +224,7 @@ def recover(user_runs: Path) -> None:
         if job.phase != "running":
             continue
         out = job.path / "out"
-        if (out / "run.json").is_file() and (out / "restored.png").is_file():
+        if RunDir(out).is_finished():
             try:
                 finish(user_runs, job)
                 continue

@@ -22,6 +22,9 @@ from typing import Annotated, Any, Callable, Optional, TypeVar
 import numpy as np
 import typer
 
+from pipeline import layout
+from pipeline.settings import PROFILE_FILE
+
 app = typer.Typer(
     help="Deep Image Prior: restore images with an untrained network, and reproduce the paper.",
     no_args_is_help=True,
@@ -149,7 +152,7 @@ def restore(
             console.print(f"{item.source}: already restored in {item.out_dir}/ (same image and settings)")
 
         def written(self, item: Item, record: dict[str, Any]) -> None:
-            where = f"{item.out_dir}/restored.png" + ("" if single else f" ({item.source})")
+            where = f"{layout.RunDir(item.out_dir).restored}" + ("" if single else f" ({item.source})")
             console.print(f"wrote {where} after {record['iterations_run']} iterations in {record['wall_seconds']:.1f} s on {record['device']}")
             if "metrics" in record:
                 mt = record["metrics"]
@@ -272,7 +275,7 @@ ProfileFileOpt = Annotated[Path, typer.Option("--profile-file", help="The resolv
 @user_errors
 def profile_cmd(
     params: ParamsOpt = Path("params.yaml"),
-    out: Annotated[Path, typer.Option(help="Where to write the resolution.")] = Path("data/profile.json"),
+    out: Annotated[Path, typer.Option(help="Where to write the resolution.")] = PROFILE_FILE,
 ) -> None:
     """Resolve params.yaml's `profile` (auto → paper with CUDA, else quick) into data/profile.json."""
     from pipeline.stages.resolve import stage
@@ -289,7 +292,7 @@ def fetch(
     out: Annotated[Path, typer.Option(help="Image cache directory.")] = Path("data/images"),
     mirror: Annotated[Optional[str], typer.Option(help="Mirror directory laid out like ../shared/images (default: params fetch.mirror, else $DIP_MIRROR).")] = None,
     params: ParamsOpt = Path("params.yaml"),
-    profile_file: ProfileFileOpt = Path("data/profile.json"),
+    profile_file: ProfileFileOpt = PROFILE_FILE,
     keep_others: Annotated[bool, typer.Option(help="Keep cached images that are not asked for.")] = False,
 ) -> None:
     """Fetch and verify images: local cache, then mirror, then URL."""
@@ -305,7 +308,7 @@ def fetch(
 @user_errors
 def corrupt(
     params: ParamsOpt = Path("params.yaml"),
-    profile_file: ProfileFileOpt = Path("data/profile.json"),
+    profile_file: ProfileFileOpt = PROFILE_FILE,
     manifest: Annotated[Path, typer.Option(help="The image manifest.")] = Path("data/manifest.yaml"),
     images: Annotated[Path, typer.Option(help="Fetched images.")] = Path("data/images"),
     out: Annotated[Path, typer.Option(help="Output root (one folder per experiment).")] = Path("data/corrupted"),
@@ -322,7 +325,7 @@ def corrupt(
 def run_cmd(
     experiment: Annotated[str, typer.Argument(help="Experiment id, e.g. denoise_s25, inpaint_p50, sr_x4, fig7_text.")],
     params: ParamsOpt = Path("params.yaml"),
-    profile_file: ProfileFileOpt = Path("data/profile.json"),
+    profile_file: ProfileFileOpt = PROFILE_FILE,
     corrupted: Annotated[Path, typer.Option(help="Root of the corrupted inputs.")] = Path("data/corrupted"),
     out: Annotated[Path, typer.Option(help="Root of the results.")] = Path("results"),
 ) -> None:
@@ -354,7 +357,7 @@ def baselines(
 @user_errors
 def evaluate(
     params: ParamsOpt = Path("params.yaml"),
-    profile_file: ProfileFileOpt = Path("data/profile.json"),
+    profile_file: ProfileFileOpt = PROFILE_FILE,
     results: Annotated[Path, typer.Option(help="Root of the results.")] = Path("results"),
     baselines_dir: Annotated[Path, typer.Option("--baselines", help="Root of the baseline outputs.")] = Path("baselines"),
     corrupted: Annotated[Path, typer.Option(help="Root of the corrupted inputs (ground truths).")] = Path("data/corrupted"),
@@ -365,7 +368,7 @@ def evaluate(
     from pipeline.stages.evaluate import stage
 
     summary = stage(params, profile_file, results, baselines_dir, corrupted, paper, out)
-    typer.echo(f"profile {summary['profile']} on {summary['device']}: report in {out}/report.md")
+    typer.echo(f"profile {summary['profile']} on {summary['device']}: report in {out / layout.REPORT_MD}")
     progress = summary.get("progress") or {}
     for exp, methods in summary["experiments"].items():
         p = progress.get(exp) or {}

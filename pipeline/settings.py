@@ -222,7 +222,7 @@ def active_profile(params: dict[str, Any], resolution: dict[str, str]) -> Profil
     """The :class:`Profile` that ``resolution`` (``data/profile.json``) names, of ``params`` (from :func:`load_params`)."""
     name = resolution["profile"]
     if name not in params["profiles"]:
-        raise ValueError(f"data/profile.json names profile {name!r}, which params.yaml does not define; run `dvc repro`")
+        raise ValueError(f"{PROFILE_FILE} names profile {name!r}, which params.yaml does not define; run `dvc repro`")
     return Profile(name, params["profiles"][name], dict(params.get("figures") or {}))
 
 

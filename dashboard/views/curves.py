@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import load, tables, ui
+from pipeline import layout
 
 Y_LABELS = {
     "psnr_gt": "PSNR vs ground truth (dB)",
@@ -45,7 +46,7 @@ st.title("Curves")
 if ui.require_outputs(root, "results", "metrics"):
     all_curves = load.curves(root)
     if not len(all_curves):
-        st.info("No curve yet: the fit stage (`dip run`) writes `results/<exp>/<image>/seed_<s>/curve.csv`. Run `dvc repro`.")
+        st.info(f"No curve yet: the fit stage (`dip run`) writes `{layout.RESULTS}/<exp>/<image>/{layout.SEED_PREFIX}<s>/{layout.CURVE}`. Run `dvc repro`.")
         st.stop()
     exps = sorted(all_curves["experiment"].astype(str).unique())
     c1, c2, c3 = st.columns([2, 1, 1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import load, ui
+from pipeline import layout
 
 root = ui.root()
 st.title("Gallery")
@@ -41,14 +42,14 @@ if ui.require_outputs(root, "results", "data/corrupted", user_runs=True):
             ui.image(col, root, path, label, width="stretch")
     record, problems = load.run_record(rd) if rd else ({}, [])
     if problems:
-        st.warning(f"`{load.rel(root, rd / 'run.json')}`: " + "; ".join(problems))
+        st.warning(f"`{load.rel(root, layout.RunDir(rd).run_json)}`: " + "; ".join(problems))
     snaps = load.snapshots(rd) if rd else []
     st.subheader(f"Snapshots ({len(snaps)})")
     if not snaps and load.bundle_manifest(root) is not None:
         st.info("This published bundle keeps no snapshot of this run; it keeps those of: "
                 + (", ".join(f"{e}/{i}" for e, i in shots) or "no run") + ".")
     elif not snaps:
-        st.info("This run saved no snapshot (or has not finished): the fit stage (`dip run`) writes `snapshots/iter_NNNNN.png`.")
+        st.info(f"This run saved no snapshot (or has not finished): the fit stage (`dip run`) writes `{layout.SNAPSHOTS}/iter_NNNNN.png`.")
     curve = load.curve(rd) if rd else None
     psnr_at = {}
     if curve is not None and "psnr_gt" in curve.columns:

@@ -15,6 +15,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import load, tables, ui
+from pipeline import layout
+
+REPORT_CSV, REPORT_MD = f"{layout.METRICS}/{layout.REPORT_CSV}", f"{layout.METRICS}/{layout.REPORT_MD}"
 
 GOOD = "background-color: #c8e6c9; color: #1b5e20"
 BAD = "background-color: #ffcdd2; color: #b71c1c"
@@ -117,7 +120,7 @@ def paper_caption(status: dict, epsilon: float | None) -> str:
         return ""
     if not status.get("comparable"):
         return f"Not compared with the paper: {status.get('reason', 'no reason given')}."
-    parts = ["Paper comparison (metrics/report.csv)"]
+    parts = [f"Paper comparison ({REPORT_CSV})"]
     if load.number(status.get("mean_delta_dip")) is not None:
         parts.append(f"mean Δ DIP {status['mean_delta_dip']:+.2f} dB")
     if status.get("compared") == 0 and load.number(status.get("paper_mean_all")) is not None:
@@ -152,7 +155,7 @@ if ui.require_outputs(root, "metrics", "results"):
         report = tables.report_from_runs(root)
         if len(report):
             st.info(
-                "`metrics/report.csv` is not written yet (the evaluate stage has not run): showing DIP and the "
+                f"`{REPORT_CSV}` is not written yet (the evaluate stage has not run): showing DIP and the "
                 "corrupted input from the runs' `run.json` only. Run `dvc repro` to add the baselines and the paper's numbers."
             )
     if not len(report):
@@ -198,9 +201,9 @@ if ui.require_outputs(root, "metrics", "results"):
         st.info(load.NO_TRUTH + " See the Gallery (result, snapshots, loss) and Curves pages.")
         blind = runs[runs["experiment"] == exp][["image", "seed", "iterations_run", "wall_seconds"]]
         ui.table(blind, width="stretch", hide_index=True)
-    report_md = root / "metrics" / "report.md"
+    report_md = layout.Tree(root).metric(layout.REPORT_MD)
     if report_md.is_file():
-        with st.expander("metrics/report.md"):
+        with st.expander(REPORT_MD):
             st.markdown(report_md.read_text(errors="replace"))
     ui.run_warnings(root)
     if len(runs):

@@ -17,6 +17,7 @@ import streamlit as st
 import yaml
 
 from dashboard import imaging, jobs, load, ui, uploads, worker
+from pipeline import layout
 from pipeline.settings import PACKAGE_PARAMS, Profile, user_experiment
 
 TASKS = {"denoise": "Denoise", "inpaint": "Inpaint", "sr": "Super-resolution"}
@@ -137,20 +138,20 @@ try:
     image = picture(image_up)
     if image is not None:
         uploads.check_size(image, task, factor)
-        files[f"input{suffix(image.name)}"] = image.data
+        files[jobs.upload("input", suffix(image.name))] = image.data
         if task == "inpaint" and holes == "mask" and mask_up is not None:
             mask = picture(mask_up)
             uploads.check_same_size("mask", mask, image.size)
-            files[f"mask{suffix(mask.name)}"], mask_png, mask_from = mask.data, mask.pixels, f"uploaded {mask.name}"
+            files[jobs.upload("mask", suffix(mask.name))], mask_png, mask_from = mask.data, mask.pixels, f"uploaded {mask.name}"
         elif task == "inpaint" and holes == "colour":
             rgb = uploads.hex_colour(colour)
             mask_png = uploads.colour_mask(image, rgb, tolerance)
-            files["mask.png"], mask_from = uploads.png(mask_png), f"the pixels of colour {colour} (tolerance {tolerance})"
+            files[jobs.upload("mask", ".png")], mask_from = uploads.png(mask_png), f"the pixels of colour {colour} (tolerance {tolerance})"
         gt = picture(gt_up)
         if gt is not None:
             scale = factor if task == "sr" else 1
             uploads.check_same_size("ground truth", gt, (image.size[0] * scale, image.size[1] * scale))
-            files[f"gt{suffix(gt.name)}"] = gt.data
+            files[jobs.upload("gt", suffix(gt.name))] = gt.data
 except uploads.UploadError as err:
     problem = str(err)
 if image is not None and task == "inpaint" and mask_png is None and problem is None:
@@ -311,10 +312,10 @@ if not done:
 for name, run_task in list(done.items())[:SHOWN_RESULTS]:
     path = user_runs / name
     record, _ = load.run_record(path)
-    meta = load.read_json_object(path / "meta.json")
+    meta = load.read_json_object(layout.CaseDir(path).meta)
     restored = (record.get("metrics") or {}).get("restored") or {}
     c1, c2, c3 = st.columns([1, 3, 1])
-    ui.image(c1, root, path / "restored.png", "restored", width="stretch")
+    ui.image(c1, root, layout.RunDir(path).restored, "restored", width="stretch")
     seconds, its = record.get("wall_seconds"), record.get("iterations_run")
     c2.markdown(f"**{name}** · {TASKS.get(run_task, run_task)}" + (f" ×{meta['factor']}" if meta.get("factor") else "")
                 + f" · preset {record.get('preset') or '?'}")
@@ -323,7 +324,7 @@ for name, run_task in list(done.items())[:SHOWN_RESULTS]:
                + (f" · PSNR {restored['psnr']:.2f} dB (input {record['metrics']['input']['psnr']:.2f} dB)"
                   if restored.get("psnr") is not None and (record["metrics"].get("input") or {}).get("psnr") is not None else "")
                + f" · Gallery / Compare: *{load.USER_GROUP}{run_task}*")
-    data = imaging.png_bytes(path / "restored.png")
+    data = imaging.png_bytes(layout.RunDir(path).restored)
     if data is not None:
         c3.download_button("Download restored.png", data, file_name=f"{name}-restored.png", mime="image/png", key=f"restore_download_{name}", on_click="ignore")
 if len(done) > SHOWN_RESULTS:

@@ -32,6 +32,7 @@ from dip.io import atomic_directory, read_json
 from pipeline.execution.job import Job, prepare_job, restore_job, settings_hash
 from pipeline.execution.fits import LazyFit, group_key, restore_stream
 from pipeline.execution.threads import set_torch_threads
+from pipeline.layout import CaseDir
 from pipeline.settings import EngineConfig
 
 Progress = Callable[[Job, int, float], None]
@@ -73,7 +74,7 @@ def job_key(job: Job) -> str:
     the case's meta.json, not its pixels) and the settings but the seed; a case whose meta.json is
     unreadable gets a key of its own (its error comes when it is set up)."""
     try:
-        meta = read_json(job.case_dir / "meta.json")
+        meta = read_json(CaseDir(job.case_dir).meta)
         size = [int(n) for n in meta["size"]]
     except (OSError, ValueError, KeyError, TypeError, ArithmeticError):
         return str(job.out_dir)

@@ -1,6 +1,6 @@
 """Restore one image with DIP and write its outputs: the unit of work of the CLI and the pipeline.
 
-Layout of an output directory::
+Layout of an output directory (:class:`pipeline.layout.RunDir` names its files)::
 
     restored.png   the estimate (early-stopped, else averaged, else the last output)
     final.png      the last output f_θ(z), when it differs from restored.png
@@ -35,6 +35,7 @@ from dip.io import atomic_directory, check_replaceable, read_json, save_image, s
 from dip.metrics import quality
 from dip.network import NetConfig
 from dip.operators import Operator
+from pipeline.layout import RunDir
 
 RUN_CURVE_FIELDS = ("iteration", "loss", "psnr_obs", "psnr_gt", "ssim_gt", "psnr_gt_avg")
 DEFAULT_MAX_PIXELS = 2048 * 2048  # a fit keeps several network activations per pixel: gigabytes beyond this
@@ -140,16 +141,17 @@ def write(r: Restoration, result: FitResult) -> dict[str, Any]:
                              "try a lower learning rate, another --seed or --early-stop")
     record = _record(r.fitter, result, r.curve, r.ground_truth, r.operator, r.observation, r.protocol, r.shave, r.started, r.extra)
     with atomic_directory(r.out_dir, overwrite=r.overwrite) as tmp:
-        (tmp / "snapshots").mkdir()
+        out = RunDir(tmp)
+        out.snapshots.mkdir()
         for i, image in sorted(r.snapshots.items()):
-            save_image(tmp / "snapshots" / f"iter_{i:05d}.png", image)
-        save_image(tmp / "restored.png", to_numpy(result.best))
+            save_image(out.snapshot(i), image)
+        save_image(out.restored, to_numpy(result.best))
         if result.best is not result.output:
-            save_image(tmp / "final.png", to_numpy(result.output))
-        write_curve(tmp / "curve.csv", r.curve.rows)
+            save_image(out.final, to_numpy(result.output))
+        write_curve(out.curve, r.curve.rows)
         for name, image in r.images.items():
             save_image(tmp / f"{name}.png", image)
-        save_json(tmp / "run.json", record)
+        save_json(out.run_json, record)
     return record
 
 
@@ -221,11 +223,12 @@ def finished(out_dir: Path, key: str, digest: str) -> bool:
     """Whether ``out_dir`` holds a finished restoration whose run.json records ``key: digest``
     (``batch_hash`` for `dip restore`, ``settings_hash`` for `dip run`); a damaged run.json (not
     JSON, not a mapping, nested too deeply) is simply not finished: the fit runs again."""
+    run = RunDir(Path(out_dir))
     try:
-        record = read_json(out_dir / "run.json")
+        record = read_json(run.run_json)
     except (OSError, ValueError):
         return False
-    return isinstance(record, dict) and record.get(key) == digest and (out_dir / "restored.png").is_file()
+    return isinstance(record, dict) and record.get(key) == digest and run.restored.is_file()
 
 
 def group_key(observation_shape: tuple[int, ...], task: str, settings: Any) -> str:

@@ -32,12 +32,13 @@ from dip.config import EXECUTION_FIELDS  # FitConfig fields that change how an i
 from dip.fit import Callback, FitConfig
 from dip.network import NetConfig
 from dip.operators import make_operator
-from pipeline.layout import load_case
+from pipeline import layout
+from pipeline.layout import CaseDir, load_case
 from pipeline.execution.fits import Restoration, finished, prepare, restore_group
 
 # Case files that identify a fit's inputs by their decoded pixels (exact 8-bit images, the same on
 # every machine); observation.png only where there is no ground truth (a real photograph as is).
-IDENTITY_FILES = ("ground_truth.png", "mask.png", "input.png")
+IDENTITY_FILES = (layout.GROUND_TRUTH, layout.MASK, layout.INPUT_PNG)
 
 # Besides every module of dip/, the files whose code shapes a fit's output (tests/test_structure.py
 # checks that this covers every project module the job imports).
@@ -106,10 +107,11 @@ def fit_key(case_dir: Path, settings: dict[str, Any]) -> str:
         "net": {k: v for k, v in settings["net"].items() if k not in drop},
         **{k: settings.get(k) for k in ("seed", "log_every", "snapshots", "profile")},
     }
+    case = CaseDir(case_dir)
     names = [n for n in IDENTITY_FILES if (case_dir / n).is_file()]
-    if not (case_dir / "ground_truth.png").is_file():
-        names.append("observation.png")
-    inputs = {"meta": json.loads((case_dir / "meta.json").read_text()), "pixels": {n: pixels_sha256(case_dir / n) for n in names}}
+    if not case.ground_truth.is_file():
+        names.append(case.observation_png.name)
+    inputs = {"meta": json.loads(case.meta.read_text()), "pixels": {n: pixels_sha256(case_dir / n) for n in names}}
     blob = json.dumps({"numbers": numbers, "inputs": inputs, "numerics": dip.NUMERICS}, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 

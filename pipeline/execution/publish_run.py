@@ -49,8 +49,9 @@ from dip.network import NetConfig
 from pipeline.execution.budget import PROBE_ITERATIONS, Clock, Costs, Guard, OutOfTime
 from pipeline.execution.fits import finished, restore_group
 from pipeline.execution.job import EXECUTION_FIELDS, fit_key, prepare_job
-from pipeline.settings import job_settings
-from pipeline.outputs.part_writer import FinishedFit, PartWriter
+from pipeline import layout
+from pipeline.settings import PROFILE_FILE, job_settings
+from pipeline.outputs.part_writer import REL, FinishedFit, PartWriter
 
 PRIORITY = ("inpaint_p50", "sr_x4", "denoise_s25", "denoise_s8.5", "sr_x8")  # then the others, params.yaml's order
 GALLERY = {"inpaint_p50": ("peppers", "man")}  # first among their experiment's images; snapshots carried
@@ -92,8 +93,9 @@ def ordered_images(exp_id: str, images: list[str]) -> list[str]:
 
 def _shape(case_dir: Path, settings: dict[str, Any]) -> tuple[str, str, int]:
     """(shape, family, canvas pixels) of a fit: what its cost per iteration depends on."""
-    meta = json.loads((case_dir / "meta.json").read_text())
-    observation = np.load(case_dir / "observation.npy", mmap_mode="r").shape
+    case = layout.CaseDir(case_dir)
+    meta = json.loads(case.meta.read_text())
+    observation = np.load(case.observation_npy, mmap_mode="r").shape
     fit = {k: v for k, v in settings["fit"].items() if k not in ("seed", "iterations", "snapshots")}
     family = json.dumps({"task": meta["task"], "channels": observation[2] if len(observation) == 3 else 1, "net": settings["net"],
                          "fit": fit, "log_every": settings["log_every"], "device": settings["device"]}, sort_keys=True, default=str)
@@ -110,14 +112,15 @@ def plan(profile: Any, corrupted: Path, results: Path, seeds: list[int], device:
     for r, seed in enumerate(seeds):
         for exp_id in exp_ids:
             exp = profile.experiment(exp_id)
-            info = json.loads((corrupted / exp_id / "experiment.json").read_text())
+            cases = layout.ExperimentDir(corrupted / exp_id)
+            info = json.loads(cases.record.read_text())
             for image in ordered_images(exp_id, list(info["images"])):
                 settings = job_settings(exp, profile, int(seed), device)
                 settings["fit"].update(execution)
-                case = corrupted / exp_id / image
+                case = cases.case(image).path
                 shape, family, pixels = _shape(case, settings)
                 jobs.append(Planned(
-                    f"{exp_id}/{image}/seed_{seed}", exp_id, image, int(seed), r, case, results / exp_id / image / f"seed_{seed}",
+                    layout.fit_id(exp_id, image, seed), exp_id, image, int(seed), r, case, layout.ExperimentDir(results / exp_id).run(image, seed).path,
                     settings, fit_key(case, settings), shape, family, pixels, int(settings["fit"]["iterations"]),
                     snapshots=exp.is_figure or image in GALLERY.get(exp_id, ())))
     return jobs
@@ -126,7 +129,7 @@ def plan(profile: Any, corrupted: Path, results: Path, seeds: list[int], device:
 def published_keys(bundle: Path | None) -> dict[str, str]:
     """``{fit id: fit_key}`` of a bundle's ``manifest.json`` (nothing if the bundle or its manifest
     does not exist yet, or an older bundle lists no ``fits``)."""
-    path = Path(bundle) / "manifest.json" if bundle is not None else None
+    path = layout.Tree(Path(bundle)).manifest if bundle is not None else None
     if path is None or not path.is_file():
         return {}
     try:
@@ -221,14 +224,14 @@ def prepare_inputs(params_path: Path, profile_name: str, work: Path, mirror: str
 
     params = load_params(params_path)
     resolution = resolve(profile_name, params["profiles"], str((params.get("engine") or {}).get("device", "auto")))
-    save_json(work / "data" / "profile.json", resolution)
+    save_json(work / PROFILE_FILE, resolution)
     profile = active_profile(params, resolution)
     images, cfg, m = work / "data" / "images", params.get("fetch") or {}, load_manifest(manifest)
     # what the fetch and corrupt stages do (pipeline/stages/fetch.py, corrupt.py: stage), params and manifest read once
     options = FetchOptions(mirror=mirror_from(mirror or cfg.get("mirror")), timeout=float(cfg.get("timeout", 30)), retries=int(cfg.get("retries", 3)))
     fetch_all(m, list(dict.fromkeys(s for e in profile.experiments for s in profile.specs(e))), images, options)
     by_task = {e.id if e.is_figure else e.task: m.select([e.image] if e.is_figure else profile.image_specs(e.task)) for e in profile.experiments}
-    corrupt_all([str(e) for e in params["experiments"]], profile, by_task, images, work / "data" / "corrupted", int((params.get("corrupt") or {}).get("seed", 0)))
+    corrupt_all([str(e) for e in params["experiments"]], profile, by_task, images, layout.Tree(work).corrupted, int((params.get("corrupt") or {}).get("seed", 0)))
     return params, profile, resolution
 
 
@@ -254,14 +257,15 @@ def run(
     params, profile, resolution = prepare_inputs(Path(params_path), profile_name, work, mirror, Path(manifest))
     set_torch_threads(int((params.get("engine") or {}).get("threads", 0)))
     seeds = [int(s) for s in params.get("seeds", [0])]
-    corrupted, results = work / "data" / "corrupted", work / "results"
+    tree = layout.Tree(work)
+    corrupted, results = tree.corrupted, tree.results
     jobs = plan(profile, corrupted, results, seeds, resolution["device"], execution)
-    experiments = {e: json.loads((corrupted / e / "experiment.json").read_text()) for e in ordered([x.id for x in profile.experiments])}
+    experiments = {e: json.loads(tree.corrupted_of(e).record.read_text()) for e in ordered([x.id for x in profile.experiments])}
     header = {"commit": commit or git_commit(), "machine": machine(resolution), "profile": profile.name,
               "params_sha256": _sha256(Path(params_path)),
               "experiments": {e: {"task": info["task"], "images": list(info["images"])} for e, info in experiments.items()},
               "execution": {"fit": execution, "group": group}}
-    common = {"data/profile.json": work / "data" / "profile.json", **{f"data/corrupted/{e}/experiment.json": corrupted / e / "experiment.json" for e in experiments}}
+    common = {PROFILE_FILE.as_posix(): work / PROFILE_FILE, **{str(REL.corrupted_of(e).record): tree.corrupted_of(e).record for e in experiments}}
     writer = PartWriter(out, "part-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), header, common, part_limit, max_parts)
     costs = Costs()
     log("inputs", device=resolution["device"], device_name=resolution["device_name"], commit=header["commit"], planned=len(jobs),
@@ -287,7 +291,7 @@ def run(
             log("skipped", fit=fit.id, fit_key=fit.key, note="the bundle holds this fit with the same key")
         elif finished(fit.out_dir, "fit_key", fit.key):
             fit.decision = "reused"
-            where = pack(fit, json.loads((fit.out_dir / "run.json").read_text()))
+            where = pack(fit, json.loads(layout.RunDir(fit.out_dir).run_json.read_text()))
             log("reused", fit=fit.id, fit_key=fit.key, part=where["part"], note="finished earlier in the work folder: returned, not refitted")
         else:
             queue.append(fit)

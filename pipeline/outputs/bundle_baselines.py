@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from pipeline import layout
-from pipeline.outputs.parts import assemble, case_inputs, git_commit
+from pipeline.outputs.parts import PROFILE, REL, assemble, case_inputs, git_commit
 from pipeline.outputs.publish import check_target, publish
 from pipeline.outputs.safe import load_json
 
@@ -37,8 +37,8 @@ def pending(bundle: Path, config: dict[str, Any], experiments: Sequence[str] | N
         exp, image, _ = fid.split("/")
         if experiments and exp not in experiments:
             continue
-        info = load_json(bundle, f"{layout.CORRUPTED}/{exp}/experiment.json")
-        meta = load_json(bundle, f"{layout.CORRUPTED}/{exp}/{image}/meta.json")
+        info = load_json(bundle, str(REL.corrupted_of(exp).record))
+        meta = load_json(bundle, str(REL.case(exp, image).meta))
         methods = methods_for(str(meta["task"]), config, info) if meta.get("ground_truth", True) is not False else []
         have = (manifest.get("baselines") or {}).get(f"{exp}/{image}", {}).get("methods", [])
         if methods and set(methods) - set(have):
@@ -77,7 +77,7 @@ def add_baselines(
     todo = pending(bundle, config, experiments)
     if not todo:
         return {"ran": [], "changed": False}
-    resolution = load_json(bundle, "data/profile.json")
+    resolution = load_json(bundle, PROFILE)
     prof = active_profile(p, resolution)
     images = load_manifest(images_manifest)
     fetch_cfg = p.get("fetch") or {}
@@ -103,30 +103,29 @@ def add_baselines(
                 raise ValueError(f"{bundle}: the images of {exp_id} were corrupted with different seeds {sorted(seeds)}")
             corrupt_all([exp_id], prof, {exp.id if exp.is_figure else exp.task: entries}, scratch / "images",
                         scratch / "cases" / exp_id, seeds.pop())
-        sources: dict[str, Path] = {"data/profile.json": bundle / "data" / "profile.json"}
+        sources: dict[str, Path] = {PROFILE: bundle / PROFILE}
         part_baselines: dict[str, dict[str, Any]] = {}
         for key, job in sorted(todo.items()):
             exp_id, image = key.split("/")
-            case = scratch / "cases" / exp_id / exp_id / image
+            case = layout.ExperimentDir(scratch / "cases" / exp_id / exp_id).case(image).path
             if not case.is_dir():
                 raise ValueError(f"{key}: the checkout's params.yaml does not make this case for profile {prof.name!r}; nothing was added")
             made, recorded = case_inputs(case), job["inputs"]
-            if "observation.npy" not in recorded:
-                raise ValueError(f"{bundle}/{layout.BUNDLE_MANIFEST}: fits of {key} record no observation.npy in inputs; nothing to verify the baselines against")
+            if layout.OBSERVATION_NPY not in recorded:
+                raise ValueError(f"{layout.Tree(bundle).manifest}: fits of {key} record no {layout.OBSERVATION_NPY} in inputs; nothing to verify the baselines against")
             for name, digest in sorted(recorded.items()):
                 if made.get(name) != digest:
                     raise ValueError(f"{key}: {name} made here differs from the one its fit used (sha256 {str(made.get(name))[:12]} ≠ "
                                      f"{digest[:12]}); the baselines would not run on the bundle's inputs: nothing was added")
         for exp_id, names in by_exp.items():
-            root = scratch / "cases" / exp_id / exp_id
-            run_experiment_baselines(root, scratch / "baselines" / exp_id, p.get("baselines") or {}, progress=progress)
+            cases, made_here = layout.ExperimentDir(scratch / "cases" / exp_id / exp_id), layout.BaselinesDir(scratch / "baselines" / exp_id)
+            run_experiment_baselines(cases.path, made_here.path, p.get("baselines") or {}, progress=progress)
             for name in names:
-                key, case = f"{exp_id}/{name}", root / name
-                for f in ("meta.json", "ground_truth.png"):
-                    sources[f"{layout.CORRUPTED}/{key}/{f}"] = case / f
+                key, case, part_case = f"{exp_id}/{name}", cases.case(name), REL.case(exp_id, name)
+                sources[str(part_case.meta)], sources[str(part_case.ground_truth)] = case.meta, case.ground_truth
                 for method in todo[key]["methods"]:
-                    for ext in ("png", "json"):
-                        sources[f"{layout.BASELINES}/{key}/{method}.{ext}"] = scratch / "baselines" / exp_id / name / f"{method}.{ext}"
+                    sources[str(REL.baselines_of(exp_id).png(name, method))] = made_here.png(name, method)
+                    sources[str(REL.baselines_of(exp_id).record(name, method))] = made_here.record(name, method)
                 part_baselines[key] = {"inputs": todo[key]["inputs"], "methods": todo[key]["methods"]}
         assemble(scratch / "baselines-part", {
             "commit": git_commit(Path.cwd()), "machine": {"device": "cpu", "device_name": None, "torch": None, "cuda": None, "hostname": None},

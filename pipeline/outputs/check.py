@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import layout
-from pipeline.outputs.parts import FIT_ID, IMAGE_ID, check_meta, check_run, parse_time
+from pipeline.outputs.parts import FIT_ID, IMAGE_ID, REL, check_meta, check_run, parse_time
 from pipeline.outputs.policy import Policy
 from pipeline.outputs.safe import Fields, Unsafe, is_hex64, parse_json, read_inside, rel_problem, sha256_bytes, walk
 
@@ -34,7 +34,6 @@ MANIFEST = layout.BUNDLE_MANIFEST
 PSNR_TOLERANCE = 0.01  # dB
 SSIM_TOLERANCE = 1e-3  # per_image.csv holds 4 decimals
 ROUNDING = 6e-5  # per_image.csv holds run.json's numbers rounded to 4 decimals
-MARKER = ".dip-output"  # written by earlier versions of dip publish; not a listed file
 
 
 def _fit_entry(fid: str, entry: Any) -> None:
@@ -123,6 +122,8 @@ def _score(bundle: Path, truth: str, image: str, meta: dict[str, Any]) -> dict[s
 
 def check_bundle(bundle: Path) -> list[str]:
     """What is inconsistent in the bundle ``bundle`` (empty: nothing); see the module's docstring."""
+    from dip.io import MARKER  # written by earlier versions of dip publish; not a listed file
+
     bundle = Path(bundle)
     if not bundle.is_dir():
         return [f"{bundle}: no such bundle folder"]
@@ -187,10 +188,11 @@ def check_bundle(bundle: Path) -> list[str]:
         fits = {}
     runs: dict[str, dict[str, Any]] = {}
     metas: dict[str, dict[str, Any]] = {}
-    for rel in sorted(r for r in listed if isinstance(r, str) and r.startswith(layout.RESULTS + "/") and r.endswith("/run.json")):
-        fid = rel[len(layout.RESULTS) + 1: -len("/run.json")]
+    run_json = "/" + layout.RUN_JSON
+    for rel in sorted(r for r in listed if isinstance(r, str) and r.startswith(layout.RESULTS + "/") and r.endswith(run_json)):
+        fid = rel[len(layout.RESULTS) + 1: -len(run_json)]
         if not FIT_ID.fullmatch(fid):
-            problems.append(f"{rel}: not results/<experiment>/<image>/seed_<s>/run.json")
+            problems.append(f"{rel}: not {layout.RESULTS}/<experiment>/<image>/{layout.SEED_PREFIX}<s>{run_json}")
         elif fid not in fits:
             problems.append(f"{rel}: a fit without its entry in {MANIFEST} fits (where it came from is unknown)")
     for fid, entry in sorted(fits.items()):
@@ -198,13 +200,13 @@ def check_bundle(bundle: Path) -> list[str]:
             if not FIT_ID.fullmatch(fid):
                 raise Unsafe(f"{MANIFEST}: fits.{fid[:80]} is not <experiment>/<image>/seed_<s>")
             _fit_entry(fid, entry)
-            rel = f"{layout.RESULTS}/{fid}/run.json"
+            rel = str(REL.fit(fid).run_json)
             if rel not in data:
                 raise Unsafe(f"{MANIFEST}: fits.{fid} has no readable {rel}")
             exp, image, seed = fid.split("/")
             run = check_run(load(rel), rel, int(seed.removeprefix(layout.SEED_PREFIX)))
             run.equals("fit_key", entry["fit_key"])
-            meta_rel = f"{layout.CORRUPTED}/{exp}/{image}/meta.json"
+            meta_rel = str(REL.case(exp, image).meta)
             if meta_rel not in data:
                 raise Unsafe(f"{meta_rel}: missing, but {rel} needs it")
             check_meta(load(meta_rel), meta_rel, exp, image)
@@ -212,7 +214,7 @@ def check_bundle(bundle: Path) -> list[str]:
         except Unsafe as err:
             problems.append(str(err))
 
-    for rel in sorted(r for r in data if r.startswith(layout.CORRUPTED + "/") and r.count("/") == 3 and r.endswith("/experiment.json")):
+    for rel in sorted(r for r in data if r.startswith(layout.CORRUPTED + "/") and r.count("/") == 3 and r.endswith("/" + layout.EXPERIMENT_JSON)):
         try:  # what readers count "k of n images" from
             Fields(load(rel), rel).strings("images")
         except Unsafe as err:
@@ -226,19 +228,19 @@ def check_bundle(bundle: Path) -> list[str]:
         for key, method in layout.RUN_METHODS.items():
             if key in (run.get("metrics") or {}):
                 row = rows.get((exp, image, method, seed.removeprefix(layout.SEED_PREFIX)))
-                where = f"{layout.RESULTS}/{fid}/run.json metrics.{key}"
+                where = f"{REL.fit(fid).run_json} metrics.{key}"
                 if row is None:
                     problems.append(f"{where}: no {method} row in {layout.PER_IMAGE_CSV}")
                     continue
                 problems += _compare(where, row, run["metrics"][key], (ROUNDING, ROUNDING))
     for exp, image, method, seed in sorted(k for k in rows if k[3] != "" and k[2] == "dip"):
-        if f"{exp}/{image}/{layout.SEED_PREFIX}{seed}" not in fits:
-            problems.append(f"{layout.RESULTS}/{exp}/{image}/{layout.SEED_PREFIX}{seed}/run.json: missing, but {layout.PER_IMAGE_CSV} lists the fit")
+        if layout.fit_id(exp, image, seed) not in fits:
+            problems.append(f"{REL.run(exp, image, seed).run_json}: missing, but {layout.PER_IMAGE_CSV} lists the fit")
 
     # images: recompute what has its ground truth here
     for fid in sorted(runs):
         exp, image, seed = fid.split("/")
-        png, truth = f"{layout.RESULTS}/{fid}/restored.png", f"{layout.CORRUPTED}/{exp}/{image}/ground_truth.png"
+        png, truth = str(REL.fit(fid).restored), str(REL.case(exp, image).ground_truth)
         if png in data and truth in data:
             scores = _score(bundle, truth, png, metas[f"{exp}/{image}"])
             problems += [f"{png} {scores}"] if isinstance(scores, str) else _compare(
@@ -253,23 +255,23 @@ def check_bundle(bundle: Path) -> list[str]:
             problems.append(str(err))
             continue
         exp, image = key.split("/")
-        truth = f"{layout.CORRUPTED}/{key}/ground_truth.png"
+        truth = str(REL.case(exp, image).ground_truth)
         for method in methods:
-            rel = f"{layout.BASELINES}/{key}/{method}"
+            rec_rel, png_rel = str(REL.baselines_of(exp).record(image, method)), str(REL.baselines_of(exp).png(image, method))
             try:
-                if rel + ".json" not in data:
-                    raise Unsafe(f"{rel}.json: missing, but {MANIFEST} baselines.{key} lists {method}")
-                record = Fields(load(rel + ".json"), rel + ".json")
+                if rec_rel not in data:
+                    raise Unsafe(f"{rec_rel}: missing, but {MANIFEST} baselines.{key} lists {method}")
+                record = Fields(load(rec_rel), rec_rel)
                 record.equals("method", method)
                 numbers = {"psnr": record.number("psnr", allow_inf=True), "ssim": record.number("ssim")}
             except Unsafe as err:
                 problems.append(str(err))
                 continue
             row = rows.get((exp, image, method, ""))
-            problems += _compare(rel + ".json", row, numbers, (ROUNDING, ROUNDING))  # type: ignore[arg-type]
-            if rel + ".png" in data and truth in data and key in metas:
-                scores = _score(bundle, truth, rel + ".png", metas[key])
-                problems += [f"{rel}.png {scores}"] if isinstance(scores, str) else _compare(rel + ".png", row, scores, (PSNR_TOLERANCE, SSIM_TOLERANCE))
+            problems += _compare(rec_rel, row, numbers, (ROUNDING, ROUNDING))  # type: ignore[arg-type]
+            if png_rel in data and truth in data and key in metas:
+                scores = _score(bundle, truth, png_rel, metas[key])
+                problems += [f"{png_rel} {scores}"] if isinstance(scores, str) else _compare(png_rel, row, scores, (PSNR_TOLERANCE, SSIM_TOLERANCE))
     for rel in sorted(r for r in data if r.startswith(layout.BASELINES + "/") and r.endswith(".json")):
         key = "/".join(rel.split("/")[1:3])
         if key not in baselines:

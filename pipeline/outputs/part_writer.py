@@ -25,15 +25,16 @@ import json
 import tarfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from dip.io import atomic_path
+from dip.io import MARKER, atomic_path  # MARKER: atomic_directory's, not part of a case or a run
+from pipeline import layout
 from pipeline.images.manifest import sha256_bytes
 
 PART_FORMAT = "dip-results-part/1"
-PART_JSON = "part.json"
-MARKER = ".dip-output"  # dip.io.atomic_directory's marker: not part of a case or a run
+PART_JSON = layout.PART_JSON
+REL = layout.Tree(PurePosixPath())  # the names of the files inside a part
 FILE_COST = 1536  # bytes a file costs beyond its content: tar header and padding, its line in part.json
 KEPT = ("all", "essentials")  # essentials: what every part must hold of a fit (the bundle's reader checks it)
 
@@ -60,16 +61,17 @@ def case_inputs(case_dir: Path) -> dict[str, str]:
 
 def fit_files(fit: FinishedFit, kept: str) -> dict[str, Path]:
     """``{path in the part: source file}`` of one fit at the level ``kept`` (:data:`KEPT`)."""
-    case = f"data/corrupted/{fit.exp}/{fit.image}"
-    files = {f"{case}/meta.json": fit.case_dir / "meta.json"}
-    if (fit.case_dir / "ground_truth.png").is_file():
-        files[f"{case}/ground_truth.png"] = fit.case_dir / "ground_truth.png"
-    for name in ("run.json", "curve.csv", "restored.png") + (("final.png",) if kept == "all" else ()):
-        if (fit.run_dir / name).is_file():
-            files[f"results/{fit.id}/{name}"] = fit.run_dir / name
+    case, part_case = layout.CaseDir(fit.case_dir), REL.case(fit.exp, fit.image)
+    run, part_run = layout.RunDir(fit.run_dir), REL.fit(fit.id)
+    files = {str(part_case.meta): case.meta}
+    if case.ground_truth.is_file():
+        files[str(part_case.ground_truth)] = case.ground_truth
+    for src in (*run.records, run.restored) + ((run.final,) if kept == "all" else ()):
+        if src.is_file():
+            files[str(part_run.path / src.name)] = src
     if kept == "all" and fit.snapshots:
-        for snap in sorted((fit.run_dir / "snapshots").glob("iter_*.png")):
-            files[f"results/{fit.id}/snapshots/{snap.name}"] = snap
+        for _, snap in run.snapshot_files():
+            files[str(part_run.snapshots / snap.name)] = snap
     return files
 
 

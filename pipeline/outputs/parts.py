@@ -38,30 +38,35 @@ import tarfile
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
 from pipeline import layout
 from pipeline.images.manifest import SAFE_NAME
 from pipeline.outputs.safe import MAX_FILE_BYTES, Fields, Unsafe, inside, is_hex64, load_json, parse_json, read_inside, rel_problem, sha256_bytes, walk
+from pipeline.settings import PROFILE_FILE
 
 PART_FORMAT = "dip-results-part/1"
-PART_JSON = "part.json"
+PART_JSON = layout.PART_JSON
+REL = layout.Tree(PurePosixPath())  # the names of the files inside a part (and a bundle)
+PROFILE = PROFILE_FILE.as_posix()
 MAX_PART_BYTES = 512 << 20  # everything a part holds, unpacked
 MAX_PART_FILES = 50_000
 MAX_PIXELS = 64 << 20  # an image header claiming more is not a result of this project
 TASKS = ("denoise", "inpaint", "sr")
 
-_N = SAFE_NAME.pattern
+_N, _E = SAFE_NAME.pattern, re.escape
+_FIT = rf"(?P<exp>{_N})/(?P<image>{_N})/{_E(layout.SEED_PREFIX)}(?P<seed>\d+)"
+_SNAPSHOT = rf"{_E(layout.SNAPSHOTS)}/{_E(layout.SNAPSHOT_PREFIX)}\d{{5,}}{_E(layout.SNAPSHOT_SUFFIX)}"
 PATTERNS = {
-    "profile": re.compile(r"data/profile\.json"),
-    "experiment": re.compile(rf"data/corrupted/(?P<exp>{_N})/experiment\.json"),
-    "case": re.compile(rf"data/corrupted/(?P<exp>{_N})/(?P<image>{_N})/(?P<file>meta\.json|ground_truth\.png)"),
-    "fit": re.compile(rf"results/(?P<exp>{_N})/(?P<image>{_N})/seed_(?P<seed>\d+)/"
-                      r"(?P<file>run\.json|curve\.csv|restored\.png|final\.png|snapshots/iter_\d{5,}\.png)"),
-    "baseline": re.compile(rf"baselines/(?P<exp>{_N})/(?P<image>{_N})/(?P<method>{_N})\.(?P<ext>png|json)"),
+    "profile": re.compile(_E(PROFILE)),
+    "experiment": re.compile(rf"{_E(layout.CORRUPTED)}/(?P<exp>{_N})/{_E(layout.EXPERIMENT_JSON)}"),
+    "case": re.compile(rf"{_E(layout.CORRUPTED)}/(?P<exp>{_N})/(?P<image>{_N})/(?P<file>{_E(layout.META)}|{_E(layout.GROUND_TRUTH)})"),
+    "fit": re.compile(rf"{_E(layout.RESULTS)}/{_FIT}/"
+                      rf"(?P<file>{'|'.join(map(_E, (layout.RUN_JSON, layout.CURVE, layout.RESTORED, layout.FINAL)))}|{_SNAPSHOT})"),
+    "baseline": re.compile(rf"{_E(layout.BASELINES)}/(?P<exp>{_N})/(?P<image>{_N})/(?P<method>{_N})\.(?P<ext>png|json)"),
 }
-FIT_ID = re.compile(rf"(?P<exp>{_N})/(?P<image>{_N})/seed_(?P<seed>\d+)")
+FIT_ID = re.compile(_FIT)
 IMAGE_ID = re.compile(rf"(?P<exp>{_N})/(?P<image>{_N})")
 
 
@@ -311,27 +316,28 @@ def verify(root: Path) -> dict[str, Any]:
             raise Unsafe(f"{rel}: its experiment is not in {PART_JSON} experiments")
         if kind == "case" and (g["exp"], g["image"]) not in fit_images | base_images:
             raise Unsafe(f"{rel}: no fit or baseline of this image in {PART_JSON}")
-        if kind == "fit" and f"{g['exp']}/{g['image']}/seed_{g['seed']}" not in fits:
+        if kind == "fit" and layout.fit_id(g["exp"], g["image"], g["seed"]) not in fits:
             raise Unsafe(f"{rel}: its fit is not in {PART_JSON} fits")
         if kind == "baseline" and (f"{g['exp']}/{g['image']}" not in baselines
                                    or g["method"] not in baselines[f"{g['exp']}/{g['image']}"]["methods"]):
             raise Unsafe(f"{rel}: not a method of {PART_JSON} baselines")
-    need = ["data/profile.json"] + [f"{layout.CORRUPTED}/{e}/experiment.json" for e in experiments]
+    need = [PROFILE] + [str(REL.corrupted_of(e).record) for e in experiments]
     for fid in fits:
         exp, image, _ = fid.split("/")
-        need += [f"{layout.RESULTS}/{fid}/{n}" for n in ("run.json", "curve.csv", "restored.png")]
-        need.append(f"{layout.CORRUPTED}/{exp}/{image}/meta.json")
+        run_dir = REL.fit(fid)
+        need += [str(p) for p in (*run_dir.records, run_dir.restored, REL.case(exp, image).meta)]
     for key, entry in baselines.items():
-        need += [f"{layout.CORRUPTED}/{key}/meta.json", f"{layout.CORRUPTED}/{key}/ground_truth.png"]
-        need += [f"{layout.BASELINES}/{key}/{m}.{x}" for m in entry["methods"] for x in ("png", "json")]
+        exp, image = key.split("/")
+        need += [str(REL.case(exp, image).meta), str(REL.case(exp, image).ground_truth)]
+        need += [str(p) for m in entry["methods"] for p in (REL.baselines_of(exp).png(image, m), REL.baselines_of(exp).record(image, m))]
     for rel in need:
         if rel not in files:
             raise Unsafe(f"{rel}: missing (every part holds it; see docs/publishing.md)")
 
     # the JSON files and image headers that the merge and the metrics read
-    Fields(load_json(root, "data/profile.json"), "data/profile.json").equals("profile", profile)
+    Fields(load_json(root, PROFILE), PROFILE).equals("profile", profile)
     for exp, entry in experiments.items():
-        where = f"{layout.CORRUPTED}/{exp}/experiment.json"
+        where = str(REL.corrupted_of(exp).record)
         e = Fields(load_json(root, where), where)
         e.equals("experiment", exp)
         e.equals("task", entry["task"])
@@ -339,25 +345,26 @@ def verify(root: Path) -> dict[str, Any]:
             raise Unsafe(f"{where}: images differ from {PART_JSON} experiments.{exp}.images")
     sizes: dict[tuple[str, str], tuple[int, int]] = {}
     for exp, image in sorted(fit_images | base_images):
-        where = f"{layout.CORRUPTED}/{exp}/{image}/meta.json"
+        where = str(REL.case(exp, image).meta)
         sizes[(exp, image)] = check_meta(load_json(root, where), where, exp, image)
     for fid, entry in fits.items():
         exp, image, seed = fid.split("/")
-        where = f"{layout.RESULTS}/{fid}/run.json"
+        run_dir, truth = REL.fit(fid), str(REL.case(exp, image).ground_truth)
+        where = str(run_dir.run_json)
         run = check_run(load_json(root, where), where, int(seed.removeprefix(layout.SEED_PREFIX)))
         run.equals("fit_key", entry["fit_key"])
         run.equals("experiment", exp)
         run.equals("image", image)
-        if run.has("metrics") and f"{layout.CORRUPTED}/{exp}/{image}/ground_truth.png" not in files:
-            raise Unsafe(f"{layout.CORRUPTED}/{exp}/{image}/ground_truth.png: missing, but {where} has metrics")
-        check_curve(read_inside(root, f"{layout.RESULTS}/{fid}/curve.csv"), f"{layout.RESULTS}/{fid}/curve.csv")
+        if run.has("metrics") and truth not in files:
+            raise Unsafe(f"{truth}: missing, but {where} has metrics")
+        check_curve(read_inside(root, str(run_dir.curve)), str(run_dir.curve))
     for rel, (kind, g) in kinds.items():
         if kind == "baseline" and g["ext"] == "json":
             Fields(load_json(root, rel), rel).equals("method", g["method"])
         if rel.endswith(".png") and (g.get("exp"), g.get("image")) in sizes:
             size = _image_size(root, rel)
             if size != sizes[(g["exp"], g["image"])]:
-                raise Unsafe(f"{rel}: is {size[1]}x{size[0]}, but meta.json gives size {list(sizes[(g['exp'], g['image'])])}")
+                raise Unsafe(f"{rel}: is {size[1]}x{size[0]}, but {layout.META} gives size {list(sizes[(g['exp'], g['image'])])}")
     return info
 
 
@@ -502,51 +509,52 @@ def write_part(
     workspace = Path(workspace)
     if not is_workspace(workspace):
         raise ValueError(f"{workspace}: not a workspace (no {layout.RESULTS}/ and {layout.CORRUPTED}/); give a workspace after `dip run`, a part or a folder of parts")
-    resolution = _mapping(workspace, "data/profile.json", "dip profile")
+    tree = layout.Tree(workspace)
+    resolution = _mapping(workspace, PROFILE, "dip profile")
     if not isinstance(resolution.get("profile"), str):
-        raise ValueError(f"{workspace}/data/profile.json: no profile; run `dip profile`")
+        raise ValueError(f"{workspace / PROFILE}: no profile; run `dip profile`")
     experiments: dict[str, dict[str, Any]] = {}
-    for info_path in sorted((workspace / layout.CORRUPTED).glob("*/experiment.json")):
-        info = _mapping(workspace, info_path.relative_to(workspace).as_posix(), "dip corrupt")
+    for record in sorted(tree.corrupted.glob(f"*/{layout.EXPERIMENT_JSON}")):
+        info = _mapping(workspace, record.relative_to(workspace).as_posix(), "dip corrupt")
         if info.get("active", True) is not False:
-            experiments[info_path.parent.name] = {"task": str(info.get("task")), "images": [str(i) for i in info.get("images") or []]}
-    held = {f"{p.parent.parent.parent.name}/{p.parent.parent.name}/{p.parent.name}": p.parent
-            for p in layout.run_files(workspace / layout.RESULTS) if p.parent.parent.parent.name in experiments}
+            experiments[record.parent.name] = {"task": str(info.get("task")), "images": [str(i) for i in info.get("images") or []]}
+    held = {run.id: run.dir for run in layout.find_runs(tree.results) if run.experiment in experiments}
     wanted = list(held) if fits is None else list(fits)
     missing = [fid for fid in wanted if fid not in held]
     if missing:
-        raise ValueError(f"{workspace}: no finished fit {missing[0]} (results/{missing[0]}/run.json)" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+        raise ValueError(f"{workspace}: no finished fit {missing[0]} ({REL.fit(missing[0]).run_json})" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
     if not wanted:
         raise ValueError(f"{workspace}: no finished fit under {layout.RESULTS}/; nothing to publish")
 
-    sources: dict[str, Path] = {"data/profile.json": workspace / "data" / "profile.json"}
-    sources.update({f"{layout.CORRUPTED}/{e}/experiment.json": workspace / layout.CORRUPTED / e / "experiment.json" for e in experiments})
+    sources: dict[str, Path] = {PROFILE: workspace / PROFILE_FILE}
+    sources.update({str(REL.corrupted_of(e).record): tree.corrupted_of(e).record for e in experiments})
     part_fits: dict[str, dict[str, Any]] = {}
     part_baselines: dict[str, dict[str, Any]] = {}
     machine: dict[str, Any] = {}
     for fid in wanted:
         exp, image, _ = fid.split("/")
-        run_dir, case = held[fid], workspace / layout.CORRUPTED / exp / image
-        run = _mapping(workspace, f"{layout.RESULTS}/{fid}/run.json", f"dip run {exp}")
+        run_dir, case = held[fid], tree.case(exp, image)
+        run = _mapping(workspace, str(REL.fit(fid).run_json), f"dip run {exp}")
         if not isinstance(run.get("fit_key"), str):
-            raise ValueError(f"{run_dir / 'run.json'}: no fit_key (fitted by an older dip); run `dip run {exp}` again to refit it")
+            raise ValueError(f"{run_dir.run_json}: no fit_key (fitted by an older dip); run `dip run {exp}` again to refit it")
         machine = machine or {**fit_provenance(run), "hostname": hostname}
-        inputs = case_inputs(case)
+        inputs = case_inputs(case.path)
         part_fits[fid] = {"fit_key": run["fit_key"], "wall_seconds": float(run.get("wall_seconds") or 0.0),
                           "iterations": int(run.get("iterations_run") or 0), "inputs": inputs}
-        for name in ("run.json", "curve.csv", "restored.png") + (("final.png",) if snapshots else ()):
-            if (run_dir / name).is_file():
-                sources[f"{layout.RESULTS}/{fid}/{name}"] = run_dir / name
-        for snap in sorted((run_dir / "snapshots").glob("iter_*.png")) if snapshots else []:
-            sources[f"{layout.RESULTS}/{fid}/snapshots/{snap.name}"] = snap
-        for name in ("meta.json", "ground_truth.png"):
-            if (case / name).is_file():
-                sources[f"{layout.CORRUPTED}/{exp}/{image}/{name}"] = case / name
-        records = sorted(r for r in (workspace / layout.BASELINES / exp / image).glob("*.json") if r.with_suffix(".png").is_file())
-        if baselines and records and (case / "ground_truth.png").is_file():
+        for src in (*run_dir.records, run_dir.restored) + ((run_dir.final,) if snapshots else ()):
+            if src.is_file():
+                sources[str(REL.fit(fid).path / src.name)] = src
+        for _, snap in run_dir.snapshot_files() if snapshots else []:
+            sources[str(REL.fit(fid).snapshots / snap.name)] = snap
+        for src in (case.meta, case.ground_truth):
+            if src.is_file():
+                sources[str(REL.case(exp, image).path / src.name)] = src
+        mine = tree.baselines_of(exp)
+        records = sorted(r for r in (mine.path / image).glob("*.json") if r.with_suffix(".png").is_file())
+        if baselines and records and case.ground_truth.is_file():
             for record in records:
-                sources[f"{layout.BASELINES}/{exp}/{image}/{record.name}"] = record
-                sources[f"{layout.BASELINES}/{exp}/{image}/{record.stem}.png"] = record.with_suffix(".png")
+                sources[str(REL.baselines_of(exp).record(image, record.stem))] = record
+                sources[str(REL.baselines_of(exp).png(image, record.stem))] = mine.png(image, record.stem)
             part_baselines[f"{exp}/{image}"] = {"inputs": inputs, "methods": [r.stem for r in records]}
     params = workspace / "params.yaml"
     return assemble(out, {

@@ -34,17 +34,17 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, Sequence
 
 from pipeline import layout
 from pipeline.outputs.parts import (
-    PART_JSON, Part, fit_provenance, is_part, is_workspace, open_part, parse_time, utc_now, write_part,
+    PART_JSON, PROFILE, REL, Part, fit_provenance, is_part, is_workspace, open_part, parse_time, utc_now, write_part,
 )
 from pipeline.outputs.policy import Policy, decide
 from pipeline.outputs.safe import Unsafe, load_json, parse_json, read_inside, sha256_bytes
 
-FORMAT, MANIFEST, PREVIEW = layout.BUNDLE_FORMAT, layout.BUNDLE_MANIFEST, layout.PREVIEW
+FORMAT, MANIFEST = layout.BUNDLE_FORMAT, layout.BUNDLE_MANIFEST
 DEFAULT_MAX_BYTES = 15_000_000  # 15 MB in git
 
 
@@ -88,6 +88,11 @@ class Held:
     @property
     def seed(self) -> int:
         return int(self.id.split("/")[2].removeprefix(layout.SEED_PREFIX))
+
+    @property
+    def run(self) -> layout.RunDir[PurePosixPath]:
+        """The fit's folder in the bundle (and in its source)."""
+        return REL.fit(self.id)
 
 
 @dataclass
@@ -238,18 +243,19 @@ def _jpeg(png: bytes, quality: int) -> bytes:
 def _compatible(fit_inputs: dict[str, str], base_inputs: dict[str, str]) -> bool:
     """Baselines ran on the inputs of a fit: the observation and every case file both record agree."""
     common = set(fit_inputs) & set(base_inputs)
-    return "observation.npy" in common and all(fit_inputs[k] == base_inputs[k] for k in common)
+    return layout.OBSERVATION_NPY in common and all(fit_inputs[k] == base_inputs[k] for k in common)
 
 
 def _kind(rel: str) -> str:
     """The kind of a bundle file, for the size message."""
-    if rel.endswith((".jpg",)):
+    name = PurePosixPath(rel)
+    if name.suffix == ".jpg":
         return "JPEG previews"
-    if "/snapshots/" in rel:
+    if name.parent.name == layout.SNAPSHOTS:
         return "snapshots"
-    if rel.endswith("/restored.png"):
+    if name.name == layout.RESTORED:
         return "restored PNGs"
-    if rel.endswith("/ground_truth.png"):
+    if name.name == layout.GROUND_TRUTH:
         return "ground truths"
     if rel.startswith(layout.BASELINES + "/"):
         return "baselines"
@@ -359,8 +365,9 @@ def _bundle_fits(old: dict[str, Any] | None, old_src: Source | None) -> dict[str
         return held
     for fid, entry in old["fits"].items():
         exp, image, _ = fid.split("/")
-        meta = parse_json(old_src.read(f"{layout.CORRUPTED}/{exp}/{image}/meta.json"), f"{layout.CORRUPTED}/{exp}/{image}/meta.json")
-        run = parse_json(old_src.read(f"{layout.RESULTS}/{fid}/run.json"), f"{layout.RESULTS}/{fid}/run.json")
+        meta_rel, run_rel = str(REL.case(exp, image).meta), str(REL.fit(fid).run_json)
+        meta = parse_json(old_src.read(meta_rel), meta_rel)
+        run = parse_json(old_src.read(run_rel), run_rel)
         held[fid] = Held(fid, entry, old_src, parse_time(entry["part"]["created"]), tuple(meta["size"]), "metrics" in run)  # type: ignore[arg-type]
     return held
 
@@ -381,8 +388,8 @@ def _take_fits(held: dict[str, Held], parts: list[Part], srcs: list[Source], old
                 outcome.setdefault(fid, "older")
                 continue
             exp, image, _ = fid.split("/")
-            run = parse_json(src.read(f"{layout.RESULTS}/{fid}/run.json"), fid)
-            meta = parse_json(src.read(f"{layout.CORRUPTED}/{exp}/{image}/meta.json"), fid)
+            run = parse_json(src.read(str(REL.fit(fid).run_json)), fid)
+            meta = parse_json(src.read(str(REL.case(exp, image).meta)), fid)
             entry = {"fit_key": f["fit_key"], "commit": part.info.get("commit"),
                      **{k: v or part.info["machine"].get(k) for k, v in fit_provenance(run).items()},
                      "wall_seconds": f["wall_seconds"], "iterations": f["iterations"], "part": part.ref, "merged": now,
@@ -400,8 +407,9 @@ def _bundle_baselines(old: dict[str, Any] | None, old_src: Source | None) -> dic
     bases: dict[str, Baselines] = {}
     for key, entry in ((old or {}).get("baselines") or {}).items():
         b = Baselines(old_src, entry)  # type: ignore[arg-type]
+        exp, image = key.split("/")
         for method in entry["methods"]:
-            rel = f"{layout.BASELINES}/{key}/{method}.json"
+            rel = str(REL.baselines_of(exp).record(image, method))
             rec = parse_json(old_src.read(rel), rel)  # type: ignore[union-attr]
             b.scores[method] = (float(rec["psnr"]), float(rec["ssim"]))
         bases[key] = b
@@ -431,9 +439,10 @@ def _score_baselines(part: Part) -> dict[tuple[str, str], tuple[float, float]]:
     :func:`~pipeline.stages.evaluate.collect_baselines`: ``{("exp/image", method): (psnr, ssim)}``."""
     from pipeline.stages.evaluate import collect_baselines
 
-    resolution = json.loads((part.root / "data" / "profile.json").read_text())
+    resolution = json.loads((part.root / PROFILE).read_text())
     exps = sorted({k.split("/")[0] for k in part.baselines})
-    rows = collect_baselines(part.root / layout.BASELINES, part.root / layout.CORRUPTED, exps, resolution)
+    tree = layout.Tree(part.root)
+    rows = collect_baselines(tree.baselines, tree.corrupted, exps, resolution)
     by_image = {(f"{r['experiment']}/{r['image']}", r["method"]): (float(r["psnr"]), float(r["ssim"])) for r in rows}
     return by_image
 
@@ -460,14 +469,15 @@ def _build(new: Path, old: dict[str, Any] | None, old_src: Source | None, parts:
     sources_by_age = ([old_src] if old_src else []) + srcs
     contributing = [srcs[i] for i in sorted(contributed)]
     profile_src = contributing[-1] if contributing else old_src or srcs[-1]
-    write("data/profile.json", profile_src.read("data/profile.json"))
+    write(PROFILE, profile_src.read(PROFILE))
     experiments: dict[str, Source] = {}
     for src in sources_by_age:
         for rel in src.under(layout.CORRUPTED + "/"):
-            if rel.count("/") == 3 and rel.endswith("/experiment.json"):
+            if rel.count("/") == 3 and PurePosixPath(rel).name == layout.EXPERIMENT_JSON:
                 experiments[rel.split("/")[2]] = src
     for exp, src in sorted(experiments.items()):
-        write(f"{layout.CORRUPTED}/{exp}/experiment.json", src.read(f"{layout.CORRUPTED}/{exp}/experiment.json"))
+        rel = str(REL.corrupted_of(exp).record)
+        write(rel, src.read(rel))
 
     keep = decide(policy, list(held.values()))
     by_image: dict[str, list[Held]] = {}
@@ -476,51 +486,54 @@ def _build(new: Path, old: dict[str, Any] | None, old_src: Source | None, parts:
     for key, fits in sorted(by_image.items()):
         case = max(fits, key=lambda h: h.created).src  # the newest fit's case
         truth = any(keep[h.id].truth for h in fits)
-        write(f"{layout.CORRUPTED}/{key}/meta.json", case.read(f"{layout.CORRUPTED}/{key}/meta.json"))
-        if truth and f"{layout.CORRUPTED}/{key}/ground_truth.png" in case.files:
-            write(f"{layout.CORRUPTED}/{key}/ground_truth.png", case.read(f"{layout.CORRUPTED}/{key}/ground_truth.png"))
+        exp, image = key.split("/")
+        meta, truth_png = str(REL.case(exp, image).meta), str(REL.case(exp, image).ground_truth)
+        write(meta, case.read(meta))
+        if truth and truth_png in case.files:
+            write(truth_png, case.read(truth_png))
         for h in fits:
-            base, k = f"{layout.RESULTS}/{h.id}", keep[h.id]
-            for name in ("run.json", "curve.csv"):
-                write(f"{base}/{name}", h.src.read(f"{base}/{name}"))
-            has_png, has_jpg = f"{base}/restored.png" in h.src.files, f"{base}/{PREVIEW}" in h.src.files
+            run, k = h.run, keep[h.id]
+            for rel in map(str, run.records):
+                write(rel, h.src.read(rel))
+            png, jpg = str(run.restored), str(run.preview)
+            has_png, has_jpg = png in h.src.files, jpg in h.src.files
             if k.restored == "png" and has_png:
-                write(f"{base}/restored.png", h.src.read(f"{base}/restored.png"))
+                write(png, h.src.read(png))
             elif k.restored and has_png:
-                write(f"{base}/{PREVIEW}", _jpeg(h.src.read(f"{base}/restored.png"), policy.jpeg_quality))
+                write(jpg, _jpeg(h.src.read(png), policy.jpeg_quality))
             elif k.restored and has_jpg:  # kept as a preview before: a PNG cannot come back
-                write(f"{base}/{PREVIEW}", h.src.read(f"{base}/{PREVIEW}"))
+                write(jpg, h.src.read(jpg))
             if k.snapshots:
-                for rel in h.src.under(f"{base}/snapshots/"):
+                for rel in h.src.under(f"{run.snapshots}/"):
                     write(rel, h.src.read(rel))
         b = bases.get(key)
         if b is not None:
             for method in b.entry["methods"]:
-                rel = f"{layout.BASELINES}/{key}/{method}"
-                record = parse_json(b.src.read(rel + ".json"), rel + ".json")
+                rec_rel, png_rel = str(REL.baselines_of(exp).record(image, method)), str(REL.baselines_of(exp).png(image, method))
+                record = parse_json(b.src.read(rec_rel), rec_rel)
                 record.update(psnr=b.scores[method][0], ssim=b.scores[method][1])
-                write(rel + ".json", (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
-                if truth and rel + ".png" in b.src.files:
-                    write(rel + ".png", b.src.read(rel + ".png"))
+                write(rec_rel, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+                if truth and png_rel in b.src.files:
+                    write(png_rel, b.src.read(png_rel))
+    profile = json.loads((new / PROFILE).read_text()).get("profile")
     for exp in sorted({h.exp for h in held.values()}):
         mine = [h for h in held.values() if h.exp == exp]
-        info = {"experiment": exp, "profile": json.loads((new / "data" / "profile.json").read_text()).get("profile"), "active": True,
-                "images": sorted({h.image for h in mine}), "seeds": sorted({h.seed for h in mine})}
-        write(f"{layout.RESULTS}/{exp}/experiment.json", (json.dumps(info, indent=2, sort_keys=True) + "\n").encode())
+        info = layout.results_experiment(exp, profile, True, [h.image for h in mine], [h.seed for h in mine])
+        write(str(REL.results_of(exp).record), (json.dumps(info, indent=2, sort_keys=True) + "\n").encode())
 
     # metrics/: the pipeline's own evaluation of every fit (and baseline) the bundle holds
-    resolution = json.loads((new / "data" / "profile.json").read_text())
+    resolution = json.loads((new / PROFILE).read_text())
     resolution = {"requested": resolution.get("profile"), "device": "", "device_name": "", **resolution}
     known = sorted(set(experiments) | {h.exp for h in held.values()})
     order = [e for e in settings.order if e in known] + [e for e in known if e not in settings.order]
+    tree = layout.Tree(new)
     try:
-        evaluate(new / layout.RESULTS, order, resolution, new / layout.METRICS,
-                 baselines=new / layout.BASELINES if bases else None, corrupted=new / layout.CORRUPTED,
+        evaluate(tree.results, order, resolution, tree.metrics, baselines=tree.baselines if bases else None, corrupted=tree.corrupted,
                  paper=settings.paper, epsilon=settings.epsilon, about=settings.about)
     except OSError as err:  # a full disk: name the bundle's folder being written
-        raise OSError(err.errno, err.strerror, err.filename or str(new / layout.METRICS)) from None
-    for p in sorted((new / layout.METRICS).iterdir()):
-        files[f"{layout.METRICS}/{p.name}"] = sha256_bytes(p.read_bytes())
+        raise OSError(err.errno, err.strerror, err.filename or str(tree.metrics)) from None
+    for p in sorted(tree.metrics.iterdir()):
+        files[str(REL.metric(p.name))] = sha256_bytes(p.read_bytes())
 
     part_log = list(old.get("parts") or []) if old else []
     for i, p in enumerate(parts):

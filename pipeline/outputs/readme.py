@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import textwrap
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pandas as pd
@@ -127,19 +127,21 @@ def table1_rows(report: pd.DataFrame, progress: dict[str, Any], images: list[str
 
 def bundle_section(bundle: Path, repo: Path) -> str:
     """The block's text for one bundle."""
-    manifest, summary = _json(bundle / layout.BUNDLE_MANIFEST), _json(bundle / layout.METRICS / layout.SUMMARY_JSON)
-    report = pd.read_csv(bundle / layout.METRICS / layout.REPORT_CSV)
+    tree = layout.Tree(bundle)
+    manifest, summary = _json(tree.manifest), _json(tree.metric(layout.SUMMARY_JSON))
+    report = pd.read_csv(tree.metric(layout.REPORT_CSV))
     for col in ("paper_psnr", "delta", "paper_psnr_all", "reproduced"):
         if col not in report.columns:
             report[col] = math.nan
     report["reproduced"] = report["reproduced"].map(lambda v: str(v).strip().lower() == "true")
     where = bundle.relative_to(repo).as_posix() if bundle.is_relative_to(repo) else str(bundle)
+    md = layout.Tree(PurePosixPath()).metric(layout.REPORT_MD)
     progress = summary.get("progress") or {}
     states = [p.get("status") for p in progress.values()]
     count = ", ".join(f"{states.count(s)} {s}" for s in ("complete", "in progress", "pending") if states.count(s))
     lines = [
         f"**`{summary.get('profile', manifest.get('profile', '?'))}` profile** — the published bundle [`{where}`]({where}/) "
-        f"({provenance(manifest)}); its full report, every image and method: [`metrics/report.md`]({where}/metrics/report.md). "
+        f"({provenance(manifest)}); its full report, every image and method: [`{md}`]({where}/{md}). "
         f"Experiments: {count or 'none'}. An experiment in progress shows its means over its fitted images only, beside the "
         f"paper's mean over the same images; Δ = ours − paper; ✅ when |Δ| ≤ {summary.get('epsilon', '?')} dB.",
         "",
@@ -147,11 +149,11 @@ def bundle_section(bundle: Path, repo: Path) -> str:
         "|---|---|---|---|---|---|---|",
         *experiment_rows(summary, report),
     ]
-    images = _json(bundle / layout.CORRUPTED / TABLE1 / "experiment.json").get("images") or []
+    images = _json(tree.corrupted_of(TABLE1).record).get("images") or []
     table1 = table1_rows(report, progress.get(TABLE1) or {}, [str(i) for i in images])
     if table1:
         lines += ["", f"Table 1 (`{TABLE1}`, inpainting of 50 % missing pixels), per image:", "", *table1]
-    snaps = [i for i in GALLERY if any((bundle / layout.RESULTS / TABLE1 / i).glob("seed_*/snapshots/iter_*.png"))]
+    snaps = [i for i in GALLERY if any(layout.RunDir(d).snapshot_files() for d in (tree.results_of(TABLE1).path / i).glob(f"{layout.SEED_PREFIX}*"))]
     if snaps:
         links = ", ".join(f"[{i}]({where}/{layout.RESULTS}/{TABLE1}/{i}/)" for i in snaps)
         lines += ["", f"The iterations of {links} (snapshots from 0 to the last iteration): the dashboard's Gallery page."]

@@ -120,7 +120,7 @@ def read_progress(corrupted: Path | None, results: Path | None, experiments: Ite
     out: dict[str, Progress] = {}
     for exp in experiments:
         fitted = {str(i) for i in done.get(exp, ())}
-        info = next((i for i in (_json_object(Path(r) / exp / "experiment.json") for r in (corrupted, results) if r is not None)
+        info = next((i for i in (_json_object(layout.ExperimentDir(Path(r) / exp).record) for r in (corrupted, results) if r is not None)
                      if i is not None), None)
         if (info is None and not fitted) or (info is not None and info.get("active") is False):
             continue
@@ -129,7 +129,7 @@ def read_progress(corrupted: Path | None, results: Path | None, experiments: Ite
         images += sorted(fitted - set(images))
         sets = {}
         for image in images if corrupted is not None else ():
-            meta = _json_object(Path(corrupted) / exp / image / "meta.json")
+            meta = _json_object(layout.ExperimentDir(Path(corrupted) / exp).case(image).meta)
             if meta is not None and isinstance(meta.get("set"), str):
                 sets[image] = meta["set"]
         out[exp] = Progress(tuple(images), frozenset(fitted), sets)

@@ -26,7 +26,7 @@ from PIL import Image
 
 from dip.io import atomic_directory, save_image, save_json
 from dip.metrics import to_uint8
-from pipeline.layout import load_case
+from pipeline.layout import BaselinesDir, ExperimentDir, load_case
 from pipeline.settings import BASELINE_DEFAULTS, load_params, parse_experiment
 
 Baseline = Callable[[np.ndarray, dict[str, Any], dict[str, Any]], np.ndarray]
@@ -126,25 +126,27 @@ def run_experiment_baselines(
     corrupted: Path, out_dir: Path, config: dict[str, Any], progress: Callable[[str], None] | None = None
 ) -> dict[str, int]:
     """Every configured baseline on every image of one experiment; rebuilds ``out_dir`` atomically."""
-    info = json.loads((corrupted / "experiment.json").read_text())
+    cases = ExperimentDir(corrupted)
+    info = json.loads(cases.record.read_text())
     task = info["task"]
     methods = methods_for(task, config, info)
     done = 0
     with atomic_directory(out_dir, overwrite=True) as tmp:
+        out = BaselinesDir(tmp)
         for name in info["images"]:
-            case = load_case(corrupted / name)
+            case = load_case(cases.case(name).path)
             obs, meta = case.observation, case.meta
             if case.mask is not None:
                 meta["mask"] = case.mask
             for method in methods:
                 params = method_params(method, config)
                 estimate, seconds = run_baseline(task, method, obs, meta, params)
-                save_image(tmp / name / f"{method}.png", estimate)
-                save_json(tmp / name / f"{method}.json", {"method": method, "params": params, "seconds": round(seconds, 3)})
+                save_image(out.png(name, method), estimate)
+                save_json(out.record(name, method), {"method": method, "params": params, "seconds": round(seconds, 3)})
                 done += 1
                 if progress:
                     progress(f"{name}/{method}")
-        save_json(tmp / "baselines.json", {"experiment": info["experiment"], "task": task, "methods": methods, "images": info["images"]})
+        save_json(out.summary, {"experiment": info["experiment"], "task": task, "methods": methods, "images": info["images"]})
     return {"runs": done, "images": len(info["images"])}
 
 
@@ -155,11 +157,12 @@ def stage(experiment: str, params_path: Path, corrupted: Path, out_root: Path) -
 
     p = load_params(params_path)
     parse_experiment(experiment, p.get("figures"))
-    if not (corrupted / experiment / "experiment.json").is_file():
+    record = ExperimentDir(corrupted / experiment).record
+    if not record.is_file():
         raise FileNotFoundError(f"{corrupted / experiment}: no corrupted inputs; run `dip corrupt` (the corrupt stage) first")
     config = p.get("baselines") or {}
     with make_progress() as progress:
-        info = json.loads((corrupted / experiment / "experiment.json").read_text())
+        info = json.loads(record.read_text())
         methods = methods_for(info["task"], config, info)
         bar = progress.add_task(f"baselines {experiment}", total=len(info["images"]) * len(methods), status="")
         return run_experiment_baselines(corrupted / experiment, out_root / experiment, config,

@@ -30,6 +30,7 @@ from PIL import Image
 from dip.io import atomic_directory, inside, load_image, save_array, save_image, save_json, to_numpy, to_tensor
 from dip.metrics import to_uint8
 from dip.operators import Denoising, Inpainting, SuperResolution
+from pipeline import layout
 from pipeline.images.manifest import ImageEntry
 from pipeline.settings import Experiment, Profile
 
@@ -97,16 +98,17 @@ def write_case(out_dir: Path, exp: Experiment, entry: ImageEntry, images_dir: Pa
         "seed": seed, "base_seed": base_seed, "size": list(truth.shape[:2]), "profile": profile.name,
     }
     with atomic_directory(out_dir, overwrite=True) as tmp:
+        out = layout.CaseDir(tmp)
         if exp.ground_truth:
-            save_image(tmp / "ground_truth.png", truth)
-        save_array(tmp / "observation.npy", case["observation"])
-        save_image(tmp / "observation.png", case["observation"])
+            save_image(out.ground_truth, truth)
+        save_array(out.observation_npy, case["observation"])
+        save_image(out.observation_png, case["observation"])
         if "mask" in case:
-            save_image(tmp / "mask.png", case["mask"])
+            save_image(out.mask, case["mask"])
         if "input" in case:
-            save_array(tmp / "input.npy", case["input"])
-            save_image(tmp / "input.png", case["input"])
-        save_json(tmp / "meta.json", meta)
+            save_array(out.input_npy, case["input"])
+            save_image(out.input_png, case["input"])
+        save_json(out.meta, meta)
     return meta
 
 
@@ -131,10 +133,8 @@ def corrupt_all(experiment_ids: list[str], profile: Profile, manifest_images: di
         for exp, active, entries in plan:
             for entry in entries:
                 write_case(inside(tmp, tmp / exp.id / entry.name), exp, entry, images_dir, profile, seed)
-            save_json(tmp / exp.id / "experiment.json", {
-                "experiment": exp.id, "task": exp.task, **exp.corruption(), "profile": profile.name,
-                "active": active, "images": [e.name for e in entries], "seed": seed,
-            })
+            save_json(layout.ExperimentDir(tmp / exp.id).record, layout.corrupted_experiment(
+                exp.id, exp.task, exp.corruption(), profile.name, active, [e.name for e in entries], seed))
             counts[exp.id] = len(entries)
     return counts
 

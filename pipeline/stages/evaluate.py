@@ -40,50 +40,30 @@ from typing import Any
 
 import pandas as pd
 
-from dip.io import atomic_path, load_image, save_json
+from dip.io import atomic_path, load_image, read_json, save_json
 from dip.metrics import quality
 from pipeline import layout
 from pipeline.outputs import report
 
-PER_IMAGE_FIELDS, CURVE_FIELDS, METHODS = layout.PER_IMAGE_FIELDS, layout.CURVE_FIELDS, layout.RUN_METHODS
+PER_IMAGE_FIELDS, CURVE_FIELDS = layout.PER_IMAGE_FIELDS, layout.CURVE_FIELDS
 
 
 def collect(results: Path, experiments: list[str], resolution: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Rows of per_image.csv and curves.csv from ``results/<exp>/<image>/seed_<s>/``."""
-    rows: list[dict[str, Any]] = []
-    curves: list[dict[str, Any]] = []
-    for exp in experiments:
-        for run_json in sorted((results / exp).glob("*/seed_*/run.json")):
-            run = json.loads(run_json.read_text())
-            image, seed = run_json.parent.parent.name, int(run_json.parent.name.removeprefix("seed_"))
-            for key, method in METHODS.items():
-                if key in run.get("metrics", {}):
-                    m = run["metrics"][key]
-                    rows.append({"experiment": exp, "image": image, "method": method, "seed": seed,
-                                 "psnr": round(m["psnr"], 4), "ssim": round(m["ssim"], 4),
-                                 "seconds": round(run["wall_seconds"], 2) if method.startswith("dip") else 0.0,
-                                 "profile": run.get("profile", resolution["profile"]), "device": run.get("device", resolution["device"]),
-                                 "set": run.get("set", "")})
-            with open(run_json.parent / "curve.csv", newline="") as fh:
-                for r in csv.DictReader(fh):
-                    curves.append({"experiment": exp, "image": image, "seed": seed, **{k: r.get(k, "") for k in CURVE_FIELDS[3:]}})
-    return rows, curves
+    """Rows of per_image.csv and curves.csv from ``results/<exp>/<image>/seed_<s>/`` (:func:`pipeline.layout.collect`)."""
+    return layout.collect(results, experiments, resolution)
 
 
 def collect_without_truth(results: Path, experiments: list[str]) -> list[dict[str, Any]]:
     """One entry per run that has no ground truth (no ``metrics`` in its run.json): experiment,
     image, seed, iterations, seconds and the last logged loss and PSNR to the observation."""
     out: list[dict[str, Any]] = []
-    for exp in experiments:
-        for run_json in sorted((results / exp).glob("*/seed_*/run.json")):
-            run = json.loads(run_json.read_text())
-            if "metrics" in run:
-                continue
-            with open(run_json.parent / "curve.csv", newline="") as fh:
-                last = (list(csv.DictReader(fh)) or [{}])[-1]
-            out.append({"experiment": exp, "image": run_json.parent.parent.name, "seed": int(run_json.parent.name.removeprefix("seed_")),
-                        "iterations": run.get("iterations_run"), "seconds": round(run.get("wall_seconds", 0.0), 2),
-                        "loss": float(last.get("loss") or "nan"), "psnr_obs": float(last.get("psnr_obs") or "nan")})
+    for run in layout.find_runs(results, experiments):
+        record = read_json(run.dir.run_json)
+        if "metrics" in record:
+            continue
+        last = (layout.read_curve(run.dir) or [{}])[-1]
+        out.append({**run.key, "iterations": record.get("iterations_run"), "seconds": round(record.get("wall_seconds", 0.0), 2),
+                    "loss": float(last.get("loss") or "nan"), "psnr_obs": float(last.get("psnr_obs") or "nan")})
     return out
 
 
@@ -94,13 +74,13 @@ def collect_baselines(baselines: Path, corrupted: Path, experiments: list[str], 
     ``psnr`` and ``ssim``."""
     rows: list[dict[str, Any]] = []
     for exp in experiments:
-        for record in sorted((baselines / exp).glob("*/*.json")):
+        for record in layout.BaselinesDir(baselines / exp).records():
             info = json.loads(record.read_text())
-            case = corrupted / exp / record.parent.name
-            meta = json.loads((case / "meta.json").read_text())
+            case = layout.ExperimentDir(corrupted / exp).case(record.parent.name)
+            meta = json.loads(case.meta.read_text())
             if record.with_suffix(".png").is_file():
                 estimate = load_image(record.with_suffix(".png"))
-                truth = load_image(case / "ground_truth.png", mode="gray" if estimate.ndim == 2 else "rgb")
+                truth = load_image(case.ground_truth, mode="gray" if estimate.ndim == 2 else "rgb")
                 q = quality(truth, estimate, *layout.protocol(str(meta["task"]), meta.get("factor")))
             else:
                 q = {"psnr": float(info["psnr"]), "ssim": float(info["ssim"])}
@@ -176,12 +156,12 @@ def evaluate(
     summary["epsilon"] = epsilon
     summary["no_ground_truth"] = report.without_truth_summary(blind)
     text += report.figures_section(about or {}, summary["experiments"], blind)
-    write_csv(out_dir / "per_image.csv", PER_IMAGE_FIELDS, rows)
-    write_csv(out_dir / "curves.csv", CURVE_FIELDS, curves)
-    write_csv(out_dir / "report.csv", report.REPORT_FIELDS, table.to_dict("records"))
-    with atomic_path(out_dir / "report.md") as tmp:
+    write_csv(out_dir / layout.PER_IMAGE_CSV, PER_IMAGE_FIELDS, rows)
+    write_csv(out_dir / layout.CURVES_CSV, CURVE_FIELDS, curves)
+    write_csv(out_dir / layout.REPORT_CSV, report.REPORT_FIELDS, table.to_dict("records"))
+    with atomic_path(out_dir / layout.REPORT_MD) as tmp:
         tmp.write_text(text)
-    save_json(out_dir / "summary.json", summary)
+    save_json(out_dir / layout.SUMMARY_JSON, summary)
     return summary
 
 

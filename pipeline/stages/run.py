@@ -27,7 +27,8 @@ from pipeline.execution.progress import FitsBar, make_progress
 def plan(exp_id: str, corrupted: Path, out_root: Path, profile: Profile, seeds: list[int], device: str) -> list[Job]:
     """The jobs of an experiment: every image of ``corrupted/<exp>`` × every seed."""
     exp = profile.experiment(exp_id)
-    record = corrupted / "experiment.json"
+    cases, runs = layout.ExperimentDir(corrupted), layout.ExperimentDir(out_root)
+    record = cases.record
     info = read_json(record)
     if not isinstance(info, dict) or not isinstance(info.get("images"), list):
         raise ValueError(f"{record}: not an experiment record of `dip corrupt`; run `dvc repro` (or `dip corrupt`) again")
@@ -39,7 +40,7 @@ def plan(exp_id: str, corrupted: Path, out_root: Path, profile: Profile, seeds: 
     jobs = []
     for image in info["images"]:
         for seed in seeds:
-            jobs.append(Job(image, int(seed), corrupted / image, layout.seed_dir(out_root, image, seed), job_settings(exp, profile, int(seed), device)))
+            jobs.append(Job(image, int(seed), cases.case(image).path, runs.run(image, seed).path, job_settings(exp, profile, int(seed), device)))
     return jobs
 
 
@@ -98,10 +99,8 @@ def _run_locked(exp_id: str, out_root: Path, profile: Profile, jobs: list[Job], 
                 bar.finish(job.out_dir, int(job.settings["fit"]["iterations"]))
                 if on_job:
                     on_job(job, "run")
-    save_json(out_root / "experiment.json", {
-        "experiment": exp_id, "profile": profile.name, "active": profile.is_active(exp_id),
-        "images": sorted({j.image for j in jobs}), "seeds": sorted({j.seed for j in jobs}),
-    })
+    save_json(layout.ExperimentDir(out_root).record, layout.results_experiment(
+        exp_id, profile.name, profile.is_active(exp_id), [j.image for j in jobs], [j.seed for j in jobs]))
     return {"run": len(todo), "reused": len(jobs) - len(todo)}
 
 
