@@ -499,13 +499,7 @@ def quality(args: argparse.Namespace, emit: Callable[[dict], None]) -> None:
 
 def agree(args: argparse.Namespace, emit: Callable[[dict], None]) -> None:
     """Graph vs eager and bf16 vs fp32 on one Table 1 image at the paper's inpainting settings."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    clean = load_image(args.image, mode="keep")
-    if args.tiny:
-        clean = clean[:64, :64]
-    mask = Inpainting.random_mask(clean.shape[:2], 0.5, torch.Generator().manual_seed(0))
-    y = Inpainting.corrupt(to_tensor(clean), mask)
-    net = NetConfig.from_dict(TINY_NET if args.tiny else PAPER_NET)
+    device, clean, mask, y, net = table1_case(args)
     iterations = 20 if args.tiny else args.iterations
     cfg = FitConfig(iterations=iterations, lr=args.lr, reg_noise_std=0.03)
     scores = {}

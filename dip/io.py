@@ -145,10 +145,8 @@ def _temp_prefix(name: str) -> str:
     return f".{name}.dip{os.getpid()}."
 
 
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine (another user's counts; this one always)."""
-    if pid == os.getpid():
-        return True
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -158,6 +156,10 @@ def _alive(pid: int) -> bool:
     except (OverflowError, ValueError):
         return False
     return True
+
+
+def _alive(pid: int) -> bool:
+    return pid == os.getpid() or pid_alive(pid)
 
 
 def clean_leftovers(folder: str | Path, name: str | None = None) -> list[Path]:

@@ -9,32 +9,14 @@ README's ``docs/dashboard-overview.png`` and ``docs/dashboard-gallery.png``.
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import json
-import time
-import urllib.request
+import os
 from pathlib import Path
 
 import pytest
+from streamlit_server import BROWSER, CHROMIUM, ROOT, shrink, streamlit
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-ROOT = Path(__file__).resolve().parents[1]
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)"),
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = BROWSER
 
 
 @pytest.fixture
@@ -46,42 +28,8 @@ def results(smoke_outputs: Path) -> Path:
 
 @pytest.fixture
 def server(results: Path):
-    # read only: the app writes nothing
-    port = free_port()
-    env = dict(os.environ, DIP_RESULTS=str(results), STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.address", "127.0.0.1",
-           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-                pytest.fail(f"streamlit did not start:\n{out}")
-            time.sleep(0.3)
+    with streamlit(results) as url:  # read only: the app writes nothing
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def shrink(path: Path) -> None:
-    """Keep committed screenshots small: a 256-colour palette PNG."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
 def test_browser_overview_then_gallery(server: str, results: Path, tmp_path: Path) -> None:

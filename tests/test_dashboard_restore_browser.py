@@ -12,71 +12,29 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from streamlit_server import BROWSER, CHROMIUM, ROOT, shrink, streamlit
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-ROOT = Path(__file__).resolve().parents[1]
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ITERATIONS = 600
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)"),
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = BROWSER
 
 
 @pytest.fixture
 def server(tmp_path: Path):
-    """``streamlit run`` over an empty results root, in its own process group: the worker it starts
-    is in that group too, and the whole group is stopped at the end."""
+    """The app over an empty results root; the worker it starts is stopped with it."""
     root = tmp_path / "root"
     root.mkdir()
-    port = free_port()
-    env = dict(os.environ, DIP_RESULTS=str(root), STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    env = dict(os.environ)
     env.pop("DIP_USER_RUNS", None)  # the default: <results root>/user-runs
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.address", "127.0.0.1",
-           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.maxUploadSize", "50"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-                pytest.fail(f"streamlit did not start:\n{out}")
-            time.sleep(0.3)
+    with streamlit(root, "--server.maxUploadSize", "50", env=env) as url:
         yield url, root
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def images(folder: Path) -> tuple[Path, Path]:
@@ -89,12 +47,6 @@ def images(folder: Path) -> tuple[Path, Path]:
     for path, pixels in zip(paths, (clean, dirty)):
         Image.fromarray((pixels * 255).round().astype(np.uint8)).save(path)
     return paths
-
-
-def shrink(path: Path) -> None:
-    """Keep committed screenshots small: a 256-colour palette PNG."""
-    with Image.open(path) as im:
-        im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
 def test_browser_restore_upload_watch_download(server, tmp_path: Path) -> None:

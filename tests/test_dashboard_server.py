@@ -5,24 +5,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from streamlit_server import free_port, healthy
 
 pytest.importorskip("streamlit")
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def children(pid: int) -> list[int]:
@@ -40,14 +33,6 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
 @pytest.mark.integration  # a real server process
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -59,7 +44,7 @@ def test_a_signal_to_dip_dashboard_stops_the_server(sig: int, tmp_path: Path) ->
     server: list[int] = []
     try:
         deadline = time.monotonic() + 90
-        while not healthy(port):
+        while not healthy(f"http://127.0.0.1:{port}"):
             assert dip.poll() is None and time.monotonic() < deadline, "the dashboard did not start"
             time.sleep(0.5)
         server = children(dip.pid)
@@ -70,7 +55,7 @@ def test_a_signal_to_dip_dashboard_stops_the_server(sig: int, tmp_path: Path) ->
         while any(alive(p) for p in server) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not any(alive(p) for p in server), "the Streamlit server outlived dip dashboard"
-        assert not healthy(port) and code == 0
+        assert not healthy(f"http://127.0.0.1:{port}") and code == 0
     finally:
         if dip.poll() is None:
             dip.kill()

@@ -114,16 +114,6 @@ def read_manifest(bundle: Path) -> dict[str, Any] | None:
     return info if isinstance(info, dict) and str(info.get("format", "")).startswith("dip-results-bundle/") else None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _stale_name(into: Path) -> re.Pattern[str]:
     return re.compile(rf"\.{re.escape(into.name)}\.merge-(\d+)-[A-Za-z0-9_]+\.(tmp|old)")
 
@@ -132,12 +122,14 @@ def clean_stale(into: Path) -> list[Path]:
     """Remove what merges into ``into`` left when they were killed (their process is gone):
     ``.<name>.merge-<pid>-*.tmp`` folders, and ``.old`` ones, except that a bundle moved aside
     just before the kill is put back when ``into`` is missing. Returns what was removed."""
+    from dip.io import pid_alive  # dip.io imports torch: loaded only when a merge runs
+
     pattern, removed, olds = _stale_name(into), [], []
     if not into.parent.is_dir():
         return []
     for p in sorted(into.parent.iterdir()):
         m = pattern.fullmatch(p.name)
-        if not m or p.is_symlink() or not p.is_dir() or (int(m[1]) != os.getpid() and _alive(int(m[1]))):
+        if not m or p.is_symlink() or not p.is_dir() or (int(m[1]) != os.getpid() and pid_alive(int(m[1]))):
             continue
         if m[2] == "old" and not into.exists() and read_manifest(p) is not None:
             olds.append(p)
