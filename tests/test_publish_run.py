@@ -426,13 +426,13 @@ def test_the_command_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_gpu_run_script_dry_run_on_the_cpu(tmp_path: Path) -> None:
-    """benchmarks/gpu_run.sh as the device runs it, on the smoke profile with a small budget."""
+    """benchmarks/gpu_run.sh as the device runs it, on the smoke profile with a small budget (its
+    images come with the package: the mirror is carried only where there is one)."""
     from conftest import copy_project, mirror_dir
 
-    if mirror_dir() is None:
-        pytest.skip("needs the image mirror (../shared/images or $DIP_MIRROR): the smoke figures' images")
     project = copy_project(tmp_path / "project")
-    shutil.copytree(mirror_dir(), project / ".gpu-images")
+    if mirror_dir() is not None:
+        shutil.copytree(mirror_dir(), project / ".gpu-images")
     out = tmp_path / "OUT"
     import os
     import sys
@@ -446,3 +446,17 @@ def test_gpu_run_script_dry_run_on_the_cpu(tmp_path: Path) -> None:
     assert any(f.startswith("part-") and f.endswith(".tar.gz") for f in files)
     log = [json.loads(line) for line in (out / publish_run.LOG).read_text().splitlines()]
     assert log[-1]["event"] == "end" and log[-1]["decisions"].get("finished", 0) >= 1
+
+
+def test_gpu_run_script_without_images_for_the_paper_profile_stops_with_one_line(tmp_path: Path) -> None:
+    """The paper profile's images must be carried: without them the script stops before any step."""
+    import os
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}", "OUT": str(tmp_path / "OUT"),
+           "DIP_GPU_PROFILE": "paper", "DIP_MIRROR": str(tmp_path / "nothing-here"), "DIP_GPU_BUDGET": "60"}
+    proc = subprocess.run(["bash", "benchmarks/gpu_run.sh"], cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(lines) == 1 and "no images folder" in lines[0] and "carry it" in lines[0]
+    assert sorted(p.name for p in (tmp_path / "OUT").iterdir()) == ["env.txt"]
