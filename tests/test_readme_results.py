@@ -54,5 +54,5 @@ def test_dip_readme_rewrites_only_the_block_and_check_says_when_it_is_stale(tmp_
     assert runner.invoke(app, ["readme", "--readme", str(page), "--check"]).exit_code == 0
     page.write_text("# no markers\n")
     missing = runner.invoke(app, ["readme", "--readme", str(page)])
-    assert missing.exit_code == 2 and missing.output.startswith("error:") and "results:begin" in missing.output
+    assert missing.exit_code == 2 and missing.output.startswith(f"error: {page} has no single") and "results:begin" in missing.output
     assert page.read_text() == "# no markers\n"

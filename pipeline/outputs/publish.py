@@ -173,7 +173,7 @@ def check_target(into: Path) -> dict[str, Any] | None:
         return None
     manifest = read_manifest(into)
     if manifest is None and any(into.iterdir()):
-        raise ValueError(f"{into} exists and is not a results bundle (no {MANIFEST} of dip in it); publish never replaces it: choose another --into")
+        raise ValueError(f"{into} exists and is not a results bundle (no {MANIFEST} of dip in it); dip never replaces it: choose a bundle folder of dip or a new one")
     return manifest
 
 

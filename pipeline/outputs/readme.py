@@ -213,11 +213,12 @@ def block(repo: Path) -> str:
     return f"{BEGIN}\n{_wrap(body)}\n{END}"
 
 
-def current(readme_text: str) -> str:
-    """The block as it stands in README's text; ``ValueError`` when the markers are missing or out of order."""
+def current(readme_text: str, name: str = "README") -> str:
+    """The block as it stands in README's text; ``ValueError`` (naming the file ``name``) when the
+    markers are missing or out of order."""
     start, end = readme_text.find(BEGIN), readme_text.find(END)
     if start < 0 or end < start or readme_text.count(BEGIN) != 1 or readme_text.count(END) != 1:
-        raise ValueError(f"README has no single {BEGIN} … {END} block; put the two markers around the Results paragraph")
+        raise ValueError(f"{name} has no single {BEGIN} … {END} block; put the two markers around the Results paragraph")
     return readme_text[start:end + len(END)]
 
 
@@ -228,7 +229,7 @@ def update(readme: Path, check: bool = False) -> bool:
 
     readme = Path(readme)
     text = readme.read_text()
-    old, new = current(text), block(readme.resolve().parent)
+    old, new = current(text, str(readme)), block(readme.resolve().parent)
     if old == new or check:
         return old != new
     with atomic_path(readme) as tmp:
