@@ -84,6 +84,14 @@ def upload(at: AppTest, key: str, name: str, data: bytes) -> AppTest:
     return at
 
 
+def smoke_upload(name: str, dirty: np.ndarray, clean: np.ndarray | None = None) -> AppTest:
+    """The page with the ``smoke`` preset, ``dirty`` uploaded as ``name`` (and ``clean`` as its ground truth)."""
+    at = open_page()
+    at.selectbox(key="restore_preset").set_value("smoke").run()
+    upload(at, "restore_image", name, png_bytes(dirty))
+    return at if clean is None else upload(at, "restore_gt", "clean.png", png_bytes(clean))
+
+
 def text(at: AppTest) -> str:
     kinds = ("markdown", "caption", "info", "warning", "error", "success", "subheader", "title")
     return "\n".join(str(e.value) for kind in kinds for e in getattr(at, kind))
@@ -155,9 +163,7 @@ def test_a_full_disk_is_one_message(site, monkeypatch: pytest.MonkeyPatch) -> No
 def test_upload_queues_a_speed_measurement_then_shows_the_estimate(site) -> None:
     root, user_runs = site
     _, dirty = noisy()
-    at = open_page()
-    at.selectbox(key="restore_preset").set_value("smoke").run()
-    upload(at, "restore_image", "photo.png", png_bytes(dirty))
+    at = smoke_upload("photo.png", dirty)
     (measure,) = jobs.jobs(user_runs)
     assert measure.kind == "measure" and measure.phase == "queued" and measure.request["preset"] == "smoke"
     assert "measuring a few iterations" in text(at) and "1. speed measurement: photo.png" in text(at)
@@ -188,10 +194,7 @@ def test_settings_that_cannot_run_say_so_before_start(site) -> None:
 def test_start_queues_one_job_and_a_reload_or_second_tab_adds_none(site) -> None:
     root, user_runs = site
     clean, dirty = noisy()
-    at = open_page()
-    at.selectbox(key="restore_preset").set_value("smoke").run()
-    upload(at, "restore_image", "my photo.png", png_bytes(dirty))
-    upload(at, "restore_gt", "clean.png", png_bytes(clean))
+    at = smoke_upload("my photo.png", dirty, clean)
     at.button(key="restore_start").click().run()
     restores = [j for j in jobs.jobs(user_runs) if j.kind == "restore"]
     assert len(restores) == 1 and restores[0].phase == "queued"
@@ -202,10 +205,7 @@ def test_start_queues_one_job_and_a_reload_or_second_tab_adds_none(site) -> None
     assert cmd[1:4] == ["-m", "pipeline.cli", "restore"] and "--status" in cmd and cmd[cmd.index("--gt") + 1] == str(job.path / "gt.png")
     assert "Queued (2)" in [s.value for s in at.subheader] and "my photo.png · Denoise · preset smoke · 20 iterations" in text(at)
     at.run()  # a reload
-    second = open_page()  # a second tab, the same upload and settings, Start pressed again
-    second.selectbox(key="restore_preset").set_value("smoke").run()
-    upload(second, "restore_image", "my photo.png", png_bytes(dirty))
-    upload(second, "restore_gt", "clean.png", png_bytes(clean))
+    second = smoke_upload("my photo.png", dirty, clean)  # a second tab, the same upload and settings, Start pressed again
     second.button(key="restore_start").click().run()
     assert len([j for j in jobs.jobs(user_runs) if j.kind == "restore"]) == 1
 
