@@ -16,7 +16,7 @@
 #   (paper; smoke for a CPU check) · DIP_GPU_BUNDLE (default results-published/<profile>-<gpu>, e.g.
 #   paper-h200) · DIP_GPU_STEPS ("speed publish" by default; "speed" or "publish" for one of them:
 #   two calls give the publishing run a whole 10-minute command) · DIP_GPU_CHOICE (a choice file of
-#   an earlier speed step, e.g. .gpu-results/choice.json, which the speed step also writes) ·
+#   an earlier speed step, e.g. benchmarks/results/gpu-h200-choice.json copied from its OUT; missing: a warning) ·
 #   DIP_GPU_SPEED (0 skips the speed step) · DIP_GPU_SPEED_MODE (gpu_speed.py's mode, default all) ·
 #   DIP_COMMIT (the commit, recorded in the parts).
 set -uo pipefail
@@ -54,7 +54,11 @@ echo "bundle $BUNDLE ($( [[ -f $BUNDLE/manifest.json ]] && echo 'resuming from i
 
 STEPS=${DIP_GPU_STEPS:-speed publish}
 CHOICE=()
-if [[ -n ${DIP_GPU_CHOICE:-} ]]; then CHOICE=(--choice "$DIP_GPU_CHOICE"); echo "choice from $DIP_GPU_CHOICE: $(head -c 600 "$DIP_GPU_CHOICE")"; fi
+if [[ -n ${DIP_GPU_CHOICE:-} && -f $DIP_GPU_CHOICE ]]; then
+  CHOICE=(--choice "$DIP_GPU_CHOICE"); echo "choice from $DIP_GPU_CHOICE: $(head -c 600 "$DIP_GPU_CHOICE")"
+elif [[ -n ${DIP_GPU_CHOICE:-} ]]; then
+  echo "warning: no choice file at $DIP_GPU_CHOICE (a fresh machine?): the publishing run uses params.yaml's settings"
+fi
 if [[ " $STEPS " == *" speed "* && ${DIP_GPU_SPEED:-1} != 0 ]]; then
   MODE=${DIP_GPU_SPEED_MODE:-all}
   TINY=(); [[ $PROFILE == smoke ]] && TINY=(--tiny)
