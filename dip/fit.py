@@ -44,7 +44,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -302,7 +302,8 @@ def run_fits(fitters: list[Fitter]) -> list[FitResult]:
                 shown = _shown(it, row, iteration, states[i])
                 for fn in fns:
                     fn(shown)
-        broken = [int(parts[slot[i][0]].nonfinite_at[slot[i][1]]) for i in range(n)] if checking else [-1] * n
+        flags = [it.nonfinite_at.tolist() for it in parts] if checking else None  # one read per part, not per image
+        broken = [flags[k][row] for k, row in slot] if flags else [-1] * n
         for i in list(active):
             it, row = parts[slot[i][0]], slot[i][1]
             es = es_window and it.trackers[row].should_stop(iteration)
