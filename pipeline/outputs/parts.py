@@ -43,7 +43,7 @@ from typing import Any, Iterable
 
 from pipeline import layout
 from pipeline.images.manifest import SAFE_NAME
-from pipeline.outputs.safe import MAX_FILE_BYTES, Fields, Unsafe, inside, is_hex64, load_json, parse_json, read_inside, rel_problem, sha256_bytes, walk
+from pipeline.outputs.safe import MAX_FILE_BYTES, Fields, Unsafe, is_hex64, load_json, parse_json, read_inside, regular_file, rel_problem, sha256_bytes, walk
 from pipeline.settings import PROFILE_FILE
 
 PART_FORMAT = "dip-results-part/1"
@@ -216,7 +216,7 @@ def _image_size(root: Path, rel: str) -> tuple[int, int]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(inside(root, rel)) as im:
+            with Image.open(regular_file(root, rel)) as im:
                 w, h = im.size
     except Unsafe:
         raise

@@ -5,6 +5,9 @@
   or control characters.
 * :func:`walk` — every regular file below a root, never following a link; links and special
   files are reported, not entered.
+* :func:`regular_file` — the path ``root/rel`` only if every component below ``root`` is a real
+  folder and the last one a regular file (no link anywhere; unlike :func:`dip.io.inside`, which
+  bounds where dip writes, lexically);
 * :func:`read_inside` — the bytes of ``root/rel`` only if every component below ``root`` is a real
   folder and the last one a regular file (no link anywhere), at most ``limit`` bytes.
 * :func:`parse_json` — JSON whose nesting is bounded: one line naming the file, never a
@@ -76,7 +79,7 @@ def walk(root: Path) -> tuple[list[str], list[str]]:
     return sorted(files), problems
 
 
-def inside(root: Path, rel: str) -> Path:
+def regular_file(root: Path, rel: str) -> Path:
     """``root/rel`` when ``rel`` is safe and every component below ``root`` is a real folder and
     the last a regular file, without following any link; :class:`Unsafe` (or
     ``FileNotFoundError``) otherwise."""
@@ -98,8 +101,8 @@ def inside(root: Path, rel: str) -> Path:
 
 
 def read_inside(root: Path, rel: str, limit: int = MAX_FILE_BYTES) -> bytes:
-    """The bytes of ``root/rel`` (see :func:`inside`), refusing more than ``limit`` bytes."""
-    path = inside(root, rel)
+    """The bytes of ``root/rel`` (see :func:`regular_file`), refusing more than ``limit`` bytes."""
+    path = regular_file(root, rel)
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     with os.fdopen(fd, "rb") as fh:
         data = fh.read(limit + 1)
