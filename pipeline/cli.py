@@ -422,12 +422,14 @@ def publish_run_cmd(
     work: Annotated[Path, typer.Option(help="Work folder (data/, results/ as in docs/LAYOUT.md); fits finished there by an earlier call are returned, not refitted.")] = Path(".gpu-results"),
     margin: Annotated[float, typer.Option(help="Seconds of the budget kept for the end (the last part, exit).")] = 10.0,
     commit: Annotated[Optional[str], typer.Option(help="The commit the run is made at (default: $DIP_COMMIT, else git HEAD).")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Comma-separated seeds to fit, e.g. 0,1,2 (default: params.yaml's seeds).")] = None,
 ) -> None:
     """Fit the paper profile in priority order within --budget seconds, skipping what --bundle holds; the new fits go to --out as parts to merge (`dip publish PART --into BUNDLE`)."""
     from pipeline.execution.publish_run import run
 
     if not budget > 0 or not 0 <= margin < budget:
         raise ValueError(f"--budget must be positive and --margin between 0 and the budget, got {budget} and {margin}")
+    seed_list = _seed_list(seeds) if seeds is not None else None
 
     def show(event: dict[str, Any]) -> None:
         kind = event["event"]
@@ -442,10 +444,18 @@ def publish_run_cmd(
         typer.echo(f"{kind:>12} {what} {detail}".rstrip())
 
     summary = run(params_path=params, out=out, budget=budget, bundle=bundle, profile_name=profile, mirror=mirror, choice=choice,
-                  work=work, commit=commit, margin=margin, echo=show)
+                  work=work, commit=commit, margin=margin, echo=show, seeds=seed_list)
     returned = sum(p["fits"] for p in summary["parts"])
     typer.echo(f"{returned} fit(s) returned in {len(summary['parts'])} part(s) in {out}/ after {summary['seconds']} s; "
                + ", ".join(f"{n} {k}" for k, n in sorted(summary["decisions"].items())))
+
+
+def _seed_list(text: str) -> list[int]:
+    """``"0,1,2"`` → ``[0, 1, 2]``: different integers ≥ 0, else a ValueError that says what to give."""
+    seeds = _parse_ints(text)
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds must be different integers ≥ 0 separated by commas, e.g. 0,1,2; got {text!r}")
+    return seeds
 
 
 @app.command("check-bundle")

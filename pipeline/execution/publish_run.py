@@ -239,10 +239,11 @@ def run(
     *, params_path: Path, out: Path, budget: float, bundle: Path | None = None, profile_name: str = "paper", mirror: str | None = None,
     choice: Path | None = None, work: Path = Path(".gpu-results"), manifest: Path = Path("data/manifest.yaml"), commit: str | None = None,
     margin: float = 10.0, part_limit: int = PART_LIMIT, max_parts: int = 4, clock: Clock = time.monotonic,
-    echo: Callable[[dict[str, Any]], None] | None = None,
+    echo: Callable[[dict[str, Any]], None] | None = None, seeds: list[int] | None = None,
 ) -> dict[str, Any]:
     """The publishing run (module docstring): returns ``{"decisions": {decision: count}, "parts": [...],
-    "seconds": ...}``. ``budget`` seconds count from the call; ``margin`` of them are kept for the end."""
+    "seconds": ...}``. ``budget`` seconds count from the call; ``margin`` of them are kept for the end;
+    ``seeds`` replaces params.yaml's ``seeds``."""
     from pipeline.execution.threads import set_torch_threads
 
     start = clock()
@@ -256,7 +257,7 @@ def run(
         published=len(published), execution=execution, group=group, notes=notes)
     params, profile, resolution = prepare_inputs(Path(params_path), profile_name, work, mirror, Path(manifest))
     set_torch_threads(int((params.get("engine") or {}).get("threads", 0)))
-    seeds = [int(s) for s in params.get("seeds", [0])]
+    seeds = [int(s) for s in (seeds if seeds is not None else params.get("seeds", [0]))]
     tree = layout.Tree(work)
     corrupted, results = tree.corrupted, tree.results
     jobs = plan(profile, corrupted, results, seeds, resolution["device"], execution)
