@@ -195,7 +195,20 @@ def machine(resolution: dict[str, str]) -> dict[str, Any]:
     import torch
 
     return {"device": resolution["device"], "device_name": resolution["device_name"], "torch": torch.__version__,
-            "cuda": torch.version.cuda, "hostname": socket.gethostname(), "python": platform.python_version()}
+            "cuda": torch.version.cuda, "hostname": socket.gethostname(), "python": platform.python_version(), "cpu": cpu_name()}
+
+
+def cpu_name() -> str:
+    """The host CPU as provenance: its model name (``/proc/cpuinfo`` where there is one) and core count."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count() or '?'} cores"
 
 
 class Log:
