@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def stand_in_workspace(root: Path, seeds: int) -> None:
     """The paper profile's corrupted cases, and stand-in fits and baselines (see the module's docstring)."""
-    from dip.io import save_json
+    from pipeline.files import save_json
     from pipeline.stages.baselines import methods_for
     from pipeline.execution.fits import write_curve
     from pipeline.settings import job_settings

@@ -69,7 +69,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dip import FitConfig, Fitter, Inpainting, NetConfig  # noqa: E402
 from dip.fit import EXECUTION_FIELDS, run_fits  # noqa: E402
-from dip.io import load_image, to_numpy, to_tensor  # noqa: E402
+from pipeline.files import load_image  # noqa: E402
+from dip.io import to_numpy, to_tensor
 from dip.metrics import psnr  # noqa: E402
 
 PAPER_NET = dict(levels=5, width=128, skip=4)

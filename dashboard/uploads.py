@@ -4,7 +4,7 @@ The page says at once what is wrong with an upload (not an image, too many pixel
 wrong size, a colour that marks no pixel) instead of after a wait in the queue. ``dip restore``
 checks the same again when it runs and stays the authority: its ``error:`` line is what a job
 that fails shows. Pixels are read with Pillow here (no torch in the dashboard's process), with
-the CLI's reading of bit depths (:func:`dip.io.load_image`): 8-bit ÷ 255, 16-bit ÷ 65535, float
+the CLI's reading of bit depths (:func:`pipeline.files.load_image`): 8-bit ÷ 255, 16-bit ÷ 65535, float
 in [0, 1] as it is; shown here as 8-bit.
 """
 
@@ -60,7 +60,7 @@ def decode(name: str, data: bytes) -> Picture:
 
 
 def _eight_bit(im) -> np.ndarray:
-    """uint8 pixels of an open Pillow image, high bit depths scaled as ``dip.io.load_image`` reads them."""
+    """uint8 pixels of an open Pillow image, high bit depths scaled as ``pipeline.files.load_image`` reads them."""
     if im.mode.startswith("I;16") or (im.mode == "I" and im.format == "PNG"):
         return np.round(np.asarray(im).astype(np.float64) / 257.0).astype(np.uint8)
     if im.mode == "I":

@@ -178,7 +178,7 @@ def demo(
     import torch
     from skimage import data, transform
 
-    from dip.io import check_replaceable, output_lock
+    from pipeline.files import check_replaceable, output_lock
     from dip.operators import Inpainting
     from pipeline.execution.progress import FitProgress, console, hidden_on_error, make_progress
     from pipeline.execution.fits import DEFAULT_MAX_PIXELS
@@ -246,7 +246,7 @@ def metrics(
     shave: Annotated[int, typer.Option(help="Border to remove for --protocol sr (usually the SR factor).")] = 4,
 ) -> None:
     """Print PSNR and SSIM of IMAGE against REFERENCE as JSON."""
-    from dip.io import load_image
+    from pipeline.files import load_image
     from dip.metrics import quality
 
     if protocol not in ("rgb", "sr"):

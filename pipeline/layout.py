@@ -23,7 +23,7 @@ A leaf of ``pipeline/``: it imports ``dip`` (inside :func:`load_case` and :func:
 that the dashboard can import this module without torch) and nothing of ``pipeline``. Two names
 of docs/LAYOUT.md have their owner elsewhere: ``data/profile.json``
 (:data:`pipeline.settings.PROFILE_FILE`: the settings load without this module) and the
-``.dip-output`` marker of every folder written atomically (:data:`dip.io.MARKER`).
+``.dip-output`` marker of every folder written atomically (:data:`pipeline.files.MARKER`).
 """
 
 from __future__ import annotations
@@ -385,7 +385,7 @@ def collect(results: Path, experiments: Iterable[str], fallback: Mapping[str, An
     """The rows of ``per_image.csv`` (the DIP methods) and ``curves.csv`` of every finished fit of
     ``experiments`` under ``results/`` (``fallback``: ``profile`` and ``device`` of the resolution,
     for a record without them). ``ValueError`` naming a ``run.json`` that is not JSON."""
-    from dip.io import read_json
+    from pipeline.files import read_json
 
     rows: list[dict[str, Any]] = []
     curves: list[dict[str, Any]] = []
@@ -434,7 +434,7 @@ class Case:
 def load_case(case_dir: Path, truth_mode: str | None = None) -> Case:
     """Read a corrupted case folder. The ground truth is read gray or RGB like the observation
     (or as ``truth_mode`` says); ``None`` where the folder has none."""
-    from dip.io import load_image, load_mask
+    from pipeline.files import load_image, load_mask
 
     case = CaseDir(Path(case_dir))
     meta = json.loads(case.meta.read_text())

@@ -498,7 +498,34 @@ def check_params(params: Any, source: str = "params.yaml") -> None:
         raise ValueError(f"{source}: " + "; ".join(found))
 
 
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's: 7× faster, and no recursion on deep nesting
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's where PyYAML has it: 7× faster
+MAX_DEPTH = 32  # lists and mappings in one another; params.yaml needs 5
+
+
+def _depth(value: Any, limit: int = MAX_DEPTH + 1) -> int:
+    """How deep lists and mappings nest in ``value``, counted up to ``limit`` (no deeper recursion)."""
+    if limit <= 0 or not isinstance(value, (list, dict)):
+        return 0
+    children = value.values() if isinstance(value, dict) else value
+    return 1 + max((_depth(c, limit - 1) for c in children), default=0)
+
+
+def _check_depth(text: str, path: Path) -> None:
+    """Refuse YAML nested deeper than :data:`MAX_DEPTH` before it is built into Python objects.
+
+    PyYAML's own parser reads event by event without recursion or a limit of its own, so the depth
+    is counted the same whichever build is installed: libyaml's reader stops near 1,000 levels with
+    its own parse error, and PyYAML's composer recurses once per level. It runs where it is needed:
+    before PyYAML's composer, and to explain an error of libyaml's."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ValueError(f"{path}: lists or mappings nested more than {MAX_DEPTH} deep, too deep to be a params file; "
+                                 "give params.yaml or a copy of it")
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
@@ -507,7 +534,16 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such params file; run the command in the project's folder or give --params FILE")
     try:
-        params = yaml.load(path.read_text(), Loader=_LOADER) or {}
+        text = path.read_text()
+        if _LOADER is yaml.SafeLoader:
+            _check_depth(text, path)
+        try:
+            params = yaml.load(text, Loader=_LOADER) or {}
+        except yaml.YAMLError:
+            _check_depth(text, path)  # libyaml's own error: say so if it is the depth
+            raise
+        if _depth(params) > MAX_DEPTH:
+            _check_depth(text, path)
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         where = getattr(err, "problem_mark", None)
         at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""

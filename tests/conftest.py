@@ -61,7 +61,7 @@ def tiny_profile(iterations: int = 4) -> dict[str, Any]:
 @pytest.fixture
 def tiny_images(tmp_path: Path, camera64: np.ndarray) -> tuple[Path, list["ImageEntry"]]:  # noqa: F821
     """Two 24×20 crops of the cameraman, set ``t``, names ``a`` and ``b``: ``(root, entries)``."""
-    from dip.io import save_image
+    from pipeline.files import save_image
     from pipeline.images.manifest import ImageEntry
 
     root = tmp_path / "images"
@@ -192,7 +192,7 @@ def build_outputs(root: Path, profile: str = "smoke") -> Path:
     ``root``, made by the stages' own functions in this process, in dvc.yaml's order, with this
     checkout's params.yaml, data/manifest.yaml and data/paper.yaml: what ``dvc repro`` writes,
     without git, DVC or a subprocess (one torch thread, as :func:`copy_project` sets)."""
-    from dip.io import save_json
+    from pipeline.files import save_json
     from pipeline.stages.baselines import run_experiment_baselines
     from pipeline.stages.corrupt import corrupt_all
     from pipeline.execution.engines import make_engine

@@ -174,14 +174,14 @@ def test_dip_run_refuses_an_experiment_record_naming_paths(tmp_path: Path, tiny_
 def test_demo_writes_its_inputs_inside_the_atomic_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """corrupted.png and ground_truth.png are part of the folder written at once: a failure
     while writing them leaves no folder at all (before: the fit's folder, without them)."""
-    import dip.io
     import pipeline.execution.fits as fits
+    import pipeline.files
 
     out = tmp_path / "demo"
     result = runner.invoke(app, ["demo", "--out", str(out), "--iterations", "2", "--size", "32", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert {"corrupted.png", "ground_truth.png", "restored.png", "run.json", ".dip-output"} <= {p.name for p in out.iterdir()}
-    save = dip.io.save_image
+    save = pipeline.files.save_image
 
     def failing(path, image):  # noqa: ANN001
         if Path(path).name == "ground_truth.png":

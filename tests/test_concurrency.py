@@ -18,7 +18,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from dip.io import MARKER, atomic_directory
+from pipeline.files import MARKER, atomic_directory
 from dip.metrics import to_uint8
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ def leftover(folder: Path, name: str, pid: int, kind: str = "tmp", directory: bo
 
 
 def test_a_second_writer_of_one_output_is_refused_at_once(tmp_path: Path) -> None:
-    from dip.io import OutputBusy, lock_file, output_lock
+    from pipeline.files import OutputBusy, lock_file, output_lock
 
     out = tmp_path / "cc"
     with output_lock(out):
@@ -59,7 +59,7 @@ def test_a_second_writer_of_one_output_is_refused_at_once(tmp_path: Path) -> Non
 
 
 def test_leftovers_of_dead_runs_go_live_ones_stay(tmp_path: Path) -> None:
-    from dip.io import atomic_path, clean_leftovers
+    from pipeline.files import atomic_path, clean_leftovers
 
     live = subprocess.Popen(["sleep", "60"])
     try:
@@ -87,7 +87,7 @@ def test_leftovers_of_dead_runs_go_live_ones_stay(tmp_path: Path) -> None:
 
 KILLED_MID_WRITE = """
 import os, signal, sys
-from dip.io import atomic_directory
+from pipeline.files import atomic_directory
 with atomic_directory(sys.argv[1]) as tmp:
     (tmp / "restored.png").write_bytes(b"half")
     os.kill(os.getpid(), signal.SIGKILL)
@@ -194,7 +194,7 @@ def tiny_workspace(root: Path, camera64: np.ndarray, iterations: int) -> Path:
     from pipeline.images.manifest import ImageEntry
     from pipeline.settings import Profile
     from pipeline.stages.corrupt import corrupt_all
-    from dip.io import save_image
+    from pipeline.files import save_image
 
     prof = tiny_profile(iterations)
     prof["fit"]["denoise"]["snapshots"] = [0]

@@ -319,7 +319,7 @@ def test_a_worker_that_died_is_recovered(site) -> None:
 
 # ------------------------------------------------------------------------------ pieces of the page
 def test_uploads_read_bit_depths_as_the_cli_does(tmp_path: Path) -> None:
-    from dip.io import load_image
+    from pipeline.files import load_image
     from pipeline.execution.fits import DEFAULT_MAX_PIXELS
 
     assert uploads.MAX_PIXELS == DEFAULT_MAX_PIXELS

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from dip.io import save_image
+from pipeline.files import save_image
 from dip.models import build_model
 from dip.network import NetConfig, count_parameters, upsample_modes
 from pipeline.stages.corrupt import corrupt_all

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from dip.io import ImageError, load_image, load_mask
+from pipeline.files import ImageError, load_image, load_mask
 from pipeline.cli import app
 
 runner = CliRunner()

@@ -78,7 +78,7 @@ FILE_NAMES = ("run.json", "restored.png", "final.png", "curve.csv", "restored.jp
               "summary.json")
 PREFIXES = ("iter_", "seed_")  # snapshots/iter_NNNNN.png, results/<exp>/<image>/seed_<s>/
 FOLDERS = ("snapshots",)
-OWNERS = {"profile.json": "pipeline/settings.py", ".dip-output": "dip/io.py"}
+OWNERS = {"profile.json": "pipeline/settings.py", ".dip-output": "pipeline/files.py"}
 
 
 def spellings(source: str, names: tuple[str, ...] = FILE_NAMES + tuple(OWNERS)) -> list[tuple[int, str]]:

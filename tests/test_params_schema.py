@@ -164,18 +164,38 @@ def test_a_bad_value_names_the_file_and_the_key(edit, message: str, tmp_path: Pa
     assert str(err.value).startswith(f"{path}: ") and message in str(err.value), str(err.value)
 
 
-@pytest.mark.parametrize("depth", [300, 2_000])
-def test_a_deeply_nested_value_is_one_line(depth: int, tmp_path: Path) -> None:
-    """A list nested 2,000 deep (beyond what PyYAML's own reader can parse; 20,000 takes the same
-    path, in seconds) or 300 deep, where seeds are numbers: an error line, not a RecursionError."""
+READERS = [pytest.param(yaml.SafeLoader, id="pyyaml")] + (
+    [pytest.param(yaml.CSafeLoader, id="libyaml")] if getattr(yaml, "CSafeLoader", None) else [])
+
+
+@pytest.mark.parametrize("loader", READERS)
+@pytest.mark.parametrize("depth", [33, 300, 2_000, 20_000])
+def test_a_deeply_nested_value_is_one_line(depth: int, loader: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seeds nested 33 to 20,000 deep: the same error line naming the file with libyaml's reader
+    (which stops near 1,000 levels with a parse error of its own) and with PyYAML's (which recurses
+    per level), whichever PyYAML release is installed; never a RecursionError or a traceback."""
+    from pipeline import settings
+
+    monkeypatch.setattr(settings, "_LOADER", loader)
     path = tmp_path / "params.yaml"
     path.write_text((REPO / "params.yaml").read_text().replace("seeds: [0]", "seeds: " + "[" * depth + "]" * depth, 1))
     with pytest.raises(ValueError) as err:
         load_params(path)
-    says = ["seeds must be a list (each a whole number), got [[[...]]]"]
-    if depth > 1000 and not yaml.__with_libyaml__:  # PyYAML's own reader recurses per level
-        says = ["lists or mappings nested too deeply to be a params file"]
-    assert str(err.value).startswith(f"{path}: ") and says[0] in str(err.value) and len(str(err.value)) < 300
+    assert str(err.value) == (f"{path}: lists or mappings nested more than 32 deep, too deep to be a params file; "
+                              "give params.yaml or a copy of it")
+
+
+@pytest.mark.parametrize("loader", READERS)
+def test_nesting_within_the_limit_is_checked_as_a_value(loader: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """30 levels is a readable file whose seeds are not numbers: the schema's line, not the depth's."""
+    from pipeline import settings
+
+    monkeypatch.setattr(settings, "_LOADER", loader)
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text().replace("seeds: [0]", "seeds: " + "[" * 30 + "]" * 30, 1))
+    with pytest.raises(ValueError) as err:
+        load_params(path)
+    assert str(err.value).startswith(f"{path}: ") and "seeds must be a list (each a whole number), got [[[...]]]" in str(err.value)
 
 
 @pytest.mark.parametrize("seeds", ["[]", "[0, 0]", "5", "true"])

@@ -51,7 +51,7 @@ def full_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every fit of :data:`EXPERIMENTS` done, baselines of inpainting, evaluated (read-only)."""
     from skimage import data, transform
 
-    from dip.io import save_image, save_json
+    from pipeline.files import save_image, save_json
     from pipeline.images.manifest import ImageEntry
     from pipeline.settings import Profile, load_params
     from pipeline.stages.baselines import run_experiment_baselines

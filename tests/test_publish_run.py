@@ -21,7 +21,7 @@ import yaml
 from typer.testing import CliRunner
 
 import dip
-from dip.io import save_array, save_image, save_json
+from pipeline.files import save_array, save_image, save_json
 from pipeline.cli import app
 from pipeline.execution import publish_run
 from pipeline.execution.job import EXECUTION_FIELDS, fit_key

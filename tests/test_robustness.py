@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from dip.io import atomic_directory, save_image
+from pipeline.files import atomic_directory, save_image
 from dip.metrics import to_uint8
 from pipeline.cli import app
 from pipeline.stages.fetch import FetchOptions, fetch_all

@@ -247,6 +247,14 @@ def test_the_settings_load_and_build_a_fits_settings_without_torch() -> None:
     assert loaded == ["dip", "dip.config", "pipeline", "pipeline.settings"], loaded
 
 
+@pytest.mark.integration  # a fresh interpreter that loads scikit-image and pandas: seconds
+def test_the_settings_only_stages_load_no_torch() -> None:
+    """fetch, evaluate and baselines read and write files and numbers: importing them (and running
+    their CLI entry) loads no torch, whose import is most of a reused stage's cost."""
+    loaded = set(_loaded_after("import pipeline.stages.fetch, pipeline.stages.evaluate, pipeline.stages.baselines, pipeline.files, pipeline.cli"))
+    assert "pipeline.stages.evaluate" in loaded and "torch" not in loaded, sorted(m for m in loaded if m.startswith("torch"))[:3]
+
+
 @pytest.mark.integration  # a fresh interpreter that loads torch, scikit-image and pandas: seconds
 def test_the_stage_modules_around_the_fits_do_not_load_the_loop() -> None:
     """At run time too (the lazy names of ``dip``'s ``__init__`` included)."""

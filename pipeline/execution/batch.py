@@ -10,7 +10,7 @@ as its folder is written. One bar (:class:`pipeline.execution.progress.FitsBar`)
 iterations of all of them.
 
 One process at a time writes an output: a second ``dip restore`` into the same ``OUT`` stops at
-once with one line naming the first (:func:`dip.io.output_lock`).
+once with one line naming the first (:func:`pipeline.files.output_lock`).
 
 The command line parses, calls :func:`restore_images` and prints what it reports through
 :class:`Report`; a bad image of several is one line and the others go on; with one image, its
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from dip.fit import FitConfig
-from dip.io import check_replaceable, image_header, output_lock
+from pipeline.files import check_replaceable, image_header, output_lock
 from dip.network import NetConfig
 from pipeline.execution import fits
 from pipeline.execution.fits import DEFAULT_MAX_PIXELS, LazyFit, Restoration, check_size, finished, group_key, restore_stream

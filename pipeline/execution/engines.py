@@ -28,7 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
-from dip.io import atomic_directory, read_json
+from pipeline.files import atomic_directory, read_json
 from pipeline.execution.job import Job, prepare_job, restore_job, settings_hash
 from pipeline.execution.fits import LazyFit, group_key, restore_stream
 from pipeline.execution.threads import set_torch_threads

@@ -31,7 +31,8 @@ import torch
 import dip
 from dip.callbacks import CurveRecorder, SnapshotTaker
 from dip.fit import Callback, FitConfig, FitDiverged, Fitter, FitResult, run_fits
-from dip.io import atomic_directory, check_replaceable, read_json, save_image, save_json, to_numpy, to_tensor
+from pipeline.files import atomic_directory, check_replaceable, read_json, save_image, save_json
+from dip.io import to_numpy, to_tensor
 from dip.metrics import quality
 from dip.network import NetConfig
 from dip.operators import Operator

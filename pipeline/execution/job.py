@@ -10,7 +10,7 @@ it runs (no code, device or execution options in it): the publishing run
 (:mod:`pipeline.execution.publish_run`) skips a fit whose key a published bundle already holds. Outputs are written atomically by :func:`pipeline.execution.fits.restore_group`,
 so an interrupted job leaves nothing behind.
 
-This module is a leaf of ``pipeline/``: it imports ``dip``, :mod:`pipeline.layout` and :mod:`pipeline.execution.fits` only;
+This module is a leaf of ``pipeline/``: it imports ``dip``, :mod:`pipeline.layout`, :mod:`pipeline.files` and :mod:`pipeline.execution.fits` only;
 the engines and the stage (:mod:`pipeline.stages.run`) import it.
 """
 
@@ -42,7 +42,7 @@ IDENTITY_FILES = (layout.GROUND_TRUTH, layout.MASK, layout.INPUT_PNG)
 
 # Besides every module of dip/, the files whose code shapes a fit's output (tests/test_structure.py
 # checks that this covers every project module the job imports).
-CODE_FILES = ("pipeline/execution/job.py", "pipeline/layout.py", "pipeline/execution/fits.py")
+CODE_FILES = ("pipeline/execution/job.py", "pipeline/layout.py", "pipeline/execution/fits.py", "pipeline/files.py")
 
 
 @dataclass

@@ -44,7 +44,7 @@ from typing import Any, Callable
 import numpy as np
 
 from dip.fit import FitConfig, canvas_size
-from dip.io import save_json
+from pipeline.files import save_json
 from dip.network import NetConfig
 from pipeline.execution.budget import PROBE_ITERATIONS, Clock, Costs, Guard, OutOfTime
 from pipeline.execution.fits import finished, restore_group

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from dip.fit import Step
-from dip.io import save_image, save_json, to_numpy
+from pipeline.files import save_image, save_json
 
 
+from dip.io import to_numpy
 class StatusWriter:
     """Fit callback that keeps ``path`` (JSON) and ``path.with_suffix(".png")`` up to date.
 

@@ -25,7 +25,7 @@ def center_crop(image: np.ndarray, multiple: int) -> np.ndarray:
 def restored_size(input: Path, task: str, factor: int) -> tuple[int, int]:
     """``(height, width)`` of the image that restoring ``input`` gives (before a centre crop), from
     the file's header: nothing is decoded."""
-    from dip.io import image_header
+    from pipeline.files import image_header
 
     h, w, _ = image_header(input)
     return (h * factor, w * factor) if task == "sr" else (h, w)
@@ -40,7 +40,7 @@ def load_user_image(input: Path, task: str, mask: Path | None, factor: int, gt: 
     against the image, so that a huge or mismatched file costs no memory."""
     import torch
 
-    from dip.io import image_header, load_image, load_mask
+    from pipeline.files import image_header, load_image, load_mask
     from dip.operators import make_operator
     from pipeline.execution.fits import DEFAULT_MAX_PIXELS, check_size
 

@@ -107,7 +107,7 @@ def _compare(where: str, row: dict[str, str] | None, scores: dict[str, float], t
 
 
 def _score(bundle: Path, truth: str, image: str, meta: dict[str, Any]) -> dict[str, float] | str:
-    from dip.io import ImageError, load_image
+    from pipeline.files import ImageError, load_image
     from dip.metrics import quality
 
     try:
@@ -122,7 +122,7 @@ def _score(bundle: Path, truth: str, image: str, meta: dict[str, Any]) -> dict[s
 
 def check_bundle(bundle: Path) -> list[str]:
     """What is inconsistent in the bundle ``bundle`` (empty: nothing); see the module's docstring."""
-    from dip.io import MARKER  # written by earlier versions of dip publish; not a listed file
+    from pipeline.files import MARKER  # written by earlier versions of dip publish; not a listed file
 
     bundle = Path(bundle)
     if not bundle.is_dir():

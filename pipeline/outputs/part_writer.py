@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from dip.io import MARKER, atomic_path  # MARKER: atomic_directory's, not part of a case or a run
+from pipeline.files import MARKER, atomic_path  # MARKER: atomic_directory's, not part of a case or a run
 from pipeline import layout
 from pipeline.images.manifest import sha256_bytes
 

@@ -429,7 +429,7 @@ def is_workspace(path: Path) -> bool:
 
 def case_inputs(case_dir: Path) -> dict[str, str]:
     """sha256 of every file of a corrupted case folder (its marker excepted)."""
-    from dip.io import MARKER
+    from pipeline.files import MARKER
 
     return {p.name: sha256_bytes(p.read_bytes()) for p in sorted(Path(case_dir).iterdir())
             if p.is_file() and not p.is_symlink() and p.name != MARKER}

@@ -122,7 +122,7 @@ def clean_stale(into: Path) -> list[Path]:
     """Remove what merges into ``into`` left when they were killed (their process is gone):
     ``.<name>.merge-<pid>-*.tmp`` folders, and ``.old`` ones, except that a bundle moved aside
     just before the kill is put back when ``into`` is missing. Returns what was removed."""
-    from dip.io import pid_alive  # dip.io imports torch: loaded only when a merge runs
+    from pipeline.files import pid_alive
 
     pattern, removed, olds = _stale_name(into), [], []
     if not into.parent.is_dir():

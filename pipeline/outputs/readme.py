@@ -225,7 +225,7 @@ def current(readme_text: str, name: str = "README") -> str:
 def update(readme: Path, check: bool = False) -> bool:
     """Rewrite ``readme``'s block from the bundles beside it (nothing else of the file changes);
     returns whether it changed (with ``check``: whether it would, writing nothing)."""
-    from dip.io import atomic_path
+    from pipeline.files import atomic_path
 
     readme = Path(readme)
     text = readme.read_text()

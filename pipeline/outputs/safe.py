@@ -6,7 +6,7 @@
 * :func:`walk` — every regular file below a root, never following a link; links and special
   files are reported, not entered.
 * :func:`regular_file` — the path ``root/rel`` only if every component below ``root`` is a real
-  folder and the last one a regular file (no link anywhere; unlike :func:`dip.io.inside`, which
+  folder and the last one a regular file (no link anywhere; unlike :func:`pipeline.files.inside`, which
   bounds where dip writes, lexically);
 * :func:`read_inside` — the bytes of ``root/rel`` only if every component below ``root`` is a real
   folder and the last one a regular file (no link anywhere), at most ``limit`` bytes.

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from dip.io import atomic_directory, save_image, save_json
+from pipeline.files import atomic_directory, save_image, save_json
 from dip.metrics import to_uint8
 from pipeline.layout import BaselinesDir, ExperimentDir, load_case
 from pipeline.settings import BASELINE_DEFAULTS, load_params, parse_experiment

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dip.io import atomic_directory, inside, load_image, save_array, save_image, save_json, to_numpy, to_tensor
+from pipeline.files import atomic_directory, inside, load_image, save_array, save_image, save_json
+from dip.io import to_numpy, to_tensor
 from dip.metrics import to_uint8
 from dip.operators import Denoising, Inpainting, SuperResolution
 from pipeline import layout

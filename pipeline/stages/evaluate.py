@@ -40,7 +40,7 @@ from typing import Any
 
 import pandas as pd
 
-from dip.io import atomic_path, load_image, read_json, save_json
+from pipeline.files import atomic_path, load_image, read_json, save_json
 from dip.metrics import quality
 from pipeline import layout
 from pipeline.outputs import report

@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from dip.io import atomic_path, inside
+from pipeline.files import atomic_path, inside
 from pipeline.images.manifest import ImageEntry, Manifest, pixel_sha256, pixel_sha256_of_array, sha256_bytes
 
 MIRROR_ENV = "DIP_MIRROR"

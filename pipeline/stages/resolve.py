@@ -12,7 +12,7 @@ import platform
 from pathlib import Path
 from typing import Any, Mapping
 
-from dip.io import save_json
+from pipeline.files import save_json
 from pipeline.settings import DEFAULT_PARAMS, PROFILE_FILE, choose_profile, load_params
 
 

@@ -6,9 +6,9 @@ engine of :mod:`pipeline.execution.engines` (in-process or Dask). :func:`run_exp
 resumes where it stopped.
 
 One process at a time writes an experiment's results: a second ``dip run`` of the same experiment
-into the same folder stops at once with one line naming the first (:func:`dip.io.output_lock`;
+into the same folder stops at once with one line naming the first (:func:`pipeline.files.output_lock`;
 the operating system releases the lock of a killed run). Temporary folders of killed runs are
-removed by the next run (:func:`dip.io.clean_leftovers`); a running process's never are.
+removed by the next run (:func:`pipeline.files.clean_leftovers`); a running process's never are.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from dip.io import clean_leftovers, output_lock, read_json, remove_output, save_json
+from pipeline.files import clean_leftovers, output_lock, read_json, remove_output, save_json
 from pipeline import layout
 from pipeline.execution.engines import Engine, LocalEngine
 from pipeline.execution.job import Job, is_done
@@ -46,7 +46,7 @@ def plan(exp_id: str, corrupted: Path, out_root: Path, profile: Profile, seeds: 
 
 def prune(out_root: Path, jobs: list[Job]) -> None:
     """Remove result folders (images, seeds) that the plan does not contain, and what killed runs
-    left (:func:`dip.io.clean_leftovers`); only folders that dip wrote are removed, never other
+    left (:func:`pipeline.files.clean_leftovers`); only folders that dip wrote are removed, never other
     files, and never a temporary folder (hidden) of a process that is still running."""
     wanted = {j.out_dir for j in jobs}
     images = {j.out_dir.parent for j in jobs}
