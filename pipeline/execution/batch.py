@@ -29,7 +29,8 @@ from dip.fit import FitConfig
 from pipeline.files import check_replaceable, image_header, output_lock
 from dip.network import NetConfig
 from pipeline.execution import fits
-from pipeline.execution.fits import DEFAULT_MAX_PIXELS, LazyFit, Restoration, check_size, finished, group_key, restore_stream
+from pipeline.execution.fits import DEFAULT_MAX_PIXELS, LazyFit, Restoration, check_size, group_key, restore_stream
+from pipeline.execution.keys import finished
 from pipeline.execution.progress import FitsBar, make_progress
 from pipeline.layout import protocol
 
