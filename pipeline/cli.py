@@ -388,11 +388,14 @@ def publish(
     max_mb: Annotated[float, typer.Option(help="Refuse a bundle larger than this (MB).")] = 15.0,
     params: ParamsOpt = Path("params.yaml"),
     paper: Annotated[Path, typer.Option(help="The paper's reported numbers, for the report.")] = Path("data/paper.yaml"),
+    policy: Annotated[Optional[str], typer.Option(help="What a new bundle keeps: paper (the default; docs/publishing.md) or all (every seed's images, for small profiles such as quick). An existing bundle keeps its own.")] = None,
 ) -> None:
     """Merge finished fits into one growing results bundle (docs/publishing.md) and rebuild its metrics."""
+    from pipeline.outputs.policy import Policy
     from pipeline.outputs.publish import publish as merge
 
-    r = merge(sources, into, commit=commit, max_bytes=int(max_mb * 1e6), params=params, paper=paper)
+    chosen = Policy.named(policy) if policy is not None else None
+    r = merge(sources, into, commit=commit, max_bytes=int(max_mb * 1e6), params=params, paper=paper, policy=chosen)
     counts = ", ".join(f"{len(r[k])} {k}" for k in ("added", "replaced", "unchanged", "older") if r[k])
     for key in r["replaced"]:
         typer.echo(f"  replaced {key} (other settings: fit key {str(r['manifest']['fits'][key]['fit_key'])[:12]})")
