@@ -54,7 +54,7 @@ BUNDLE_MANIFEST, PART_JSON = "manifest.json", "part.json"
 # --- metrics/ -----------------------------------------------------------------------------------------
 PER_IMAGE_FIELDS = ("experiment", "image", "method", "seed", "psnr", "ssim", "seconds", "profile", "device", "set")
 CURVE_FIELDS = ("experiment", "image", "seed", "iteration", "loss", "psnr_obs", "psnr_gt", "ssim_gt")
-REPORT_FIELDS = ("experiment", "image", "set", "method", "psnr", "psnr_std", "ssim", "ssim_std", "seeds", "seconds",
+REPORT_FIELDS = ("experiment", "image", "set", "method", "psnr", "psnr_std", "psnr_min", "psnr_max", "ssim", "ssim_std", "seeds", "seconds",
                  "paper_psnr", "delta", "reproduced", "source", "paper_psnr_all", "images_done", "images_total", "complete")
 # run.json ``metrics`` key → per_image.csv method
 RUN_METHODS = {"input": "input", "restored": "dip", "final": "dip_final", "averaged": "dip_averaged", "early_stopped": "dip_early_stopped"}
