@@ -504,7 +504,8 @@ def readme(
     path: Annotated[Path, typer.Option("--readme", help="The README whose Results block (between <!-- results:begin --> and <!-- results:end -->) is rewritten.")] = Path("README.md"),
     check: Annotated[bool, typer.Option(help="Write nothing; exit 1 when the block is not what the published bundles give.")] = False,
 ) -> None:
-    """README's Results block from the bundles in results-published/ beside it (pending text when there is none)."""
+    """README's Results block from the paper bundles in results-published/ beside it (pending text when there is none),
+    and its quick block (<!-- quick:begin --> … <!-- quick:end -->) from results-published/quick-cpu where that exists."""
     from pipeline.outputs.readme import update
 
     changed = update(path, check=check)

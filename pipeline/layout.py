@@ -70,6 +70,7 @@ SEED_PREFIX = "seed_"
 
 # --- published bundles (pipeline/outputs/publish.py): a subset of this tree + manifest.json ----------------
 PUBLISHED = "results-published"
+PAPER_BUNDLES, QUICK_BUNDLE = "paper-*", "quick-cpu"  # results-published/paper-<gpu>/ (the paper profile), the quick profile's CPU bundle
 BUNDLE_FORMAT = "dip-results-bundle/1"
 
 P = TypeVar("P", bound=PurePath)
