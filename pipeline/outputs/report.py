@@ -545,6 +545,29 @@ def build(rows: pd.DataFrame, curves: pd.DataFrame, paper: dict[str, Any], resol
     return table, markdown(table, curves, paper, resolution, epsilon, progress), paper_summary(table, paper, profile)
 
 
+# ------------------------------------------------------------------------------ provenance
+def provenance(manifest: dict[str, Any]) -> str:
+    """The machine(s) and code of a bundle's fits: GPU (or device), the CPU where a part records it
+    (``machine.cpu``), torch, CUDA, commit(s)."""
+    fits = [f for f in (manifest.get("fits") or {}).values() if isinstance(f, dict)] if isinstance(manifest.get("fits"), dict) else []
+
+    def values(key: str, fallback: Any) -> list[str]:
+        found = sorted({str(f[key]) for f in fits if f.get(key)})
+        return found or ([str(v) for v in fallback] if isinstance(fallback, list) else [str(fallback)] if fallback else [])
+
+    names = values("device_name", manifest.get("device_names") or manifest.get("device_name"))
+    torch, cuda = values("torch", manifest.get("torch")), values("cuda", manifest.get("cuda"))
+    commits = [c[:10] for c in values("commit", manifest.get("commit"))]
+    cpus = sorted({str(m["cpu"]) for m in (p.get("machine") for p in manifest.get("parts") or [] if isinstance(p, dict))
+                   if isinstance(m, dict) and m.get("cpu")}) if isinstance(manifest.get("parts"), list) else []
+    parts = [", ".join(names) or str(manifest.get("device") or "?")]
+    parts += [f"CPU {'; '.join(cpus)}"] if cpus else []
+    parts += [f"torch {', '.join(torch)}"] if torch else []
+    parts += [f"CUDA {', '.join(cuda)}"] if cuda else []
+    parts += [f"commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}"] if commits else []
+    return "; ".join(parts)
+
+
 NO_TRUTH = "no ground truth (a real photograph): no PSNR can be computed"
 
 
