@@ -180,6 +180,13 @@ def test_gallery_chooses_the_seed(seeded_bundle: Path, monkeypatch: pytest.Monke
     assert any("keeps the restored image of the first seed (0) only" in i.value for i in at.info)
 
 
+def test_compare_says_the_dip_image_is_one_seed(seeded_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_app(seeded_bundle, monkeypatch, "compare")
+    at.selectbox(key="compare_experiment").set_value("inpaint_p50").run()
+    assert at.selectbox(key="compare_b").value == "DIP" and not at.exception
+    assert "seed 0: 1 of 3 seeds (the Overview gives the mean ± std over seeds)" in [c.value for c in at.caption]
+
+
 # ------------------------------------------------------------------------ the bundle by default
 def _bundle(path: Path, created: str, profile: str) -> None:
     path.mkdir(parents=True)
@@ -260,3 +267,15 @@ def test_readmes_quick_block_is_what_the_committed_bundle_gives() -> None:
     text = (REPO / "README.md").read_text()
     assert readme.current(text, markers=(readme.QUICK_BEGIN, readme.QUICK_END)) == readme.quick_block(REPO), \
         "README's quick block is out of date: run `dip readme`"
+
+
+def test_readmes_paper_tables_show_the_spread_or_1_seed(seeded: Path, smoke_outputs: Path) -> None:
+    from pipeline.outputs import readme
+
+    for root, head, cell in ((seeded, "DIP (ours), mean ± std over 3 seeds", " ± "), (smoke_outputs, "DIP (ours), 1 seed", None)):
+        report = pd.read_csv(root / "metrics" / "report.csv")
+        lines = readme.table1_rows(report, {"images_done": 1, "images_total": 1, "complete": True}, ["camera"])
+        mean = report[(report["experiment"] == "inpaint_p50") & (report["method"] == "dip") & (report["image"] == "mean")].iloc[0]
+        assert lines[0].startswith(f"| image | {head} |")
+        expected = f"{mean['psnr']:.2f} ± {mean['psnr_std']:.2f}" if cell else f"{mean['psnr']:.2f}"
+        assert f"| **mean** | {expected} |" in "\n".join(lines)

@@ -60,6 +60,17 @@ def _num(value: Any, sign: bool = False) -> str:
     return "–" if not math.isfinite(x) else (f"{x:+.2f}" if sign else f"{x:.2f}")
 
 
+def _with_std(psnr: Any, std: Any) -> str:
+    """``mean ± std`` over seeds, or the mean alone where there is no spread (one seed)."""
+    return _num(psnr) + ("" if _num(std) == "–" else f" ± {_num(std)}")
+
+
+def seeds_label(dip: pd.DataFrame) -> str:
+    """What DIP's numbers are over: "mean ± std over 3 seeds", or "1 seed" (no spread)."""
+    n = pd.to_numeric(dip["seeds"], errors="coerce").max() if "seeds" in dip.columns and len(dip) else None
+    return f"mean ± std over {int(n)} seeds" if n is not None and not pd.isna(n) and n > 1 else "1 seed"
+
+
 def _state(progress: dict[str, Any]) -> str:
     k, n = progress.get("images_done", "?"), progress.get("images_total", "?")
     status = progress.get("status", "?")
@@ -91,7 +102,7 @@ def experiment_rows(summary: dict[str, Any], report: pd.DataFrame) -> list[str]:
                 reproduced = f"{int(per_image['reproduced'].sum())} of {len(per_image)} images"
             elif not pd.isna(r.delta):
                 reproduced = "✅" if bool(r.reproduced) else "❌"
-            cells = [label, _state(prog), _num(r.psnr), _num(r.paper_psnr), _num(r.delta, True), reproduced, _num(r.paper_psnr_all)]
+            cells = [label, _state(prog), _with_std(r.psnr, r.psnr_std), _num(r.paper_psnr), _num(r.delta, True), reproduced, _num(r.paper_psnr_all)]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -102,11 +113,11 @@ def table1_rows(report: pd.DataFrame, progress: dict[str, Any], images: list[str
     if rows.empty:
         return []
     k, n = progress.get("images_done", 0), progress.get("images_total", 0)
-    lines = ["| image | DIP (ours) | DIP (paper) | Δ | reproduced |", "|---|---|---|---|---|"]
+    lines = [f"| image | DIP (ours), {seeds_label(rows)} | DIP (paper) | Δ | reproduced |", "|---|---|---|---|---|"]
     for r in rows.itertuples():
         label = str(r.image) if r.image != "mean" else ("**mean**" if progress.get("complete") else f"**mean over {k} of {n} images**")
         flag = "" if pd.isna(r.delta) else ("✅" if bool(r.reproduced) else "❌")
-        lines.append(f"| {label} | {_num(r.psnr)} | {_num(r.paper_psnr)} | {_num(r.delta, True)} | {flag} |")
+        lines.append(f"| {label} | {_with_std(r.psnr, r.psnr_std)} | {_num(r.paper_psnr)} | {_num(r.delta, True)} | {flag} |")
     missing = [i for i in images if i not in set(rows["image"].astype(str))]
     if missing:
         lines += ["", f"Not fitted yet ({len(missing)} of {n}): {', '.join(missing)}."]
@@ -117,7 +128,7 @@ def bundle_section(bundle: Path, repo: Path) -> str:
     """The block's text for one bundle."""
     tree = layout.Tree(bundle)
     manifest, summary = _json(tree.manifest), _json(tree.metric(layout.SUMMARY_JSON))
-    report = pd.read_csv(tree.metric(layout.REPORT_CSV))
+    report = _read_report(tree)
     for col in ("paper_psnr", "delta", "paper_psnr_all", "reproduced"):
         if col not in report.columns:
             report[col] = math.nan
@@ -133,7 +144,7 @@ def bundle_section(bundle: Path, repo: Path) -> str:
         f"Experiments: {count or 'none'}. An experiment in progress shows its means over its fitted images only, beside the "
         f"paper's mean over the same images; Δ = ours − paper; ✅ when |Δ| ≤ {summary.get('epsilon', '?')} dB.",
         "",
-        "| experiment | images fitted | DIP (ours), PSNR dB | paper, same images | Δ | reproduced | paper, all images |",
+        f"| experiment | images fitted | DIP (ours), PSNR dB, {seeds_label(report[report['method'] == 'dip'])} | paper, same images | Δ | reproduced | paper, all images |",
         "|---|---|---|---|---|---|---|",
         *experiment_rows(summary, report),
     ]
