@@ -517,7 +517,7 @@ def readme(
 @app.command()
 @user_errors
 def dashboard(
-    results: Annotated[Optional[Path], typer.Option(help="Results root holding data/, results/, baselines/, metrics/ (default: this directory if it has them, else the repository; without results of its own, the newest bundle in results-published/).")] = None,
+    results: Annotated[Optional[Path], typer.Option(help="Results root holding data/, results/, baselines/, metrics/ (default: this directory if it has them, else the repository; without results of its own, the newest paper-* bundle in results-published/, else quick-cpu).")] = None,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8501,
 ) -> None:
     """Open the results dashboard (Streamlit, bound to 127.0.0.1, usage statistics off, no
