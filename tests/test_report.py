@@ -132,3 +132,12 @@ def test_one_seed_says_so() -> None:
     mean = table[(table["method"] == "dip") & (table["image"] == "mean")].iloc[0]
     assert mean["seeds"] == 1 and math.isnan(mean["psnr_std"]) and mean["psnr_min"] == mean["psnr_max"] == 31.0
     assert "DIP: 1 seed (no spread over seeds)." in md and "±" not in md.split("\n## ")[1]
+
+
+def test_the_input_has_no_spread_and_the_run_time_counts_every_seed() -> None:
+    rows = _rows([("denoise_s25", "a", "t", m, s, v, 0.5, 10.0 + s) for s in (0, 1, 2) for m, v in (("dip", 30.0 + s), ("input", 20.0))])
+    table, md, _ = build(rows, pd.DataFrame(), PAPER, QUICK_RES, epsilon=0.5)
+    inp = table[table["method"] == "input"].set_index("image")
+    assert math.isnan(inp.loc["a", "psnr_std"]) and math.isnan(inp.loc["mean", "psnr_std"]) and inp.loc["mean", "psnr"] == 20.0
+    assert "| a | 31.00 ± 1.00 [30.00–32.00] (0.500) | 20.00 (0.500) |" in md
+    assert "DIP run time: 33 s in total." in md  # 10 + 11 + 12

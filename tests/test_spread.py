@@ -88,6 +88,7 @@ def test_summary_and_report_give_the_spread_over_seeds(seeded: Path) -> None:
         assert row["psnr_min"] == pytest.approx(means.min()) and row["psnr_max"] == pytest.approx(means.max())
         bm = summary["experiments"][exp]
         assert all(v["seeds"] == 1 and v["psnr_std"] is None for m, v in bm.items() if m not in ("dip", "input") and not m.startswith("dip"))
+        assert bm["input"]["psnr_std"] is None  # the same observation for every seed
     md = (seeded / "metrics" / "report.md").read_text()
     assert "DIP: 3 seeds." in md and "sample standard deviation (ddof = 1)" in md and " ± " in md
 

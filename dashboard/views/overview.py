@@ -77,7 +77,7 @@ def spread_caption(rows: pd.DataFrame) -> str:
     note = report_text.seeds_note(rows[rows["source"] != "paper"])
     if not note or "1 seed" in note:
         return note
-    return f"{note} {report_text.SPREAD_LEGEND}".replace("[min–max]", "min and max")
+    return f"{note} {report_text.spread_legend('min and max')}"
 
 
 def _delta_style(flags: pd.DataFrame):

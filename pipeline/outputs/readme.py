@@ -286,7 +286,7 @@ def current(readme_text: str, name: str = "README", markers: tuple[str, str] = (
     begin, end_marker = markers
     start, end = readme_text.find(begin), readme_text.find(end_marker)
     if start < 0 or end < start or readme_text.count(begin) != 1 or readme_text.count(end_marker) != 1:
-        raise ValueError(f"{name} has no single {begin} … {end_marker} block; put the two markers around the Results paragraph")
+        raise ValueError(f"{name} has no single {begin} … {end_marker} block; put the two markers around the text they hold")
     return readme_text[start:end + len(end_marker)]
 
 

@@ -34,6 +34,7 @@ from pipeline import layout
 
 REPORT_FIELDS = layout.REPORT_FIELDS
 SKIP_METHODS = ("dip_final", "dip_averaged", "dip_early_stopped")  # variants of `dip`, kept in per_image.csv
+SEEDLESS = ("input",)  # the observation: the same for every seed of DIP (its corruption has its own seed), so no spread
 
 
 def load_paper(path: str | Path) -> dict[str, Any]:
@@ -182,6 +183,7 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
     out = grouped.agg(psnr=("psnr", "mean"), psnr_std=("psnr", "std"), psnr_min=("psnr", "min"), psnr_max=("psnr", "max"),
                       ssim=("ssim", "mean"), ssim_std=("ssim", "std"), seeds=("seed", "nunique"), seconds=("seconds", "mean")).reset_index()
     out["seeds"] = out["seeds"].clip(lower=1)
+    out.loc[out["method"].isin(SEEDLESS), ["psnr_std", "ssim_std"]] = math.nan
     return out
 
 
@@ -223,6 +225,8 @@ def with_means(table: pd.DataFrame, rows: pd.DataFrame | None = None) -> pd.Data
             mine = rows[(rows["experiment"] == exp) & (rows["method"] == method) & rows["image"].isin(gs["image"])] if rows is not None and len(rows) else None
             psnr = seed_spread(seed_means(mine, "psnr")) if mine is not None and len(mine) else {"std": math.nan, "min": math.nan, "max": math.nan}
             ssim = seed_spread(seed_means(mine, "ssim")) if mine is not None and len(mine) else {"std": math.nan}
+            if method in SEEDLESS:
+                psnr["std"] = ssim["std"] = math.nan
             extra.append({"experiment": exp, "image": label, "set": set_name or (gs["set"].iloc[0] if gs["set"].nunique() == 1 else ""),
                           "method": method, "psnr": gs["psnr"].mean(), "psnr_std": psnr["std"], "psnr_min": psnr["min"], "psnr_max": psnr["max"],
                           "ssim": gs["ssim"].mean(), "ssim_std": ssim["std"], "seeds": int(gs["seeds"].max()), "seconds": gs["seconds"].sum()})
@@ -374,9 +378,11 @@ def seeds_note(ours: pd.DataFrame) -> str:
     return f"DIP: {n} seeds." if n > 1 else "DIP: 1 seed (no spread over seeds)."
 
 
-SPREAD_LEGEND = ("± is the sample standard deviation (ddof = 1) over seeds and [min–max] the range over seeds; in a mean row the "
-                 "value is the mean over images of the per-image means, and ± and [min–max] are the spread over seeds of the "
-                 "per-seed means over images. A number without ± is of one seed (1 seed), or of a deterministic baseline.")
+def spread_legend(span: str = "[min–max]") -> str:
+    """What ± and the range (written ``span``) mean, in the report and wherever its numbers are shown."""
+    return (f"± is the sample standard deviation (ddof = 1) over seeds and {span} the range over seeds; in a mean row the "
+            f"value is the mean over images of the per-image means, and ± and {span} are the spread over seeds of the "
+            "per-seed means over images. A number without ± is of one seed (1 seed), or of a deterministic baseline.")
 
 
 def _ids(exps: Iterable[str]) -> str:
@@ -442,7 +448,7 @@ def markdown(table: pd.DataFrame, curves: pd.DataFrame, paper: dict[str, Any], r
         "",
         f"Profile **{profile}** (requested `{resolution.get('requested', profile)}`) on **{resolution.get('device', '?')}**"
         f" ({resolution.get('device_name', '')}). PSNR in dB (SSIM in parentheses).",
-        SPREAD_LEGEND,
+        spread_legend(),
         f"Δ = ours − paper; ✅ when |Δ| ≤ {epsilon} dB.",
         "",
     ]
@@ -457,7 +463,8 @@ def markdown(table: pd.DataFrame, curves: pd.DataFrame, paper: dict[str, Any], r
         ok, reason = comparability(exp, profile, paper)
         prog = progress.get(exp)
         partial = prog is not None and not prog.complete
-        dip_time = ours.loc[(ours["method"] == "dip") & ~ours["image"].astype(str).str.startswith("mean"), "seconds"].sum()
+        fits = ours[(ours["method"] == "dip") & ~ours["image"].astype(str).str.startswith("mean")]
+        dip_time = (fits["seconds"] * pd.to_numeric(fits["seeds"], errors="coerce").fillna(1)).sum()  # the mean per seed × the seeds
         lines += [f"## {exp}" + (f" — in progress: {prog.k} of {prog.n} images" if partial else ""), ""]
         if ok:
             lines.append(f"Paper: {paper[exp].get('source', '')}.")

@@ -118,6 +118,8 @@ def summarise(rows: list[dict[str, Any]], resolution: dict[str, str]) -> dict[st
                 "seeds": max(1, len({str(r["seed"]) for r in rs})),
                 **{f"psnr_{k}": report.number(spread[k]) for k in ("std", "min", "max")},
             }
+            if method in report.SEEDLESS:
+                experiments[exp][method]["psnr_std"] = None
     return {"profile": resolution["profile"], "requested": resolution["requested"], "device": resolution["device"],
             "device_name": resolution.get("device_name", ""), "experiments": experiments}
 
