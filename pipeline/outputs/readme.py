@@ -1,17 +1,20 @@
-"""README's Results block for the ``paper`` profile, generated from the published bundles.
+"""README's Results block for the ``paper`` profile, and its quick block, generated from the published bundles.
 
 README.md holds the block between ``<!-- results:begin -->`` and ``<!-- results:end -->``; nobody
-edits it by hand. A second block, between ``<!-- quick:begin -->`` and ``<!-- quick:end -->``, is the
-``quick`` profile's table from the CPU bundle ``results-published/quick-cpu`` (:func:`quick_block`:
-per image and experiment DIP's mean ± the sample standard deviation over seeds and the min–max,
-beside the input and the baselines); README keeps that block as it is while the bundle is absent. :func:`block` writes it from every bundle of ``dip publish`` under
+edits it by hand. :func:`block` writes it from every bundle of the ``paper`` profile under
 ``results-published/`` (its ``metrics/summary.json`` and ``metrics/report.csv``, the numbers the
 pipeline's own evaluate code wrote, and its ``manifest.json`` for the machine): per experiment
-its images fitted (k of n), our DIP mean over those images beside the paper's mean over the
-*same* images, Δ, how many images are reproduced (:math:`|\\Delta| \\le \\varepsilon`), and the
-paper's mean over all n; Table 1 per image; what is pending, as pending. With no bundle it
-lists the profile's experiments as pending and says how they will be produced. ``dip readme``
-rewrites README's block (``--check``: only say whether it is up to date).
+its images fitted (k of n), our DIP mean over those images (± the standard deviation over seeds
+where there are several) beside the paper's mean over the *same* images, Δ, how many images are
+reproduced (:math:`|\\Delta| \\le \\varepsilon`), and the paper's mean over all n; Table 1 per image;
+what is pending, as pending. With no bundle it lists the profile's experiments as pending and
+says how they will be produced.
+
+A second block, between ``<!-- quick:begin -->`` and ``<!-- quick:end -->``, is the ``quick``
+profile's table from the CPU bundle ``results-published/quick-cpu`` (:func:`quick_block`): per
+image and per experiment DIP's mean ± the sample standard deviation over seeds and its min–max,
+beside the input and the baselines; README keeps that block as it is while the bundle is absent.
+``dip readme`` rewrites both blocks (``--check``: only say whether they are up to date).
 """
 
 from __future__ import annotations
@@ -221,8 +224,7 @@ def _read_report(tree: layout.Tree) -> pd.DataFrame:
 
 def spread_cell(row: pd.Series) -> str:
     """DIP's cell: ``mean ± std (ssim)`` over seeds, or ``mean (ssim), 1 seed`` without a spread."""
-    text = _num(row["psnr"]) + (f" ± {_num(row['psnr_std'])}" if not pd.isna(row["psnr_std"]) else "")
-    text += "" if pd.isna(row["ssim"]) else f" ({float(row['ssim']):.3f})"
+    text = _with_std(row["psnr"], row["psnr_std"]) + ("" if pd.isna(row["ssim"]) else f" ({float(row['ssim']):.3f})")
     return text + ("" if not pd.isna(row["psnr_std"]) else ", 1 seed")
 
 
