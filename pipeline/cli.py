@@ -507,7 +507,8 @@ def readme(
     path: Annotated[Path, typer.Option("--readme", help="The README whose Results block (between <!-- results:begin --> and <!-- results:end -->) is rewritten.")] = Path("README.md"),
     check: Annotated[bool, typer.Option(help="Write nothing; exit 1 when the block is not what the published bundles give.")] = False,
 ) -> None:
-    """README's Results block from the bundles in results-published/ beside it (pending text when there is none)."""
+    """README's Results block from the paper bundles in results-published/ beside it (pending text when there is none),
+    and its quick block (<!-- quick:begin --> … <!-- quick:end -->) from results-published/quick-cpu where that exists."""
     from pipeline.outputs.readme import update
 
     changed = update(path, check=check)
@@ -519,7 +520,7 @@ def readme(
 @app.command()
 @user_errors
 def dashboard(
-    results: Annotated[Optional[Path], typer.Option(help="Results root holding data/, results/, baselines/, metrics/ (default: this directory if it has them, else the repository; without results of its own, the newest bundle in results-published/).")] = None,
+    results: Annotated[Optional[Path], typer.Option(help="Results root holding data/, results/, baselines/, metrics/ (default: this directory if it has them, else the repository; without results of its own, the newest paper-* bundle in results-published/, else quick-cpu).")] = None,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8501,
 ) -> None:
     """Open the results dashboard (Streamlit, bound to 127.0.0.1, usage statistics off, no
