@@ -42,11 +42,15 @@ def healthy(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def streamlit(results: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """``streamlit run dashboard/app.py`` over ``results`` (``DIP_RESULTS``), in its own process
-    group (a worker it starts is stopped with it); yields its URL once healthy (60 s at most)."""
+def streamlit(results: Path | None, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``streamlit run dashboard/app.py`` over ``results`` (``DIP_RESULTS``; ``None``: what the
+    dashboard opens by itself), in its own process group (a worker it starts is stopped with it);
+    yields its URL once healthy (60 s at most)."""
     port = free_port()
-    env = dict(env if env is not None else os.environ, DIP_RESULTS=str(results), STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    env = dict(env if env is not None else os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    env.pop("DIP_RESULTS", None)
+    if results is not None:
+        env["DIP_RESULTS"] = str(results)
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.address", "127.0.0.1",
            "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false", *args]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)

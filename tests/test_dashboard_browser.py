@@ -66,3 +66,48 @@ def test_browser_overview_then_gallery(server: str, results: Path, tmp_path: Pat
     for name in ("dashboard-overview.png", "dashboard-gallery.png"):
         assert (out / name).stat().st_size > 10_000
         shrink(out / name)
+
+
+def test_a_fresh_clone_opens_the_published_quick_bundle(tmp_path: Path) -> None:
+    """No `dvc repro` first: the dashboard opens results-published/quick-cpu, says so, and shows
+    the spread over seeds on Overview, the band on Curves and the seed choice in the Gallery.
+    ``DIP_SCREENSHOTS=docs`` rewrites docs/dashboard-quick-*.png."""
+    from dashboard.load import has_outputs
+
+    if any(has_outputs(ROOT).values()):
+        pytest.skip("this checkout has results of its own, which the dashboard opens first (a fresh clone has none)")
+    from playwright import sync_api
+
+    out = ROOT / "docs" if os.environ.get("DIP_SCREENSHOTS") == "docs" else tmp_path
+    with streamlit(None) as url, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(url, wait_until="domcontentloaded")
+            page.get_by_role("heading", name="Overview").wait_for(timeout=60_000)
+            page.get_by_text("Showing the published bundle").first.wait_for(timeout=30_000)
+            assert page.get_by_text("quick-cpu").count() >= 1
+            page.get_by_text("3 seeds").first.wait_for(timeout=30_000)
+            page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=30_000)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(out / "dashboard-quick-overview.png"))
+
+            page.get_by_role("link", name="Curves").click()
+            page.get_by_role("heading", name="Curves").wait_for(timeout=30_000)
+            page.get_by_text("band over seeds").first.wait_for(timeout=30_000)
+            page.locator("[data-testid='stVegaLiteChart']").first.wait_for(timeout=30_000)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(out / "dashboard-quick-curves.png"))
+
+            page.get_by_role("link", name="Gallery").click()
+            page.get_by_role("heading", name="Gallery").wait_for(timeout=30_000)
+            seed = page.locator("[data-testid='stSelectbox']").filter(has_text="Seed")
+            seed.wait_for(timeout=30_000)
+            seed.click()
+            page.get_by_role("option", name="2").click()
+            page.get_by_text("seed 2 of 3").first.wait_for(timeout=30_000)
+        finally:
+            browser.close()
+    for name in ("dashboard-quick-overview.png", "dashboard-quick-curves.png"):
+        assert (out / name).stat().st_size > 10_000
+        shrink(out / name)
