@@ -46,7 +46,15 @@ def test_the_pattern_reads_quoted_and_plain_overrides() -> None:
     assert [next(g for g in m.groups() if g is not None) for m in SET.finditer(line)] == ["a.b=1", "c=[0,1]", "d=x y", "e=2"]
 
 
-@pytest.mark.parametrize(("where", "override"), suggested(), ids=lambda v: v)
+def distinct() -> list[tuple[str, str]]:
+    """:func:`suggested`, each override once (with every place that suggests it)."""
+    places: dict[str, list[str]] = {}
+    for where, override in suggested():
+        places.setdefault(override, []).append(where)
+    return [(", ".join(w), o) for o, w in places.items()]
+
+
+@pytest.mark.parametrize(("where", "override"), distinct(), ids=lambda v: v[:60])
 def test_every_suggested_override_names_a_key_of_params_yaml(where: str, override: str, tmp_path: Path) -> None:
     from dvc.utils.hydra import apply_overrides
 
