@@ -320,7 +320,7 @@ def per_image(root: Path) -> pd.DataFrame | None:
 
 
 def report(root: Path) -> pd.DataFrame | None:
-    """``metrics/report.csv`` (:mod:`pipeline.outputs.report`): our rows (``source = ours``) with the
+    """``metrics/report.csv`` (:mod:`pipeline.report`): our rows (``source = ours``) with the
     paper's value, Δ and the *reproduced* flag where comparable, the paper's own methods
     (``source = paper``) and one row per experiment with no fit yet (``source = pending``);
     images then ``mean`` / ``mean:<set>`` rows; each experiment's ``images_done`` of

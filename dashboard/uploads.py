@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MAX_PIXELS = 2048 * 2048  # `dip restore`'s default --max-pixels (pipeline.execution.fits.DEFAULT_MAX_PIXELS; a test keeps them equal)
+MAX_PIXELS = 2048 * 2048  # `dip restore`'s default --max-pixels (pipeline.files.DEFAULT_MAX_PIXELS; a test keeps them equal)
 SUFFIXES = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp")  # what `dip restore` reads from a folder
 
 

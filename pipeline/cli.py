@@ -14,7 +14,10 @@ import errno
 import functools
 import json
 import math
+import os
+import re
 import signal
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional, TypeVar
@@ -22,8 +25,10 @@ from typing import Annotated, Any, Callable, Optional, TypeVar
 import numpy as np
 import typer
 
+from dip.metrics import quality
 from pipeline import layout
-from pipeline.settings import PROFILE_FILE
+from pipeline.files import DEFAULT_MAX_PIXELS, check_replaceable, load_image, output_lock
+from pipeline.settings import PROFILE_FILE, preset_configs
 
 app = typer.Typer(
     help="Deep Image Prior: restore images with an untrained network, and reproduce the paper.",
@@ -111,9 +116,7 @@ def restore(
     from dip.device import pick_device
     from dip.operators import TASKS
     from pipeline.execution.batch import Item, Report, Request, restore_images
-    from pipeline.execution.fits import DEFAULT_MAX_PIXELS
     from pipeline.execution.progress import console
-    from pipeline.settings import preset_configs
 
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -178,12 +181,9 @@ def demo(
     import torch
     from skimage import data, transform
 
-    from pipeline.files import check_replaceable, output_lock
     from dip.operators import Inpainting
     from pipeline.execution.progress import FitProgress, console, hidden_on_error, make_progress
-    from pipeline.execution.fits import DEFAULT_MAX_PIXELS
     from pipeline.execution.fits import fit_and_write
-    from pipeline.settings import preset_configs
 
     if iterations <= 0 or size < 32:
         raise ValueError("--iterations must be positive and --size at least 32")
@@ -221,7 +221,6 @@ def net(
 ) -> None:
     """Print the network's architecture per level (a profile's network) and its parameter count."""
     from dip.network import describe
-    from pipeline.settings import preset_configs
 
     if channels not in (1, 3):
         raise ValueError(f"--channels must be 1 or 3, got {channels}")
@@ -246,8 +245,6 @@ def metrics(
     shave: Annotated[int, typer.Option(help="Border to remove for --protocol sr (usually the SR factor).")] = 4,
 ) -> None:
     """Print PSNR and SSIM of IMAGE against REFERENCE as JSON."""
-    from pipeline.files import load_image
-    from dip.metrics import quality
 
     if protocol not in ("rgb", "sr"):
         raise ValueError(f"--protocol must be rgb or sr, got {protocol!r}")
@@ -425,7 +422,7 @@ def publish_run_cmd(
     seeds: Annotated[Optional[str], typer.Option(help="Comma-separated seeds to fit, e.g. 0,1,2 (default: params.yaml's seeds).")] = None,
 ) -> None:
     """Fit the paper profile in priority order within --budget seconds, skipping what --bundle holds; the new fits go to --out as parts to merge (`dip publish PART --into BUNDLE`)."""
-    from pipeline.execution.publish_run import run
+    from pipeline.outputs.publish_run import run
 
     if not budget > 0 or not 0 <= margin < budget:
         raise ValueError(f"--budget must be positive and --margin between 0 and the budget, got {budget} and {margin}")
@@ -521,10 +518,6 @@ def dashboard(
 ) -> None:
     """Open the results dashboard (Streamlit, bound to 127.0.0.1, usage statistics off, no
     tracebacks in the browser). SIGTERM or Ctrl+C stops the server too."""
-    import os
-    import re
-    import sys
-
     from pipeline.execution.server import run_server
 
     if not 1 <= port <= 65535:

@@ -66,6 +66,19 @@ def image_header(path: str | Path) -> tuple[int, int, str]:
     return height, width, mode
 
 
+DEFAULT_MAX_PIXELS = 2048 * 2048  # a fit keeps several network activations per pixel: gigabytes beyond this
+
+
+def check_pixels(height: int, width: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """``ValueError`` before any allocation if a ``height`` × ``width`` restored image is over ``max_pixels``."""
+    if height * width > max_pixels:
+        raise ValueError(
+            f"the restored image would be {width}x{height} = {height * width:,} pixels, more than the limit of "
+            f"{max_pixels:,} (a fit needs memory for many network activations per pixel); downscale or crop it, "
+            "or raise the limit with --max-pixels"
+        )
+
+
 def _reason(err: BaseException) -> str:
     """A short reason for a decoding error (PIL's text where it has one, e.g. "image file is truncated")."""
     text = " ".join(str(err).split())

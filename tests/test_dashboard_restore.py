@@ -320,7 +320,7 @@ def test_a_worker_that_died_is_recovered(site) -> None:
 # ------------------------------------------------------------------------------ pieces of the page
 def test_uploads_read_bit_depths_as_the_cli_does(tmp_path: Path) -> None:
     from pipeline.files import load_image
-    from pipeline.execution.fits import DEFAULT_MAX_PIXELS
+    from pipeline.files import DEFAULT_MAX_PIXELS
 
     assert uploads.MAX_PIXELS == DEFAULT_MAX_PIXELS
     deep = (np.arange(16 * 16, dtype=np.uint16).reshape(16, 16) * 257)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.outputs.report import build, load_paper
+from pipeline.report import build, load_paper
 
 PAPER = load_paper(Path(__file__).resolve().parents[1] / "data" / "paper.yaml")
 PAPER_RES = {"profile": "paper", "requested": "paper", "device": "cuda", "device_name": "test GPU"}

@@ -1,7 +1,7 @@
 """Overview: per experiment, images × methods (DIP, baselines, the paper) with PSNR/SSIM and Δ.
 
 The numbers are those of ``metrics/report.csv`` and the ``paper`` section of
-``metrics/summary.json`` (both written by the evaluate stage through :mod:`pipeline.outputs.report`):
+``metrics/summary.json`` (both written by the evaluate stage through :mod:`pipeline.report`):
 the dashboard computes no comparison with the paper itself. Before evaluate has run, the tables
 come from the runs' ``run.json`` (DIP and the corrupted input only). A partial run shows as the
 report shows it: an experiment in progress with an "in progress: k of n images" badge and its

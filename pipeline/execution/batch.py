@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from dip.fit import FitConfig
-from pipeline.files import check_replaceable, image_header, output_lock
+from pipeline.files import DEFAULT_MAX_PIXELS, check_pixels, check_replaceable, image_header, output_lock
 from dip.network import NetConfig
 from pipeline.execution import fits
-from pipeline.execution.fits import DEFAULT_MAX_PIXELS, LazyFit, Restoration, check_size, finished, group_key, restore_stream
+from pipeline.execution.fits import LazyFit, Restoration, finished, group_key, restore_stream
 from pipeline.execution.progress import FitsBar, make_progress
+from pipeline.execution.status import StatusWriter
+from pipeline.images.user import load_user_image
 from pipeline.layout import protocol
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -152,7 +154,7 @@ def plan(files: list[Path], out: Path, req: Request, report: Report, counts: Cou
                 header = image_header(path)
                 h, w, _ = header
                 scale = req.factor if req.task == "sr" else 1
-                check_size(h * scale, w * scale, req.max_pixels)
+                check_pixels(h * scale, w * scale, req.max_pixels)
             except ValueError as err:
                 raise ValueError(_message(err, path)) from None
             mask = req.mask if req.mask is not None or req.task != "inpaint" else mask_beside(path)
@@ -173,8 +175,6 @@ def plan(files: list[Path], out: Path, req: Request, report: Report, counts: Cou
 
 def _lazy_fit(item: Item, req: Request, tick: Callable[[Any], None]) -> LazyFit:
     """The fit of ``item``, set up (decoded, network built) only when :func:`restore_stream` runs it."""
-    from pipeline.images.user import load_user_image
-
     def setup() -> Restoration:
         observation, operator, truth = load_user_image(item.source, req.task, item.mask, req.factor, req.gt, req.size_mode,
                                                        req.net.multiple, req.max_pixels)
@@ -184,8 +184,6 @@ def _lazy_fit(item: Item, req: Request, tick: Callable[[Any], None]) -> LazyFit:
                          callbacks=[(tick, req.log_every)], overwrite=req.force, max_pixels=req.max_pixels,
                          extra={"preset": req.preset, "input": str(item.source), "batch_hash": item.digest})
         if req.status is not None:  # after the curve recorder: its row of this iteration is there
-            from pipeline.execution.status import StatusWriter
-
             r.fitter.add_callback(StatusWriter(req.status, req.fit.iterations, r.curve.rows, str(item.source)), every=req.log_every)
         return r
 

@@ -18,9 +18,9 @@ from typing import Callable
 
 from pipeline.files import clean_leftovers, output_lock, read_json, remove_output, save_json
 from pipeline import layout
-from pipeline.execution.engines import Engine, LocalEngine
+from pipeline.execution.engines import Engine, LocalEngine, make_engine
 from pipeline.execution.job import Job, is_done
-from pipeline.settings import Profile, job_settings
+from pipeline.settings import EngineConfig, Profile, active_profile, job_settings, load_params, parse_experiment, read_resolution
 from pipeline.execution.progress import FitsBar, make_progress
 
 
@@ -108,9 +108,6 @@ def stage(exp_id: str, params_path: Path, profile_file: Path, corrupted: Path, o
     """The ``fit`` stage (``dip run EXPERIMENT``): :func:`run_experiment` on params.yaml's
     seeds and engine for the resolved profile. Returns its counts (``run``, ``reused``), the
     engine's description (``engine``), the profile's name and whether ``exp_id`` is active in it."""
-    from pipeline.execution.engines import make_engine
-    from pipeline.settings import EngineConfig, active_profile, load_params, parse_experiment, read_resolution
-
     p = load_params(params_path)
     parse_experiment(exp_id, p.get("figures"))
     res = read_resolution(profile_file)

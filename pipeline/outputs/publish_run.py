@@ -49,8 +49,13 @@ from dip.network import NetConfig
 from pipeline.execution.budget import PROBE_ITERATIONS, Clock, Costs, Guard, OutOfTime
 from pipeline.execution.fits import finished, restore_group
 from pipeline.execution.job import EXECUTION_FIELDS, fit_key, prepare_job
+from pipeline.execution.threads import set_torch_threads
 from pipeline import layout
-from pipeline.settings import PROFILE_FILE, job_settings
+from pipeline.images.manifest import load_manifest, sha256_bytes
+from pipeline.settings import PROFILE_FILE, active_profile, job_settings, load_params
+from pipeline.stages.corrupt import corrupt_all
+from pipeline.stages.fetch import FetchOptions, fetch_all, mirror_from
+from pipeline.stages.resolve import resolve
 from pipeline.outputs.part_writer import REL, FinishedFit, PartWriter
 
 PRIORITY = ("inpaint_p50", "sr_x4", "denoise_s25", "denoise_s8.5", "sr_x8")  # then the others, params.yaml's order
@@ -229,12 +234,6 @@ class Log:
 def prepare_inputs(params_path: Path, profile_name: str, work: Path, mirror: str | None, manifest: Path) -> tuple[dict[str, Any], Any, dict[str, str]]:
     """Resolve ``profile_name`` (whatever params.yaml's ``profile`` says), fetch and corrupt its
     images into ``work/data`` with the pipeline's stages; returns (params, profile, resolution)."""
-    from pipeline.images.manifest import load_manifest
-    from pipeline.settings import active_profile, load_params
-    from pipeline.stages.resolve import resolve
-    from pipeline.stages.corrupt import corrupt_all
-    from pipeline.stages.fetch import FetchOptions, fetch_all, mirror_from
-
     params = load_params(params_path)
     resolution = resolve(profile_name, params["profiles"], str((params.get("engine") or {}).get("device", "auto")))
     save_json(work / PROFILE_FILE, resolution)
@@ -257,8 +256,6 @@ def run(
     """The publishing run (module docstring): returns ``{"decisions": {decision: count}, "parts": [...],
     "seconds": ...}``. ``budget`` seconds count from the call; ``margin`` of them are kept for the end;
     ``seeds`` replaces params.yaml's ``seeds``."""
-    from pipeline.execution.threads import set_torch_threads
-
     start = clock()
     deadline = start + budget - margin
     out, work = Path(out), Path(work)
@@ -452,6 +449,4 @@ def _free() -> None:
 
 
 def _sha256(path: Path) -> str:
-    from pipeline.images.manifest import sha256_bytes
-
     return sha256_bytes(path.read_bytes())
