@@ -182,7 +182,7 @@ def demo(
     from skimage import data, transform
 
     from dip.operators import Inpainting
-    from pipeline.execution.progress import FitProgress, console, hidden_on_error, make_progress
+    from pipeline.execution.progress import console, fits_bar
     from pipeline.execution.fits import fit_and_write
 
     if iterations <= 0 or size < 32:
@@ -195,15 +195,13 @@ def demo(
     observation = (truth * mask.numpy()).astype(np.float32)
     _, net_cfg, fit_cfg = preset_configs("quick", "inpaint", device=device, params=params)
     fit_cfg.iterations = iterations
-    with output_lock(out), make_progress() as progress:
-        bar = progress.add_task("inpainting cameraman", total=iterations, status="")
-        with hidden_on_error(progress, bar):
-            record = fit_and_write(
-                Inpainting(mask), observation, out, net_cfg, fit_cfg, ground_truth=truth, device=device,
-                log_every=10, snapshots=(0, iterations // 4, iterations // 2, iterations),
-                callbacks=[(FitProgress(progress, bar), 10)], overwrite=True, extra={"preset": "demo"},
-                images={"corrupted": observation, "ground_truth": truth},  # inside the folder, written with it
-            )
+    with output_lock(out), fits_bar("inpainting cameraman", iterations) as bar:
+        record = fit_and_write(
+            Inpainting(mask), observation, out, net_cfg, fit_cfg, ground_truth=truth, device=device,
+            log_every=10, snapshots=(0, iterations // 4, iterations // 2, iterations),
+            callbacks=[(bar.callback(out), 10)], overwrite=True, extra={"preset": "demo"},
+            images={"corrupted": observation, "ground_truth": truth},  # inside the folder, written with it
+        )
     mt = record["metrics"]
     console.print(
         f"cameraman {size}x{size}, 50% of pixels missing: PSNR of the input {mt['input']['psnr']:.2f} dB → "

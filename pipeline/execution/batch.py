@@ -6,7 +6,7 @@ reported before any fit), skips an image whose ``OUT/NAME/run.json`` records the
 mask and settings (``batch_hash``), and hands the rest to :func:`pipeline.execution.fits.restore_stream`,
 the driver that `dip run` uses too: each image is decoded and its network built only when its
 turn comes, same-size images are fitted together on CUDA, and a finished fit is released as soon
-as its folder is written. One bar (:class:`pipeline.execution.progress.FitsBar`) counts the
+as its folder is written. One bar (:func:`pipeline.execution.progress.fits_bar`) counts the
 iterations of all of them.
 
 One process at a time writes an output: a second ``dip restore`` into the same ``OUT`` stops at
@@ -30,7 +30,7 @@ from pipeline.files import DEFAULT_MAX_PIXELS, check_pixels, check_replaceable, 
 from dip.network import NetConfig
 from pipeline.execution import fits
 from pipeline.execution.fits import LazyFit, Restoration, finished, group_key, restore_stream
-from pipeline.execution.progress import FitsBar, make_progress
+from pipeline.execution.progress import fits_bar
 from pipeline.execution.status import StatusWriter
 from pipeline.images.user import load_user_image
 from pipeline.layout import protocol
@@ -221,23 +221,17 @@ def restore_images(inputs: list[Path], out: Path, req: Request, report: Report |
 def _restore(files: list[Path], out: Path, req: Request, report: Report, counts: Counts, single: bool) -> None:
     items = plan(files, out, req, report, counts, single)
     iterations = req.fit.iterations
-    with make_progress() as progress:
-        label = f"{req.task} {files[0].name}" if single else f"{req.task} {len(items)} image(s)"
-        bar = FitsBar(progress, label, len(items) * iterations)
-
-        def ticker(item: Item) -> Callable[[Any], None]:
-            return lambda step: bar.tick(item.out_dir, int(step.iteration), float(step.loss))
-
-        lazy = [_lazy_fit(item, req, ticker(item)) for item in items]
-        with bar.hidden_on_error():  # a failing single fit leaves its error line alone
-            for p, outcome in restore_stream(lazy, req.group):
-                item = p.tag
-                bar.finish(item.out_dir, iterations)
-                if isinstance(outcome, Exception):
-                    if single:
-                        raise outcome
-                    counts.failed += 1
-                    report.error(item.source, outcome)
-                    continue
-                counts.written += 1
-                report.written(item, outcome)
+    label = f"{req.task} {files[0].name}" if single else f"{req.task} {len(items)} image(s)"
+    with fits_bar(label, len(items) * iterations) as bar:  # a failing single fit leaves its error line alone
+        lazy = [_lazy_fit(item, req, bar.callback(item.out_dir)) for item in items]
+        for p, outcome in restore_stream(lazy, req.group):
+            item = p.tag
+            bar.finish(item.out_dir, iterations)
+            if isinstance(outcome, Exception):
+                if single:
+                    raise outcome
+                counts.failed += 1
+                report.error(item.source, outcome)
+                continue
+            counts.written += 1
+            report.written(item, outcome)

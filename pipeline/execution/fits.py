@@ -23,7 +23,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Hashable, Iterable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -281,7 +281,7 @@ def restore_stream(fits: Iterable[LazyFit], group: int | str = 1) -> Iterator[tu
                 except (ValueError, OSError, KeyError) as err:  # what setup() leaves of DAMAGED_INPUT
                     failed.append((p, err))
                 if not size and chunk:  # the first fit of the key sets the group size
-                    size = _group_size(chunk[0][1], group, len(same))
+                    size = group_size_of(chunk[0][1].fitter, group, len(same))
             outcomes = restore_group([r for _, r in chunk]) if chunk else []
             done = [(p, outcome) for (p, _), outcome in zip(chunk, outcomes)]
             del chunk, outcomes  # the group's fitters go here, before the next group is set up
@@ -289,8 +289,23 @@ def restore_stream(fits: Iterable[LazyFit], group: int | str = 1) -> Iterator[tu
             yield from done
 
 
-def _group_size(first: Restoration, group: int | str, count: int) -> int:
-    """How many fits of ``first``'s key run together (:func:`dip.group.group_size`)."""
-    fitter = first.fitter
+def group_size_of(fitter: Fitter, group: int | str, count: int) -> int:
+    """How many fits like ``fitter``'s run together (:func:`dip.group.group_size`): ``group`` if a
+    number, else (``auto``) as many as the free GPU memory holds at the size of ``fitter``'s network
+    and input (built here if not yet; 1 off CUDA); at most ``count``. The one sizing of a group,
+    for :func:`restore_stream` and the publishing run."""
     per_fit = fit_bytes(*fitter.build()) if group == "auto" and fitter.device.type == "cuda" else 0
     return group_size(group, count, per_fit, fitter.device)
+
+
+T = TypeVar("T")
+
+
+def take_group(queue: list[T], key: Callable[[T], Hashable], size: int) -> list[T]:
+    """Take the next fits to run together out of ``queue``: its head and up to ``size`` − 1 more
+    of the head's ``key``, in queue order."""
+    head = queue.pop(0)
+    chunk = [head] + [f for f in queue if key(f) == key(head)][: max(size, 1) - 1]
+    for f in chunk[1:]:
+        queue.remove(f)
+    return chunk

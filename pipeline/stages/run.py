@@ -21,7 +21,7 @@ from pipeline import layout
 from pipeline.execution.engines import Engine, LocalEngine, make_engine
 from pipeline.execution.job import Job, is_done
 from pipeline.settings import EngineConfig, Profile, active_profile, job_settings, load_params, parse_experiment, read_resolution
-from pipeline.execution.progress import FitsBar, make_progress
+from pipeline.execution.progress import fits_bar
 
 
 def plan(exp_id: str, corrupted: Path, out_root: Path, profile: Profile, seeds: list[int], device: str) -> list[Job]:
@@ -88,17 +88,15 @@ def _run_locked(exp_id: str, out_root: Path, profile: Profile, jobs: list[Job], 
             on_job(job, "reused")
     total = sum(int(j.settings["fit"]["iterations"]) for j in jobs)
     done = total - sum(int(j.settings["fit"]["iterations"]) for j in todo)
-    with make_progress() as progress:
-        bar = FitsBar(progress, f"{exp_id} ({profile.name})", total, done, status=f"{len(jobs) - len(todo)} reused")
+    with fits_bar(f"{exp_id} ({profile.name})", total, done, status=f"{len(jobs) - len(todo)} reused") as bar:
 
         def advance(job: Job, iteration: int, loss: float) -> None:
             bar.tick(job.out_dir, iteration, loss, name=f"{job.image} seed {job.seed}")
 
-        with bar.hidden_on_error():
-            for job, _record in engine.run(todo, advance):
-                bar.finish(job.out_dir, int(job.settings["fit"]["iterations"]))
-                if on_job:
-                    on_job(job, "run")
+        for job, _record in engine.run(todo, advance):
+            bar.finish(job.out_dir, int(job.settings["fit"]["iterations"]))
+            if on_job:
+                on_job(job, "run")
     save_json(layout.ExperimentDir(out_root).record, layout.results_experiment(
         exp_id, profile.name, profile.is_active(exp_id), [j.image for j in jobs], [j.seed for j in jobs]))
     return {"run": len(todo), "reused": len(jobs) - len(todo)}
