@@ -73,7 +73,7 @@ def _eight_bit(im) -> np.ndarray:
     return np.asarray(im.convert("L" if im.mode in ("1", "L", "LA", "La") else "RGB"))
 
 
-def check_size(picture: Picture, task: str, factor: int, max_pixels: int = MAX_PIXELS) -> None:
+def check_pixels(picture: Picture, task: str, factor: int, max_pixels: int = MAX_PIXELS) -> None:
     """:class:`UploadError` when the restored image (``factor``² times larger for ``sr``) is over ``max_pixels``."""
     h, w = picture.size
     scale = factor if task == "sr" else 1
@@ -116,7 +116,7 @@ def colour_mask(picture: Picture, colour: tuple[int, int, int], tolerance: int =
     return np.where(hole, 0, 255).astype(np.uint8)
 
 
-def png(pixels: np.ndarray) -> bytes:
+def encode_png(pixels: np.ndarray) -> bytes:
     """uint8 pixels as PNG bytes."""
     from PIL import Image
 

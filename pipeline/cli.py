@@ -10,7 +10,6 @@ Every command turns bad input into one ``error: …`` line and a non-zero exit c
 
 from __future__ import annotations
 
-import errno
 import functools
 import json
 import math
@@ -27,7 +26,7 @@ import typer
 
 from dip.metrics import quality
 from pipeline import layout
-from pipeline.files import DEFAULT_MAX_PIXELS, check_replaceable, load_image, output_lock
+from pipeline.files import DEFAULT_MAX_PIXELS, check_replaceable, error_line, load_image, output_lock
 from pipeline.settings import PROFILE_FILE, preset_configs
 
 app = typer.Typer(
@@ -39,23 +38,11 @@ app = typer.Typer(
 
 F = TypeVar("F", bound=Callable[..., Any])
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError)
-DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
-
-
-def _message(err: BaseException) -> str:
-    """One line for an expected error; an operating-system error says which file and what to do."""
-    if isinstance(err, KeyError) and err.args:
-        return str(err.args[0])
-    if isinstance(err, OSError) and err.strerror:
-        where = f"{err.filename}: " if err.filename else ""
-        hint = "; choose an output folder on a writable disk with free space" if err.errno in DISK_ERRNOS else ""
-        return f"{where}{err.strerror}{hint}"
-    return " ".join(str(err).split())
 
 
 def user_errors(fn: F) -> F:
@@ -66,7 +53,7 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except USER_ERRORS as err:
-            raise fail(_message(err)) from None
+            raise fail(error_line(err)) from None
         except KeyboardInterrupt:
             raise fail("interrupted; nothing half-written was left behind", 130) from None
 
@@ -148,7 +135,7 @@ def restore(
 
     class Printer(Report):
         def error(self, source: Path, err: BaseException) -> None:
-            message = _message(err)
+            message = error_line(err)
             typer.echo(f"error: {message}" if message.startswith(str(source)) else f"error: {source}: {message}", err=True)
 
         def reused(self, item: Item) -> None:
@@ -284,7 +271,7 @@ def profile_cmd(
 def fetch(
     sets: Annotated[Optional[str], typer.Option(help="Comma-separated sets or set/name; default: what the resolved profile uses.")] = None,
     manifest: Annotated[Path, typer.Option(help="The image manifest.")] = Path("data/manifest.yaml"),
-    out: Annotated[Path, typer.Option(help="Image cache directory.")] = Path("data/images"),
+    out: Annotated[Path, typer.Option(help="Image cache directory.")] = Path(layout.IMAGES),
     mirror: Annotated[Optional[str], typer.Option(help="Mirror directory laid out like ../shared/images (default: params fetch.mirror, else $DIP_MIRROR).")] = None,
     params: ParamsOpt = Path("params.yaml"),
     profile_file: ProfileFileOpt = PROFILE_FILE,
@@ -305,7 +292,7 @@ def corrupt(
     params: ParamsOpt = Path("params.yaml"),
     profile_file: ProfileFileOpt = PROFILE_FILE,
     manifest: Annotated[Path, typer.Option(help="The image manifest.")] = Path("data/manifest.yaml"),
-    images: Annotated[Path, typer.Option(help="Fetched images.")] = Path("data/images"),
+    images: Annotated[Path, typer.Option(help="Fetched images.")] = Path(layout.IMAGES),
     out: Annotated[Path, typer.Option(help="Output root (one folder per experiment).")] = Path("data/corrupted"),
 ) -> None:
     """Synthesise every experiment's observations (noise, masks, low-resolution), seeded."""

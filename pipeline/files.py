@@ -66,6 +66,24 @@ def image_header(path: str | Path) -> tuple[int, int, str]:
     return height, width, mode
 
 
+DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+
+
+def error_line(err: BaseException, source: str | Path | None = None) -> str:
+    """One line for an expected error (never a traceback): a ``KeyError``'s key, an operating-system
+    error's file and reason (and what to do where the disk is full or not writable), else the
+    text on one line; with ``source``, prefixed by it where the text does not name it."""
+    if isinstance(err, KeyError) and err.args:
+        text = str(err.args[0])
+    elif isinstance(err, OSError) and err.strerror:
+        where = f"{err.filename}: " if err.filename else ""
+        hint = "; choose an output folder on a writable disk with free space" if err.errno in DISK_ERRNOS else ""
+        text = f"{where}{err.strerror}{hint}"
+    else:
+        text = " ".join(str(err).split())
+    return text if source is None or str(source) in text else f"{source}: {text}"
+
+
 DEFAULT_MAX_PIXELS = 2048 * 2048  # a fit keeps several network activations per pixel: gigabytes beyond this
 
 

@@ -66,7 +66,7 @@ PER_IMAGE_CSV, CURVES_CSV, REPORT_CSV, REPORT_MD, SUMMARY_JSON = "per_image.csv"
 METRICS_FILES = (PER_IMAGE_CSV, CURVES_CSV, REPORT_CSV, REPORT_MD, SUMMARY_JSON)
 
 # --- folders of the results root ---------------------------------------------------------------------
-CORRUPTED, RESULTS, BASELINES = "data/corrupted", "results", "baselines"
+IMAGES, CORRUPTED, RESULTS, BASELINES = "data/images", "data/corrupted", "results", "baselines"  # IMAGES: dip fetch's
 OUTPUT_DIRS = (METRICS, RESULTS, CORRUPTED, BASELINES)
 SEED_PREFIX = "seed_"
 
@@ -237,6 +237,11 @@ class Tree(Generic[P]):
     (plus ``manifest.json``) or a part (plus ``part.json``) holds with the same names."""
 
     root: P
+
+    @property
+    def images(self) -> P:
+        """The fetched images (``dip fetch``): ``<set>/<name>.png``."""
+        return self.root / IMAGES
 
     @property
     def corrupted(self) -> P:

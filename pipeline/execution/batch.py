@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from dip.fit import FitConfig
-from pipeline.files import DEFAULT_MAX_PIXELS, check_pixels, check_replaceable, image_header, output_lock
+from pipeline.files import DEFAULT_MAX_PIXELS, check_pixels, check_replaceable, error_line, image_header, output_lock
 from dip.network import NetConfig
 from pipeline.execution import fits
 from pipeline.execution.fits import LazyFit, Restoration, finished, group_key, restore_stream
@@ -130,14 +130,6 @@ class Counts:
     failed: int = 0
 
 
-def _message(err: BaseException, source: Path) -> str:
-    """One line for ``err`` about ``source``, naming the file where the error does not."""
-    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else " ".join(str(err).split())
-    if isinstance(err, OSError) and err.strerror:
-        text = f"{err.filename}: {err.strerror}" if err.filename else err.strerror
-    return text if str(source) in text else f"{source}: {text}"
-
-
 def plan(files: list[Path], out: Path, req: Request, report: Report, counts: Counts, single: bool) -> list[Item]:
     """The inputs to fit: every file whose header is readable and within the size limit, whose
     name is not taken by another input and that is not already restored (reported as reused).
@@ -156,7 +148,7 @@ def plan(files: list[Path], out: Path, req: Request, report: Report, counts: Cou
                 scale = req.factor if req.task == "sr" else 1
                 check_pixels(h * scale, w * scale, req.max_pixels)
             except ValueError as err:
-                raise ValueError(_message(err, path)) from None
+                raise ValueError(error_line(err, path)) from None
             mask = req.mask if req.mask is not None or req.task != "inpaint" else mask_beside(path)
             item = Item(path, mask, out_dir, batch_hash(path, mask, settings), header)
             if not single and finished(out_dir, "batch_hash", item.digest):

@@ -238,7 +238,7 @@ def prepare_inputs(params_path: Path, profile_name: str, work: Path, mirror: str
     resolution = resolve(profile_name, params["profiles"], str((params.get("engine") or {}).get("device", "auto")))
     save_json(work / PROFILE_FILE, resolution)
     profile = active_profile(params, resolution)
-    images, cfg, m = work / "data" / "images", params.get("fetch") or {}, load_manifest(manifest)
+    images, cfg, m = layout.Tree(work).images, params.get("fetch") or {}, load_manifest(manifest)
     # what the fetch and corrupt stages do (pipeline/stages/fetch.py, corrupt.py: stage), params and manifest read once
     options = FetchOptions(mirror=mirror_from(mirror or cfg.get("mirror")), timeout=float(cfg.get("timeout", 30)), retries=int(cfg.get("retries", 3)))
     fetch_all(m, list(dict.fromkeys(s for e in profile.experiments for s in profile.specs(e))), images, options)
