@@ -35,7 +35,7 @@ def resolve_root(argv: list[str] | None = None) -> Path:
     """The results root: ``--results DIR`` after ``--`` on the command line, else ``$DIP_RESULTS``,
     else the working directory when it holds pipeline outputs, else the repository root, unless it
     has no outputs of its own and ``results-published/`` (here or in the repository) holds a bundle
-    of ``dip publish``: then the newest bundle."""
+    of ``dip publish``: then :func:`default_bundle`."""
     argv = sys.argv[1:] if argv is None else argv
     for i, arg in enumerate(argv):
         if arg == "--results" and i + 1 < len(argv):
@@ -48,7 +48,7 @@ def resolve_root(argv: list[str] | None = None) -> Path:
     if any((cwd / d).is_dir() for d in LAYOUT_DIRS):
         return cwd.resolve()
     if not any(has_outputs(REPO_ROOT).values()):  # no results of its own: the newest published bundle, if any
-        published = newest_bundle(cwd / layout.PUBLISHED) or newest_bundle(REPO_ROOT / layout.PUBLISHED)
+        published = default_bundle(cwd / layout.PUBLISHED) or default_bundle(REPO_ROOT / layout.PUBLISHED)
         if published is not None:
             return published.resolve()
     return REPO_ROOT
@@ -63,13 +63,21 @@ def bundle_manifest(root: Path) -> dict[str, Any] | None:
     return info if isinstance(info, dict) and info.get("format") == layout.BUNDLE_FORMAT else None
 
 
-def newest_bundle(published: Path) -> Path | None:
-    """The bundle under ``published`` (``results-published/``) with the latest ``created``."""
+def newest_bundle(published: Path, pattern: str = "*") -> Path | None:
+    """The bundle under ``published`` (``results-published/``) named like ``pattern`` with the latest ``created``."""
     try:
-        found = [(str(m.get("created", "")), p) for p in sorted(published.iterdir()) if p.is_dir() and (m := bundle_manifest(p))]
+        found = [(str(m.get("created", "")), p) for p in sorted(published.glob(pattern)) if p.is_dir() and (m := bundle_manifest(p))]
     except OSError:
         return None
     return max(found, key=lambda t: t[0])[1] if found else None
+
+
+def default_bundle(published: Path) -> Path | None:
+    """The bundle the dashboard opens in a checkout without results of its own: the newest of the
+    ``paper`` profile (``paper-*``), else the quick profile's CPU bundle (``quick-cpu``), else the newest."""
+    quick = published / layout.QUICK_BUNDLE
+    paper = newest_bundle(published, layout.PAPER_BUNDLES)
+    return paper or (quick if bundle_manifest(quick) is not None else None) or newest_bundle(published)
 
 
 def has_outputs(root: Path) -> dict[str, bool]:

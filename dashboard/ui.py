@@ -75,6 +75,15 @@ def bundle_name(root_dir: Path) -> str:
     return f"{root_dir.parent.name}/{root_dir.name}" if root_dir.parent.name == load.layout.PUBLISHED else str(root_dir)
 
 
+def bundle_caption(root_dir: Path, manifest: dict) -> str:
+    """Which published bundle is shown and what made it: machine, CPU, torch, commit(s) (the manifest's
+    provenance, :func:`pipeline.report.provenance`) and the date of its last merge."""
+    from pipeline.report import provenance
+
+    date = str(manifest.get("updated") or manifest.get("created") or "?")[:10]
+    return f"Showing the published bundle {bundle_name(root_dir)} ({provenance(manifest)}; {date})."
+
+
 def sidebar() -> None:
     root()  # initialise the widget's state before the widget
     with st.sidebar:
@@ -82,8 +91,7 @@ def sidebar() -> None:
         r = root()
         bundle = load.bundle_manifest(r)
         if bundle is not None:
-            st.caption(f"Showing the published bundle {bundle_name(r)} ({bundle.get('device_name') or bundle.get('device') or '?'}, "
-                       f"{str(bundle.get('created') or '?')[:10]}).")
+            st.caption(bundle_caption(r, bundle))
         profile_badge(r, st.sidebar)
         present = load.has_outputs(r)
         st.caption("outputs: " + " · ".join(f"{d}/ {'found' if ok else 'missing'}" for d, ok in present.items()))

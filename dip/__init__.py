@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 # Bump whenever a code change alters the numbers of a fit (tests/test_numerics.py pins them): it
-# enters every fit key (pipeline.execution.job.fit_key), so published fits are refitted only then.
+# enters every fit key (pipeline.execution.keys.fit_key), so published fits are refitted only then.
 NUMERICS = 1
 _HOME = {
     "FitConfig": "dip.config", "NetConfig": "dip.config",

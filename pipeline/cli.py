@@ -370,11 +370,14 @@ def publish(
     max_mb: Annotated[float, typer.Option(help="Refuse a bundle larger than this (MB).")] = 15.0,
     params: ParamsOpt = Path("params.yaml"),
     paper: Annotated[Path, typer.Option(help="The paper's reported numbers, for the report.")] = Path("data/paper.yaml"),
+    policy: Annotated[Optional[str], typer.Option(help="What a new bundle keeps: paper (the default; docs/publishing.md) or all (every seed's images, for small profiles such as quick). An existing bundle keeps its own.")] = None,
 ) -> None:
     """Merge finished fits into one growing results bundle (docs/publishing.md) and rebuild its metrics."""
+    from pipeline.outputs.policy import Policy
     from pipeline.outputs.publish import publish as merge
 
-    r = merge(sources, into, commit=commit, max_bytes=int(max_mb * 1e6), params=params, paper=paper)
+    chosen = Policy.named(policy) if policy is not None else None
+    r = merge(sources, into, commit=commit, max_bytes=int(max_mb * 1e6), params=params, paper=paper, policy=chosen)
     counts = ", ".join(f"{len(r[k])} {k}" for k in ("added", "replaced", "unchanged", "older") if r[k])
     for key in r["replaced"]:
         typer.echo(f"  replaced {key} (other settings: fit key {str(r['manifest']['fits'][key]['fit_key'])[:12]})")
@@ -486,7 +489,8 @@ def readme(
     path: Annotated[Path, typer.Option("--readme", help="The README whose Results block (between <!-- results:begin --> and <!-- results:end -->) is rewritten.")] = Path("README.md"),
     check: Annotated[bool, typer.Option(help="Write nothing; exit 1 when the block is not what the published bundles give.")] = False,
 ) -> None:
-    """README's Results block from the bundles in results-published/ beside it (pending text when there is none)."""
+    """README's Results block from the paper bundles in results-published/ beside it (pending text when there is none),
+    and its quick block (<!-- quick:begin --> … <!-- quick:end -->) from results-published/quick-cpu where that exists."""
     from pipeline.outputs.readme import update
 
     changed = update(path, check=check)
@@ -498,7 +502,7 @@ def readme(
 @app.command()
 @user_errors
 def dashboard(
-    results: Annotated[Optional[Path], typer.Option(help="Results root holding data/, results/, baselines/, metrics/ (default: this directory if it has them, else the repository; without results of its own, the newest bundle in results-published/).")] = None,
+    results: Annotated[Optional[Path], typer.Option(help="Results root holding data/, results/, baselines/, metrics/ (default: this directory if it has them, else the repository; without results of its own, the newest paper-* bundle in results-published/, else quick-cpu).")] = None,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8501,
 ) -> None:
     """Open the results dashboard (Streamlit, bound to 127.0.0.1, usage statistics off, no

@@ -56,7 +56,7 @@ BUNDLE_MANIFEST, PART_JSON = "manifest.json", "part.json"
 # --- metrics/ -----------------------------------------------------------------------------------------
 PER_IMAGE_FIELDS = ("experiment", "image", "method", "seed", "psnr", "ssim", "seconds", "profile", "device", "set")
 CURVE_FIELDS = ("experiment", "image", "seed", "iteration", "loss", "psnr_obs", "psnr_gt", "ssim_gt")
-REPORT_FIELDS = ("experiment", "image", "set", "method", "psnr", "psnr_std", "ssim", "ssim_std", "seeds", "seconds",
+REPORT_FIELDS = ("experiment", "image", "set", "method", "psnr", "psnr_std", "psnr_min", "psnr_max", "ssim", "ssim_std", "seeds", "seconds",
                  "paper_psnr", "delta", "reproduced", "source", "paper_psnr_all", "images_done", "images_total", "complete")
 # run.json ``metrics`` key → per_image.csv method
 RUN_METHODS = {"input": "input", "restored": "dip", "final": "dip_final", "averaged": "dip_averaged", "early_stopped": "dip_early_stopped"}
@@ -72,6 +72,7 @@ SEED_PREFIX = "seed_"
 
 # --- published bundles (pipeline/outputs/publish.py): a subset of this tree + manifest.json ----------------
 PUBLISHED = "results-published"
+PAPER_BUNDLES, QUICK_BUNDLE = "paper-*", "quick-cpu"  # results-published/paper-<gpu>/ (the paper profile), the quick profile's CPU bundle
 BUNDLE_FORMAT = "dip-results-bundle/1"
 
 P = TypeVar("P", bound=PurePath)

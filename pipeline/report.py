@@ -34,6 +34,7 @@ from pipeline import layout
 
 REPORT_FIELDS = layout.REPORT_FIELDS
 SKIP_METHODS = ("dip_final", "dip_averaged", "dip_early_stopped")  # variants of `dip`, kept in per_image.csv
+SEEDLESS = ("input",)  # the observation: the same for every seed of DIP (its corruption has its own seed), so no spread
 
 
 def load_paper(path: str | Path) -> dict[str, Any]:
@@ -157,14 +158,32 @@ def mean_label(label: str, prog: Progress | None) -> str:
 
 
 # ------------------------------------------------------------------------------------- the table
+def seed_spread(values: Iterable[float]) -> dict[str, float]:
+    """Mean, sample standard deviation, min and max of per-seed values :math:`x_1 … x_S`:
+    :math:`\\bar x = \\frac1S\\sum_s x_s`, :math:`s = \\sqrt{\\frac{1}{S-1}\\sum_s (x_s - \\bar x)^2}` (ddof = 1;
+    NaN with one seed: no spread), ``n`` = :math:`S`."""
+    x = pd.Series([float(v) for v in values], dtype=float).dropna()
+    return {"mean": float(x.mean()) if len(x) else math.nan, "std": float(x.std(ddof=1)) if len(x) > 1 else math.nan,
+            "min": float(x.min()) if len(x) else math.nan, "max": float(x.max()) if len(x) else math.nan, "n": int(len(x))}
+
+
+def seed_means(rows: pd.DataFrame, metric: str) -> pd.Series:
+    """Per seed :math:`s`, the mean over the images fitted with it: :math:`m_s = \\frac{1}{|I_s|}\\sum_{i \\in I_s} x_{i,s}`
+    (a method without seeds, a baseline, counts as one)."""
+    seeds = rows["seed"].astype(str).replace({"nan": ""})
+    return rows.assign(seed=seeds).groupby("seed", sort=True)[metric].mean()
+
+
 def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation over seeds per (experiment, image, set, method)."""
+    """Per (experiment, image, set, method), over seeds: mean, sample std (ddof = 1; empty with
+    one seed), min and max of the PSNR, mean and std of the SSIM, the number of seeds."""
     rows = rows[~rows["method"].isin(SKIP_METHODS)].copy()
     rows["psnr"] = rows["psnr"].astype(float).replace([math.inf], 99.0)
     grouped = rows.groupby(["experiment", "image", "set", "method"], sort=False)
-    out = grouped.agg(psnr=("psnr", "mean"), psnr_std=("psnr", "std"), ssim=("ssim", "mean"), ssim_std=("ssim", "std"),
-                      seeds=("seed", "nunique"), seconds=("seconds", "mean")).reset_index()
-    out[["psnr_std", "ssim_std"]] = out[["psnr_std", "ssim_std"]].fillna(0.0)
+    out = grouped.agg(psnr=("psnr", "mean"), psnr_std=("psnr", "std"), psnr_min=("psnr", "min"), psnr_max=("psnr", "max"),
+                      ssim=("ssim", "mean"), ssim_std=("ssim", "std"), seeds=("seed", "nunique"), seconds=("seconds", "mean")).reset_index()
+    out["seeds"] = out["seeds"].clip(lower=1)
+    out.loc[out["method"].isin(SEEDLESS), ["psnr_std", "ssim_std"]] = math.nan
     return out
 
 
@@ -186,18 +205,31 @@ def paper_value(entry: dict[str, Any], paper_method: str, label: str, sets: list
     return sum(values) / len(values) if values and None not in values and label == "mean" else None
 
 
-def with_means(table: pd.DataFrame) -> pd.DataFrame:
+def with_means(table: pd.DataFrame, rows: pd.DataFrame | None = None) -> pd.DataFrame:
     """Append mean rows per experiment and method (``image = "mean"``), and per set where an
-    experiment spans several sets (``image = "mean:<set>"``)."""
+    experiment spans several sets (``image = "mean:<set>"``).
+
+    A mean row's ``psnr`` / ``ssim`` is the mean over images of the per-image means; its spread
+    (``psnr_std``, ``psnr_min``, ``psnr_max``, ``ssim_std``) is that of the per-seed means
+    :math:`m_s` (:func:`seed_means`) of the per-image ``rows`` it covers (:func:`seed_spread`): how much
+    the experiment's mean moves from one seed to the next. Without ``rows``, or with one seed, none."""
     extra = []
+    if rows is not None and len(rows):
+        rows = rows[~rows["method"].isin(SKIP_METHODS)].copy()
+        rows["psnr"] = rows["psnr"].astype(float).replace([math.inf], 99.0)
     for (exp, method), g in table.groupby(["experiment", "method"], sort=False):
         parts = [("mean", "", g)]
         if g["set"].nunique() > 1:
             parts += [(f"mean:{s}", s, gs) for s, gs in g.groupby("set", sort=False)]
         for label, set_name, gs in parts:
+            mine = rows[(rows["experiment"] == exp) & (rows["method"] == method) & rows["image"].isin(gs["image"])] if rows is not None and len(rows) else None
+            psnr = seed_spread(seed_means(mine, "psnr")) if mine is not None and len(mine) else {"std": math.nan, "min": math.nan, "max": math.nan}
+            ssim = seed_spread(seed_means(mine, "ssim")) if mine is not None and len(mine) else {"std": math.nan}
+            if method in SEEDLESS:
+                psnr["std"] = ssim["std"] = math.nan
             extra.append({"experiment": exp, "image": label, "set": set_name or (gs["set"].iloc[0] if gs["set"].nunique() == 1 else ""),
-                          "method": method, "psnr": gs["psnr"].mean(), "psnr_std": gs["psnr_std"].mean(), "ssim": gs["ssim"].mean(),
-                          "ssim_std": gs["ssim_std"].mean(), "seeds": int(gs["seeds"].max()), "seconds": gs["seconds"].sum()})
+                          "method": method, "psnr": gs["psnr"].mean(), "psnr_std": psnr["std"], "psnr_min": psnr["min"], "psnr_max": psnr["max"],
+                          "ssim": gs["ssim"].mean(), "ssim_std": ssim["std"], "seeds": int(gs["seeds"].max()), "seconds": gs["seconds"].sum()})
     return pd.concat([table, pd.DataFrame(extra)], ignore_index=True) if extra else table
 
 
@@ -284,7 +316,7 @@ def results_table(rows: pd.DataFrame, paper: dict[str, Any], profile: str, epsil
     progress = progress or {}
     if len(rows):
         rows = rows[[counted(progress, e, i) for e, i in zip(rows["experiment"], rows["image"])]]
-    table = compare(with_means(aggregate(rows)), paper, profile, epsilon, progress) if len(rows) else pd.DataFrame(columns=list(REPORT_FIELDS))
+    table = compare(with_means(aggregate(rows), rows), paper, profile, epsilon, progress) if len(rows) else pd.DataFrame(columns=list(REPORT_FIELDS))
     pending = pending_rows(progress, paper, profile)
     if pending:
         table = pd.concat([table, pd.DataFrame(pending)], ignore_index=True) if len(table) else pd.DataFrame(pending)
@@ -319,15 +351,38 @@ def curve_trend(curves: pd.DataFrame, exp: str, tail: float = 0.2) -> float | No
     return sum(gains) / len(gains) if gains else None
 
 
-def _fmt(psnr: float, std: float | None = None, ssim: float | None = None) -> str:
-    if psnr is None or (isinstance(psnr, float) and math.isnan(psnr)):
+def _missing(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def _fmt(psnr: float, std: float | None = None, ssim: float | None = None, low: float | None = None, high: float | None = None) -> str:
+    """``mean ± std [min–max] (ssim)``; the spread only where there is one (two seeds or more)."""
+    if _missing(psnr):
         return "–"
     text = f"{psnr:.2f}"
-    if std is not None and not math.isnan(std) and std > 0:
+    if not _missing(std):
         text += f" ± {std:.2f}"
-    if ssim is not None and not (isinstance(ssim, float) and math.isnan(ssim)):
+        if not _missing(low) and not _missing(high):
+            text += f" [{low:.2f}–{high:.2f}]"
+    if not _missing(ssim):
         text += f" ({ssim:.3f})"
     return text
+
+
+def seeds_note(ours: pd.DataFrame) -> str:
+    """How many seeds DIP's numbers of one experiment are over: "3 seeds", or "1 seed (no spread)"."""
+    dip = pd.to_numeric(ours.loc[ours["method"] == "dip", "seeds"], errors="coerce").dropna()
+    if dip.empty:
+        return ""
+    n = int(dip.max())
+    return f"DIP: {n} seeds." if n > 1 else "DIP: 1 seed (no spread over seeds)."
+
+
+def spread_legend(span: str = "[min–max]") -> str:
+    """What ± and the range (written ``span``) mean, in the report and wherever its numbers are shown."""
+    return (f"± is the sample standard deviation (ddof = 1) over seeds and {span} the range over seeds; in a mean row the "
+            f"value is the mean over images of the per-image means, and ± and {span} are the spread over seeds of the "
+            "per-seed means over images. A number without ± is of one seed (1 seed), or of a deterministic baseline.")
 
 
 def _ids(exps: Iterable[str]) -> str:
@@ -392,7 +447,8 @@ def markdown(table: pd.DataFrame, curves: pd.DataFrame, paper: dict[str, Any], r
         "# Deep Image Prior: reproduction report",
         "",
         f"Profile **{profile}** (requested `{resolution.get('requested', profile)}`) on **{resolution.get('device', '?')}**"
-        f" ({resolution.get('device_name', '')}). PSNR in dB (SSIM in brackets); ± is the standard deviation over seeds.",
+        f" ({resolution.get('device_name', '')}). PSNR in dB (SSIM in parentheses).",
+        spread_legend(),
         f"Δ = ours − paper; ✅ when |Δ| ≤ {epsilon} dB.",
         "",
     ]
@@ -407,13 +463,14 @@ def markdown(table: pd.DataFrame, curves: pd.DataFrame, paper: dict[str, Any], r
         ok, reason = comparability(exp, profile, paper)
         prog = progress.get(exp)
         partial = prog is not None and not prog.complete
-        dip_time = ours.loc[(ours["method"] == "dip") & ~ours["image"].astype(str).str.startswith("mean"), "seconds"].sum()
+        fits = ours[(ours["method"] == "dip") & ~ours["image"].astype(str).str.startswith("mean")]
+        dip_time = (fits["seconds"] * pd.to_numeric(fits["seeds"], errors="coerce").fillna(1)).sum()  # the mean per seed × the seeds
         lines += [f"## {exp}" + (f" — in progress: {prog.k} of {prog.n} images" if partial else ""), ""]
         if ok:
             lines.append(f"Paper: {paper[exp].get('source', '')}.")
         else:
             lines.append(f"Paper columns left out: {reason}.")
-        lines += [f"DIP run time: {dip_time:.0f} s in total.", ""]
+        lines += [f"DIP run time: {dip_time:.0f} s in total. {seeds_note(ours)}".rstrip(), ""]
         if partial:
             lines += [partial_note(t, prog, ok), ""]
         methods = list(dict.fromkeys(ours["method"]))
@@ -424,7 +481,7 @@ def markdown(table: pd.DataFrame, curves: pd.DataFrame, paper: dict[str, Any], r
             cells = [f"**{mean_label(str(image), prog)}**" if str(image).startswith("mean") else str(image)]
             for m in methods:
                 r = ours[(ours["image"] == image) & (ours["method"] == m)]
-                cells.append(_fmt(r["psnr"].iloc[0], r["psnr_std"].iloc[0], r["ssim"].iloc[0]) if not r.empty else "–")
+                cells.append(_fmt(*(r[c].iloc[0] for c in ("psnr", "psnr_std", "ssim", "psnr_min", "psnr_max"))) if not r.empty else "–")
             for m in paper_methods:
                 r = t[(t["image"] == image) & (t["method"] == m)]
                 cells.append(_fmt(r["psnr"].iloc[0]) if not r.empty else "–")
@@ -452,7 +509,7 @@ def markdown(table: pd.DataFrame, curves: pd.DataFrame, paper: dict[str, Any], r
     return "\n".join(lines) + "\n"
 
 
-def _number(value: Any, digits: int = 3) -> float | None:
+def number(value: Any, digits: int = 3) -> float | None:
     """A finite number rounded for JSON, else ``None``."""
     try:
         value = float(value)
@@ -475,11 +532,11 @@ def paper_summary(table: pd.DataFrame, paper: dict[str, Any], profile: str) -> d
             per_image = d[~d["image"].astype(str).str.startswith("mean")]
             mean_row = d[d["image"] == "mean"]
             mean_any = dip[dip["image"] == "mean"]
-            entry["mean_delta_dip"] = _number(mean_row["delta"].iloc[0]) if not mean_row.empty else None
+            entry["mean_delta_dip"] = number(mean_row["delta"].iloc[0]) if not mean_row.empty else None
             entry["reproduced"] = int(per_image["reproduced"].astype(bool).sum()) if not per_image.empty else int(mean_row["reproduced"].astype(bool).sum())
             entry["compared"] = int(len(per_image)) if not per_image.empty else int(len(mean_row))
-            entry["paper_mean"] = _number(mean_any["paper_psnr"].iloc[0]) if not mean_any.empty else None
-            entry["paper_mean_all"] = _number(mean_any["paper_psnr_all"].iloc[0]) if not mean_any.empty else None
+            entry["paper_mean"] = number(mean_any["paper_psnr"].iloc[0]) if not mean_any.empty else None
+            entry["paper_mean_all"] = number(mean_any["paper_psnr_all"].iloc[0]) if not mean_any.empty else None
         else:
             entry["reason"] = reason
         out[exp] = entry
@@ -493,6 +550,29 @@ def build(rows: pd.DataFrame, curves: pd.DataFrame, paper: dict[str, Any], resol
     profile = resolution.get("profile", "")
     table = results_table(rows, paper, profile, epsilon, progress)
     return table, markdown(table, curves, paper, resolution, epsilon, progress), paper_summary(table, paper, profile)
+
+
+# ------------------------------------------------------------------------------ provenance
+def provenance(manifest: dict[str, Any]) -> str:
+    """The machine(s) and code of a bundle's fits: GPU (or device), the CPU where a part records it
+    (``machine.cpu``), torch, CUDA, commit(s)."""
+    fits = [f for f in (manifest.get("fits") or {}).values() if isinstance(f, dict)] if isinstance(manifest.get("fits"), dict) else []
+
+    def values(key: str, fallback: Any) -> list[str]:
+        found = sorted({str(f[key]) for f in fits if f.get(key)})
+        return found or ([str(v) for v in fallback] if isinstance(fallback, list) else [str(fallback)] if fallback else [])
+
+    names = values("device_name", manifest.get("device_names") or manifest.get("device_name"))
+    torch, cuda = values("torch", manifest.get("torch")), values("cuda", manifest.get("cuda"))
+    commits = [c[:10] for c in values("commit", manifest.get("commit"))]
+    cpus = sorted({str(m["cpu"]) for m in (p.get("machine") for p in manifest.get("parts") or [] if isinstance(p, dict))
+                   if isinstance(m, dict) and m.get("cpu")}) if isinstance(manifest.get("parts"), list) else []
+    parts = [", ".join(names) or str(manifest.get("device") or "?")]
+    parts += [f"CPU {'; '.join(cpus)}"] if cpus else []
+    parts += [f"torch {', '.join(torch)}"] if torch else []
+    parts += [f"CUDA {', '.join(cuda)}"] if cuda else []
+    parts += [f"commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}"] if commits else []
+    return "; ".join(parts)
 
 
 NO_TRUTH = "no ground truth (a real photograph): no PSNR can be computed"

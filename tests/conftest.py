@@ -187,11 +187,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-def build_outputs(root: Path, profile: str = "smoke") -> Path:
+def build_outputs(root: Path, profile: str = "smoke", seeds: list[int] | None = None) -> Path:
     """The pipeline's output tree (data/, results/, baselines/, metrics/) of ``profile`` under
     ``root``, made by the stages' own functions in this process, in dvc.yaml's order, with this
     checkout's params.yaml, data/manifest.yaml and data/paper.yaml: what ``dvc repro`` writes,
-    without git, DVC or a subprocess (one torch thread, as :func:`copy_project` sets)."""
+    without git, DVC or a subprocess (one torch thread, as :func:`copy_project` sets); ``seeds``
+    replaces params.yaml's (several seeds: a run with a spread over seeds)."""
     from pipeline.files import save_json
     from pipeline.stages.baselines import run_experiment_baselines
     from pipeline.stages.corrupt import corrupt_all
@@ -220,7 +221,7 @@ def build_outputs(root: Path, profile: str = "smoke") -> Path:
     experiments = [str(e) for e in p["experiments"]]
     corrupted = root / "data" / "corrupted"
     corrupt_all(experiments, prof, by_task, root / "data" / "images", corrupted, int((p.get("corrupt") or {}).get("seed", 0)))
-    seeds = [int(s) for s in p.get("seeds", [0])]
+    seeds = [int(s) for s in (p.get("seeds", [0]) if seeds is None else seeds)]
     with make_engine(EngineConfig.from_params(engine), res["device"]) as eng:  # restore
         for exp in experiments:
             run_experiment(exp, corrupted / exp, root / "results" / exp, prof, seeds, res["device"], engine=eng)

@@ -120,7 +120,7 @@ def test_a_truncated_image_names_its_file(tmp_path: Path, camera64: np.ndarray) 
     result = runner.invoke(app, ["restore", str(folder), "--out", str(tmp_path / "out"), *FAST])
     assert result.exit_code == 1
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and errors[0].startswith(f"error: {folder / 'img01.png'}: not a readable image") and "truncated" in errors[0]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {folder / 'img01.png'}: not a readable image")  # the reason after it is Pillow's wording
     single = runner.invoke(app, ["restore", str(folder / "img01.png"), "--out", str(tmp_path / "one"), *FAST])
     assert single.exit_code == 2 and single.output.startswith(f"error: {folder / 'img01.png'}: not a readable image"), single.output
 

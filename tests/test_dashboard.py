@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-pytest.importorskip("streamlit")
+import streamlit  # noqa: F401 - a dependency: missing is a failure, not a skip
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from dashboard.load import NO_TRUTH  # noqa: E402

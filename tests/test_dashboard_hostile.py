@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-pytest.importorskip("streamlit")
+import streamlit  # noqa: F401 - a dependency: missing is a failure, not a skip
 from PIL import Image  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 

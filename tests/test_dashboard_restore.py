@@ -27,7 +27,7 @@ import pytest
 import torch
 from PIL import Image
 
-pytest.importorskip("streamlit")
+import streamlit  # noqa: F401 - a dependency: missing is a failure, not a skip
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from dashboard import jobs, load, uploads, worker  # noqa: E402

@@ -53,7 +53,7 @@ def test_browser_restore_upload_watch_download(server, tmp_path: Path) -> None:
     url, root = server
     clean, dirty = images(tmp_path)
     shots = ROOT / "docs" if os.environ.get("DIP_SCREENSHOTS") == "docs" else tmp_path
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api  # the dev extra: missing is a failure, not a skip
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         try:

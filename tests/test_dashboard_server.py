@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from streamlit_server import free_port, healthy
 
-pytest.importorskip("streamlit")
+import streamlit  # noqa: F401 - a dependency: missing is a failure, not a skip
 
 REPO = Path(__file__).resolve().parents[1]
 

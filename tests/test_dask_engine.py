@@ -22,10 +22,10 @@ from pipeline.stages.corrupt import corrupt_all
 from pipeline.execution.engines import DASK_MISSING, DaskEngine, LocalEngine, make_engine
 from pipeline.images.manifest import ImageEntry
 from pipeline.settings import EngineConfig, Profile
-from pipeline.execution.job import Job
+from pipeline.execution.keys import Job
 from pipeline.stages.run import run_experiment
 
-distributed = pytest.importorskip("distributed")
+import distributed  # noqa: E402 - the dev extra: missing is a failure, not a skip
 
 TINY = tiny_profile(6)
 

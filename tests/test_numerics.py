@@ -1,6 +1,6 @@
 """``dip.NUMERICS`` pins the numbers of a fit: a published fit is refitted only when they change.
 
-A fit's key (:func:`pipeline.execution.job.fit_key`) holds ``dip.NUMERICS`` instead of a hash of
+A fit's key (:func:`pipeline.execution.keys.fit_key`) holds ``dip.NUMERICS`` instead of a hash of
 the code, so a refactoring that computes the same iteration keeps every published fit. This test
 is what makes that safe: four tiny float64 fits on the CPU (each task; output averaging,
 backtracking, a TV term, a meshgrid input, a U-Net, nearest and bilinear upsampling, strided and

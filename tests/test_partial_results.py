@@ -197,7 +197,7 @@ def test_dvc_metrics_numbers_stay_flat(partial_tree: Path) -> None:
 
 # ------------------------------------------------------------------------------------ dashboard
 def overview(root: Path, monkeypatch: pytest.MonkeyPatch):
-    pytest.importorskip("streamlit")
+    import streamlit  # noqa: F401 - a dependency: missing is a failure, not a skip
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("DIP_RESULTS", str(root))

@@ -15,7 +15,7 @@ from pipeline.stages.corrupt import corrupt_all, write_case
 from pipeline.images.manifest import ImageEntry
 from pipeline.settings import Profile, choose_profile, parse_experiment
 from pipeline.stages.resolve import resolve
-from pipeline.execution.job import Job
+from pipeline.execution.keys import Job
 from pipeline.stages.run import run_experiment
 
 TINY = tiny_profile(4)

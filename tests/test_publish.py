@@ -215,3 +215,36 @@ def test_the_published_bundles_are_found(bundle: Path, tmp_path: Path) -> None:
     (broken / layout.METRICS / layout.REPORT_MD).write_text("changed")
     assert published(repo) == [broken, good]
     assert check_bundle(good) == [] and check_bundle(broken) != []
+
+
+def test_the_all_policy_keeps_every_seed_with_its_images() -> None:
+    """``dip publish --policy all`` (a small profile such as quick): every seed of every image keeps
+    its PNG, ground truth and snapshots; the default keeps only numbers of further seeds."""
+    from dataclasses import dataclass
+
+    from pipeline.outputs.policy import Keep, Policy, decide
+
+    @dataclass
+    class F:
+        id: str
+        size: tuple[int, int] = (128, 128)
+        scored: bool = True
+
+        @property
+        def exp(self) -> str:
+            return self.id.split("/")[0]
+
+        @property
+        def image(self) -> str:
+            return self.id.split("/")[1]
+
+        @property
+        def seed(self) -> int:
+            return int(self.id.rsplit("_", 1)[1])
+
+    fits = [F(f"{e}/{i}/seed_{s}") for e in ("denoise_s25", "sr_x4") for i in ("a", "b") for s in (0, 1, 2)]
+    every = decide(Policy.named("all"), fits)
+    assert all(k == Keep("png", truth=True, snapshots=True) for k in every.values())
+    default = decide(Policy.named("paper"), fits)
+    assert default["sr_x4/a/seed_1"] == Keep(None) and default["sr_x4/a/seed_0"].restored == "png"  # a: the spot check
+    assert Policy.from_dict({**Policy.named("all").__dict__, "png": ["*"], "galleries": ["*"]}) == Policy.named("all")

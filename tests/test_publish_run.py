@@ -24,7 +24,7 @@ import dip
 from pipeline.files import save_array, save_image, save_json
 from pipeline.cli import app
 from pipeline.outputs import publish_run
-from pipeline.execution.job import EXECUTION_FIELDS, fit_key
+from pipeline.execution.keys import EXECUTION_FIELDS, fit_key
 from pipeline.execution.budget import Costs
 from pipeline.outputs.publish_run import Planned, load_choice, ordered, ordered_images, plan, published_keys, run
 from pipeline.images.manifest import load_manifest, sha256_bytes

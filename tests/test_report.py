@@ -102,3 +102,42 @@ def test_super_resolution_compares_per_set_means() -> None:
     assert dip.loc["mean:set5", "paper_psnr"] == 29.90 and dip.loc["mean:set5", "delta"] == pytest.approx(29.5 - 29.90)
     assert dip.loc["mean:set14", "paper_psnr"] == 27.00
     assert math.isnan(dip.loc["mean", "paper_psnr"]) and math.isnan(dip.loc["baby", "paper_psnr"])
+
+
+def test_the_spread_over_seeds_on_known_numbers() -> None:
+    """Two images × three seeds: per image mean ± sample std (ddof = 1) and min–max over seeds; the
+    mean row is the mean over images, with the spread over seeds of the per-seed means over images."""
+    from pipeline.report import seed_spread
+
+    psnr = {("a", 0): 30.0, ("a", 1): 31.0, ("a", 2): 32.0, ("b", 0): 20.0, ("b", 1): 20.0, ("b", 2): 26.0}
+    rows = _rows([("denoise_s25", i, "t", "dip", s, v, 0.5 + s / 10, 10.0) for (i, s), v in psnr.items()]
+                 + [("denoise_s25", i, "t", "bm3d", "", 28.0, 0.9, 1.0) for i in ("a", "b")])
+    table, md, _ = build(rows, pd.DataFrame(), PAPER, QUICK_RES, epsilon=0.5)
+    dip = table[table["method"] == "dip"].set_index("image")
+    assert dip.loc["a", ["psnr", "psnr_std", "psnr_min", "psnr_max", "seeds"]].tolist() == pytest.approx([31.0, 1.0, 30.0, 32.0, 3])
+    assert dip.loc["b", ["psnr", "psnr_std", "psnr_min", "psnr_max"]].tolist() == pytest.approx([22.0, math.sqrt(12), 20.0, 26.0])
+    # per-seed means over images: 25, 25.5, 29 → mean 26.5, std sqrt(((1.5)² + 1² + 2.5²) / 2) = sqrt(4.75)
+    assert dip.loc["mean", ["psnr", "psnr_std", "psnr_min", "psnr_max"]].tolist() == pytest.approx([26.5, math.sqrt(4.75), 25.0, 29.0])
+    assert dip.loc["mean", "ssim_std"] == pytest.approx(0.1)
+    bm3d = table[table["method"] == "bm3d"].set_index("image")
+    assert bm3d.loc["mean", "seeds"] == 1 and math.isnan(bm3d.loc["mean", "psnr_std"]) and math.isnan(bm3d.loc["a", "psnr_std"])
+    assert f"26.50 ± {math.sqrt(4.75):.2f} [25.00–29.00]" in md and "31.00 ± 1.00 [30.00–32.00]" in md
+    assert "DIP: 3 seeds." in md and "sample standard deviation (ddof = 1)" in md
+    assert seed_spread([3.0]) == {"mean": 3.0, "std": pytest.approx(math.nan, nan_ok=True), "min": 3.0, "max": 3.0, "n": 1}
+
+
+def test_one_seed_says_so() -> None:
+    rows = _rows([("denoise_s25", "a", "t", "dip", 0, 30.0, 0.8, 10.0), ("denoise_s25", "b", "t", "dip", 0, 32.0, 0.8, 10.0)])
+    table, md, _ = build(rows, pd.DataFrame(), PAPER, QUICK_RES, epsilon=0.5)
+    mean = table[(table["method"] == "dip") & (table["image"] == "mean")].iloc[0]
+    assert mean["seeds"] == 1 and math.isnan(mean["psnr_std"]) and mean["psnr_min"] == mean["psnr_max"] == 31.0
+    assert "DIP: 1 seed (no spread over seeds)." in md and "±" not in md.split("\n## ")[1]
+
+
+def test_the_input_has_no_spread_and_the_run_time_counts_every_seed() -> None:
+    rows = _rows([("denoise_s25", "a", "t", m, s, v, 0.5, 10.0 + s) for s in (0, 1, 2) for m, v in (("dip", 30.0 + s), ("input", 20.0))])
+    table, md, _ = build(rows, pd.DataFrame(), PAPER, QUICK_RES, epsilon=0.5)
+    inp = table[table["method"] == "input"].set_index("image")
+    assert math.isnan(inp.loc["a", "psnr_std"]) and math.isnan(inp.loc["mean", "psnr_std"]) and inp.loc["mean", "psnr"] == 20.0
+    assert "| a | 31.00 ± 1.00 [30.00–32.00] (0.500) | 20.00 (0.500) |" in md
+    assert "DIP run time: 33 s in total." in md  # 10 + 11 + 12

@@ -62,6 +62,7 @@ if ui.require_outputs(root, "results", "data/corrupted", "baselines", user_runs=
     task = load.experiment_task(exp, root)
     if not load.has_ground_truth(root, exp):
         st.info(load.NO_TRUTH)
+    seeds = load.seeds(root, exp, image)  # the DIP image shown is the first seed's
     scoring = layout.protocol(task, load.number(load.meta(root, exp, image).get("factor")))
     cols = st.columns(2)
     for col, label, raw, arr in ((cols[0], la, ba, ia), (cols[1], lb, bb, ib)):
@@ -71,6 +72,8 @@ if ui.require_outputs(root, "results", "data/corrupted", "baselines", user_runs=
 
             q = quality(gt.astype(np.float32) / 255, arr.astype(np.float32) / 255, *scoring)
             col.metric("vs ground truth", f"{q['psnr']:.2f} dB", help=f"SSIM {q['ssim']:.4f}")
+            if label.startswith("DIP") and len(seeds) > 1:
+                col.caption(f"seed {seeds[0]}: 1 of {len(seeds)} seeds (the Overview gives the mean ± std over seeds)")
     if ia.shape != ib.shape:
         st.warning(f"The two images differ in size ({ia.shape[1]}×{ia.shape[0]} vs {ib.shape[1]}×{ib.shape[0]}), so there is no slider or crop: choose two of the same size.")
         st.stop()

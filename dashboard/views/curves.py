@@ -1,4 +1,6 @@
-"""Curves: PSNR / SSIM / loss over iterations (altair), the paper's number and the early stop marked."""
+"""Curves: PSNR / SSIM / loss over iterations or (estimated) seconds (altair), the paper's number and
+the early stop marked; with several seeds, the band over seeds (min–max) around their mean
+(:mod:`dashboard.bands`)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboard import load, tables, ui
+from dashboard import bands, load, tables, ui
 from pipeline import layout
 
 Y_LABELS = {
@@ -18,15 +20,23 @@ Y_LABELS = {
 }
 
 
-def curve_chart(df: pd.DataFrame, y: str, colour: str, rules: pd.DataFrame, stops: pd.DataFrame, log_y: bool) -> alt.LayerChart:
+def curve_chart(df: pd.DataFrame, y: str, colour: str, rules: pd.DataFrame, stops: pd.DataFrame, log_y: bool,
+                x: str = "iteration", band: bool = False) -> alt.LayerChart:
+    """The curves (x: ``iteration`` or ``seconds``); with ``band``, the area between ``<y>_min`` and
+    ``<y>_max`` (over seeds) behind each line."""
     scale = alt.Scale(type="log") if log_y else alt.Scale(zero=False)
-    tooltip = [alt.Tooltip(c) for c in ("experiment", "image", "seed", "iteration") if c in df.columns] + [alt.Tooltip(y, format=".4g")]
+    x_axis = alt.X(f"{x}:Q", title=bands.SECONDS_NOTE if x == bands.SECONDS else "iteration")
+    tooltip = [alt.Tooltip(c) for c in ("experiment", "image", "seed", "seeds", "iteration") if c in df.columns] + [alt.Tooltip(y, format=".4g")]
     lines = (
         alt.Chart(df)
         .mark_line(point=alt.OverlayMarkDef(size=18, opacity=0.5))
-        .encode(x=alt.X("iteration:Q", title="iteration"), y=alt.Y(f"{y}:Q", title=Y_LABELS.get(y, y), scale=scale), color=alt.Color(f"{colour}:N", title=colour), tooltip=tooltip)
+        .encode(x=x_axis, y=alt.Y(f"{y}:Q", title=Y_LABELS.get(y, y), scale=scale), color=alt.Color(f"{colour}:N", title=colour), tooltip=tooltip)
     )
     layers: list[alt.Chart] = [lines]
+    if band:
+        layers.insert(0, alt.Chart(df).mark_area(opacity=0.25).encode(
+            x=x_axis, y=alt.Y(f"{y}_min:Q", scale=scale), y2=f"{y}_max:Q", color=alt.Color(f"{colour}:N", title=colour),
+            tooltip=[alt.Tooltip(f"{y}_min:Q", format=".4g", title="min over seeds"), alt.Tooltip(f"{y}_max:Q", format=".4g", title="max over seeds")]))
     if len(rules):
         layers.append(
             alt.Chart(rules).mark_rule(strokeDash=[6, 4], color="#d62728").encode(y=f"{y}:Q", tooltip=[alt.Tooltip("label:N", title="paper"), alt.Tooltip(f"{y}:Q", format=".2f")])
@@ -36,7 +46,7 @@ def curve_chart(df: pd.DataFrame, y: str, colour: str, rules: pd.DataFrame, stop
         layers.append(
             alt.Chart(stops)
             .mark_point(shape="diamond", size=140, filled=True, color="black")
-            .encode(x="iteration:Q", y=f"{y}:Q", tooltip=[alt.Tooltip(c) for c in ("experiment", "image", "seed")] + [alt.Tooltip("iteration:Q", title="early stop at")])
+            .encode(x=f"{x}:Q", y=f"{y}:Q", tooltip=[alt.Tooltip(c) for c in ("experiment", "image", "seed")] + [alt.Tooltip("iteration:Q", title="early stop at")])
         )
     return alt.layer(*layers).properties(height=380).interactive()
 
@@ -54,6 +64,12 @@ if ui.require_outputs(root, "results", "metrics"):
     metrics = [m for m in Y_LABELS if m in all_curves.columns and all_curves[m].notna().any()]
     y = c2.selectbox("Quantity", metrics, format_func=lambda m: Y_LABELS[m], key="curves_y")
     per = c3.radio("One line per", ["image", "experiment"], key="curves_per", help="Per experiment: the mean over its images (and seeds).")
+    c4, c5 = st.columns([1, 2])
+    x = c4.radio("x axis", ["iteration", bands.SECONDS], horizontal=True, key="curves_x",
+                 help="Seconds: estimated from each run's wall time, linearly in the iteration (curve.csv logs no time).")
+    several = all_curves.groupby(["experiment", "image"])["seed"].nunique().max() > 1
+    band = several and c5.radio("Seeds", ["band over seeds", "one line per seed"], horizontal=True, key="curves_seeds",
+                                help="The band: min–max over seeds around their mean.") == "band over seeds"
     if not chosen:
         st.info("Pick at least one experiment.")
         st.stop()
@@ -63,9 +79,11 @@ if ui.require_outputs(root, "results", "metrics"):
     df = all_curves[all_curves["experiment"].astype(str).isin(chosen)].dropna(subset=[y]).copy()
     runs = load.runs(root)
     runs = runs[runs["experiment"].astype(str).isin(chosen)]
+    df = bands.with_seconds(df, runs)
+    runs = runs.assign(rate=pd.to_numeric(runs["wall_seconds"], errors="coerce") / pd.to_numeric(runs["iterations_run"], errors="coerce"))
     if per == "image":
         imgs = sorted(df["image"].astype(str).unique())
-        pick = st.multiselect("Images", imgs, default=imgs, key="curves_images")
+        pick = st.multiselect("Images", imgs, default=imgs, key="curves_images:" + "|".join(chosen))  # all images of a new choice of experiments
         df = df[df["image"].astype(str).isin(pick)]
         df["line"] = df["experiment"].astype(str) + " / " + df["image"].astype(str) + (" / seed " + df["seed"].astype(str) if df["seed"].nunique() > 1 else "")
         stops = runs.dropna(subset=["early_stop_iteration"])
@@ -78,9 +96,12 @@ if ui.require_outputs(root, "results", "metrics"):
             for _, s in stops.iterrows():
                 sub = df[(df["experiment"] == s["experiment"]) & (df["image"] == s["image"]) & (df["seed"] == s["seed"])]
                 vals.append(sub.iloc[(sub["iteration"] - s["iteration"]).abs().argsort().iloc[0]][y] if len(sub) else float("nan"))
-            stops = stops.assign(**{y: vals}).dropna(subset=[y])
+            stops = stops.assign(**{y: vals, bands.SECONDS: stops["iteration"] * stops["rate"]}).dropna(subset=[y])
+        if band:
+            df = bands.seed_band(df, y, "image")
+            df["line"] = df["experiment"].astype(str) + " / " + df["image"].astype(str)
     else:
-        df = df.groupby(["experiment", "iteration"], as_index=False)[y].mean()
+        df = bands.seed_band(df, y, "experiment") if band else df.groupby(["experiment", "iteration"], as_index=False)[[y, bands.SECONDS]].mean()
         df["line"] = df["experiment"].astype(str)
         stops = pd.DataFrame()
     # the paper's DIP number: paper_psnr of our `dip` rows in metrics/report.csv (comparable runs only)
@@ -94,9 +115,19 @@ if ui.require_outputs(root, "results", "metrics"):
     if not len(df):
         st.info("Nothing to plot for this selection.")
         st.stop()
-    chart = curve_chart(df, y, "line", rules, stops if y in df.columns else pd.DataFrame(), log_y=(y == "loss"))
+    if x == bands.SECONDS and df[bands.SECONDS].isna().all():
+        st.info("No run of this selection records its wall time: the x axis stays in iterations.")
+        x = "iteration"
+    chart = curve_chart(df, y, "line", rules, stops if y in df.columns else pd.DataFrame(), log_y=(y == "loss"), x=x, band=band)
     st.altair_chart(chart, width="stretch")
     notes = []
+    if band:
+        notes.append(f"shaded: the min–max over {int(df['seeds'].max())} seeds around their mean (line)"
+                     + ("; per experiment, each seed's curve is the mean over its images" if per == "experiment" else ""))
+    elif not several:
+        notes.append("1 seed: no spread over seeds")
+    if x == bands.SECONDS:
+        notes.append("x: " + bands.SECONDS_NOTE)
     if len(rules):
         notes.append("dashed red: the paper's reported DIP PSNR")
     if len(stops):

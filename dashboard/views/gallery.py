@@ -22,7 +22,7 @@ if ui.require_outputs(root, "results", "data/corrupted", user_runs=True):
         st.info(f"No image for {exp} yet. Run `dvc repro`.")
         st.stop()
     seeds = load.seeds(root, exp, image)
-    seed = c3.selectbox("Seed", seeds, key="gallery_seed") if len(seeds) > 1 else (seeds[0] if seeds else None)
+    seed = c3.selectbox("Seed", seeds, key="gallery_seed", help=f"{len(seeds)} seeds of this image") if len(seeds) > 1 else (seeds[0] if seeds else None)
     ncols = int(c4.number_input("Columns", 2, 8, 4, key="gallery_cols"))
     src = load.sources(root, exp, image, seed)
     rd = load.run_dir(root, exp, image, seed)
@@ -40,6 +40,8 @@ if ui.require_outputs(root, "results", "data/corrupted", user_runs=True):
         cols = st.columns(len(ends))
         for col, (label, path) in zip(cols, ends):
             ui.image(col, root, path, label, width="stretch")
+    if rd and len(seeds) > 1 and not any(label.startswith("DIP") for label in src):
+        st.info(f"This published bundle keeps the restored image of the first seed ({seeds[0]}) only; seed {seed}'s numbers are below.")
     record, problems = load.run_record(rd) if rd else ({}, [])
     if problems:
         st.warning(f"`{load.rel(root, layout.RunDir(rd).run_json)}`: " + "; ".join(problems))
@@ -67,7 +69,8 @@ if ui.require_outputs(root, "results", "data/corrupted", user_runs=True):
         es = record.get("early_stop_iteration")
         its, seconds = record.get("iterations_run"), record.get("wall_seconds")
         st.caption(
-            f"{f'{its:.0f}' if its is not None else '?'} iterations in {f'{seconds:.1f}' if seconds is not None else '?'} s on {record.get('device') or '?'}"
+            (f"seed {seed} of {len(seeds)} · " if len(seeds) > 1 else "1 seed · ")
+            + f"{f'{its:.0f}' if its is not None else '?'} iterations in {f'{seconds:.1f}' if seconds is not None else '?'} s on {record.get('device') or '?'}"
             + (f" · early stop at {es:.0f}" if es is not None else "")
             + (f" · restored ({record.get('estimate')}): {restored['psnr']:.2f} dB, SSIM {restored['ssim']:.3f}"
                if restored.get("psnr") is not None and restored.get("ssim") is not None else "")

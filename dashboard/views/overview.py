@@ -16,9 +16,11 @@ import streamlit as st
 
 from dashboard import load, tables, ui
 from pipeline import layout
+from pipeline import report as report_text
 
 REPORT_CSV, REPORT_MD = f"{layout.METRICS}/{layout.REPORT_CSV}", f"{layout.METRICS}/{layout.REPORT_MD}"
 
+SPREAD_COLUMNS = (("± std", "std"), ("min", "min"), ("max", "max"))  # over seeds: report.csv's <metric>_std, _min, _max
 GOOD = "background-color: #c8e6c9; color: #1b5e20"
 BAD = "background-color: #ffcdd2; color: #b71c1c"
 
@@ -37,16 +39,19 @@ def row_order(images: list[str]) -> list[str]:
 def experiment_table(rows: pd.DataFrame, metric: str, with_paper: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One experiment's report rows as a wide table, and the *reproduced* flags of its Δ columns.
 
-    Rows: images, ``mean``, ``mean:<set>``; columns: our methods, ``<method> ± std`` where several
-    seeds ran, and with ``with_paper`` the paper's methods (their labels) and ``Δ <method>``."""
+    Rows: images, ``mean``, ``mean:<set>``; columns: our methods, ``<method> ± std``, ``<method> min``
+    and ``<method> max`` (over seeds, :func:`spread_caption`) where several seeds ran, and with
+    ``with_paper`` the paper's methods (their labels) and ``Δ <method>``."""
     ours = rows[rows["source"] != "paper"]
     index = row_order(list(rows["image"]))
     table = ours.pivot_table(index="image", columns="method", values=metric, aggfunc="first", dropna=False)
     table = table.reindex(index=index, columns=method_columns([str(c) for c in table.columns]))
-    if pd.to_numeric(ours["seeds"], errors="coerce").max() > 1 and f"{metric}_std" in ours.columns:
+    if pd.to_numeric(ours["seeds"], errors="coerce").max() > 1:
         for method in [m for m in table.columns if m == "dip"]:
-            std = ours[ours["method"] == method].set_index("image")[f"{metric}_std"]
-            table.insert(table.columns.get_loc(method) + 1, f"{method} ± std", std.reindex(index))
+            mine = ours[ours["method"] == method].set_index("image")
+            for i, (suffix, column) in enumerate(SPREAD_COLUMNS):
+                if f"{metric}_{column}" in mine.columns:
+                    table.insert(table.columns.get_loc(method) + 1 + i, f"{method} {suffix}", mine[f"{metric}_{column}"].reindex(index))
     flags = pd.DataFrame(index=index)
     if with_paper:
         theirs = rows[rows["source"] == "paper"]
@@ -60,11 +65,19 @@ def experiment_table(rows: pd.DataFrame, metric: str, with_paper: bool) -> tuple
                 sub = compared[compared["method"] == method].set_index("image")
                 table[f"Δ {method}"] = sub["delta"].reindex(index)
                 flags[f"Δ {method}"] = sub["reproduced"].reindex(index)
-    ours_cols = [c for c in table.columns if not c.startswith("Δ ") and c in set(ours["method"]) | {f"{m} ± std" for m in ours["method"]}]
+    ours_cols = [c for c in table.columns if not c.startswith("Δ ") and c in set(ours["method"]) | {f"{m} {x}" for m in ours["method"] for x, _ in SPREAD_COLUMNS}]
     order = [x for c in ours_cols for x in (c, f"Δ {c}") if x in table.columns]
     table = table[order + [c for c in table.columns if c not in order]].dropna(axis=1, how="all")
     table.index.name = "image"
     return table, flags
+
+
+def spread_caption(rows: pd.DataFrame) -> str:
+    """What the table's numbers are over: the seeds and the spread's meaning (the report's legend), or "1 seed"."""
+    note = report_text.seeds_note(rows[rows["source"] != "paper"])
+    if not note or "1 seed" in note:
+        return note
+    return f"{note} {report_text.spread_legend('min and max')}"
 
 
 def _delta_style(flags: pd.DataFrame):
@@ -183,6 +196,8 @@ if ui.require_outputs(root, "metrics", "results"):
         if means:
             styler = styler.set_properties(subset=pd.IndexSlice[means, :], **{"font-weight": "bold"})
         ui.table(styler, width="stretch")
+        if spread_caption(rows):
+            st.caption(spread_caption(rows))
         caption = paper_caption(exp_status, epsilon) if paper_setting or not exp_status.get("comparable") else ""
         if caption:
             st.caption(caption)

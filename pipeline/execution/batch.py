@@ -29,7 +29,8 @@ from dip.fit import FitConfig
 from pipeline.files import DEFAULT_MAX_PIXELS, check_pixels, check_replaceable, error_line, image_header, output_lock
 from dip.network import NetConfig
 from pipeline.execution import fits
-from pipeline.execution.fits import LazyFit, Restoration, finished, group_key, restore_stream
+from pipeline.execution.fits import LazyFit, Restoration, group_key, restore_stream
+from pipeline.execution.keys import finished
 from pipeline.execution.progress import fits_bar
 from pipeline.execution.status import StatusWriter
 from pipeline.images.user import load_user_image

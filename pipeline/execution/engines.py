@@ -1,6 +1,6 @@
 """Execution engines for ``dip run``: where each fit (:func:`pipeline.execution.job.restore_job`) runs.
 
-Both engines follow the :class:`Engine` protocol: they take a list of :class:`pipeline.execution.job.Job`
+Both engines follow the :class:`Engine` protocol: they take a list of :class:`pipeline.execution.keys.Job`
 and yield ``(job, run.json record)`` as each job's output folder is complete, calling
 ``progress(job, iteration, loss)`` while fits advance; :func:`pipeline.stages.run.run_experiment`
 drives either one (resume, progress bar with ETA). Engines import the job, never the stage.
@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 from pipeline.files import atomic_directory, read_json
-from pipeline.execution.job import Job, prepare_job, restore_job, settings_hash
+from pipeline.execution.job import prepare_job, restore_job
+from pipeline.execution.keys import Job, settings_hash
 from pipeline.execution.fits import LazyFit, group_key, restore_stream
 from pipeline.execution.threads import set_torch_threads
 from pipeline.layout import CaseDir

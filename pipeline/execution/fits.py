@@ -32,7 +32,7 @@ import dip
 from dip.callbacks import CurveRecorder, SnapshotTaker
 from dip.group import fit_bytes, group_size
 from dip.fit import Callback, FitConfig, FitDiverged, Fitter, FitResult, run_fits
-from pipeline.files import DEFAULT_MAX_PIXELS, atomic_directory, check_pixels, check_replaceable, read_json, save_image, save_json
+from pipeline.files import DEFAULT_MAX_PIXELS, atomic_directory, check_pixels, check_replaceable, save_image, save_json
 from dip.io import to_numpy, to_tensor
 from dip.metrics import quality
 from dip.network import NetConfig
@@ -207,18 +207,6 @@ def _record(
         metrics["restored"] = metrics[record["estimate"]]
         record["metrics"] = metrics
     return record
-
-
-def finished(out_dir: Path, key: str, digest: str) -> bool:
-    """Whether ``out_dir`` holds a finished restoration whose run.json records ``key: digest``
-    (``batch_hash`` for `dip restore`, ``settings_hash`` for `dip run`); a damaged run.json (not
-    JSON, not a mapping, nested too deeply) is simply not finished: the fit runs again."""
-    run = RunDir(Path(out_dir))
-    try:
-        record = read_json(run.run_json)
-    except (OSError, ValueError):
-        return False
-    return isinstance(record, dict) and record.get(key) == digest and run.restored.is_file()
 
 
 def group_key(observation_shape: tuple[int, ...], task: str, settings: Any) -> str:

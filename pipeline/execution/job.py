@@ -16,105 +16,17 @@ the engines and the stage (:mod:`pipeline.stages.run`) import it.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 
-import dip
-from dip.config import EXECUTION_FIELDS  # FitConfig fields that change how an iteration runs, not its numbers
 from dip.fit import Callback, FitConfig
 from dip.network import NetConfig
 from dip.operators import make_operator
-from pipeline import layout
-from pipeline.layout import CaseDir, load_case
-from pipeline.execution.fits import Restoration, finished, prepare, restore_group
-
-# Case files that identify a fit's inputs by their decoded pixels (exact 8-bit images, the same on
-# every machine); observation.png only where there is no ground truth (a real photograph as is).
-IDENTITY_FILES = (layout.GROUND_TRUTH, layout.MASK, layout.INPUT_PNG)
-
-# Besides every module of dip/, the files whose code shapes a fit's output (tests/test_structure.py
-# checks that this covers every project module the job imports).
-CODE_FILES = ("pipeline/execution/job.py", "pipeline/layout.py", "pipeline/execution/fits.py", "pipeline/files.py")
-
-
-@dataclass
-class Job:
-    """One fit: an image of an experiment with one seed."""
-
-    image: str
-    seed: int
-    case_dir: Path
-    out_dir: Path
-    settings: dict[str, Any] = field(default_factory=dict)
-
-
-@lru_cache(maxsize=1)
-def code_hash() -> str:
-    """sha256 over the sources of ``dip/`` and :data:`CODE_FILES`: results depend on them."""
-    root = Path(dip.__file__).resolve().parent
-    h = hashlib.sha256()
-    for path in sorted(root.glob("*.py")) + [root.parent / p for p in CODE_FILES]:
-        if path.is_file():
-            h.update(path.name.encode() + path.read_bytes())
-    return h.hexdigest()
-
-
-def files_hash(folder: Path) -> str:
-    """sha256 over the names and bytes of the files directly in ``folder``."""
-    h = hashlib.sha256()
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        h.update(path.name.encode() + path.read_bytes())
-    return h.hexdigest()
-
-
-def settings_hash(case_dir: Path, settings: dict[str, Any]) -> str:
-    """What a finished job must match to be reused: settings, input files and code."""
-    blob = json.dumps({"settings": settings, "inputs": files_hash(case_dir), "code": code_hash()}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def pixels_sha256(path: Path) -> str:
-    """sha256 of an image file's decoded pixel array (``pipeline.images.manifest``'s pixel hash):
-    independent of how the PNG was compressed."""
-    with Image.open(path) as im:
-        return hashlib.sha256(np.ascontiguousarray(np.asarray(im)).tobytes()).hexdigest()
-
-
-def fit_key(case_dir: Path, settings: dict[str, Any]) -> str:
-    """sha256 naming what a fit's numbers depend on, the same on every machine and for every code
-    version that computes the same iteration:
-
-    * the settings without the device and without execution options (:data:`EXECUTION_FIELDS`:
-      CUDA graph, compile, memory format, check interval): ``fit``, ``net``, ``seed``,
-      ``log_every``, ``snapshots``, ``profile``;
-    * the inputs' identity: ``meta.json`` (experiment, image, set, corruption, its seed, size) and the
-      pixel sha256 of the case's exact images (:data:`IDENTITY_FILES`; ``observation.png`` where
-      there is no ground truth), never the float bytes of ``observation.npy``;
-    * :data:`dip.NUMERICS`, bumped whenever the code changes a fit's numbers (``tests/test_numerics.py``).
-    """
-    case_dir = Path(case_dir)
-    drop = set(EXECUTION_FIELDS)
-    numbers = {
-        "fit": {k: v for k, v in settings["fit"].items() if k not in drop},
-        "net": {k: v for k, v in settings["net"].items() if k not in drop},
-        **{k: settings.get(k) for k in ("seed", "log_every", "snapshots", "profile")},
-    }
-    case = CaseDir(case_dir)
-    names = [n for n in IDENTITY_FILES if (case_dir / n).is_file()]
-    if not case.ground_truth.is_file():
-        names.append(case.observation_png.name)
-    inputs = {"meta": json.loads(case.meta.read_text()), "pixels": {n: pixels_sha256(case_dir / n) for n in names}}
-    blob = json.dumps({"numbers": numbers, "inputs": inputs, "numerics": dip.NUMERICS}, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
+from pipeline.layout import load_case
+from pipeline.execution.fits import Restoration, prepare, restore_group
+from pipeline.execution.keys import fit_key, settings_hash
 
 def prepare_job(case_dir: Path, out_dir: Path, settings: dict[str, Any], callbacks: list[tuple[Callback, int]] | None = None,
                 extra: dict[str, Any] | None = None) -> Restoration:
@@ -145,6 +57,3 @@ def restore_job(case_dir: Path, out_dir: Path, settings: dict[str, Any], callbac
     return outcome
 
 
-def is_done(case_dir: Path, out_dir: Path, settings: dict[str, Any]) -> bool:
-    """True if ``out_dir`` holds a finished run of exactly these settings and inputs."""
-    return finished(out_dir, "settings_hash", settings_hash(case_dir, settings))

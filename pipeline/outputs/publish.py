@@ -305,6 +305,8 @@ def _merge(into: Path, old: dict[str, Any] | None, parts: list[Part], scratch: P
         if part.info["profile"] != profile:
             raise ValueError(f"part {part.name} holds fits of profile {part.info['profile']!r}, the bundle {into} those of {profile!r}; "
                              "a bundle holds one profile: choose another --into")
+    if old is not None and policy is not None and policy != Policy.from_dict(old["policy"]):
+        raise ValueError(f"{into} keeps its own policy ({old['policy']}); a policy is chosen when a bundle is created: leave it out")
     if policy is None:
         policy = Policy.from_dict(old["policy"]) if old else Policy()
     old_src = Source(into, {rel: e["sha256"] for rel, e in old["files"].items()}) if old else None

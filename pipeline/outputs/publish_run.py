@@ -9,7 +9,7 @@ the bundle (docs/gpu-run.md).
    and ``man`` first), then SR ×4, colour denoising (σ = 25, then 1/30), SR ×8, then the rest
    (the figures) in params.yaml's order; the first seed of every image of every experiment before
    any further seed.
-3. **Resume.** A fit whose :func:`~pipeline.execution.job.fit_key` the bundle's ``manifest.json``
+3. **Resume.** A fit whose :func:`~pipeline.execution.keys.fit_key` the bundle's ``manifest.json``
    holds (``fits[<exp>/<image>/seed_<s>].fit_key``) is skipped; one finished in the work folder by
    an earlier call on the same machine is not fitted again, only returned.
 4. **Budget** (:mod:`pipeline.execution.budget`). A fit starts only if its estimate fits in what is
@@ -49,8 +49,9 @@ from dip.fit import FitConfig, canvas_size
 from pipeline.files import save_json
 from dip.network import NetConfig
 from pipeline.execution.budget import PROBE_ITERATIONS, Clock, Costs, Guard, OutOfTime
-from pipeline.execution.fits import finished, group_size_of, restore_group, take_group
-from pipeline.execution.job import EXECUTION_FIELDS, fit_key, prepare_job
+from pipeline.execution.fits import group_size_of, restore_group, take_group
+from pipeline.execution.job import prepare_job
+from pipeline.execution.keys import EXECUTION_FIELDS, finished, fit_key
 from pipeline.execution.threads import set_torch_threads
 from pipeline import layout
 from pipeline.images.manifest import load_manifest, sha256_bytes

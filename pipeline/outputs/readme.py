@@ -1,14 +1,20 @@
-"""README's Results block for the ``paper`` profile, generated from the published bundles.
+"""README's Results block for the ``paper`` profile, and its quick block, generated from the published bundles.
 
 README.md holds the block between ``<!-- results:begin -->`` and ``<!-- results:end -->``; nobody
-edits it by hand. :func:`block` writes it from every bundle of ``dip publish`` under
+edits it by hand. :func:`block` writes it from every bundle of the ``paper`` profile under
 ``results-published/`` (its ``metrics/summary.json`` and ``metrics/report.csv``, the numbers the
 pipeline's own evaluate code wrote, and its ``manifest.json`` for the machine): per experiment
-its images fitted (k of n), our DIP mean over those images beside the paper's mean over the
-*same* images, Δ, how many images are reproduced (:math:`|\\Delta| \\le \\varepsilon`), and the
-paper's mean over all n; Table 1 per image; what is pending, as pending. With no bundle it
-lists the profile's experiments as pending and says how they will be produced. ``dip readme``
-rewrites README's block (``--check``: only say whether it is up to date).
+its images fitted (k of n), our DIP mean over those images (± the standard deviation over seeds
+where there are several) beside the paper's mean over the *same* images, Δ, how many images are
+reproduced (:math:`|\\Delta| \\le \\varepsilon`), and the paper's mean over all n; Table 1 per image;
+what is pending, as pending. With no bundle it lists the profile's experiments as pending and
+says how they will be produced.
+
+A second block, between ``<!-- quick:begin -->`` and ``<!-- quick:end -->``, is the ``quick``
+profile's table from the CPU bundle ``results-published/quick-cpu`` (:func:`quick_block`): per
+image and per experiment DIP's mean ± the sample standard deviation over seeds and its min–max,
+beside the input and the baselines; README keeps that block as it is while the bundle is absent.
+``dip readme`` rewrites both blocks (``--check``: only say whether they are up to date).
 """
 
 from __future__ import annotations
@@ -24,20 +30,22 @@ import pandas as pd
 from pipeline import layout
 from pipeline.files import atomic_path
 from pipeline.images.manifest import load_manifest
-from pipeline.report import load_paper
+from pipeline.report import load_paper, provenance
 from pipeline.settings import Profile, load_params, parse_experiment
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+QUICK_BEGIN, QUICK_END = "<!-- quick:begin -->", "<!-- quick:end -->"
 TABLE1 = "inpaint_p50"
 GALLERY = ("peppers", "man")
 
 
-def bundles(published: Path) -> list[Path]:
-    """The bundles of ``dip publish`` under ``published`` (a ``manifest.json`` of the bundle format), by name."""
+def bundles(published: Path, profile: str | None = None) -> list[Path]:
+    """The bundles of ``dip publish`` under ``published`` (a ``manifest.json`` of the bundle format), by
+    name; with ``profile``, those of that profile only."""
     out = []
     for path in sorted(Path(published).glob("*/")) if Path(published).is_dir() else []:
         info = _json(path / layout.BUNDLE_MANIFEST)
-        if info.get("format") == layout.BUNDLE_FORMAT:
+        if info.get("format") == layout.BUNDLE_FORMAT and profile in (None, info.get("profile")):
             out.append(path)
     return out
 
@@ -58,22 +66,15 @@ def _num(value: Any, sign: bool = False) -> str:
     return "–" if not math.isfinite(x) else (f"{x:+.2f}" if sign else f"{x:.2f}")
 
 
-def provenance(manifest: dict[str, Any]) -> str:
-    """The machine(s) and code of a bundle's fits: GPU, torch, CUDA, commit(s)."""
-    fits = [f for f in (manifest.get("fits") or {}).values() if isinstance(f, dict)] if isinstance(manifest.get("fits"), dict) else []
+def _with_std(psnr: Any, std: Any) -> str:
+    """``mean ± std`` over seeds, or the mean alone where there is no spread (one seed)."""
+    return _num(psnr) + ("" if _num(std) == "–" else f" ± {_num(std)}")
 
-    def values(key: str, fallback: Any) -> list[str]:
-        found = sorted({str(f[key]) for f in fits if f.get(key)})
-        return found or ([str(v) for v in fallback] if isinstance(fallback, list) else [str(fallback)] if fallback else [])
 
-    names = values("device_name", manifest.get("device_names") or manifest.get("device_name"))
-    torch, cuda = values("torch", manifest.get("torch")), values("cuda", manifest.get("cuda"))
-    commits = [c[:10] for c in values("commit", manifest.get("commit"))]
-    parts = [", ".join(names) or str(manifest.get("device") or "?")]
-    parts += [f"torch {', '.join(torch)}"] if torch else []
-    parts += [f"CUDA {', '.join(cuda)}"] if cuda else []
-    parts += [f"commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}"] if commits else []
-    return "; ".join(parts)
+def seeds_label(dip: pd.DataFrame) -> str:
+    """What DIP's numbers are over: "mean ± std over 3 seeds", or "1 seed" (no spread)."""
+    n = pd.to_numeric(dip["seeds"], errors="coerce").max() if "seeds" in dip.columns and len(dip) else None
+    return f"mean ± std over {int(n)} seeds" if n is not None and not pd.isna(n) and n > 1 else "1 seed"
 
 
 def _state(progress: dict[str, Any]) -> str:
@@ -107,7 +108,7 @@ def experiment_rows(summary: dict[str, Any], report: pd.DataFrame) -> list[str]:
                 reproduced = f"{int(per_image['reproduced'].sum())} of {len(per_image)} images"
             elif not pd.isna(r.delta):
                 reproduced = "✅" if bool(r.reproduced) else "❌"
-            cells = [label, _state(prog), _num(r.psnr), _num(r.paper_psnr), _num(r.delta, True), reproduced, _num(r.paper_psnr_all)]
+            cells = [label, _state(prog), _with_std(r.psnr, r.psnr_std), _num(r.paper_psnr), _num(r.delta, True), reproduced, _num(r.paper_psnr_all)]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -118,11 +119,11 @@ def table1_rows(report: pd.DataFrame, progress: dict[str, Any], images: list[str
     if rows.empty:
         return []
     k, n = progress.get("images_done", 0), progress.get("images_total", 0)
-    lines = ["| image | DIP (ours) | DIP (paper) | Δ | reproduced |", "|---|---|---|---|---|"]
+    lines = [f"| image | DIP (ours), {seeds_label(rows)} | DIP (paper) | Δ | reproduced |", "|---|---|---|---|---|"]
     for r in rows.itertuples():
         label = str(r.image) if r.image != "mean" else ("**mean**" if progress.get("complete") else f"**mean over {k} of {n} images**")
         flag = "" if pd.isna(r.delta) else ("✅" if bool(r.reproduced) else "❌")
-        lines.append(f"| {label} | {_num(r.psnr)} | {_num(r.paper_psnr)} | {_num(r.delta, True)} | {flag} |")
+        lines.append(f"| {label} | {_with_std(r.psnr, r.psnr_std)} | {_num(r.paper_psnr)} | {_num(r.delta, True)} | {flag} |")
     missing = [i for i in images if i not in set(rows["image"].astype(str))]
     if missing:
         lines += ["", f"Not fitted yet ({len(missing)} of {n}): {', '.join(missing)}."]
@@ -133,7 +134,7 @@ def bundle_section(bundle: Path, repo: Path) -> str:
     """The block's text for one bundle."""
     tree = layout.Tree(bundle)
     manifest, summary = _json(tree.manifest), _json(tree.metric(layout.SUMMARY_JSON))
-    report = pd.read_csv(tree.metric(layout.REPORT_CSV))
+    report = _read_report(tree)
     for col in ("paper_psnr", "delta", "paper_psnr_all", "reproduced"):
         if col not in report.columns:
             report[col] = math.nan
@@ -149,7 +150,7 @@ def bundle_section(bundle: Path, repo: Path) -> str:
         f"Experiments: {count or 'none'}. An experiment in progress shows its means over its fitted images only, beside the "
         f"paper's mean over the same images; Δ = ours − paper; ✅ when |Δ| ≤ {summary.get('epsilon', '?')} dB.",
         "",
-        "| experiment | images fitted | DIP (ours), PSNR dB | paper, same images | Δ | reproduced | paper, all images |",
+        f"| experiment | images fitted | DIP (ours), PSNR dB, {seeds_label(report[report['method'] == 'dip'])} | paper, same images | Δ | reproduced | paper, all images |",
         "|---|---|---|---|---|---|---|",
         *experiment_rows(summary, report),
     ]
@@ -205,29 +206,102 @@ def _wrap(text: str, width: int = 100) -> str:
 
 
 def block(repo: Path) -> str:
-    """README's whole Results block (markers included) for the repository at ``repo``."""
-    found = bundles(repo / layout.PUBLISHED)
+    """README's whole Results block (markers included) for the repository at ``repo``: the ``paper``
+    profile's bundles (the quick profile's has its own block, :func:`quick_block`)."""
+    found = bundles(repo / layout.PUBLISHED, "paper")
     body = "\n\n".join(bundle_section(b, repo) for b in found) if found else pending_text(repo)
     return f"{BEGIN}\n{_wrap(body)}\n{END}"
 
 
-def current(readme_text: str, name: str = "README") -> str:
-    """The block as it stands in README's text; ``ValueError`` (naming the file ``name``) when the
-    markers are missing or out of order."""
-    start, end = readme_text.find(BEGIN), readme_text.find(END)
-    if start < 0 or end < start or readme_text.count(BEGIN) != 1 or readme_text.count(END) != 1:
-        raise ValueError(f"{name} has no single {BEGIN} … {END} block; put the two markers around the Results paragraph")
-    return readme_text[start:end + len(END)]
+def _read_report(tree: layout.Tree) -> pd.DataFrame:
+    """A bundle's ``metrics/report.csv`` with the spread's columns (empty where an older report lacks them)."""
+    report = pd.read_csv(tree.metric(layout.REPORT_CSV))
+    return report.reindex(columns=list(dict.fromkeys([*layout.REPORT_FIELDS, *report.columns])))
+
+
+def spread_cell(row: pd.Series) -> str:
+    """DIP's cell: ``mean ± std (ssim)`` over seeds, or ``mean (ssim), 1 seed`` without a spread."""
+    text = _with_std(row["psnr"], row["psnr_std"]) + ("" if pd.isna(row["ssim"]) else f" ({float(row['ssim']):.3f})")
+    return text + ("" if not pd.isna(row["psnr_std"]) else ", 1 seed")
+
+
+def quick_rows(report: pd.DataFrame) -> list[str]:
+    """One line per image and per mean of each scored experiment: input, DIP (mean ± std over seeds,
+    min–max), the baselines' PSNR (deterministic: one value)."""
+    ours = report[(report["source"] == "ours") & report["psnr"].notna()]
+    lines = []
+    for exp in dict.fromkeys(ours["experiment"].astype(str)):
+        rows = ours[ours["experiment"] == exp]
+        for n, image in enumerate(dict.fromkeys(rows["image"].astype(str))):
+            cell = rows[rows["image"].astype(str) == image].set_index("method")
+            label = f"**{image}**" if image.startswith("mean") else image
+            inp = cell.loc["input"] if "input" in cell.index else None
+            dip = cell.loc["dip"] if "dip" in cell.index else None
+            others = [m for m in cell.index if m not in ("input", "dip")]
+            cells = [f"`{exp}`" if n == 0 else "", label,
+                     "–" if inp is None else _num(inp["psnr"]) + ("" if pd.isna(inp["ssim"]) else f" ({float(inp['ssim']):.3f})"),
+                     "–" if dip is None else spread_cell(dip),
+                     "–" if dip is None or pd.isna(dip["psnr_std"]) else f"{_num(dip['psnr_min'])}–{_num(dip['psnr_max'])}",
+                     ", ".join(f"{m} {_num(cell.loc[m, 'psnr'])}" for m in others) or "–"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def quick_section(bundle: Path, repo: Path) -> str:
+    """The quick block's text for the CPU bundle: where it is, what made it, the table with the spread."""
+    tree = layout.Tree(bundle)
+    manifest, report = _json(tree.manifest), _read_report(tree)
+    where = bundle.relative_to(repo).as_posix() if bundle.is_relative_to(repo) else str(bundle)
+    md = layout.Tree(PurePosixPath()).metric(layout.REPORT_MD)
+    dip = report[(report["source"] == "ours") & (report["method"] == "dip")]
+    seeds = int(pd.to_numeric(dip["seeds"], errors="coerce").max()) if len(dip) else 0
+    wall = sum(float(v) for v in (manifest.get("wall_seconds") or {}).values() if isinstance(v, (int, float)))
+    over = f"{seeds} seeds" if seeds > 1 else "1 seed"
+    lines = [
+        f"**`{manifest.get('profile', '?')}` profile on a CPU** — the published bundle [`{where}`]({where}/) ({provenance(manifest)}; "
+        f"{str(manifest.get('updated') or manifest.get('created') or '?')[:10]}; DIP fits {wall:.0f} s in all), {over} per image; "
+        f"its full report: [`{md}`]({where}/{md}). PSNR in dB (SSIM in parentheses). DIP is the mean over the seeds ± their sample "
+        "standard deviation (ddof = 1), and min–max their range; a **mean** row is the mean over images, its ± and min–max the "
+        "spread over seeds of the per-seed means over images. The input and the baselines are deterministic (one value).",
+        "",
+        f"| experiment | image | input | DIP, mean ± std over {over} | DIP min–max | baselines |",
+        "|---|---|---|---|---|---|",
+        *quick_rows(report),
+    ]
+    return "\n".join(lines)
+
+
+def quick_block(repo: Path) -> str | None:
+    """README's quick block (markers included) from ``results-published/quick-cpu``; ``None`` while that bundle does not exist."""
+    bundle = Path(repo) / layout.PUBLISHED / layout.QUICK_BUNDLE
+    if bundle not in bundles(bundle.parent):
+        return None
+    return f"{QUICK_BEGIN}\n{_wrap(quick_section(bundle, Path(repo)))}\n{QUICK_END}"
+
+
+def current(readme_text: str, name: str = "README", markers: tuple[str, str] = (BEGIN, END)) -> str:
+    """The block between ``markers`` as it stands in README's text; ``ValueError`` (naming the file
+    ``name``) when the markers are missing or out of order."""
+    begin, end_marker = markers
+    start, end = readme_text.find(begin), readme_text.find(end_marker)
+    if start < 0 or end < start or readme_text.count(begin) != 1 or readme_text.count(end_marker) != 1:
+        raise ValueError(f"{name} has no single {begin} … {end_marker} block; put the two markers around the text they hold")
+    return readme_text[start:end + len(end_marker)]
 
 
 def update(readme: Path, check: bool = False) -> bool:
-    """Rewrite ``readme``'s block from the bundles beside it (nothing else of the file changes);
-    returns whether it changed (with ``check``: whether it would, writing nothing)."""
+    """Rewrite ``readme``'s blocks from the bundles beside it — the Results block, and the quick block
+    where ``results-published/quick-cpu`` exists (nothing else of the file changes); returns whether
+    it changed (with ``check``: whether it would, writing nothing)."""
     readme = Path(readme)
     text = readme.read_text()
-    old, new = current(text, str(readme)), block(readme.resolve().parent)
-    if old == new or check:
-        return old != new
+    repo = readme.resolve().parent
+    new_text = text.replace(current(text, str(readme)), block(repo))
+    quick = quick_block(repo)
+    if quick is not None:
+        new_text = new_text.replace(current(new_text, str(readme), (QUICK_BEGIN, QUICK_END)), quick)
+    if new_text == text or check:
+        return new_text != text
     with atomic_path(readme) as tmp:
-        tmp.write_text(text.replace(old, new))
+        tmp.write_text(new_text)
     return True

@@ -100,7 +100,9 @@ def fitted(rows: list[dict[str, Any]], blind: list[dict[str, Any]]) -> dict[str,
 
 
 def summarise(rows: list[dict[str, Any]], resolution: dict[str, str]) -> dict[str, Any]:
-    """Mean PSNR/SSIM per experiment and method (over images and seeds)."""
+    """Mean PSNR/SSIM per experiment and method (over images and seeds), and the spread over
+    seeds of the per-seed means over images (:func:`pipeline.report.seed_spread`):
+    ``seeds``, ``psnr_std`` (ddof = 1; ``None`` with one seed), ``psnr_min``, ``psnr_max``."""
     groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for r in rows:
         groups.setdefault(r["experiment"], {}).setdefault(r["method"], []).append(r)
@@ -109,11 +111,16 @@ def summarise(rows: list[dict[str, Any]], resolution: dict[str, str]) -> dict[st
         experiments[exp] = {}
         for method, rs in methods.items():
             finite = [r["psnr"] for r in rs if math.isfinite(r["psnr"])]
+            spread = report.seed_spread(report.seed_means(pd.DataFrame([r for r in rs if math.isfinite(r["psnr"])], columns=["seed", "psnr"]), "psnr"))
             experiments[exp][method] = {
                 "psnr": round(sum(finite) / len(finite), 3) if finite else None,
                 "ssim": round(sum(r["ssim"] for r in rs) / len(rs), 4),
                 "images": len({r["image"] for r in rs}),
+                "seeds": max(1, len({str(r["seed"]) for r in rs})),
+                **{f"psnr_{k}": report.number(spread[k]) for k in ("std", "min", "max")},
             }
+            if method in report.SEEDLESS:
+                experiments[exp][method]["psnr_std"] = None
     return {"profile": resolution["profile"], "requested": resolution["requested"], "device": resolution["device"],
             "device_name": resolution.get("device_name", ""), "experiments": experiments}
 

@@ -2,7 +2,7 @@
 
 The jobs themselves (settings, hashes, the fit) are :mod:`pipeline.execution.job`; where they run is an
 engine of :mod:`pipeline.execution.engines` (in-process or Dask). :func:`run_experiment` skips jobs whose
-``run.json`` ``settings_hash`` is unchanged (:func:`pipeline.execution.job.is_done`), so an interrupted run
+``run.json`` ``settings_hash`` is unchanged (:func:`pipeline.execution.keys.is_done`), so an interrupted run
 resumes where it stopped.
 
 One process at a time writes an experiment's results: a second ``dip run`` of the same experiment
@@ -14,14 +14,16 @@ removed by the next run (:func:`pipeline.files.clean_leftovers`); a running proc
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from pipeline.files import clean_leftovers, output_lock, read_json, remove_output, save_json
 from pipeline import layout
-from pipeline.execution.engines import Engine, LocalEngine, make_engine
-from pipeline.execution.job import Job, is_done
-from pipeline.settings import EngineConfig, Profile, active_profile, job_settings, load_params, parse_experiment, read_resolution
+from pipeline.execution.keys import Job, is_done
 from pipeline.execution.progress import fits_bar
+from pipeline.files import clean_leftovers, output_lock, read_json, remove_output, save_json
+from pipeline.settings import EngineConfig, Profile, active_profile, job_settings, load_params, parse_experiment, read_resolution
+
+if TYPE_CHECKING:
+    from pipeline.execution.engines import Engine
 
 
 def plan(exp_id: str, corrupted: Path, out_root: Path, profile: Profile, seeds: list[int], device: str) -> list[Job]:
@@ -69,9 +71,9 @@ def run_experiment(exp_id: str, corrupted: Path, out_root: Path, profile: Profil
     """Run (or resume) every job of ``exp_id`` on ``engine`` (default: in-process), with one
     progress bar and ETA over the iterations of all jobs.
 
-    Returns ``{"run": n, "reused": m}``. Results are identical whichever engine runs them.
+    Returns ``{"run": n, "reused": m}``. Results are identical whichever engine runs them. Torch is
+    loaded only when a job has to run (the engines import it).
     """
-    engine = engine or LocalEngine()
     jobs = plan(exp_id, corrupted, out_root, profile, seeds, device) if profile.is_active(exp_id) else []
     out_root.mkdir(parents=True, exist_ok=True)
     with output_lock(out_root, inside=True):
@@ -80,9 +82,13 @@ def run_experiment(exp_id: str, corrupted: Path, out_root: Path, profile: Profil
 
 
 def _run_locked(exp_id: str, out_root: Path, profile: Profile, jobs: list[Job], on_job: Callable[[Job, str], None] | None,
-                engine: Engine) -> dict[str, int]:
+                engine: Engine | None) -> dict[str, int]:
     prune(out_root, jobs)
     todo = [j for j in jobs if not is_done(j.case_dir, j.out_dir, j.settings)]
+    if todo and engine is None:
+        from pipeline.execution.engines import LocalEngine
+
+        engine = LocalEngine()
     for job in jobs:
         if job not in todo and on_job:
             on_job(job, "reused")
@@ -93,7 +99,7 @@ def _run_locked(exp_id: str, out_root: Path, profile: Profile, jobs: list[Job], 
         def advance(job: Job, iteration: int, loss: float) -> None:
             bar.tick(job.out_dir, iteration, loss, name=f"{job.image} seed {job.seed}")
 
-        for job, _record in engine.run(todo, advance):
+        for job, _record in (engine.run(todo, advance) if engine is not None else ()):
             bar.finish(job.out_dir, int(job.settings["fit"]["iterations"]))
             if on_job:
                 on_job(job, "run")
@@ -105,13 +111,20 @@ def _run_locked(exp_id: str, out_root: Path, profile: Profile, jobs: list[Job], 
 def stage(exp_id: str, params_path: Path, profile_file: Path, corrupted: Path, out_root: Path) -> dict[str, object]:
     """The ``fit`` stage (``dip run EXPERIMENT``): :func:`run_experiment` on params.yaml's
     seeds and engine for the resolved profile. Returns its counts (``run``, ``reused``), the
-    engine's description (``engine``), the profile's name and whether ``exp_id`` is active in it."""
+    engine's description (``engine``), the profile's name and whether ``exp_id`` is active in it.
+    An experiment whose fits are all finished starts no engine and loads no torch."""
     p = load_params(params_path)
     parse_experiment(exp_id, p.get("figures"))
     res = read_resolution(profile_file)
     cfg = EngineConfig.from_params(p.get("engine"))
     prof = active_profile(p, res)
     seeds = [int(s) for s in p.get("seeds", [0])]
+    jobs = plan(exp_id, corrupted / exp_id, out_root / exp_id, prof, seeds, res["device"]) if prof.is_active(exp_id) else []
+    if all(is_done(j.case_dir, j.out_dir, j.settings) for j in jobs):
+        stats = run_experiment(exp_id, corrupted / exp_id, out_root / exp_id, prof, seeds, res["device"])
+        return {**stats, "engine": "no engine started", "profile": prof.name, "active": prof.is_active(exp_id)}
+    from pipeline.execution.engines import make_engine
+
     with make_engine(cfg, res["device"]) as engine:
         stats = run_experiment(exp_id, corrupted / exp_id, out_root / exp_id, prof, seeds, res["device"], engine=engine)
         where = engine.describe()
