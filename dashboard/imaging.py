@@ -20,6 +20,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard.load import file_mtime
+from dashboard.uploads import encode_png  # noqa: F401 - the PNG encoder (uploads.py: the worker has no Streamlit); the pages call imaging.encode_png
 
 
 @st.cache_data(show_spinner=False, max_entries=1024)
@@ -60,14 +61,6 @@ def _load_image(path: str, mtime: float) -> tuple[bytes, np.ndarray] | str:
 def load_image(path: Path) -> tuple[bytes, np.ndarray] | str:
     """``(PNG bytes, pixels)`` of an image file, or a short reason why it cannot be shown."""
     return _load_image(str(path), file_mtime(path)) if path.is_file() else "missing"
-
-
-def encode_png(array: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 

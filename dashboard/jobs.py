@@ -55,8 +55,9 @@ def upload(kind: str, suffix: str) -> str:
     return f"{kind}{suffix}"
 
 
-def read_json(path: Path) -> Any:
-    """A JSON file's value; ``None`` when it is missing or not (yet) JSON."""
+def json_or_none(path: Path) -> Any:
+    """A JSON file's value; ``None`` when it is missing or not (yet) JSON (where a missing or
+    damaged file is an error, :func:`pipeline.files.read_json`)."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -96,7 +97,7 @@ def speed_key(preset: str, params: str | None, task: str, factor: int, size: tup
 
 def speeds(user_runs: Path) -> dict[str, dict[str, Any]]:
     """``{speed_key: {"ms_per_iteration", "device", "measured", "source"}}`` (``{}`` when none)."""
-    value = read_json(queue_dir(user_runs) / SPEED)
+    value = json_or_none(queue_dir(user_runs) / SPEED)
     return value if isinstance(value, dict) else {}
 
 
@@ -127,15 +128,15 @@ class Job:
 
     def status(self) -> dict[str, Any]:
         """The running fit's ``status.json`` (``{}`` before its first write)."""
-        value = read_json(self.path / STATUS)
+        value = json_or_none(self.path / STATUS)
         return value if isinstance(value, dict) else {}
 
 
 def load(path: Path) -> Job | None:
-    request = read_json(path / JOB)
+    request = json_or_none(path / JOB)
     if not isinstance(request, dict):
         return None
-    state = read_json(path / STATE)
+    state = json_or_none(path / STATE)
     return Job(path, request, state if isinstance(state, dict) else {})
 
 

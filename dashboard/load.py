@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from dashboard.jobs import json_or_none
 from pipeline import layout
 from pipeline.layout import CaseDir, Run, RunDir, Tree
 from pipeline.settings import PROFILE_FILE, parse_experiment
@@ -113,8 +114,8 @@ def _read_csv(path: str, mtime: float) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=2048)
-def _read_json(path: str, mtime: float) -> Any:
-    return json.loads(Path(path).read_text())
+def _cached_json(path: str, mtime: float) -> Any:
+    return json_or_none(Path(path))
 
 
 def read_csv(path: Path) -> pd.DataFrame | None:
@@ -126,18 +127,19 @@ def read_csv(path: Path) -> pd.DataFrame | None:
         return None
 
 
-def read_json(path: Path) -> Any:
+def cached_json(path: Path) -> Any:
+    """:func:`dashboard.jobs.json_or_none` (``None`` when missing or not JSON), read again only when the file changes."""
     if not path.is_file():
         return None
     try:
-        return _read_json(str(path), file_mtime(path))
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        return _cached_json(str(path), file_mtime(path))
+    except OSError:
         return None
 
 
 def read_json_object(path: Path) -> dict[str, Any]:
     """A JSON file that should hold an object: ``{}`` when missing, unreadable or anything else."""
-    value = read_json(path)
+    value = cached_json(path)
     return value if isinstance(value, dict) else {}
 
 
@@ -163,7 +165,7 @@ def experiment_task(exp: str, root: Path | None = None) -> str:
     (:func:`pipeline.settings.parse_experiment`; ``user-runs: sr`` is sr), else the id's first word."""
     if exp.startswith(USER_GROUP):
         return exp.removeprefix(USER_GROUP)
-    info = read_json(Tree(root).corrupted_of(exp).record) if root is not None else None
+    info = cached_json(Tree(root).corrupted_of(exp).record) if root is not None else None
     if isinstance(info, dict) and info.get("task"):
         return str(info["task"])
     try:
@@ -175,14 +177,14 @@ def experiment_task(exp: str, root: Path | None = None) -> str:
 def experiment_images(root: Path, exp: str) -> list[str]:
     """Every image of ``exp`` in the profile (its ``data/corrupted/<exp>/experiment.json``; ``[]``
     when missing or damaged)."""
-    info = read_json(Tree(root).corrupted_of(exp).record)
+    info = cached_json(Tree(root).corrupted_of(exp).record)
     images = info.get("images") if isinstance(info, dict) else None
     return [str(i) for i in images] if isinstance(images, list) else []
 
 
 def has_ground_truth(root: Path, exp: str) -> bool:
     """False for a figure of a real photograph (``"ground_truth": false`` in its experiment.json)."""
-    info = read_json(Tree(root).corrupted_of(exp).record)
+    info = cached_json(Tree(root).corrupted_of(exp).record)
     return not (isinstance(info, dict) and info.get("ground_truth") is False)
 
 
@@ -191,7 +193,7 @@ NO_TRUTH = "No ground truth: this is a real photograph, so no PSNR can be comput
 
 def profile(root: Path) -> dict[str, Any]:
     """``data/profile.json``, else what the runs and metrics say; ``{}`` when nothing is known."""
-    info = read_json(root / PROFILE_FILE)
+    info = cached_json(root / PROFILE_FILE)
     if isinstance(info, dict) and info.get("profile"):
         return info
     summ = summary(root)
@@ -243,7 +245,7 @@ def run_record(path: Path) -> tuple[dict[str, Any], list[str]]:
 
     Fields the dashboard reads that have the wrong type are dropped (``None``) and named in
     ``problems``; ``metrics`` keeps only ``{name: {"psnr", "ssim"}}`` entries with numbers."""
-    raw = read_json(RunDir(path).run_json)
+    raw = cached_json(RunDir(path).run_json)
     if not isinstance(raw, dict):
         return {}, ["not valid JSON" if raw is None else f"not a JSON object but a {type(raw).__name__}"]
     rec, problems = dict(raw), []
@@ -328,7 +330,7 @@ def per_image(root: Path) -> pd.DataFrame | None:
 
 
 def report(root: Path) -> pd.DataFrame | None:
-    """``metrics/report.csv`` (:mod:`pipeline.outputs.report`): our rows (``source = ours``) with the
+    """``metrics/report.csv`` (:mod:`pipeline.report`): our rows (``source = ours``) with the
     paper's value, Δ and the *reproduced* flag where comparable, the paper's own methods
     (``source = paper``) and one row per experiment with no fit yet (``source = pending``);
     images then ``mean`` / ``mean:<set>`` rows; each experiment's ``images_done`` of

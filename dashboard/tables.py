@@ -2,7 +2,7 @@
 
 ``metrics/report.csv`` (:func:`dashboard.load.report`) is what the evaluate stage wrote; before
 it exists, :func:`report_from_runs` builds the same table from the runs' ``run.json`` with
-:mod:`pipeline.outputs.report`'s aggregation (mean and spread over seeds, ``mean`` / ``mean:<set>`` rows),
+:mod:`pipeline.report`'s aggregation (mean and spread over seeds, ``mean`` / ``mean:<set>`` rows),
 so the dashboard computes no mean of its own. An experiment in progress (k of n images fitted)
 and one pending (no fit yet) read as the report reads them: :func:`progress` gives k, n and
 complete from the report's own columns, :func:`mean_labels` the report's labels of its means.
@@ -16,7 +16,7 @@ import pandas as pd
 
 from dashboard.load import report, run_rows, runs
 from pipeline import layout
-from pipeline.outputs import report as pipeline_report
+from pipeline import report as pipeline_report
 
 REPORT_COLUMNS = layout.REPORT_FIELDS
 FROM_RUNS = ("input", "dip")  # the methods of the table built from the runs alone

@@ -77,8 +77,8 @@ def bundle_name(root_dir: Path) -> str:
 
 def bundle_caption(root_dir: Path, manifest: dict) -> str:
     """Which published bundle is shown and what made it: machine, CPU, torch, commit(s) (the manifest's
-    provenance, :func:`pipeline.outputs.report.provenance`) and the date of its last merge."""
-    from pipeline.outputs.report import provenance
+    provenance, :func:`pipeline.report.provenance`) and the date of its last merge."""
+    from pipeline.report import provenance
 
     date = str(manifest.get("updated") or manifest.get("created") or "?")[:10]
     return f"Showing the published bundle {bundle_name(root_dir)} ({provenance(manifest)}; {date})."

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MAX_PIXELS = 2048 * 2048  # `dip restore`'s default --max-pixels (pipeline.execution.fits.DEFAULT_MAX_PIXELS; a test keeps them equal)
+MAX_PIXELS = 2048 * 2048  # `dip restore`'s default --max-pixels (pipeline.files.DEFAULT_MAX_PIXELS; a test keeps them equal)
 SUFFIXES = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp")  # what `dip restore` reads from a folder
 
 
@@ -73,7 +73,7 @@ def _eight_bit(im) -> np.ndarray:
     return np.asarray(im.convert("L" if im.mode in ("1", "L", "LA", "La") else "RGB"))
 
 
-def check_size(picture: Picture, task: str, factor: int, max_pixels: int = MAX_PIXELS) -> None:
+def check_pixels(picture: Picture, task: str, factor: int, max_pixels: int = MAX_PIXELS) -> None:
     """:class:`UploadError` when the restored image (``factor``² times larger for ``sr``) is over ``max_pixels``."""
     h, w = picture.size
     scale = factor if task == "sr" else 1
@@ -116,7 +116,7 @@ def colour_mask(picture: Picture, colour: tuple[int, int, int], tolerance: int =
     return np.where(hole, 0, 255).astype(np.uint8)
 
 
-def png(pixels: np.ndarray) -> bytes:
+def encode_png(pixels: np.ndarray) -> bytes:
     """uint8 pixels as PNG bytes."""
     from PIL import Image
 

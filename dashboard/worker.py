@@ -134,7 +134,7 @@ def last_error(log: Path) -> str:
 
 def record_speed(user_runs: Path, job: Job, device: str, source: str) -> float | None:
     """Keep the measured ms/iteration of ``job``'s settings in speed.json (the page's estimates)."""
-    ms = jobs.read_json(job.path / STATUS)
+    ms = jobs.json_or_none(job.path / STATUS)
     ms = ms.get("ms_per_iteration") if isinstance(ms, dict) else None
     key = job.request.get("speed_key")
     if not isinstance(ms, (int, float)) or not key:
@@ -148,7 +148,7 @@ def record_speed(user_runs: Path, job: Job, device: str, source: str) -> float |
 def finish(user_runs: Path, job: Job) -> None:
     """A fit that ended well: record its speed; a restoration's folder gets the inputs and moves, whole, to user-runs/."""
     out, r = job.path / "out", job.request
-    device = str((jobs.read_json(RunDir(out).run_json) or {}).get("device", "?"))
+    device = str((jobs.json_or_none(RunDir(out).run_json) or {}).get("device", "?"))
     if job.kind == "measure":
         ms = record_speed(user_runs, job, device, "measurement")
         shutil.rmtree(out, ignore_errors=True)
@@ -156,11 +156,11 @@ def finish(user_runs: Path, job: Job) -> None:
         return
     case = CaseDir(out)  # the page's inputs beside dip restore's files, as a case folder holds them
     observation = uploads.decode(r["input"], (job.path / r["input"]).read_bytes())
-    case.observation_png.write_bytes(uploads.png(observation.pixels))
+    case.observation_png.write_bytes(uploads.encode_png(observation.pixels))
     if r.get("mask"):
-        case.mask.write_bytes(uploads.png(uploads.decode(r["mask"], (job.path / r["mask"]).read_bytes()).pixels))
+        case.mask.write_bytes(uploads.encode_png(uploads.decode(r["mask"], (job.path / r["mask"]).read_bytes()).pixels))
     if r.get("gt"):
-        case.ground_truth.write_bytes(uploads.png(uploads.decode(r["gt"], (job.path / r["gt"]).read_bytes()).pixels))
+        case.ground_truth.write_bytes(uploads.encode_png(uploads.decode(r["gt"], (job.path / r["gt"]).read_bytes()).pixels))
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(float(r.get("submitted", time.time()))))
     dest = Path(user_runs) / f"{r['name']}-{stamp}"
     n = 2

@@ -146,7 +146,7 @@ def canvas_size(size: tuple[int, int], multiple: int) -> tuple[int, int]:
     return tuple(max(math.ceil(s / multiple), 2) * multiple for s in size)  # type: ignore[return-value]
 
 
-def check_size(size: tuple[int, int], cfg: NetConfig) -> None:
+def check_min_size(size: tuple[int, int], cfg: NetConfig) -> None:
     """Raise ``ValueError`` if an image of ``size`` is too small for the network."""
     if min(size) < cfg.multiple:
         raise ValueError(
@@ -182,7 +182,7 @@ class Fitter:
         self.observation = observation.to(self.device, self.dtype)
         self.operator = operator.to(self.device)
         self.image_size = operator.image_size(tuple(observation.shape[-2:]))
-        check_size(self.image_size, net_cfg)
+        check_min_size(self.image_size, net_cfg)
         self.channels = observation.shape[1]
         self.callbacks: list[tuple[Callback, int | None, set[int]]] = []
 

@@ -10,11 +10,13 @@ Every command turns bad input into one ``error: …`` line and a non-zero exit c
 
 from __future__ import annotations
 
-import errno
 import functools
 import json
 import math
+import os
+import re
 import signal
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional, TypeVar
@@ -22,8 +24,10 @@ from typing import Annotated, Any, Callable, Optional, TypeVar
 import numpy as np
 import typer
 
+from dip.metrics import quality
 from pipeline import layout
-from pipeline.settings import PROFILE_FILE
+from pipeline.files import DEFAULT_MAX_PIXELS, check_replaceable, error_line, load_image, output_lock
+from pipeline.settings import PROFILE_FILE, preset_configs
 
 app = typer.Typer(
     help="Deep Image Prior: restore images with an untrained network, and reproduce the paper.",
@@ -34,23 +38,11 @@ app = typer.Typer(
 
 F = TypeVar("F", bound=Callable[..., Any])
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError)
-DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
-
-
-def _message(err: BaseException) -> str:
-    """One line for an expected error; an operating-system error says which file and what to do."""
-    if isinstance(err, KeyError) and err.args:
-        return str(err.args[0])
-    if isinstance(err, OSError) and err.strerror:
-        where = f"{err.filename}: " if err.filename else ""
-        hint = "; choose an output folder on a writable disk with free space" if err.errno in DISK_ERRNOS else ""
-        return f"{where}{err.strerror}{hint}"
-    return " ".join(str(err).split())
 
 
 def user_errors(fn: F) -> F:
@@ -61,7 +53,7 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except USER_ERRORS as err:
-            raise fail(_message(err)) from None
+            raise fail(error_line(err)) from None
         except KeyboardInterrupt:
             raise fail("interrupted; nothing half-written was left behind", 130) from None
 
@@ -111,9 +103,7 @@ def restore(
     from dip.device import pick_device
     from dip.operators import TASKS
     from pipeline.execution.batch import Item, Report, Request, restore_images
-    from pipeline.execution.fits import DEFAULT_MAX_PIXELS
     from pipeline.execution.progress import console
-    from pipeline.settings import preset_configs
 
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -145,7 +135,7 @@ def restore(
 
     class Printer(Report):
         def error(self, source: Path, err: BaseException) -> None:
-            message = _message(err)
+            message = error_line(err)
             typer.echo(f"error: {message}" if message.startswith(str(source)) else f"error: {source}: {message}", err=True)
 
         def reused(self, item: Item) -> None:
@@ -178,12 +168,9 @@ def demo(
     import torch
     from skimage import data, transform
 
-    from pipeline.files import check_replaceable, output_lock
     from dip.operators import Inpainting
-    from pipeline.execution.progress import FitProgress, console, hidden_on_error, make_progress
-    from pipeline.execution.fits import DEFAULT_MAX_PIXELS
+    from pipeline.execution.progress import console, fits_bar
     from pipeline.execution.fits import fit_and_write
-    from pipeline.settings import preset_configs
 
     if iterations <= 0 or size < 32:
         raise ValueError("--iterations must be positive and --size at least 32")
@@ -195,15 +182,13 @@ def demo(
     observation = (truth * mask.numpy()).astype(np.float32)
     _, net_cfg, fit_cfg = preset_configs("quick", "inpaint", device=device, params=params)
     fit_cfg.iterations = iterations
-    with output_lock(out), make_progress() as progress:
-        bar = progress.add_task("inpainting cameraman", total=iterations, status="")
-        with hidden_on_error(progress, bar):
-            record = fit_and_write(
-                Inpainting(mask), observation, out, net_cfg, fit_cfg, ground_truth=truth, device=device,
-                log_every=10, snapshots=(0, iterations // 4, iterations // 2, iterations),
-                callbacks=[(FitProgress(progress, bar), 10)], overwrite=True, extra={"preset": "demo"},
-                images={"corrupted": observation, "ground_truth": truth},  # inside the folder, written with it
-            )
+    with output_lock(out), fits_bar("inpainting cameraman", iterations) as bar:
+        record = fit_and_write(
+            Inpainting(mask), observation, out, net_cfg, fit_cfg, ground_truth=truth, device=device,
+            log_every=10, snapshots=(0, iterations // 4, iterations // 2, iterations),
+            callbacks=[(bar.callback(out), 10)], overwrite=True, extra={"preset": "demo"},
+            images={"corrupted": observation, "ground_truth": truth},  # inside the folder, written with it
+        )
     mt = record["metrics"]
     console.print(
         f"cameraman {size}x{size}, 50% of pixels missing: PSNR of the input {mt['input']['psnr']:.2f} dB → "
@@ -221,7 +206,6 @@ def net(
 ) -> None:
     """Print the network's architecture per level (a profile's network) and its parameter count."""
     from dip.network import describe
-    from pipeline.settings import preset_configs
 
     if channels not in (1, 3):
         raise ValueError(f"--channels must be 1 or 3, got {channels}")
@@ -246,8 +230,6 @@ def metrics(
     shave: Annotated[int, typer.Option(help="Border to remove for --protocol sr (usually the SR factor).")] = 4,
 ) -> None:
     """Print PSNR and SSIM of IMAGE against REFERENCE as JSON."""
-    from pipeline.files import load_image
-    from dip.metrics import quality
 
     if protocol not in ("rgb", "sr"):
         raise ValueError(f"--protocol must be rgb or sr, got {protocol!r}")
@@ -289,7 +271,7 @@ def profile_cmd(
 def fetch(
     sets: Annotated[Optional[str], typer.Option(help="Comma-separated sets or set/name; default: what the resolved profile uses.")] = None,
     manifest: Annotated[Path, typer.Option(help="The image manifest.")] = Path("data/manifest.yaml"),
-    out: Annotated[Path, typer.Option(help="Image cache directory.")] = Path("data/images"),
+    out: Annotated[Path, typer.Option(help="Image cache directory.")] = Path(layout.IMAGES),
     mirror: Annotated[Optional[str], typer.Option(help="Mirror directory laid out like ../shared/images (default: params fetch.mirror, else $DIP_MIRROR).")] = None,
     params: ParamsOpt = Path("params.yaml"),
     profile_file: ProfileFileOpt = PROFILE_FILE,
@@ -310,7 +292,7 @@ def corrupt(
     params: ParamsOpt = Path("params.yaml"),
     profile_file: ProfileFileOpt = PROFILE_FILE,
     manifest: Annotated[Path, typer.Option(help="The image manifest.")] = Path("data/manifest.yaml"),
-    images: Annotated[Path, typer.Option(help="Fetched images.")] = Path("data/images"),
+    images: Annotated[Path, typer.Option(help="Fetched images.")] = Path(layout.IMAGES),
     out: Annotated[Path, typer.Option(help="Output root (one folder per experiment).")] = Path("data/corrupted"),
 ) -> None:
     """Synthesise every experiment's observations (noise, masks, low-resolution), seeded."""
@@ -428,7 +410,7 @@ def publish_run_cmd(
     seeds: Annotated[Optional[str], typer.Option(help="Comma-separated seeds to fit, e.g. 0,1,2 (default: params.yaml's seeds).")] = None,
 ) -> None:
     """Fit the paper profile in priority order within --budget seconds, skipping what --bundle holds; the new fits go to --out as parts to merge (`dip publish PART --into BUNDLE`)."""
-    from pipeline.execution.publish_run import run
+    from pipeline.outputs.publish_run import run
 
     if not budget > 0 or not 0 <= margin < budget:
         raise ValueError(f"--budget must be positive and --margin between 0 and the budget, got {budget} and {margin}")
@@ -525,10 +507,6 @@ def dashboard(
 ) -> None:
     """Open the results dashboard (Streamlit, bound to 127.0.0.1, usage statistics off, no
     tracebacks in the browser). SIGTERM or Ctrl+C stops the server too."""
-    import os
-    import re
-    import sys
-
     from pipeline.execution.server import run_server
 
     if not 1 <= port <= 65535:

@@ -66,6 +66,37 @@ def image_header(path: str | Path) -> tuple[int, int, str]:
     return height, width, mode
 
 
+DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+
+
+def error_line(err: BaseException, source: str | Path | None = None) -> str:
+    """One line for an expected error (never a traceback): a ``KeyError``'s key, an operating-system
+    error's file and reason (and what to do where the disk is full or not writable), else the
+    text on one line; with ``source``, prefixed by it where the text does not name it."""
+    if isinstance(err, KeyError) and err.args:
+        text = str(err.args[0])
+    elif isinstance(err, OSError) and err.strerror:
+        where = f"{err.filename}: " if err.filename else ""
+        hint = "; choose an output folder on a writable disk with free space" if err.errno in DISK_ERRNOS else ""
+        text = f"{where}{err.strerror}{hint}"
+    else:
+        text = " ".join(str(err).split())
+    return text if source is None or str(source) in text else f"{source}: {text}"
+
+
+DEFAULT_MAX_PIXELS = 2048 * 2048  # a fit keeps several network activations per pixel: gigabytes beyond this
+
+
+def check_pixels(height: int, width: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """``ValueError`` before any allocation if a ``height`` × ``width`` restored image is over ``max_pixels``."""
+    if height * width > max_pixels:
+        raise ValueError(
+            f"the restored image would be {width}x{height} = {height * width:,} pixels, more than the limit of "
+            f"{max_pixels:,} (a fit needs memory for many network activations per pixel); downscale or crop it, "
+            "or raise the limit with --max-pixels"
+        )
+
+
 def _reason(err: BaseException) -> str:
     """A short reason for a decoding error (PIL's text where it has one, e.g. "image file is truncated")."""
     text = " ".join(str(err).split())

@@ -37,6 +37,8 @@ from typing import Any, Generic, Iterable, Mapping, TypeVar
 
 import numpy as np
 
+from pipeline.files import load_image, load_mask, read_json
+
 # --- file names (docs/LAYOUT.md) ----------------------------------------------------------------------
 # a fit's folder (RunDir)
 RUN_JSON, RESTORED, FINAL, CURVE, SNAPSHOTS = "run.json", "restored.png", "final.png", "curve.csv", "snapshots"
@@ -64,7 +66,7 @@ PER_IMAGE_CSV, CURVES_CSV, REPORT_CSV, REPORT_MD, SUMMARY_JSON = "per_image.csv"
 METRICS_FILES = (PER_IMAGE_CSV, CURVES_CSV, REPORT_CSV, REPORT_MD, SUMMARY_JSON)
 
 # --- folders of the results root ---------------------------------------------------------------------
-CORRUPTED, RESULTS, BASELINES = "data/corrupted", "results", "baselines"
+IMAGES, CORRUPTED, RESULTS, BASELINES = "data/images", "data/corrupted", "results", "baselines"  # IMAGES: dip fetch's
 OUTPUT_DIRS = (METRICS, RESULTS, CORRUPTED, BASELINES)
 SEED_PREFIX = "seed_"
 
@@ -238,6 +240,11 @@ class Tree(Generic[P]):
     root: P
 
     @property
+    def images(self) -> P:
+        """The fetched images (``dip fetch``): ``<set>/<name>.png``."""
+        return self.root / IMAGES
+
+    @property
     def corrupted(self) -> P:
         return self.root / CORRUPTED
 
@@ -386,8 +393,6 @@ def collect(results: Path, experiments: Iterable[str], fallback: Mapping[str, An
     """The rows of ``per_image.csv`` (the DIP methods) and ``curves.csv`` of every finished fit of
     ``experiments`` under ``results/`` (``fallback``: ``profile`` and ``device`` of the resolution,
     for a record without them). ``ValueError`` naming a ``run.json`` that is not JSON."""
-    from pipeline.files import read_json
-
     rows: list[dict[str, Any]] = []
     curves: list[dict[str, Any]] = []
     for run in find_runs(results, experiments):
@@ -435,8 +440,6 @@ class Case:
 def load_case(case_dir: Path, truth_mode: str | None = None) -> Case:
     """Read a corrupted case folder. The ground truth is read gray or RGB like the observation
     (or as ``truth_mode`` says); ``None`` where the folder has none."""
-    from pipeline.files import load_image, load_mask
-
     case = CaseDir(Path(case_dir))
     meta = json.loads(case.meta.read_text())
     observation = np.load(case.observation_npy)

@@ -202,7 +202,7 @@ def build_outputs(root: Path, profile: str = "smoke", seeds: list[int] | None = 
     from pipeline.images.manifest import load_manifest
     from pipeline.settings import EngineConfig, active_profile, load_params
     from pipeline.stages.resolve import resolve
-    from pipeline.outputs.report import load_paper
+    from pipeline.report import load_paper
     from pipeline.stages.run import run_experiment
 
     p = load_params(ROOT / "params.yaml")

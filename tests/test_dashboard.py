@@ -87,7 +87,7 @@ def paper_root(smoke_outputs: Path, experiments: dict[str, list[str]], tmp_path_
     evaluate/report code (so report.csv holds the paper's numbers, Δ and *reproduced*), with an
     early stop recorded in the denoising run (the smoke profile's runs do not stop early)."""
     from pipeline.stages.evaluate import evaluate
-    from pipeline.outputs.report import load_paper
+    from pipeline.report import load_paper
 
     root = copy_outputs(smoke_outputs, tmp_path_factory.mktemp("paper"))
     resolution = {"requested": "paper", "profile": "paper", "device": "cuda", "device_name": "test GPU"}

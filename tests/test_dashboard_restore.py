@@ -320,7 +320,7 @@ def test_a_worker_that_died_is_recovered(site) -> None:
 # ------------------------------------------------------------------------------ pieces of the page
 def test_uploads_read_bit_depths_as_the_cli_does(tmp_path: Path) -> None:
     from pipeline.files import load_image
-    from pipeline.execution.fits import DEFAULT_MAX_PIXELS
+    from pipeline.files import DEFAULT_MAX_PIXELS
 
     assert uploads.MAX_PIXELS == DEFAULT_MAX_PIXELS
     deep = (np.arange(16 * 16, dtype=np.uint16).reshape(16, 16) * 257)
@@ -401,7 +401,7 @@ def test_the_worker_runs_the_queue_one_fit_at_a_time(live: Path, monkeypatch: py
     first = jobs.submit(live, request(iterations=300, gt="gt.png", log_every=10, snapshots=[0, 150, 300]), files)
     holes = dirty.copy()
     holes[10:20, 5:40] = (255, 0, 255)
-    hole_mask = uploads.png(uploads.colour_mask(uploads.Picture("h.png", b"", holes), (255, 0, 255)))
+    hole_mask = uploads.encode_png(uploads.colour_mask(uploads.Picture("h.png", b"", holes), (255, 0, 255)))
     inpaint = jobs.submit(live, request("inpaint", iterations=10, mask="mask.png"), {"input.png": png_bytes(holes), "mask.png": hole_mask})
     second = jobs.submit(live, request("sr", iterations=10, factor=2, gt="gt.png"), {"input.png": png_bytes(dirty[::2, ::2]), "gt.png": png_bytes(clean)})
     assert worker.ensure_running(live) and not worker.ensure_running(live)  # one worker per folder, also while it loads

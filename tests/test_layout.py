@@ -122,7 +122,7 @@ def test_the_spelling_finder_finds_a_path_and_no_sentence() -> None:
 
 
 def test_no_module_but_the_layout_spells_a_file_name() -> None:
-    """Every module of dip/, pipeline/ and dashboard/ names a file of the layout through
+    """Every module of dip/, pipeline/, dashboard/ and benchmarks/ names a file of the layout through
     pipeline/layout.py (its types and constants), never by a string of its own: a renamed file
     changes in one place. ``profile.json`` and ``.dip-output`` are spelled by their owners only."""
     from pipeline import layout
@@ -130,7 +130,7 @@ def test_no_module_but_the_layout_spells_a_file_name() -> None:
     values = {v for k, v in vars(layout).items() if k.isupper() and isinstance(v, str)}
     assert set(FILE_NAMES) | set(FOLDERS) <= values and {layout.SNAPSHOT_PREFIX, layout.SEED_PREFIX} == set(PREFIXES)
     offenders = []
-    for package in ("dip", "pipeline", "dashboard"):
+    for package in ("dip", "pipeline", "dashboard", "benchmarks"):
         for path in sorted((ROOT / package).rglob("*.py")):
             rel = path.relative_to(ROOT).as_posix()
             if rel == "pipeline/layout.py":

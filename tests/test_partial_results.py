@@ -32,7 +32,7 @@ RESOLUTION = {"requested": "paper", "profile": "paper", "device": "cpu", "device
 
 
 def _paper() -> dict:
-    from pipeline.outputs.report import load_paper
+    from pipeline.report import load_paper
 
     return load_paper(ROOT / "data" / "paper.yaml")
 
@@ -247,7 +247,7 @@ def test_before_evaluate_the_dashboard_counts_the_same_k_of_n(partial_tree: Path
 def test_the_smoke_run_cut_short_lists_what_is_pending(smoke_outputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The smoke profile's own tree with SR ×4 and Fig. 7 not fitted yet (an interrupted `dvc repro`):
     those two are pending, the profile's inactive experiments are not listed, the rest is complete."""
-    from pipeline.outputs.report import load_paper
+    from pipeline.report import load_paper
     from pipeline.settings import load_params
     from pipeline.stages.evaluate import evaluate
 

@@ -23,10 +23,10 @@ from typer.testing import CliRunner
 import dip
 from pipeline.files import save_array, save_image, save_json
 from pipeline.cli import app
-from pipeline.execution import publish_run
+from pipeline.outputs import publish_run
 from pipeline.execution.keys import EXECUTION_FIELDS, fit_key
 from pipeline.execution.budget import Costs
-from pipeline.execution.publish_run import Planned, load_choice, ordered, ordered_images, plan, published_keys, run
+from pipeline.outputs.publish_run import Planned, load_choice, ordered, ordered_images, plan, published_keys, run
 from pipeline.images.manifest import load_manifest, sha256_bytes
 from pipeline.outputs.part_writer import KEPT, PART_FORMAT, FinishedFit, PartWriter, fit_files
 from pipeline.settings import Profile, job_settings, load_params

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.outputs.report import build, load_paper
+from pipeline.report import build, load_paper
 
 PAPER = load_paper(Path(__file__).resolve().parents[1] / "data" / "paper.yaml")
 PAPER_RES = {"profile": "paper", "requested": "paper", "device": "cuda", "device_name": "test GPU"}
@@ -107,7 +107,7 @@ def test_super_resolution_compares_per_set_means() -> None:
 def test_the_spread_over_seeds_on_known_numbers() -> None:
     """Two images × three seeds: per image mean ± sample std (ddof = 1) and min–max over seeds; the
     mean row is the mean over images, with the spread over seeds of the per-seed means over images."""
-    from pipeline.outputs.report import seed_spread
+    from pipeline.report import seed_spread
 
     psnr = {("a", 0): 30.0, ("a", 1): 31.0, ("a", 2): 32.0, ("b", 0): 20.0, ("b", 1): 20.0, ("b", 2): 26.0}
     rows = _rows([("denoise_s25", i, "t", "dip", s, v, 0.5 + s / 10, 10.0) for (i, s), v in psnr.items()]

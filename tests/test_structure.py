@@ -158,6 +158,58 @@ def test_a_type_checking_cycle_is_a_cycle() -> None:
     assert find_cycle({**graph, "pipeline.settings": graph["pipeline.settings"] | _imports_in(code.body, type_checking=True)})
 
 
+# The layers of the code, lowest first: a module imports only from its own layer or lower ones
+# (docs/ARCHITECTURE.md). dip/ is the method and knows nothing of the pipeline; the bottom of
+# pipeline/ reads the settings, names the files and reads and writes them safely (the report's
+# tables are built from those files alone, and the dashboard imports only this layer); then the
+# images, the fits (execution), the DVC stages, what is made of finished stages (outputs: the
+# bundle, the publishing run, the README block), and the command line on top.
+LAYERS = (
+    ("dip",),
+    ("pipeline", "pipeline.settings", "pipeline.files", "pipeline.layout", "pipeline.report"),
+    ("pipeline.images",),
+    ("pipeline.execution",),
+    ("pipeline.stages",),
+    ("pipeline.outputs",),
+    ("pipeline.cli",),
+)
+
+
+def layer_of(module: str) -> int:
+    """The index in :data:`LAYERS` of ``module`` (its longest matching name or package)."""
+    best = max(((len(name), i) for i, names in enumerate(LAYERS) for name in names
+                if module == name or (module.startswith(name + ".") and name != "pipeline")), default=None)
+    assert best is not None, f"{module} is in no layer of LAYERS: add it"
+    return best[1]
+
+
+def upward_imports(module: str, code: ast.Module, where: str) -> list[str]:
+    """``file:line`` of every import in ``code`` (of ``module``) of a higher layer than its own:
+    module level, function level and under ``TYPE_CHECKING`` alike."""
+    own = layer_of(module)
+    found = []
+    for node in ast.walk(code):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for target in sorted(_imports_in([node], type_checking=True) - {module}):
+                if layer_of(target) > own:
+                    found.append(f"{where}:{node.lineno} {module} imports {target} (layer {own} imports layer {layer_of(target)})")
+    return found
+
+
+def test_every_module_imports_only_its_layer_and_lower_ones() -> None:
+    offending = [line for module, path in module_files().items()
+                 for line in upward_imports(module, tree(module), str(path.relative_to(ROOT)))]
+    assert not offending, "imports against the order of LAYERS:\n" + "\n".join(offending)
+
+
+def test_the_layer_check_finds_upward_imports_in_functions_and_type_checking() -> None:
+    code = ast.parse("from typing import TYPE_CHECKING\nimport pipeline.files\nif TYPE_CHECKING:\n    from pipeline.stages.run import plan\n"
+                     "def f():\n    from pipeline.outputs import publish_run\n    from dip.fit import Fitter\n")
+    found = upward_imports("pipeline.execution.fits", code, "x.py")
+    assert [line.split(" ")[0] for line in found] == ["x.py:4", "x.py:6"], found
+    assert layer_of("pipeline.execution.job") == 3 and layer_of("pipeline.report") == 1 and layer_of("dip.fit") == 0
+
+
 def command_modules(command: str) -> set[str]:
     """Project modules a ``dip <command>`` may run: pipeline/cli.py, and what its module level, its
     ``main`` and the sub-command's function import, with their packages (transitively, by
@@ -310,7 +362,7 @@ def test_engines_follow_the_protocol_and_never_import_the_stage() -> None:
 
 # The dashboard reads files; of the project it may import only these (docs/ARCHITECTURE.md):
 # the output layout, the report's aggregation, experiment ids, and dip.metrics to score a crop.
-DASHBOARD_MAY_IMPORT = {"pipeline.layout", "pipeline.outputs.report", "pipeline.settings", "dip.metrics"}
+DASHBOARD_MAY_IMPORT = {"pipeline.layout", "pipeline.report", "pipeline.settings", "dip.metrics"}
 
 
 def dashboard_imports() -> dict[str, set[str]]:

@@ -1,7 +1,7 @@
 """Overview: per experiment, images × methods (DIP, baselines, the paper) with PSNR/SSIM and Δ.
 
 The numbers are those of ``metrics/report.csv`` and the ``paper`` section of
-``metrics/summary.json`` (both written by the evaluate stage through :mod:`pipeline.outputs.report`):
+``metrics/summary.json`` (both written by the evaluate stage through :mod:`pipeline.report`):
 the dashboard computes no comparison with the paper itself. Before evaluate has run, the tables
 come from the runs' ``run.json`` (DIP and the corrupted input only). A partial run shows as the
 report shows it: an experiment in progress with an "in progress: k of n images" badge and its
@@ -16,7 +16,7 @@ import streamlit as st
 
 from dashboard import load, tables, ui
 from pipeline import layout
-from pipeline.outputs import report as report_text
+from pipeline import report as report_text
 
 REPORT_CSV, REPORT_MD = f"{layout.METRICS}/{layout.REPORT_CSV}", f"{layout.METRICS}/{layout.REPORT_MD}"
 

@@ -137,7 +137,7 @@ mask_from = ""
 try:
     image = picture(image_up)
     if image is not None:
-        uploads.check_size(image, task, factor)
+        uploads.check_pixels(image, task, factor)
         files[jobs.upload("input", suffix(image.name))] = image.data
         if task == "inpaint" and holes == "mask" and mask_up is not None:
             mask = picture(mask_up)
@@ -146,7 +146,7 @@ try:
         elif task == "inpaint" and holes == "colour":
             rgb = uploads.hex_colour(colour)
             mask_png = uploads.colour_mask(image, rgb, tolerance)
-            files[jobs.upload("mask", ".png")], mask_from = uploads.png(mask_png), f"the pixels of colour {colour} (tolerance {tolerance})"
+            files[jobs.upload("mask", ".png")], mask_from = uploads.encode_png(mask_png), f"the pixels of colour {colour} (tolerance {tolerance})"
         gt = picture(gt_up)
         if gt is not None:
             scale = factor if task == "sr" else 1

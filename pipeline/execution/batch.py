@@ -6,7 +6,7 @@ reported before any fit), skips an image whose ``OUT/NAME/run.json`` records the
 mask and settings (``batch_hash``), and hands the rest to :func:`pipeline.execution.fits.restore_stream`,
 the driver that `dip run` uses too: each image is decoded and its network built only when its
 turn comes, same-size images are fitted together on CUDA, and a finished fit is released as soon
-as its folder is written. One bar (:class:`pipeline.execution.progress.FitsBar`) counts the
+as its folder is written. One bar (:func:`pipeline.execution.progress.fits_bar`) counts the
 iterations of all of them.
 
 One process at a time writes an output: a second ``dip restore`` into the same ``OUT`` stops at
@@ -26,12 +26,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from dip.fit import FitConfig
-from pipeline.files import check_replaceable, image_header, output_lock
+from pipeline.files import DEFAULT_MAX_PIXELS, check_pixels, check_replaceable, error_line, image_header, output_lock
 from dip.network import NetConfig
 from pipeline.execution import fits
-from pipeline.execution.fits import DEFAULT_MAX_PIXELS, LazyFit, Restoration, check_size, group_key, restore_stream
+from pipeline.execution.fits import LazyFit, Restoration, group_key, restore_stream
 from pipeline.execution.keys import finished
-from pipeline.execution.progress import FitsBar, make_progress
+from pipeline.execution.progress import fits_bar
+from pipeline.execution.status import StatusWriter
+from pipeline.images.user import load_user_image
 from pipeline.layout import protocol
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -129,14 +131,6 @@ class Counts:
     failed: int = 0
 
 
-def _message(err: BaseException, source: Path) -> str:
-    """One line for ``err`` about ``source``, naming the file where the error does not."""
-    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else " ".join(str(err).split())
-    if isinstance(err, OSError) and err.strerror:
-        text = f"{err.filename}: {err.strerror}" if err.filename else err.strerror
-    return text if str(source) in text else f"{source}: {text}"
-
-
 def plan(files: list[Path], out: Path, req: Request, report: Report, counts: Counts, single: bool) -> list[Item]:
     """The inputs to fit: every file whose header is readable and within the size limit, whose
     name is not taken by another input and that is not already restored (reported as reused).
@@ -153,9 +147,9 @@ def plan(files: list[Path], out: Path, req: Request, report: Report, counts: Cou
                 header = image_header(path)
                 h, w, _ = header
                 scale = req.factor if req.task == "sr" else 1
-                check_size(h * scale, w * scale, req.max_pixels)
+                check_pixels(h * scale, w * scale, req.max_pixels)
             except ValueError as err:
-                raise ValueError(_message(err, path)) from None
+                raise ValueError(error_line(err, path)) from None
             mask = req.mask if req.mask is not None or req.task != "inpaint" else mask_beside(path)
             item = Item(path, mask, out_dir, batch_hash(path, mask, settings), header)
             if not single and finished(out_dir, "batch_hash", item.digest):
@@ -174,8 +168,6 @@ def plan(files: list[Path], out: Path, req: Request, report: Report, counts: Cou
 
 def _lazy_fit(item: Item, req: Request, tick: Callable[[Any], None]) -> LazyFit:
     """The fit of ``item``, set up (decoded, network built) only when :func:`restore_stream` runs it."""
-    from pipeline.images.user import load_user_image
-
     def setup() -> Restoration:
         observation, operator, truth = load_user_image(item.source, req.task, item.mask, req.factor, req.gt, req.size_mode,
                                                        req.net.multiple, req.max_pixels)
@@ -185,8 +177,6 @@ def _lazy_fit(item: Item, req: Request, tick: Callable[[Any], None]) -> LazyFit:
                          callbacks=[(tick, req.log_every)], overwrite=req.force, max_pixels=req.max_pixels,
                          extra={"preset": req.preset, "input": str(item.source), "batch_hash": item.digest})
         if req.status is not None:  # after the curve recorder: its row of this iteration is there
-            from pipeline.execution.status import StatusWriter
-
             r.fitter.add_callback(StatusWriter(req.status, req.fit.iterations, r.curve.rows, str(item.source)), every=req.log_every)
         return r
 
@@ -224,23 +214,17 @@ def restore_images(inputs: list[Path], out: Path, req: Request, report: Report |
 def _restore(files: list[Path], out: Path, req: Request, report: Report, counts: Counts, single: bool) -> None:
     items = plan(files, out, req, report, counts, single)
     iterations = req.fit.iterations
-    with make_progress() as progress:
-        label = f"{req.task} {files[0].name}" if single else f"{req.task} {len(items)} image(s)"
-        bar = FitsBar(progress, label, len(items) * iterations)
-
-        def ticker(item: Item) -> Callable[[Any], None]:
-            return lambda step: bar.tick(item.out_dir, int(step.iteration), float(step.loss))
-
-        lazy = [_lazy_fit(item, req, ticker(item)) for item in items]
-        with bar.hidden_on_error():  # a failing single fit leaves its error line alone
-            for p, outcome in restore_stream(lazy, req.group):
-                item = p.tag
-                bar.finish(item.out_dir, iterations)
-                if isinstance(outcome, Exception):
-                    if single:
-                        raise outcome
-                    counts.failed += 1
-                    report.error(item.source, outcome)
-                    continue
-                counts.written += 1
-                report.written(item, outcome)
+    label = f"{req.task} {files[0].name}" if single else f"{req.task} {len(items)} image(s)"
+    with fits_bar(label, len(items) * iterations) as bar:  # a failing single fit leaves its error line alone
+        lazy = [_lazy_fit(item, req, bar.callback(item.out_dir)) for item in items]
+        for p, outcome in restore_stream(lazy, req.group):
+            item = p.tag
+            bar.finish(item.out_dir, iterations)
+            if isinstance(outcome, Exception):
+                if single:
+                    raise outcome
+                counts.failed += 1
+                report.error(item.source, outcome)
+                continue
+            counts.written += 1
+            report.written(item, outcome)

@@ -1,4 +1,4 @@
-"""What fits cost, measured as a publishing run goes (:mod:`pipeline.execution.publish_run`), and
+"""What fits cost, measured as a publishing run goes (:mod:`pipeline.outputs.publish_run`), and
 the guard that stops a fit whose end would pass the budget.
 
 A fit's cost is ``overhead + iterations × rate`` (:class:`Cost`): ``rate`` the seconds per

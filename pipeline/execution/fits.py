@@ -23,15 +23,16 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Hashable, Iterable, Iterator, TypeVar
 
 import numpy as np
 import torch
 
 import dip
 from dip.callbacks import CurveRecorder, SnapshotTaker
+from dip.group import fit_bytes, group_size
 from dip.fit import Callback, FitConfig, FitDiverged, Fitter, FitResult, run_fits
-from pipeline.files import atomic_directory, check_replaceable, save_image, save_json
+from pipeline.files import DEFAULT_MAX_PIXELS, atomic_directory, check_pixels, check_replaceable, save_image, save_json
 from dip.io import to_numpy, to_tensor
 from dip.metrics import quality
 from dip.network import NetConfig
@@ -39,18 +40,6 @@ from dip.operators import Operator
 from pipeline.layout import RunDir
 
 RUN_CURVE_FIELDS = ("iteration", "loss", "psnr_obs", "psnr_gt", "ssim_gt", "psnr_gt_avg")
-DEFAULT_MAX_PIXELS = 2048 * 2048  # a fit keeps several network activations per pixel: gigabytes beyond this
-
-
-def check_size(height: int, width: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-    """``ValueError`` before any allocation if a ``height`` × ``width`` restored image is over ``max_pixels``."""
-    if height * width > max_pixels:
-        raise ValueError(
-            f"the restored image would be {width}x{height} = {height * width:,} pixels, more than the limit of "
-            f"{max_pixels:,} (a fit needs memory for many network activations per pixel); downscale or crop it, "
-            "or raise the limit with --max-pixels"
-        )
-
 
 def versions() -> dict[str, str | None]:
     """Versions that produced a fit; ``cuda`` is torch's CUDA build (``None`` for a CPU build)."""
@@ -112,7 +101,7 @@ def prepare(
     ``input_image`` is the network's input when ``fit_cfg.input == "image"``; ``images`` are
     written beside the results as ``NAME.png``. Refuses (``ValueError``) a restored image over
     ``max_pixels`` before anything is allocated."""
-    check_size(*operator.image_size(tuple(observation.shape[:2])), max_pixels)  # type: ignore[arg-type]
+    check_pixels(*operator.image_size(tuple(observation.shape[:2])), max_pixels)  # type: ignore[arg-type]
     y = to_tensor(observation)
     fitter = Fitter(net_cfg, operator, y, fit_cfg, device, input_image=None if input_image is None else to_tensor(input_image))
     if ground_truth is not None and tuple(ground_truth.shape[:2]) != tuple(fitter.image_size):
@@ -280,7 +269,7 @@ def restore_stream(fits: Iterable[LazyFit], group: int | str = 1) -> Iterator[tu
                 except (ValueError, OSError, KeyError) as err:  # what setup() leaves of DAMAGED_INPUT
                     failed.append((p, err))
                 if not size and chunk:  # the first fit of the key sets the group size
-                    size = _group_size(chunk[0][1], group, len(same))
+                    size = group_size_of(chunk[0][1].fitter, group, len(same))
             outcomes = restore_group([r for _, r in chunk]) if chunk else []
             done = [(p, outcome) for (p, _), outcome in zip(chunk, outcomes)]
             del chunk, outcomes  # the group's fitters go here, before the next group is set up
@@ -288,10 +277,23 @@ def restore_stream(fits: Iterable[LazyFit], group: int | str = 1) -> Iterator[tu
             yield from done
 
 
-def _group_size(first: Restoration, group: int | str, count: int) -> int:
-    """How many fits of ``first``'s key run together (:func:`dip.group.group_size`)."""
-    from dip.group import fit_bytes, group_size
-
-    fitter = first.fitter
+def group_size_of(fitter: Fitter, group: int | str, count: int) -> int:
+    """How many fits like ``fitter``'s run together (:func:`dip.group.group_size`): ``group`` if a
+    number, else (``auto``) as many as the free GPU memory holds at the size of ``fitter``'s network
+    and input (built here if not yet; 1 off CUDA); at most ``count``. The one sizing of a group,
+    for :func:`restore_stream` and the publishing run."""
     per_fit = fit_bytes(*fitter.build()) if group == "auto" and fitter.device.type == "cuda" else 0
     return group_size(group, count, per_fit, fitter.device)
+
+
+T = TypeVar("T")
+
+
+def take_group(queue: list[T], key: Callable[[T], Hashable], size: int) -> list[T]:
+    """Take the next fits to run together out of ``queue``: its head and up to ``size`` − 1 more
+    of the head's ``key``, in queue order."""
+    head = queue.pop(0)
+    chunk = [head] + [f for f in queue if key(f) == key(head)][: max(size, 1) - 1]
+    for f in chunk[1:]:
+        queue.remove(f)
+    return chunk

@@ -7,7 +7,7 @@ covering the settings, the input files and the code that shapes a fit's output
 (:data:`CODE_FILES` and ``dip/``); :func:`is_done` compares it, so an interrupted run resumes
 where it stopped. It also records the :func:`fit_key`, which names the fit's *numbers* wherever
 it runs (no code, device or execution options in it): the publishing run
-(:mod:`pipeline.execution.publish_run`) skips a fit whose key a published bundle already holds. Outputs are written atomically by :func:`pipeline.execution.fits.restore_group`,
+(:mod:`pipeline.outputs.publish_run`) skips a fit whose key a published bundle already holds. Outputs are written atomically by :func:`pipeline.execution.fits.restore_group`,
 so an interrupted job leaves nothing behind.
 
 This module is a leaf of ``pipeline/``: it imports ``dip``, :mod:`pipeline.layout`, :mod:`pipeline.files` and :mod:`pipeline.execution.fits` only;

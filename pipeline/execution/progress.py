@@ -6,8 +6,9 @@ output is a file or a pipe (a job scheduler's log, ``dip … | tee``), it gives 
 instead: one plain line now and then (every ``interval`` seconds: label, iterations, elapsed, ETA,
 the status text with the loss), nothing at all for work shorter than that.
 
-:class:`FitsBar` is the one bar over the iterations of many fits (finished + running) that
-``dip run`` and ``dip restore`` on several images both drive.
+:class:`FitsBar` (opened by :func:`fits_bar`) is the one progress reporter of fits: a bar over the
+iterations of one or many fits (finished + running) that ``dip run``, ``dip restore`` and
+``dip demo`` drive.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Hashable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -129,29 +130,9 @@ class LineProgress:
         self.out.print(self.line(task), markup=False, highlight=False, soft_wrap=True)
 
 
-@contextlib.contextmanager
-def hidden_on_error(progress: "Progress | LineProgress", task_id: TaskID) -> Iterator[None]:
-    """Hide ``task_id``'s bar if the block fails, so that the ``error:`` line stands alone."""
-    try:
-        yield
-    except BaseException:
-        progress.update(task_id, visible=False)
-        raise
-
-
 def status_of(loss: float) -> str:
     """The status text of a fit: its loss and the PSNR of the fit to the observation."""
     return f"loss {loss:.2e}  PSNR(obs) {psnr_from_loss(loss):.2f} dB"
-
-
-class FitProgress:
-    """Callback that advances ``task_id`` of ``progress`` and shows loss and PSNR."""
-
-    def __init__(self, progress: "Progress | LineProgress", task_id: TaskID, start: int = 0) -> None:
-        self.progress, self.task_id, self.start = progress, task_id, start
-
-    def __call__(self, step: Step) -> None:
-        self.progress.update(self.task_id, completed=self.start + step.iteration, status=status_of(float(step.loss)))
 
 
 class FitsBar:
@@ -169,6 +150,10 @@ class FitsBar:
         where = f"{len(self.running)} running  " if len(self.running) > 1 else f"{name}  " if name else ""
         self.progress.update(self.task, completed=self.done + sum(self.running.values()), status=where + status_of(loss))
 
+    def callback(self, key: Hashable, name: str = "") -> Callable[[Step], None]:
+        """A fit callback (:meth:`dip.fit.Fitter.add_callback`) that ticks ``key`` at each step it sees."""
+        return lambda step: self.tick(key, int(step.iteration), float(step.loss), name)
+
     def finish(self, key: Hashable, iterations: int) -> None:
         self.running.pop(key, None)
         self.done += iterations
@@ -176,5 +161,20 @@ class FitsBar:
 
     @contextlib.contextmanager
     def hidden_on_error(self) -> Iterator[None]:
-        with hidden_on_error(self.progress, self.task):
+        """Hide the bar if the block fails, so that the ``error:`` line stands alone."""
+        try:
             yield
+        except BaseException:
+            self.progress.update(self.task, visible=False)
+            raise
+
+
+@contextlib.contextmanager
+def fits_bar(label: str, total: int, done: int = 0, status: str = "") -> Iterator[FitsBar]:
+    """The bar of a command that runs fits (``dip run``, ``dip restore``, ``dip demo``): a
+    :class:`FitsBar` on :func:`make_progress`, hidden if the block fails so that the ``error:``
+    line stands alone."""
+    with make_progress() as progress:
+        bar = FitsBar(progress, label, total, done, status)
+        with bar.hidden_on_error():
+            yield bar

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.images.manifest import as_yaml, pixel_sha256_of_array
+from pipeline.images.manifest import as_yaml, bundled_pixels, pixel_sha256_of_array
 
 #: manifest set name → folder of the mirror
 SETS = {"inpainting11": "inpainting11", "set5": "set5", "set14": "set14", "cset9": "color_denoise"}
@@ -41,8 +41,6 @@ HEADER = """\
 
 
 def embedded_entries() -> dict[str, Any]:
-    from pipeline.stages.fetch import bundled_pixels
-
     out: dict[str, Any] = {}
     for name in EMBEDDED:
         arr = bundled_pixels(name)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import yaml
 from PIL import Image, UnidentifiedImageError
+from skimage import data as skimage_data
 
 DEFAULT_MANIFEST = Path("data/manifest.yaml")
 SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")  # set and image names become file names
@@ -126,6 +127,16 @@ def pixel_sha256(path: str | Path) -> str:
             return pixel_sha256_of_array(np.asarray(im))
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise ValueError(f"{path}: not a decodable image ({err.__class__.__name__})") from None
+
+
+def bundled_pixels(name: str) -> np.ndarray:
+    """The pixels of scikit-image's bundled image ``name`` as a PNG holds them (a binary image,
+    e.g. ``horse``, as 8-bit 0/255): what the manifest's ``pixel_sha256`` of an ``embedded`` entry covers."""
+    loader = getattr(skimage_data, name, None)
+    if loader is None:
+        raise ValueError(f"skimage.data.{name}: no such bundled image")
+    arr = np.asarray(loader())
+    return arr.astype(np.uint8) * 255 if arr.dtype == bool else arr
 
 
 def as_yaml(manifest_dict: dict[str, Any]) -> str:

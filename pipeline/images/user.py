@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.files import DEFAULT_MAX_PIXELS, check_pixels, image_header, load_image, load_mask
+
 
 def center_crop(image: np.ndarray, multiple: int) -> np.ndarray:
     """The authors' ``crop_image``: centre crop so both sides are multiples of ``multiple``."""
@@ -25,8 +27,6 @@ def center_crop(image: np.ndarray, multiple: int) -> np.ndarray:
 def restored_size(input: Path, task: str, factor: int) -> tuple[int, int]:
     """``(height, width)`` of the image that restoring ``input`` gives (before a centre crop), from
     the file's header: nothing is decoded."""
-    from pipeline.files import image_header
-
     h, w, _ = image_header(input)
     return (h * factor, w * factor) if task == "sr" else (h, w)
 
@@ -36,16 +36,14 @@ def load_user_image(input: Path, task: str, mask: Path | None, factor: int, gt: 
     """Read and check one image to restore: ``(observation, operator, ground truth or None)``.
 
     Sizes are checked from the files' headers before anything is decoded: the restored image
-    against ``max_pixels`` (default :data:`pipeline.execution.fits.DEFAULT_MAX_PIXELS`), the mask
+    against ``max_pixels`` (default :data:`pipeline.files.DEFAULT_MAX_PIXELS`), the mask
     against the image, so that a huge or mismatched file costs no memory."""
     import torch
 
-    from pipeline.files import image_header, load_image, load_mask
     from dip.operators import make_operator
-    from pipeline.execution.fits import DEFAULT_MAX_PIXELS, check_size
 
     limit = max_pixels or DEFAULT_MAX_PIXELS
-    check_size(*restored_size(input, task, factor), limit)
+    check_pixels(*restored_size(input, task, factor), limit)
     h, w, _ = image_header(input)
     if mask is not None:
         mh, mw, _ = image_header(mask)

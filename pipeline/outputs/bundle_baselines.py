@@ -19,6 +19,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from pipeline import layout
+from pipeline.images.manifest import load_manifest
+from pipeline.outputs.check import check_bundle
+from pipeline.settings import active_profile, load_params
+from pipeline.stages.baselines import methods_for, run_experiment_baselines
+from pipeline.stages.corrupt import corrupt_all
+from pipeline.stages.fetch import FetchOptions, fetch_all, mirror_from
 from pipeline.outputs.parts import PROFILE, REL, assemble, case_inputs, git_commit
 from pipeline.outputs.publish import check_target, publish
 from pipeline.outputs.safe import load_json
@@ -27,8 +33,6 @@ from pipeline.outputs.safe import load_json
 def pending(bundle: Path, config: dict[str, Any], experiments: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     """``{"exp/image": {"inputs", "methods"}}`` of the bundle's images (first seed's inputs) that
     have a ground truth and lack some of the baselines params.yaml asks for."""
-    from pipeline.stages.baselines import methods_for
-
     manifest = check_target(Path(bundle))
     if manifest is None:
         raise ValueError(f"{bundle}: no such bundle; publish some fits into it first")
@@ -59,13 +63,6 @@ def add_baselines(
     """Run the missing baselines of ``bundle`` (all experiments, or ``experiments``) and merge
     them; returns :func:`~pipeline.outputs.publish.publish`'s result (``ran``: the images).
     ``ValueError`` (one line, nothing added) when a regenerated input differs from its fit's."""
-    from pipeline.images.manifest import load_manifest
-    from pipeline.outputs.check import check_bundle
-    from pipeline.settings import active_profile, load_params
-    from pipeline.stages.baselines import run_experiment_baselines
-    from pipeline.stages.corrupt import corrupt_all
-    from pipeline.stages.fetch import FetchOptions, fetch_all, mirror_from
-
     bundle = Path(bundle)
     p = load_params(params)
     config = p.get("baselines") or {}

@@ -12,6 +12,7 @@ from typing import Any, Protocol, Sequence
 
 from pipeline import layout
 from pipeline.outputs.safe import Fields, Unsafe
+from pipeline.settings import parse_experiment
 
 MANIFEST = layout.BUNDLE_MANIFEST
 
@@ -85,8 +86,6 @@ class Keep:
 
 def is_figure(exp: str) -> bool:
     """A figure experiment: an id that is not one of the paper's tables (``denoise_s…``, ``inpaint_p…``, ``sr_x…``)."""
-    from pipeline.settings import parse_experiment
-
     try:
         parse_experiment(exp)
     except ValueError:

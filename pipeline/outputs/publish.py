@@ -190,7 +190,7 @@ class Settings:
 
     @classmethod
     def load(cls, params: Path, paper: Path) -> "Settings":
-        from pipeline.outputs.report import load_paper
+        from pipeline.report import load_paper
         from pipeline.settings import load_params
 
         for path, what in ((params, "--params"), (paper, "--paper")):

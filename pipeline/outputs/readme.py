@@ -28,7 +28,10 @@ from typing import Any
 import pandas as pd
 
 from pipeline import layout
-from pipeline.outputs.report import provenance
+from pipeline.files import atomic_path
+from pipeline.images.manifest import load_manifest
+from pipeline.report import load_paper, provenance
+from pipeline.settings import Profile, load_params, parse_experiment
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 QUICK_BEGIN, QUICK_END = "<!-- quick:begin -->", "<!-- quick:end -->"
@@ -168,8 +171,6 @@ def describe(exp: str, paper: dict[str, Any], figures: dict[str, Any]) -> str:
         return str(paper[exp]["source"]).split(", PSNR")[0].split(", mean PSNR")[0]
     if exp in figures:
         return str((figures[exp] or {}).get("about", exp))
-    from pipeline.settings import parse_experiment
-
     e = parse_experiment(exp)
     return {"denoise": f"denoising, σ = {e.sigma and round(e.sigma * 255, 1)}/255", "inpaint": f"inpainting, {e.drop and round(e.drop * 100)} % missing",
             "sr": f"super-resolution ×{e.factor}"}[e.task]
@@ -177,10 +178,6 @@ def describe(exp: str, paper: dict[str, Any], figures: dict[str, Any]) -> str:
 
 def pending_text(repo: Path, profile: str = "paper") -> str:
     """The block before any bundle: the profile's experiments (what, how many images), all pending."""
-    from pipeline.images.manifest import load_manifest
-    from pipeline.outputs.report import load_paper
-    from pipeline.settings import Profile, load_params
-
     params = load_params(repo / "params.yaml")
     prof = Profile(profile, params["profiles"][profile], dict(params.get("figures") or {}))
     paper, manifest = load_paper(repo / "data" / "paper.yaml"), load_manifest(repo / "data" / "manifest.yaml")
@@ -296,8 +293,6 @@ def update(readme: Path, check: bool = False) -> bool:
     """Rewrite ``readme``'s blocks from the bundles beside it — the Results block, and the quick block
     where ``results-published/quick-cpu`` exists (nothing else of the file changes); returns whether
     it changed (with ``check``: whether it would, writing nothing)."""
-    from pipeline.files import atomic_path
-
     readme = Path(readme)
     text = readme.read_text()
     repo = readme.resolve().parent

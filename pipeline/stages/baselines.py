@@ -26,6 +26,7 @@ from PIL import Image
 
 from pipeline.files import atomic_directory, save_image, save_json
 from dip.metrics import to_uint8
+from pipeline.execution.progress import make_progress
 from pipeline.layout import BaselinesDir, ExperimentDir, load_case
 from pipeline.settings import BASELINE_DEFAULTS, load_params, parse_experiment
 
@@ -153,8 +154,6 @@ def run_experiment_baselines(
 def stage(experiment: str, params_path: Path, corrupted: Path, out_root: Path) -> dict[str, int]:
     """The ``baselines`` stage (``dip baselines EXPERIMENT``): the classical methods of params.yaml's
     ``baselines:`` for the experiment's task, on its corrupted inputs, with one progress bar."""
-    from pipeline.execution.progress import make_progress
-
     p = load_params(params_path)
     parse_experiment(experiment, p.get("figures"))
     record = ExperimentDir(corrupted / experiment).record

@@ -32,8 +32,8 @@ from dip.io import to_numpy, to_tensor
 from dip.metrics import to_uint8
 from dip.operators import Denoising, Inpainting, SuperResolution
 from pipeline import layout
-from pipeline.images.manifest import ImageEntry
-from pipeline.settings import Experiment, Profile
+from pipeline.images.manifest import ImageEntry, load_manifest
+from pipeline.settings import Experiment, Profile, active_profile, load_params, read_resolution
 
 
 def image_seed(seed: int, exp_id: str, entry: ImageEntry) -> int:
@@ -144,9 +144,6 @@ def stage(params_path: Path, profile_file: Path, manifest_path: Path, images_dir
     """The ``corrupt`` stage (``dip corrupt``): every experiment of params.yaml on the resolved
     profile's images (per task; a figure's own image), seeded by ``corrupt.seed``. Returns the
     profile's name and ``{experiment: number of images}``."""
-    from pipeline.images.manifest import load_manifest
-    from pipeline.settings import active_profile, load_params, read_resolution
-
     p = load_params(params_path)
     prof = active_profile(p, read_resolution(profile_file))
     m = load_manifest(manifest_path)

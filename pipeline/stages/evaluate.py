@@ -13,7 +13,7 @@
   ``dvc plots``).
 * ``report.md`` / ``report.csv`` — DIP, the classical baselines (``baselines/<exp>/``, scored
   here against the same ground truths with the same protocol) and the paper's numbers side by
-  side (:mod:`pipeline.outputs.report`); ``summary.json`` gets the baselines' means and a ``paper``
+  side (:mod:`pipeline.report`); ``summary.json`` gets the baselines' means and a ``paper``
   section (comparable or why not, mean Δ of DIP, images reproduced, the paper's DIP mean over the
   same images as ours and over all of them).
 
@@ -43,7 +43,8 @@ import pandas as pd
 from pipeline.files import atomic_path, load_image, read_json, save_json
 from dip.metrics import quality
 from pipeline import layout
-from pipeline.outputs import report
+from pipeline import report
+from pipeline.settings import load_params, read_resolution
 
 PER_IMAGE_FIELDS, CURVE_FIELDS = layout.PER_IMAGE_FIELDS, layout.CURVE_FIELDS
 
@@ -100,7 +101,7 @@ def fitted(rows: list[dict[str, Any]], blind: list[dict[str, Any]]) -> dict[str,
 
 def summarise(rows: list[dict[str, Any]], resolution: dict[str, str]) -> dict[str, Any]:
     """Mean PSNR/SSIM per experiment and method (over images and seeds), and the spread over
-    seeds of the per-seed means over images (:func:`pipeline.outputs.report.seed_spread`):
+    seeds of the per-seed means over images (:func:`pipeline.report.seed_spread`):
     ``seeds``, ``psnr_std`` (ddof = 1; ``None`` with one seed), ``psnr_min``, ``psnr_max``."""
     groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for r in rows:
@@ -145,7 +146,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Write ``out_dir/{per_image.csv, curves.csv, summary.json, report.md, report.csv}``;
     returns the summary. ``about`` describes figure experiments (params.yaml ``figures:``).
-    ``corrupted`` also gives each experiment's image list (:func:`pipeline.outputs.report.read_progress`)."""
+    ``corrupted`` also gives each experiment's image list (:func:`pipeline.report.read_progress`)."""
     rows, curves = collect(results, experiments, resolution)
     blind = collect_without_truth(results, experiments)
     if not rows and not blind:
@@ -175,8 +176,6 @@ def evaluate(
 def stage(params_path: Path, profile_file: Path, results: Path, baselines: Path, corrupted: Path, paper: Path, out_dir: Path) -> dict[str, Any]:
     """The ``evaluate`` stage (``dip evaluate``): :func:`evaluate` with params.yaml's experiments,
     ``report.epsilon`` (checked > 0) and figure descriptions; returns the summary."""
-    from pipeline.settings import load_params, read_resolution
-
     p = load_params(params_path)
     epsilon = float((p.get("report") or {}).get("epsilon", 0.5))
     if not epsilon > 0:

@@ -27,7 +27,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.files import atomic_path, inside
-from pipeline.images.manifest import ImageEntry, Manifest, pixel_sha256, pixel_sha256_of_array, sha256_bytes
+from pipeline.execution.progress import make_progress
+from pipeline.images.manifest import ImageEntry, Manifest, bundled_pixels, load_manifest, pixel_sha256, pixel_sha256_of_array, sha256_bytes
+from pipeline.settings import active_profile, load_params, read_resolution
 
 MIRROR_ENV = "DIP_MIRROR"
 
@@ -88,18 +90,6 @@ def _from_cache(entry: ImageEntry, dest: Path) -> None:
     got = pixel_sha256(dest)
     if got != entry.pixel_sha256:
         raise ValueError(f"{dest}: cached copy has the wrong pixels")
-
-
-def bundled_pixels(name: str) -> np.ndarray:
-    """The pixels of scikit-image's bundled image ``name`` as a PNG holds them (a binary image,
-    e.g. ``horse``, as 8-bit 0/255): what the manifest's ``pixel_sha256`` of an ``embedded`` entry covers."""
-    from skimage import data
-
-    loader = getattr(data, name, None)
-    if loader is None:
-        raise ValueError(f"skimage.data.{name}: no such bundled image")
-    arr = np.asarray(loader())
-    return arr.astype(np.uint8) * 255 if arr.dtype == bool else arr
 
 
 def _from_skimage(entry: ImageEntry, dest: Path) -> None:
@@ -202,8 +192,6 @@ def prune(out_dir: Path, keep: list[ImageEntry], manifest: Manifest) -> list[Pat
 
 def fetch_all(manifest: Manifest, specs: list[str], out_dir: Path, opts: FetchOptions, *, clean: bool = True) -> dict[str, str]:
     """Fetch every image of ``specs`` (set names or ``set/name``); returns ``{key: source}``."""
-    from pipeline.execution.progress import make_progress
-
     entries = manifest.select(specs)
     sources: dict[str, str] = {}
     with make_progress() as progress:
@@ -227,9 +215,6 @@ def stage(params_path: Path, profile_file: Path, manifest_path: Path, out_dir: P
     """The ``fetch`` stage (``dip fetch``): every image the resolved profile's experiments use
     (or ``sets``), from params.yaml's ``fetch:`` sources; the cache keeps only those unless
     ``keep_others``. Returns ``{key: source}``."""
-    from pipeline.images.manifest import load_manifest
-    from pipeline.settings import active_profile, load_params, read_resolution
-
     p = load_params(params_path) if not sets or Path(params_path).is_file() else {}  # given sets need no params
     cfg = p.get("fetch") or {}
     if sets:

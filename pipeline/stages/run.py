@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Callable
 
 from pipeline import layout
 from pipeline.execution.keys import Job, is_done
-from pipeline.execution.progress import FitsBar, make_progress
+from pipeline.execution.progress import fits_bar
 from pipeline.files import clean_leftovers, output_lock, read_json, remove_output, save_json
-from pipeline.settings import Profile, job_settings
+from pipeline.settings import EngineConfig, Profile, active_profile, job_settings, load_params, parse_experiment, read_resolution
 
 if TYPE_CHECKING:
     from pipeline.execution.engines import Engine
@@ -94,17 +94,15 @@ def _run_locked(exp_id: str, out_root: Path, profile: Profile, jobs: list[Job], 
             on_job(job, "reused")
     total = sum(int(j.settings["fit"]["iterations"]) for j in jobs)
     done = total - sum(int(j.settings["fit"]["iterations"]) for j in todo)
-    with make_progress() as progress:
-        bar = FitsBar(progress, f"{exp_id} ({profile.name})", total, done, status=f"{len(jobs) - len(todo)} reused")
+    with fits_bar(f"{exp_id} ({profile.name})", total, done, status=f"{len(jobs) - len(todo)} reused") as bar:
 
         def advance(job: Job, iteration: int, loss: float) -> None:
             bar.tick(job.out_dir, iteration, loss, name=f"{job.image} seed {job.seed}")
 
-        with bar.hidden_on_error():
-            for job, _record in (engine.run(todo, advance) if engine is not None else ()):
-                bar.finish(job.out_dir, int(job.settings["fit"]["iterations"]))
-                if on_job:
-                    on_job(job, "run")
+        for job, _record in (engine.run(todo, advance) if engine is not None else ()):
+            bar.finish(job.out_dir, int(job.settings["fit"]["iterations"]))
+            if on_job:
+                on_job(job, "run")
     save_json(layout.ExperimentDir(out_root).record, layout.results_experiment(
         exp_id, profile.name, profile.is_active(exp_id), [j.image for j in jobs], [j.seed for j in jobs]))
     return {"run": len(todo), "reused": len(jobs) - len(todo)}
@@ -115,8 +113,6 @@ def stage(exp_id: str, params_path: Path, profile_file: Path, corrupted: Path, o
     seeds and engine for the resolved profile. Returns its counts (``run``, ``reused``), the
     engine's description (``engine``), the profile's name and whether ``exp_id`` is active in it.
     An experiment whose fits are all finished starts no engine and loads no torch."""
-    from pipeline.settings import EngineConfig, active_profile, load_params, parse_experiment, read_resolution
-
     p = load_params(params_path)
     parse_experiment(exp_id, p.get("figures"))
     res = read_resolution(profile_file)

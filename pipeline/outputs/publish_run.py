@@ -25,7 +25,8 @@ the bundle (docs/gpu-run.md).
    (skipped, reused, started, finished, stopped, not started, failed) with its numbers.
 
 Fits run one at a time by default; ``group`` (the speed step's choice) fits up to N same-shape
-fits of one experiment and seed together (:func:`pipeline.execution.fits.restore_group`).
+fits of one experiment and seed together (:func:`pipeline.execution.fits.restore_group`), grouped and
+sized as every fit is (:func:`pipeline.execution.fits.take_group`, :func:`~pipeline.execution.fits.group_size_of`).
 """
 
 from __future__ import annotations
@@ -42,16 +43,22 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
 from dip.fit import FitConfig, canvas_size
 from pipeline.files import save_json
 from dip.network import NetConfig
 from pipeline.execution.budget import PROBE_ITERATIONS, Clock, Costs, Guard, OutOfTime
-from pipeline.execution.fits import restore_group
+from pipeline.execution.fits import group_size_of, restore_group, take_group
 from pipeline.execution.job import prepare_job
 from pipeline.execution.keys import EXECUTION_FIELDS, finished, fit_key
+from pipeline.execution.threads import set_torch_threads
 from pipeline import layout
-from pipeline.settings import PROFILE_FILE, job_settings
+from pipeline.images.manifest import load_manifest, sha256_bytes
+from pipeline.settings import PROFILE_FILE, active_profile, job_settings, load_params
+from pipeline.stages.corrupt import corrupt_all
+from pipeline.stages.fetch import FetchOptions, fetch_all, mirror_from
+from pipeline.stages.resolve import resolve
 from pipeline.outputs.part_writer import REL, FinishedFit, PartWriter
 
 PRIORITY = ("inpaint_p50", "sr_x4", "denoise_s25", "denoise_s8.5", "sr_x8")  # then the others, params.yaml's order
@@ -193,8 +200,6 @@ def git_commit() -> str | None:
 
 
 def machine(resolution: dict[str, str]) -> dict[str, Any]:
-    import torch
-
     return {"device": resolution["device"], "device_name": resolution["device_name"], "torch": torch.__version__,
             "cuda": torch.version.cuda, "hostname": socket.gethostname(), "python": platform.python_version(), "cpu": cpu_name()}
 
@@ -230,17 +235,11 @@ class Log:
 def prepare_inputs(params_path: Path, profile_name: str, work: Path, mirror: str | None, manifest: Path) -> tuple[dict[str, Any], Any, dict[str, str]]:
     """Resolve ``profile_name`` (whatever params.yaml's ``profile`` says), fetch and corrupt its
     images into ``work/data`` with the pipeline's stages; returns (params, profile, resolution)."""
-    from pipeline.images.manifest import load_manifest
-    from pipeline.settings import active_profile, load_params
-    from pipeline.stages.resolve import resolve
-    from pipeline.stages.corrupt import corrupt_all
-    from pipeline.stages.fetch import FetchOptions, fetch_all, mirror_from
-
     params = load_params(params_path)
     resolution = resolve(profile_name, params["profiles"], str((params.get("engine") or {}).get("device", "auto")))
     save_json(work / PROFILE_FILE, resolution)
     profile = active_profile(params, resolution)
-    images, cfg, m = work / "data" / "images", params.get("fetch") or {}, load_manifest(manifest)
+    images, cfg, m = layout.Tree(work).images, params.get("fetch") or {}, load_manifest(manifest)
     # what the fetch and corrupt stages do (pipeline/stages/fetch.py, corrupt.py: stage), params and manifest read once
     options = FetchOptions(mirror=mirror_from(mirror or cfg.get("mirror")), timeout=float(cfg.get("timeout", 30)), retries=int(cfg.get("retries", 3)))
     fetch_all(m, list(dict.fromkeys(s for e in profile.experiments for s in profile.specs(e))), images, options)
@@ -258,8 +257,6 @@ def run(
     """The publishing run (module docstring): returns ``{"decisions": {decision: count}, "parts": [...],
     "seconds": ...}``. ``budget`` seconds count from the call; ``margin`` of them are kept for the end;
     ``seeds`` replaces params.yaml's ``seeds``."""
-    from pipeline.execution.threads import set_torch_threads
-
     start = clock()
     deadline = start + budget - margin
     out, work = Path(out), Path(work)
@@ -314,7 +311,7 @@ def run(
     auto: dict[str, int] = {}  # group=auto: how many fits of a shape the GPU's memory holds
     try:
         while queue:
-            chunk = _chunk(queue, group, resolution["device"], limit, auto)
+            chunk = _chunk(queue, group, limit, auto)
             limit = None
             fit, n = chunk[0], len(chunk)
             left = deadline - clock()
@@ -347,35 +344,28 @@ def run(
     return summary
 
 
-def _chunk(queue: list[Planned], group: str, device: str, limit: int | None = None, auto: dict[str, int] | None = None) -> list[Planned]:
-    """Take the next fits to run together from ``queue``: its head and up to N − 1 more of its
-    shape, experiment and seed round (``group``: 1, N or auto = from free GPU memory; at most ``limit``)."""
-    head = queue.pop(0)
+def _together(fit: Planned) -> tuple[str, str, int]:
+    """Fits of one shape, experiment and seed round may run together."""
+    return fit.shape, fit.exp, fit.round
+
+
+def _chunk(queue: list[Planned], group: str, limit: int | None = None, auto: dict[str, int] | None = None) -> list[Planned]:
+    """Take the next fits to run together from ``queue`` (:func:`pipeline.execution.fits.take_group`):
+    its head and up to N − 1 more of its shape, experiment and seed round (``group``: 1, N or auto
+    = from free GPU memory, :func:`pipeline.execution.fits.group_size_of`; at most ``limit``)."""
+    head = queue[0]
     if group == "1" or limit == 1:
-        return [head]
-    same = [f for f in queue if f.shape == head.shape and f.exp == head.exp and f.round == head.round]
+        return take_group(queue, _together, 1)
+    size = 10**6 if group == "auto" else int(group)
     if group == "auto":
         auto = {} if auto is None else auto
         if head.shape not in auto:  # measured once per shape, as the pipeline's engine does
-            import torch
-
-            from dip.group import fit_bytes, group_size
-
             try:
-                fitter = prepare_job(head.case_dir, head.out_dir, head.settings).fitter
-                auto[head.shape] = group_size("auto", 10**6, fit_bytes(*fitter.build()), torch.device(device))
-                del fitter
+                auto[head.shape] = group_size_of(prepare_job(head.case_dir, head.out_dir, head.settings).fitter, "auto", size)
             except (AttributeError, TypeError, RuntimeError):  # no measurement (another loop, out of memory): one at a time
                 auto[head.shape] = 1
-        n = min(auto[head.shape], 1 + len(same))
-    else:
-        n = min(int(group), 1 + len(same))
-    if limit is not None:
-        n = min(n, limit)
-    chunk = [head] + same[: n - 1]
-    for f in chunk[1:]:
-        queue.remove(f)
-    return chunk
+        size = auto[head.shape]
+    return take_group(queue, _together, size if limit is None else min(size, limit))
 
 
 def _run_chunk(chunk: list[Planned], costs: Costs, clock: Clock, deadline: float, log: Log, pack: Callable[..., Any],
@@ -443,16 +433,9 @@ def _run_chunk(chunk: list[Planned], costs: Costs, clock: Clock, deadline: float
 def _free() -> None:
     """Release a stopped fit's memory (its graph's pool) before the next one."""
     gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _sha256(path: Path) -> str:
-    from pipeline.images.manifest import sha256_bytes
-
     return sha256_bytes(path.read_bytes())
