@@ -133,6 +133,11 @@ def restore(
         raise ValueError(f"--group must be auto or a whole number >= 1, got {group!r}")
     if status is not None and status.resolve().is_relative_to(out.resolve()):
         raise ValueError(f"--status {status} lies inside --out {out}, which is written whole at the end; put it elsewhere")
+    if status is not None:
+        from pipeline.execution.batch import image_files
+        from pipeline.execution.status import check_status_path
+
+        check_status_path(status, [*image_files(inputs), *(p for p in (mask, gt) if p is not None)])
     single = len(inputs) == 1 and inputs[0].is_file()
     dev = pick_device(device)
     preset_name, net_cfg, fit_cfg = preset_configs(preset, task, factor, seed=seed, device=str(dev), params=params)
