@@ -185,6 +185,53 @@ def submit(user_runs: Path, request: dict[str, Any], files: dict[str, bytes]) ->
     return job
 
 
+NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")  # what safe_name gives: one folder-name component, never ".." or "/"
+UPLOAD = re.compile(r"^(input|mask|gt)\.[A-Za-z0-9]{1,8}$")  # what upload gives: a file of the job's own folder
+
+
+def _upload_path(job: Job, field: str) -> Path | None:
+    """The job's upload named by request ``field`` (``None`` when the field is empty); ``ValueError``
+    unless it is a regular file of the job's own folder (no ``..``, no absolute path, no link)."""
+    value = job.request.get(field)
+    if value in (None, "") and field != "input":
+        return None
+    if not isinstance(value, str) or not UPLOAD.match(value) or not value.startswith(field):
+        raise ValueError(f"job.json: {field} {str(value)[:80]!r} is not an upload of this job ({field}.png, …); submit the job again from the page")
+    path = job.path / value
+    if path.is_symlink() or not path.is_file():
+        raise ValueError(f"job.json: {field} {value} is not a regular file in the job's folder; submit the job again from the page")
+    return path
+
+
+def _whole(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def check_request(job: Job) -> None:
+    """Refuse (``ValueError``, one line) a ``job.json`` the page did not write: a ``name`` that is not
+    one safe folder-name component, uploads outside the job's folder or not regular files, a task,
+    factor, iteration count, log interval or snapshot list of the wrong kind or range."""
+    r = job.request
+    if job.kind not in ("restore", "measure"):
+        raise ValueError(f"job.json: unknown kind {str(r.get('kind'))[:40]!r}; submit the job again from the page")
+    if not isinstance(r.get("name"), str) or not NAME.match(r["name"]):
+        raise ValueError(f"job.json: name {str(r.get('name'))[:80]!r} is not a plain folder name (letters, digits, - and _); submit the job again from the page")
+    for field in ("input", "mask", "gt"):
+        _upload_path(job, field)
+    if r.get("task") not in ("denoise", "inpaint", "sr") or not isinstance(r.get("preset"), str):
+        raise ValueError("job.json: task must be denoise, inpaint or sr and preset a name; submit the job again from the page")
+    if r["task"] == "sr" and not _whole(r.get("factor"), 2, 16):
+        raise ValueError("job.json: factor must be a whole number from 2 to 16; submit the job again from the page")
+    if r.get("params") is not None and not isinstance(r["params"], str):
+        raise ValueError("job.json: params must be a file name; submit the job again from the page")
+    if job.kind == "restore":
+        if not _whole(r.get("iterations"), 1, 100_000) or not _whole(r.get("log_every", 25), 1, 100_000):
+            raise ValueError("job.json: iterations and log_every must be whole numbers from 1 to 100000; submit the job again from the page")
+        snaps = r.get("snapshots", [])
+        if not isinstance(snaps, list) or len(snaps) > 1000 or not all(_whole(s, 0, 100_000) for s in snaps):
+            raise ValueError("job.json: snapshots must be a list of iterations; submit the job again from the page")
+
+
 def cancel(job: Job) -> None:
     """Ask the worker to stop ``job`` (a queued one never starts; a running fit gets SIGTERM: nothing half-written)."""
     (job.path / CANCEL).touch()

@@ -60,3 +60,47 @@ def test_status_replaces_its_own_earlier_output(tmp_path: Path, img: Path) -> No
         result = runner.invoke(app, ["restore", str(img / "c.png"), "--out", str(tmp_path / out), "--status", str(status), *FAST])
         assert result.exit_code == 0, result.output
     assert status.is_file() and status.with_suffix(".png").is_file()
+
+
+# --- 2. the Restore worker trusts no job.json field ------------------------------------------------
+
+def _job(user_runs: Path, **fields):
+    from dashboard import jobs
+
+    request = {"kind": "restore", "name": "photo", "source": "photo.png", "task": "denoise", "factor": 4, "preset": "smoke",
+               "params": None, "input": "input.png", "mask": None, "gt": None, "iterations": 2, "log_every": 1,
+               "snapshots": [0, 2], "speed_key": "k", **fields}
+    return jobs.submit(user_runs, request, {"input.png": b"\x89PNG not really"})
+
+
+@pytest.mark.parametrize("fields, needle", [
+    ({"name": "../../escaped"}, "not a plain folder name"), ({"name": "/tmp/abs"}, "not a plain folder name"),
+    ({"input": "../../../../img/b64.png"}, "not an upload of this job"), ({"input": "/etc/passwd"}, "not an upload of this job"),
+    ({"gt": "../gt.png"}, "not an upload of this job"), ({"iterations": "many"}, "iterations and log_every"),
+    ({"task": "sr", "factor": 1000}, "factor must be"),
+])
+def test_a_hostile_job_json_is_refused_before_anything_runs(tmp_path: Path, fields: dict, needle: str, monkeypatch) -> None:
+    from dashboard import jobs, worker
+
+    user_runs = tmp_path / "root" / "user-runs"
+    job = _job(user_runs, **fields)
+    monkeypatch.setattr(worker.subprocess, "Popen", lambda *a, **k: pytest.fail("a fit was started"))
+    with pytest.raises(ValueError, match=needle):
+        worker.run_job(user_runs, job, [])
+    (job.path / "out").mkdir()  # as if a fit had ended: finish refuses too, nothing moves out of user-runs/
+    with pytest.raises(ValueError, match=needle):
+        worker.finish(user_runs, job)
+    assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["user-runs"]
+    assert [p.name for p in user_runs.iterdir()] == [jobs.QUEUE]
+
+
+def test_an_upload_that_is_a_link_is_refused(tmp_path: Path) -> None:
+    from dashboard import jobs
+
+    user_runs = tmp_path / "user-runs"
+    job = _job(user_runs)
+    (job.path / "input.png").unlink()
+    (job.path / "input.png").symlink_to("/etc/passwd")
+    with pytest.raises(ValueError, match="not a regular file"):
+        jobs.check_request(job)
+    jobs.check_request(_job(user_runs, iterations=3))  # an honest job passes
