@@ -206,11 +206,14 @@ def run_dirs(root: Path) -> list[Run]:
 
 
 def contained(root: Path, path: Path) -> bool:
-    """Whether ``path``, every link resolved, lies inside the results root ``root``. The dashboard
-    shows no file from outside the folder it was given: a link in a results folder (or a bundle
-    from someone else) may point anywhere on this machine."""
+    """Whether ``path``, every link resolved, lies inside the results root ``root`` or the Restore
+    page's own folder (:func:`user_runs_dir`, which may be elsewhere: ``$DIP_USER_RUNS``, or
+    ``./user-runs`` beside a published bundle). The dashboard shows no file from outside the
+    folders it was given: a link in a results folder (or a bundle from someone else) may point
+    anywhere on this machine."""
     try:
-        return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))
+        real = Path(os.path.realpath(path))
+        return any(real.is_relative_to(os.path.realpath(base)) for base in (root, user_runs_dir(root)))
     except (OSError, ValueError):
         return False
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from dashboard import imaging, load
@@ -30,10 +31,17 @@ def root() -> Path:
     return load.expand_root(str(st.session_state[ROOT_KEY]))
 
 
+def safe_image(root_dir: Path, path: Path) -> tuple[bytes, np.ndarray] | str:
+    """The one way the dashboard reads an image file it shows or serves (a Download button too):
+    ``(bytes, pixels)``, or why not (unreadable, too large, or outside ``root_dir`` and the user-runs
+    folder once links are resolved, :func:`dashboard.load.contained`)."""
+    return imaging.load_image(path) if load.contained(root_dir, path) else load.OUTSIDE
+
+
 def image(where, root_dir: Path, path: Path, caption: str, **kwargs) -> bool:
     """Show the PNG file ``path`` as it is, or a short warning naming it when it is unreadable or
-    lies outside ``root_dir`` (:func:`dashboard.load.contained`)."""
-    loaded = imaging.load_image(path) if load.contained(root_dir, path) else load.OUTSIDE
+    lies outside ``root_dir`` (:func:`safe_image`)."""
+    loaded = safe_image(root_dir, path)
     if isinstance(loaded, str):
         where.warning(f"{caption}: `{load.rel(root_dir, path)}` is {loaded}.")
         return False

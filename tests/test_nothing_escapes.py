@@ -104,3 +104,80 @@ def test_an_upload_that_is_a_link_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a regular file"):
         jobs.check_request(job)
     jobs.check_request(_job(user_runs, iterations=3))  # an honest job passes
+
+
+# --- 3, 14. the Restore page reads its images one safe way, wherever the user-runs folder is ------
+
+def _png(path: Path, value: int = 7) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8), value, np.uint8)).save(path)
+    return path.read_bytes()
+
+
+def _user_run(user_runs: Path, name: str = "photo-20260101-000000", **meta) -> Path:
+    import json
+
+    run = user_runs / name
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"task": "denoise", "preset": "smoke", "device": "cpu", "iterations_run": 4, "wall_seconds": 1.0}))
+    (run / "meta.json").write_text(json.dumps({"task": "denoise", "source": "photo.png", **meta}))
+    return run
+
+
+@pytest.fixture
+def page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A results root whose worker lock this test holds (the page starts no worker); returns a page opener."""
+    import fcntl
+    import os
+
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard import jobs
+
+    root = tmp_path / "root"
+    root.mkdir()
+    monkeypatch.setenv("DIP_RESULTS", str(root))
+    monkeypatch.delenv("DIP_USER_RUNS", raising=False)
+
+    def open_page(user_runs: Path, name: str = "restore") -> "AppTest":
+        queue = jobs.queue_dir(user_runs)
+        queue.mkdir(parents=True, exist_ok=True)
+        fd = os.open(queue / jobs.LOCK, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py"), default_timeout=60).run()
+        at.switch_page(f"views/{name}.py").run()
+        os.close(fd)
+        assert not at.exception, [e.message for e in at.exception]
+        return at
+
+    return root, open_page
+
+
+def _texts(at) -> str:
+    kinds = ("markdown", "caption", "info", "warning", "error", "success", "subheader", "title")
+    return "\n".join(str(e.value) for kind in kinds for e in getattr(at, kind))
+
+
+def test_a_restored_png_linked_outside_is_neither_shown_nor_downloadable(tmp_path: Path, page) -> None:
+    root, open_page = page
+    run = _user_run(root / "user-runs")
+    _png(tmp_path / "secret" / "outside.png", 200)
+    (run / "restored.png").symlink_to(tmp_path / "secret" / "outside.png")
+    at = open_page(root / "user-runs")
+    assert "Your restorations (1)" in [s.value for s in at.subheader]
+    assert any("outside the results folder" in w.value for w in at.warning)
+    assert not at.get("download_button")
+
+
+def test_user_runs_elsewhere_are_shown_and_downloadable(tmp_path: Path, page, monkeypatch: pytest.MonkeyPatch) -> None:
+    root, open_page = page
+    elsewhere = tmp_path / "mine" / "user-runs"
+    monkeypatch.setenv("DIP_USER_RUNS", str(elsewhere))
+    run = _user_run(elsewhere)
+    data = _png(run / "restored.png")
+    at = open_page(elsewhere)
+    assert not any("outside the results folder" in w.value for w in at.warning), _texts(at)
+    (button,) = at.get("download_button")
+    assert button.proto.label == "Download restored.png"
+    assert len(data) > 0

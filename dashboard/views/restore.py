@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from dashboard import imaging, jobs, load, ui, uploads, worker
+from dashboard import jobs, load, ui, uploads, worker
 from pipeline import layout
 from pipeline.settings import PACKAGE_PARAMS, Profile, user_experiment
 
@@ -324,8 +324,8 @@ for name, run_task in list(done.items())[:SHOWN_RESULTS]:
                + (f" · PSNR {restored['psnr']:.2f} dB (input {record['metrics']['input']['psnr']:.2f} dB)"
                   if restored.get("psnr") is not None and (record["metrics"].get("input") or {}).get("psnr") is not None else "")
                + f" · Gallery / Compare: *{load.USER_GROUP}{run_task}*")
-    data = imaging.png_bytes(layout.RunDir(path).restored)
-    if data is not None:
-        c3.download_button("Download restored.png", data, file_name=f"{name}-restored.png", mime="image/png", key=f"restore_download_{name}", on_click="ignore")
+    loaded = ui.safe_image(root, layout.RunDir(path).restored)  # the bytes shown are the bytes served
+    if not isinstance(loaded, str):
+        c3.download_button("Download restored.png", loaded[0], file_name=f"{name}-restored.png", mime="image/png", key=f"restore_download_{name}", on_click="ignore")
 if len(done) > SHOWN_RESULTS:
     st.caption(f"… and {len(done) - SHOWN_RESULTS} older ones in `{load.rel(root, user_runs)}/`.")
