@@ -4,6 +4,7 @@ live Markdown."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -181,3 +182,112 @@ def test_user_runs_elsewhere_are_shown_and_downloadable(tmp_path: Path, page, mo
     (button,) = at.get("download_button")
     assert button.proto.label == "Download restored.png"
     assert len(data) > 0
+
+
+# --- 4. strings the dashboard did not write are shown as text, never as live Markdown -------------
+
+SHOWN = {"markdown", "caption", "write", "warning", "error", "info", "success", "subheader", "title", "header", "toast", "expander"}
+RENDERED = {"md_text", "md_code", "md_document"}  # dashboard/ui.py: the one renderer
+RENDERED_SUFFIX = "_rendered"  # a variable or function whose value is rendered text (each is checked where it is set)
+NUMBERS = {"len", "int", "float", "round", "duration"}  # numbers, or a duration made of numbers (restore.duration)
+
+
+def _safe(node) -> bool:
+    """Whether an expression shown as Markdown is built only of literals, named constants, formatted
+    numbers and the renderer's output."""
+    import ast
+
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.JoinedStr):
+        return all(_safe(v) for v in node.values)
+    if isinstance(node, ast.FormattedValue):
+        return node.format_spec is not None or _safe(node.value)
+    if isinstance(node, (ast.Name, ast.Attribute)):  # a module constant (NO_TRUTH, layout.REPORT_MD), or rendered text
+        name = node.id if isinstance(node, ast.Name) else node.attr
+        return name.isupper() or name.endswith(RENDERED_SUFFIX)
+    if isinstance(node, ast.BinOp):
+        return _safe(node.left) and _safe(node.right)
+    if isinstance(node, ast.IfExp):
+        return _safe(node.body) and _safe(node.orelse)
+    if isinstance(node, ast.BoolOp):
+        return all(_safe(v) for v in node.values)
+    if isinstance(node, (ast.GeneratorExp, ast.ListComp)):
+        return _safe(node.elt)
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return all(_safe(e) for e in node.elts)
+    if isinstance(node, ast.Call):
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        if name == "join" and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Constant):
+            return all(_safe(a) for a in node.args)
+        return name in RENDERED or name in NUMBERS or name.endswith(RENDERED_SUFFIX)
+    return False
+
+
+def test_no_dashboard_module_shows_an_unrendered_string() -> None:
+    import ast
+
+    bad = []
+    for path in sorted((Path(__file__).resolve().parents[1] / "dashboard").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in SHOWN and node.args
+                    and not (isinstance(node.func.value, ast.Name) and node.func.value.id in ("os", "sys")) and not _safe(node.args[0])):
+                bad.append(f"{path.name}:{node.lineno}: {ast.unparse(node)[:120]}")
+            elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id.endswith(RENDERED_SUFFIX) for t in node.targets) \
+                    and not _safe(node.value):
+                bad.append(f"{path.name}:{node.lineno}: {ast.unparse(node)[:120]}")
+            elif isinstance(node, ast.FunctionDef) and node.name.endswith(RENDERED_SUFFIX):
+                bad.extend(f"{path.name}:{r.lineno}: {ast.unparse(r)[:120]}" for r in ast.walk(node)
+                           if isinstance(r, ast.Return) and not (r.value is not None and _safe(r.value)))
+    assert not bad, "shown without dashboard.ui.md_text / md_code / md_document:\n" + "\n".join(bad)
+
+
+def test_the_renderer_leaves_no_link_image_or_directive() -> None:
+    from dashboard import ui
+
+    hostile = "x ![a](https://evil.example/x.png) [l](http://e) <img src=x onerror=y> :red[x] www.evil.example $x$\n# h"
+    text = ui.md_text(hostile)
+    assert not re.search(r"[\[\]<>@\n]|://|www\.", re.sub(r"\\.", "", text))  # every character of a link, image or HTML escaped
+    assert ui.md_code("a`b") == "``a`b``" and ui.md_code("x\ny") == "`x y`"
+    doc = ui.md_document("| m | v |\n|---|---|\n| ![i](http://e/i.png) | `[k](x)` www.e.com <b> |\n[r]: http://e/r.png")
+    assert "| m | v |" in doc and "`[k](x)`" in doc  # tables and code stay as they are
+    plain = re.sub(r"\\.", "", doc.replace("`[k](x)`", ""))  # what is left unescaped outside code
+    assert not re.search(r"[\[\]<>]|www\.|://", plain), plain
+
+
+HOSTILE = "![x](https://evil.example/p.png) [link](https://evil.example/) :red[y]"
+
+
+def _live(texts: str) -> bool:
+    """Whether Markdown source would render a link or image (an unescaped ``](`` or ``<http``)."""
+    plain = re.sub(r"\\.", "", texts)
+    return "](" in plain or "<http" in plain or ":red[" in plain
+
+
+def test_hostile_fields_show_as_text_on_the_restore_page(tmp_path: Path, page) -> None:
+    import json
+
+    from dashboard import jobs, worker
+
+    root, open_page = page
+    user_runs = root / "user-runs"
+    run = _user_run(user_runs, source=HOSTILE)
+    (run / "run.json").write_text(json.dumps({"task": "denoise", "preset": HOSTILE, "device": HOSTILE, "iterations_run": 4}))
+    _png(run / "restored.png")
+    job = _job(user_runs, source=HOSTILE)
+    worker.mark(job, "failed", finished=1.0, message=HOSTILE)
+    queued = _job(user_runs, source=HOSTILE + " 2")
+    assert jobs.load(queued.path).phase == "queued"
+    at = open_page(user_runs)
+    shown = _texts(at)
+    assert "evil.example" in shown and not _live(shown), shown
+
+
+def test_report_md_links_and_images_are_not_live(tmp_path: Path, page) -> None:
+    root, open_page = page
+    (root / "metrics").mkdir()
+    (root / "metrics" / "report.md").write_text(f"# Report\n\n| a | b |\n|---|---|\n| {HOSTILE} | 1 |\n\n<img src=https://evil.example/i.png>\n")
+    at = open_page(root / "user-runs", "overview")
+    shown = _texts(at)
+    assert "evil.example" in shown and not _live(shown), shown
+

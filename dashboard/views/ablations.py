@@ -14,7 +14,7 @@ st.caption(
 )
 table, message = dvc_exp.dvc_experiments(root)
 if table is None or not len(table):
-    st.info(message or "No DVC experiments yet.")
+    st.info(ui.md_text(message or "No DVC experiments yet."))
     st.markdown(
         "To create one:\n\n```bash\ndvc exp run -S net.downsample=max -n maxpool\ndvc exp run -S net.downsample=stride -n stride\n"
         "# Fig. 8's architecture comparison: skip_depth6 | skip_depth4 | skip_depth2 | unet | resnet\n"
@@ -31,4 +31,4 @@ shown_metrics = [c for c in metrics if metric_filter.lower() in c.lower()] or me
 cols = ["experiment", "kind", "baseline", "rev", "created"] + shown_params + shown_metrics
 view = table[[c for c in cols if c in table.columns]].rename(columns=lambda c: c.split(":", 1)[1] if c.startswith(("param:", "metric:")) else c)
 ui.table(view, width="stretch", hide_index=True)
-st.caption(f"{len(table)} rows · {len(params)} changed parameter(s): {', '.join(p.removeprefix('param:') for p in params) or 'none'}")
+st.caption(f"{len(table)} rows · {len(params)} changed parameter(s): {ui.md_text(', '.join(p.removeprefix('param:') for p in params) or 'none')}")

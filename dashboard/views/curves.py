@@ -59,7 +59,7 @@ if ui.require_outputs(root, "results", "metrics"):
         st.stop()
     blind = [e for e in chosen if not load.has_ground_truth(root, e)]
     if blind and y not in ("loss", "psnr_obs"):
-        st.info(f"{', '.join(blind)}: {load.NO_TRUTH} Choose the loss or the PSNR vs observation.")
+        st.info(f"{ui.md_text(', '.join(blind))}: {load.NO_TRUTH} Choose the loss or the PSNR vs observation.")
     df = all_curves[all_curves["experiment"].astype(str).isin(chosen)].dropna(subset=[y]).copy()
     runs = load.runs(root)
     runs = runs[runs["experiment"].astype(str).isin(chosen)]
@@ -96,13 +96,13 @@ if ui.require_outputs(root, "results", "metrics"):
         st.stop()
     chart = curve_chart(df, y, "line", rules, stops if y in df.columns else pd.DataFrame(), log_y=(y == "loss"))
     st.altair_chart(chart, width="stretch")
-    notes = []
+    notes_rendered: list[str] = []  # every note is literal or rendered
     if len(rules):
-        notes.append("dashed red: the paper's reported DIP PSNR")
+        notes_rendered.append("dashed red: the paper's reported DIP PSNR")
     if len(stops):
-        notes.append("◆ the early-stopping (ES-WMV) point of each run")
+        notes_rendered.append("◆ the early-stopping (ES-WMV) point of each run")
     elif per == "image":
-        notes.append("no run of this selection used early stopping")
+        notes_rendered.append("no run of this selection used early stopping")
     if not ui.is_paper(root):
-        notes.append(f"profile {load.profile(root).get('profile', '?')}: fewer iterations and a narrower network than the paper")
-    st.caption(" · ".join(notes))
+        notes_rendered.append(f"profile {ui.md_text(load.profile(root).get('profile', '?'))}: fewer iterations and a narrower network than the paper")
+    st.caption(" · ".join(notes_rendered))
