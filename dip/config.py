@@ -13,6 +13,7 @@ both re-export these classes.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
@@ -103,6 +104,7 @@ class NetConfig:
             raise ValueError("unet_feature_scale, resnet_blocks and resnet_channels must be >= 1, unet_more_layers >= 0")
         if self.pad not in PAD_MODES:
             raise ValueError(f"pad must be one of {PAD_MODES}, got {self.pad!r}")
+        check_range("leaky_slope", self.leaky_slope, 0.0, 1.0)
         return self
 
     @property
@@ -137,6 +139,25 @@ class NetConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def check_range(name: str, value: Any, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite number in the interval from ``low`` to
+    ``high`` (each end closed unless ``*_open``): every float setting has a range that means something."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        span = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be a finite number in {span}, got {value!r}")
+
+
+#: Ranges of :class:`FitConfig`'s floats: (low, high, low_open, high_open). The paper uses lr 0.01,
+#: σ_p 1/30 or 1/20 on inputs of scale 0.1, β 0.99, a 5 dB jump for backtracking; TV weights are
+#: small fractions. Beyond these ends a fit is all black or never learns.
+FIT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "lr": (0.0, 1.0, True, False), "reg_noise_std": (0.0, 1.0, False, False), "input_noise_scale": (0.0, 10.0, True, False),
+    "backtrack_drop_db": (0.0, 100.0, True, False), "tv_weight": (0.0, 100.0, False, False),
+}
 
 
 #: how a group of same-size fits runs (:mod:`dip.group`, :class:`dip.graphs.OnStreams`)
@@ -177,20 +198,16 @@ class FitConfig:
     def validate(self) -> "FitConfig":
         if self.iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
-        if not self.lr > 0:
-            raise ValueError(f"learning rate must be > 0, got {self.lr}")
-        if self.reg_noise_std < 0 or self.input_noise_scale <= 0:
-            raise ValueError("reg_noise_std must be >= 0 and input_noise_scale > 0")
-        if self.exp_weight is not None and not 0 <= self.exp_weight < 1:
-            raise ValueError(f"exp_weight must be in [0, 1), got {self.exp_weight}")
+        for name, (low, high, low_open, high_open) in FIT_RANGES.items():
+            check_range(name, getattr(self, name), low, high, low_open, high_open)
+        if self.exp_weight is not None:
+            check_range("exp_weight", self.exp_weight, 0.0, 1.0, high_open=True)
         if self.check_every < 1:
             raise ValueError(f"check_every must be >= 1, got {self.check_every}")
         if self.precision not in ("fp32", "bf16", "fp64"):
             raise ValueError(f"precision must be fp32, bf16 or fp64, got {self.precision!r}")
         if self.input not in INPUT_KINDS:
             raise ValueError(f"input must be one of {', '.join(INPUT_KINDS)}, got {self.input!r}")
-        if not self.tv_weight >= 0:
-            raise ValueError(f"tv_weight must be >= 0, got {self.tv_weight}")
         if self.many not in MANY_MODES:
             raise ValueError(f"many must be one of {', '.join(MANY_MODES)}, got {self.many!r}")
         return self

@@ -291,3 +291,46 @@ def test_report_md_links_and_images_are_not_live(tmp_path: Path, page) -> None:
     shown = _texts(at)
     assert "evil.example" in shown and not _live(shown), shown
 
+
+# --- 8. every float setting has a finite range that means something -------------------------------
+
+@pytest.mark.parametrize("key, value, needle", [
+    ("reg_noise_std", float("inf"), "a finite number"), ("backtrack_drop_db", float("nan"), "a finite number"),
+    ("lr", float("inf"), "a finite number"), ("lr", 1e300, "lr must be a finite number in (0, 1]"),
+    ("backtrack_drop_db", -5, "backtrack_drop_db must be a finite number in (0, 100]"),
+    ("reg_noise_std", 50, "reg_noise_std must be a finite number in [0, 1]"), ("tv_weight", 1e9, "tv_weight"),
+])
+def test_a_float_setting_that_cannot_be_meant_is_refused(tmp_path: Path, key: str, value: float, needle: str) -> None:
+    import yaml
+
+    from pipeline.settings import load_params
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params["profiles"]["quick"]["fit"]["denoise"][key] = value
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        load_params(path)
+
+
+def test_restore_refuses_an_infinite_setting_before_fitting(tmp_path: Path, img: Path) -> None:
+    import yaml
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params["profiles"]["quick"]["fit"]["denoise"]["reg_noise_std"] = float("inf")
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    result = runner.invoke(app, ["restore", str(img / "c.png"), "--out", str(tmp_path / "r"), "--params", str(path), *FAST])
+    _one_line_error(result, "reg_noise_std")
+    assert not (tmp_path / "r").exists()
+
+
+def test_fit_and_net_configs_check_their_ranges() -> None:
+    from dip.config import FitConfig, NetConfig
+
+    for bad in ({"lr": 1e300}, {"backtrack_drop_db": -5.0}, {"exp_weight": float("nan")}, {"input_noise_scale": float("inf")}):
+        with pytest.raises(ValueError, match="must be a finite number"):
+            FitConfig.from_dict(bad)
+    with pytest.raises(ValueError, match="leaky_slope"):
+        NetConfig.from_dict({"leaky_slope": float("inf")})
+    FitConfig.from_dict({"lr": 0.01, "reg_noise_std": 1 / 30, "backtrack_drop_db": 5.0, "exp_weight": 0.99})
