@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import re
 import shutil
 import subprocess
 import tarfile
 import warnings
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
@@ -52,8 +53,9 @@ REL = layout.Tree(PurePosixPath())  # the names of the files inside a part (and 
 PROFILE = PROFILE_FILE.as_posix()
 MAX_PART_BYTES = 512 << 20  # everything a part holds, unpacked
 MAX_PART_FILES = 50_000
-MAX_PIXELS = 64 << 20  # an image header claiming more is not a result of this project
+MAX_PIXELS = 4 << 20  # an image header claiming more (2048², dip restore's own limit; far above the paper's images) is not a result of this project
 TASKS = ("denoise", "inpaint", "sr")
+CLOCK_SKEW = timedelta(minutes=10)  # a part may be dated this far ahead of this machine's clock, no further
 
 _N, _E = SAFE_NAME.pattern, re.escape
 _FIT = rf"(?P<exp>{_N})/(?P<image>{_N})/{_E(layout.SEED_PREFIX)}(?P<seed>\d+)"
@@ -78,6 +80,38 @@ def parse_time(text: str) -> datetime:
     """A UTC ISO time (``2026-05-01T12:00:00Z``) → aware datetime; ``ValueError`` otherwise."""
     t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def check_created(text: str, where: str) -> datetime:
+    """A part's ``created``: a UTC ISO time not in the future (beyond :data:`CLOCK_SKEW`), since a
+    part dated 9999 would replace every fit and make every later honest part "older" for ever."""
+    try:
+        t = parse_time(text)
+    except ValueError:
+        raise Unsafe(f"{where}: created is not a UTC ISO time") from None
+    if t > datetime.now(timezone.utc) + CLOCK_SKEW:
+        raise Unsafe(f"{where}: created {text[:40]} lies in the future; a part is dated when it is made (check that machine's clock)")
+    return t
+
+
+def psnr_bound(height: int, width: int) -> float:
+    """The highest PSNR (dB) two different 8-bit images of ``height`` × ``width`` × 3 values can
+    have: one value off by one level, :math:`20\\log_{10}255 + 10\\log_{10}(3HW)`. Every score of
+    this project compares with an 8-bit ground truth (a float output matching it closer than that
+    everywhere does not happen), and a smaller set of values (one channel, a shaved border) only
+    lowers the true bound, so a higher number cannot be a score."""
+    return 20 * math.log10(255) + 10 * math.log10(3 * height * width)
+
+
+def check_scores(f: Fields, size: tuple[int, int] | None) -> None:
+    """``psnr`` and ``ssim`` of one result that can be: SSIM in [-1, 1], PSNR finite and at most
+    :func:`psnr_bound` of the image's ``size`` (height, width; a fixed cap when unknown)."""
+    psnr, ssim = f.number("psnr"), f.number("ssim")
+    bound = psnr_bound(*size) if size else psnr_bound(8192, 8192)
+    if not -1.0 <= ssim <= 1.0:  # type: ignore[operator]
+        raise Unsafe(f"{f.where}: ssim is {ssim}, outside [-1, 1]; not a score")
+    if psnr > bound:  # type: ignore[operator]
+        raise Unsafe(f"{f.where}: psnr is {psnr} dB, above {bound:.1f} dB, the most two different 8-bit images of this size can give; not a score")
 
 
 def utc_now() -> str:
@@ -242,10 +276,7 @@ def verify(root: Path) -> dict[str, Any]:
     f = Fields(info, PART_JSON)
     if info.get("format") != PART_FORMAT:
         raise Unsafe(f"{PART_JSON}: format is {str(info.get('format'))[:40]!r}, not {PART_FORMAT!r}")
-    try:
-        parse_time(f.text("created") or "")
-    except ValueError:
-        raise Unsafe(f"{PART_JSON}: created is not a UTC ISO time") from None
+    check_created(f.text("created") or "", PART_JSON)
     f.text("commit", optional=True)
     f.text("params_sha256", optional=True)
     profile = f.text("profile")
@@ -351,7 +382,8 @@ def verify(root: Path) -> dict[str, Any]:
         exp, image, seed = fid.split("/")
         run_dir, truth = REL.fit(fid), str(REL.case(exp, image).ground_truth)
         where = str(run_dir.run_json)
-        run = check_run(load_json(root, where), where, int(seed.removeprefix(layout.SEED_PREFIX)))
+        run = check_run(load_json(root, where), where, int(seed.removeprefix(layout.SEED_PREFIX)), sizes[(exp, image)])
+        run.text("fit_key")  # a run.json without its fit key could claim any settings
         run.equals("fit_key", entry["fit_key"])
         run.equals("experiment", exp)
         run.equals("image", image)
@@ -385,17 +417,16 @@ def check_meta(meta: Any, where: str, exp: str, image: str) -> tuple[int, int]:
     return size[0], size[1]
 
 
-def check_run(run: Any, where: str, seed: int) -> Fields:
-    """The fields of a fit's ``run.json`` that the metrics read (``wall_seconds``, ``metrics``)."""
+def check_run(run: Any, where: str, seed: int, size: tuple[int, int] | None = None) -> Fields:
+    """The fields of a fit's ``run.json`` that the metrics read (``wall_seconds``, ``metrics``: scores
+    that can be, :func:`check_scores`, for an image of ``size``)."""
     f = Fields(run, where)
     f.equals("seed", seed)
     f.number("wall_seconds")
     for key in ("iterations_run",):
         f.integer(key, optional=True)
     for key, value in (f.mapping("metrics", optional=True) or {}).items():
-        m = Fields(value, f"{where} metrics.{key}")
-        m.number("psnr", allow_inf=True)
-        m.number("ssim")
+        check_scores(Fields(value, f"{where} metrics.{key}"), size)
     return f
 
 

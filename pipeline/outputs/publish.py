@@ -310,6 +310,7 @@ def _merge(into: Path, old: dict[str, Any] | None, parts: list[Part], scratch: P
     old_src = Source(into, {rel: e["sha256"] for rel, e in old["files"].items()}) if old else None
     parts = sorted(parts, key=lambda p: (p.created, p.name))
     srcs = [Source(p.root, p.files) for p in parts]
+    check_experiments(old_src, parts, srcs)
     held = _bundle_fits(old, old_src)
     outcome, contributed = _take_fits(held, parts, srcs, old_src, now)
     bases = _bundle_baselines(old, old_src)
@@ -362,6 +363,40 @@ def _bundle_fits(old: dict[str, Any] | None, old_src: Source | None) -> dict[str
         run = parse_json(old_src.read(run_rel), run_rel)
         held[fid] = Held(fid, entry, old_src, parse_time(entry["part"]["created"]), tuple(meta["size"]), "metrics" in run)  # type: ignore[arg-type]
     return held
+
+
+def mark_underived(tree: layout.Tree[Path], held: dict[str, Held]) -> list[str]:
+    """Say in ``metrics/report.md`` which fits' scores the bundle cannot re-derive (no
+    ``restored.png`` beside its ground truth: a JPEG preview or numbers only), so that a reader
+    knows those are the part's word, not checked by ``dip check-bundle``; returns their ids."""
+    underived = sorted(h.id for h in held.values() if h.scored and not (
+        (tree.root / REL.fit(h.id).restored).is_file() and (tree.root / REL.case(h.exp, h.image).ground_truth).is_file()))
+    report = tree.metric(layout.REPORT_MD)
+    if underived and report.is_file():
+        with open(report, "a") as fh:
+            fh.write("\n## Scores this bundle cannot re-derive\n\n"
+                     f"{len(underived)} fit(s) keep a JPEG preview or only their numbers, no restored.png beside its ground "
+                     "truth: their PSNR and SSIM are as their part reported them (checked to be possible, not recomputed by "
+                     "`dip check-bundle`): " + ", ".join(f"`{fid}`" for fid in underived) + ".\n")
+    return underived
+
+
+def check_experiments(old_src: Source | None, parts: list[Part], srcs: list[Source]) -> None:
+    """Refuse (``ValueError``, one line) a part whose ``experiment.json`` gives an experiment other
+    images or another task than the bundle (or an earlier part) does: a part adds fits to an
+    experiment, it never redefines which images the experiment has ("1 of 4 images")."""
+    known: dict[str, tuple[Any, Any, str]] = {}
+    named = ([(old_src, "the bundle")] if old_src else []) + [(s, f"part {p.name}") for p, s in zip(parts, srcs)]
+    for src, name in named:
+        for rel in src.under(layout.CORRUPTED + "/"):
+            if rel.count("/") != 3 or PurePosixPath(rel).name != layout.EXPERIMENT_JSON:
+                continue
+            record = parse_json(src.read(rel), rel)
+            exp, value = rel.split("/")[2], (record.get("task"), record.get("images"))
+            if exp in known and known[exp][:2] != value:
+                raise ValueError(f"{name}: {rel} gives {exp} other images or another task than {known[exp][2]}; "
+                                 "a part adds fits, it never changes an experiment: refit it with the bundle's profile")
+            known.setdefault(exp, (*value, name))
 
 
 def _take_fits(held: dict[str, Held], parts: list[Part], srcs: list[Source], old_src: Source | None,
@@ -524,6 +559,7 @@ def _build(new: Path, old: dict[str, Any] | None, old_src: Source | None, parts:
                  paper=settings.paper, epsilon=settings.epsilon, about=settings.about)
     except OSError as err:  # a full disk: name the bundle's folder being written
         raise OSError(err.errno, err.strerror, err.filename or str(tree.metrics)) from None
+    mark_underived(tree, held)
     for p in sorted(tree.metrics.iterdir()):
         files[str(REL.metric(p.name))] = sha256_bytes(p.read_bytes())
 

@@ -1,0 +1,108 @@
+"""Issue 27 (part 3), bundles: a part cannot claim numbers that cannot be, date itself in the
+future, redefine an experiment or leave out its fit key; check-bundle never decodes a huge image."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from bundles import REPO, TABLE1, files, rewrite_manifest
+from bundles import bundle, parts, workspace  # noqa: F401 - the shared fixtures
+from pipeline import layout
+from pipeline.cli import app
+from pipeline.outputs.parts import PART_JSON, psnr_bound
+from pipeline.outputs.safe import sha256_bytes
+
+OPTIONS = ["--params", str(REPO / "params.yaml"), "--paper", str(REPO / "data" / "paper.yaml")]
+RUN = f"{layout.RESULTS}/{TABLE1}/camera/seed_0/run.json"
+EXPERIMENT = f"{layout.CORRUPTED}/{TABLE1}/experiment.json"
+
+
+def _copies(parts: dict[str, Path], bundle: Path, tmp_path: Path) -> tuple[Path, Path]:
+    return Path(shutil.copytree(parts["first"], tmp_path / "part")), Path(shutil.copytree(bundle, tmp_path / layout.PUBLISHED / "b"))
+
+
+def _edit(part: Path, rel: str, change) -> None:  # noqa: ANN001
+    """Change one JSON file of ``part`` and give it its new sha256 (a forger's consistent part)."""
+    value = json.loads((part / rel).read_text())
+    change(value)
+    (part / rel).write_text(json.dumps(value))
+    if rel != PART_JSON:
+        info = json.loads((part / PART_JSON).read_text())
+        info["files"][rel] = sha256_bytes((part / rel).read_bytes())
+        (part / PART_JSON).write_text(json.dumps(info))
+
+
+def _refused(part: Path, bundle: Path, match: str) -> None:
+    before = files(bundle)
+    res = CliRunner().invoke(app, ["publish", str(part), "--into", str(bundle), *OPTIONS])
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0], res.output
+    assert files(bundle) == before
+
+
+@pytest.mark.parametrize("psnr, ssim, match", [(99.0, 5.0, "ssim is 5.0, outside [-1, 1]"), (-math.inf, 0.5, "psnr is -inf"),
+                                               (500.0, 0.9, "dB, the most two different 8-bit images")])
+def test_scores_that_cannot_be_are_refused(parts, bundle, tmp_path: Path, psnr: float, ssim: float, match: str) -> None:  # noqa: ANN001, F811
+    part, target = _copies(parts, bundle, tmp_path)
+    _edit(part, RUN, lambda run: run["metrics"]["restored"].update(psnr=psnr, ssim=ssim))
+    _refused(part, target, match)
+
+
+def test_the_psnr_bound_is_that_of_one_level_off_in_one_value() -> None:
+    a = np.zeros((4, 5, 3), np.uint8)
+    b = a.copy()
+    b[0, 0, 0] = 1
+    mse = np.mean(((a - b.astype(float)) / 255) ** 2)
+    assert psnr_bound(4, 5) == pytest.approx(10 * math.log10(1 / mse))
+
+
+def test_a_part_dated_in_the_future_is_refused(parts, bundle, tmp_path: Path) -> None:  # noqa: ANN001, F811
+    part, target = _copies(parts, bundle, tmp_path)
+    _edit(part, PART_JSON, lambda info: info.update(created="9999-12-31T00:00:00Z"))
+    _refused(part, target, "created 9999-12-31T00:00:00Z lies in the future")
+
+
+def test_a_run_json_without_its_fit_key_is_refused(parts, bundle, tmp_path: Path) -> None:  # noqa: ANN001, F811
+    part, target = _copies(parts, bundle, tmp_path)
+    _edit(part, RUN, lambda run: run.pop("fit_key"))
+    _refused(part, target, "fit_key is '<missing>'")
+
+
+def test_a_part_cannot_change_an_experiments_images(parts, bundle, tmp_path: Path) -> None:  # noqa: ANN001, F811
+    part, target = _copies(parts, bundle, tmp_path)
+    _edit(part, EXPERIMENT, lambda e: e.update(images=["camera", "coins", "moon", "page"]))  # 1 of 1 would become 1 of 4
+    _edit(part, PART_JSON, lambda info: info["experiments"][TABLE1].update(images=["camera", "coins", "moon", "page"]))
+    _refused(part, target, "gives inpaint_p50 other images or another task than the bundle")
+
+
+def test_check_bundle_never_decodes_a_huge_image(bundle, tmp_path: Path) -> None:  # noqa: F811
+    from pipeline.outputs.check import check_bundle
+
+    target = Path(shutil.copytree(bundle, tmp_path / "b"))
+    png = target / layout.RESULTS / TABLE1 / "camera" / "seed_0" / layout.RESTORED
+    Image.new("L", (3000, 3000)).save(png)  # 9 M pixels, a few KB
+    rel = png.relative_to(target).as_posix()
+    rewrite_manifest(target, lambda m: m["files"].update({rel: {"bytes": png.stat().st_size, "sha256": sha256_bytes(png.read_bytes())}}))
+    problems = check_bundle(target)
+    assert any("more than the limit" in p and "nothing was decoded" in p for p in problems), problems
+
+
+def test_the_report_marks_scores_the_bundle_cannot_rederive(bundle) -> None:  # noqa: F811
+    from pipeline.outputs.check import check_bundle
+
+    report = (bundle / layout.METRICS / layout.REPORT_MD).read_text()
+    section = report.split("## Scores this bundle cannot re-derive", 1)[1]
+    kept = f"{TABLE1}/camera/seed_0"  # the smoke policy keeps its restored.png: re-derived by check-bundle
+    assert (bundle / layout.RESULTS / kept / layout.RESTORED).is_file() and f"`{kept}`" not in section
+    previews = [p.parent.relative_to(bundle / layout.RESULTS).as_posix() for p in (bundle / layout.RESULTS).rglob(layout.RUN_JSON)
+                if not (p.parent / layout.RESTORED).is_file() and "metrics" in json.loads(p.read_text())]
+    assert previews and all(f"`{fid}`" in section for fid in previews)
+    assert check_bundle(bundle) == []
