@@ -44,6 +44,11 @@ LOCK, LOG, SPEED = "worker.lock", "worker.log", "speed.json"
 JOB, STATE, STATUS, CANCEL = "job.json", "state.json", "status.json", "cancel"
 FINAL = ("done", "failed", "cancelled")
 MEASURE_ITERATIONS = 4  # a speed measurement: iteration 0 (set-up) and 3 timed iterations
+MAX_PENDING = 20  # jobs queued or running at once: one machine fits one at a time, a longer queue is a mistake (or a flood)
+
+
+class QueueFull(ValueError):
+    """The queue holds :data:`MAX_PENDING` unfinished jobs; the message says what to do."""
 
 
 def queue_dir(user_runs: Path) -> Path:
@@ -159,15 +164,20 @@ def submit(user_runs: Path, request: dict[str, Any], files: dict[str, bytes]) ->
     """Queue a job: ``files`` (``{"input.png": bytes, …}``) and ``request`` (job.json) are written in a
     temporary folder that is then renamed into the queue, so the worker never sees half a job.
     An identical job (same files and request) that is still queued or running is returned instead
-    of a second one. ``OSError`` (disk full, no permission) leaves nothing behind."""
+    of a second one. ``OSError`` (disk full, no permission) leaves nothing behind; :class:`QueueFull`
+    when :data:`MAX_PENDING` jobs wait already."""
     base = queue_dir(user_runs)
     digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode())
     for name in sorted(files):
         digest.update(name.encode() + files[name])
     request = {**request, "digest": digest.hexdigest()}
-    for job in pending(user_runs):
+    waiting = pending(user_runs)
+    for job in waiting:
         if job.request.get("digest") == request["digest"] and not job.cancel_requested:
             return job
+    if len(waiting) >= MAX_PENDING:
+        raise QueueFull(f"{len(waiting)} fits are already queued or running (at most {MAX_PENDING}); "
+                        "wait for some to finish or remove queued ones, then start this one")
     base.mkdir(parents=True, exist_ok=True)
     now = time.time()
     job_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f"-{secrets.token_hex(3)}"

@@ -334,3 +334,17 @@ def test_fit_and_net_configs_check_their_ranges() -> None:
     with pytest.raises(ValueError, match="leaky_slope"):
         NetConfig.from_dict({"leaky_slope": float("inf")})
     FitConfig.from_dict({"lr": 0.01, "reg_noise_std": 1 / 30, "backtrack_drop_db": 5.0, "exp_weight": 0.99})
+
+
+# --- 13. the Restore queue has a cap ---------------------------------------------------------------
+
+def test_the_queue_is_capped_with_a_clear_message(tmp_path: Path) -> None:
+    from dashboard import jobs
+
+    user_runs = tmp_path / "user-runs"
+    for i in range(jobs.MAX_PENDING):
+        _job(user_runs, iterations=i + 1)
+    with pytest.raises(jobs.QueueFull, match=f"at most {jobs.MAX_PENDING}.*wait for some to finish"):
+        _job(user_runs, iterations=999)
+    assert len(jobs.pending(user_runs)) == jobs.MAX_PENDING
+    assert _job(user_runs, iterations=1).id == jobs.pending(user_runs)[0].id  # the same job again is still the one queued

@@ -196,6 +196,9 @@ if image is not None and problem is None:
                 jobs.submit(user_runs, {**{k: request[k] for k in ("name", "source", "task", "factor", "preset", "params", "input", "mask", "speed_key", "size")},
                                         "kind": "measure"}, {n: d for n, d in files.items() if not n.startswith("gt")})
                 ask_worker(user_runs)
+            except jobs.QueueFull as err:
+                problem = str(err)
+                st.error(ui.md_text(problem))
             except OSError as err:
                 problem = jobs.disk_message(err, user_runs)
                 st.error(ui.md_text(problem))
@@ -206,6 +209,8 @@ if st.button("Start", type="primary", key="restore_start", disabled=image is Non
         job = jobs.submit(user_runs, request, files)
         ask_worker(user_runs)
         st.session_state["restore_submitted"] = job.id
+    except jobs.QueueFull as err:
+        st.error(ui.md_text(err))
     except OSError as err:
         st.error(ui.md_text(jobs.disk_message(err, user_runs)))
 
