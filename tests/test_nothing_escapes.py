@@ -348,3 +348,20 @@ def test_the_queue_is_capped_with_a_clear_message(tmp_path: Path) -> None:
         _job(user_runs, iterations=999)
     assert len(jobs.pending(user_runs)) == jobs.MAX_PENDING
     assert _job(user_runs, iterations=1).id == jobs.pending(user_runs)[0].id  # the same job again is still the one queued
+
+
+# --- 11. an upload's size is read from its header before it is decoded ----------------------------
+
+def test_a_huge_upload_is_refused_from_its_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from PIL import Image as PILImage
+    from PIL import ImageFile
+
+    from dashboard import uploads
+
+    buf = io.BytesIO()
+    PILImage.new("I;16", (3000, 3000)).save(buf, format="PNG")  # 9 M pixels, 16-bit, a few KB
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded"))
+    with pytest.raises(uploads.UploadError, match="3000x3000 = 9,000,000 pixels, more than the limit.*nothing was decoded"):
+        uploads.decode("big.png", buf.getvalue())
