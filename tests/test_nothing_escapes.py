@@ -365,3 +365,21 @@ def test_a_huge_upload_is_refused_from_its_header(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded"))
     with pytest.raises(uploads.UploadError, match="3000x3000 = 9,000,000 pixels, more than the limit.*nothing was decoded"):
         uploads.decode("big.png", buf.getvalue())
+
+
+# --- 15. one lock per output folder, one image or several ------------------------------------------
+
+def test_one_image_and_several_into_one_output_take_one_lock(tmp_path: Path, img: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.execution import batch
+    from pipeline.files import output_lock
+
+    out = tmp_path / "O"
+    with output_lock(out):  # what `dip restore a.png --out O` holds while it fits
+        result = runner.invoke(app, ["restore", str(img / "c.png"), str(img / "d.png"), "--out", str(out), *FAST])
+        _one_line_error(result, "is being written by another dip process")
+    assert not out.exists()
+    inner: list = []  # and the other way round: while several images are fitted into O, one image into O is refused
+    monkeypatch.setattr(batch, "_restore", lambda *a, **k: inner.append(
+        runner.invoke(app, ["restore", str(img / "c.png"), "--out", str(out), "--force", *FAST])))
+    assert runner.invoke(app, ["restore", str(img / "c.png"), str(img / "d.png"), "--out", str(out), *FAST]).exit_code == 0
+    _one_line_error(inner[0], "is being written by another dip process")
