@@ -45,12 +45,19 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 def _message(err: BaseException) -> str:
     """One line for an expected error; an operating-system error says which file and what to do."""
     if isinstance(err, KeyError) and err.args:
-        return str(err.args[0])
+        return _short(str(err.args[0]))
     if isinstance(err, OSError) and err.strerror:
         where = f"{err.filename}: " if err.filename else ""
         hint = "; choose an output folder on a writable disk with free space" if err.errno in DISK_ERRNOS else ""
-        return f"{where}{err.strerror}{hint}"
-    return " ".join(str(err).split())
+        return _short(f"{where}{err.strerror}{hint}")
+    return _short(" ".join(str(err).split()))
+
+
+def _short(line: str, longest: int = 160) -> str:
+    """``line`` with every word (a path) longer than ``longest`` characters cut in its middle: an
+    error line stays readable whatever depth of folders it names."""
+    half = longest // 2
+    return " ".join(w if len(w) <= longest else f"{w[:half]}…{w[-half:]}" for w in line.split(" "))
 
 
 def user_errors(fn: F) -> F:
@@ -397,6 +404,8 @@ def publish(
     """Merge finished fits into one growing results bundle (docs/publishing.md) and rebuild its metrics."""
     from pipeline.outputs.publish import publish as merge
 
+    if not (math.isfinite(max_mb) and max_mb > 0):
+        raise ValueError(f"--max-mb must be a positive number of megabytes, e.g. 15; got {max_mb}")
     r = merge(sources, into, commit=commit, max_bytes=int(max_mb * 1e6), params=params, paper=paper)
     counts = ", ".join(f"{len(r[k])} {k}" for k in ("added", "replaced", "unchanged", "older") if r[k])
     for key in r["replaced"]:

@@ -106,3 +106,82 @@ def test_the_report_marks_scores_the_bundle_cannot_rederive(bundle) -> None:  # 
                 if not (p.parent / layout.RESTORED).is_file() and "metrics" in json.loads(p.read_text())]
     assert previews and all(f"`{fid}`" in section for fid in previews)
     assert check_bundle(bundle) == []
+
+
+# --- 16. odd lines and tracebacks --------------------------------------------------------------------
+
+def _one_line(args: list[str], match: str) -> str:
+    res = CliRunner().invoke(app, args)
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0], res.output
+    assert len(lines[0]) < 600, len(lines[0])
+    return lines[0]
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "0", "-1"])
+def test_max_mb_that_is_not_a_size_is_one_line(parts, tmp_path: Path, value: str) -> None:  # noqa: ANN001, F811
+    _one_line(["publish", str(parts["first"]), "--into", str(tmp_path / "b"), "--max-mb", value, *OPTIONS], "--max-mb must be a positive number")
+
+
+def test_a_tar_member_inside_a_file_names_no_scratch_path(parts, tmp_path: Path) -> None:  # noqa: ANN001, F811
+    import io
+    import tarfile
+
+    tarball = tmp_path / "p.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(parts["first"], arcname="p")
+        info = tarfile.TarInfo("p/part.json/child")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"evil"))
+    line = _one_line(["publish", str(tarball), "--into", str(tmp_path / "b"), *OPTIONS], "p/part.json/child")
+    assert ".merge-" not in line and ".tmp" not in line
+
+
+def test_a_deeply_nested_bundle_manifest_is_one_line_for_publish_run(tmp_path: Path) -> None:
+    from pipeline.execution.publish_run import published_keys
+
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    (bundle / layout.BUNDLE_MANIFEST).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="not a JSON file; restore it from git"):
+        published_keys(bundle)
+
+
+def test_paper_as_a_yaml_list_is_refused(parts, tmp_path: Path) -> None:  # noqa: ANN001, F811
+    paper = tmp_path / "paper.yaml"
+    paper.write_text("- 1\n- 2\n")
+    _one_line(["publish", str(parts["first"]), "--into", str(tmp_path / "b"), "--params", str(REPO / "params.yaml"), "--paper", str(paper)],
+              "not a mapping of experiments")
+
+
+def test_into_inside_a_part_leaves_no_lock_there(parts, tmp_path: Path) -> None:  # noqa: ANN001, F811
+    part = Path(shutil.copytree(parts["first"], tmp_path / "part"))
+    before = sorted(p.name for p in part.iterdir())
+    CliRunner().invoke(app, ["publish", str(parts["second"]), "--into", str(part / "b"), *OPTIONS])
+    assert sorted(p.name for p in part.iterdir() if p.name != "b") == before
+
+
+def test_a_deep_folder_is_a_short_line(parts, tmp_path: Path) -> None:  # noqa: ANN001, F811
+    import os
+
+    part = Path(shutil.copytree(parts["first"], tmp_path / "part"))
+    fds = [os.open(part / "results", os.O_RDONLY)]
+    for _ in range(2100):  # deeper than a path may be written whole
+        os.mkdir("a", dir_fd=fds[-1])
+        fds.append(os.open("a", os.O_RDONLY, dir_fd=fds[-1]))
+    try:
+        _one_line(["publish", str(part), "--into", str(tmp_path / "b"), *OPTIONS], "nested deeper than a path may be")
+    finally:  # bottom up: pytest's clean-up (recursive) would not get that deep
+        os.close(fds.pop())
+        while len(fds) > 0:
+            os.rmdir("a", dir_fd=fds[-1])
+            os.close(fds.pop())
+
+
+def test_a_workspace_run_folder_linked_from_outside_is_refused(workspace, tmp_path: Path) -> None:  # noqa: ANN001, F811
+    ws = Path(shutil.copytree(workspace, tmp_path / "ws", symlinks=True))
+    run = next((ws / layout.RESULTS).rglob(layout.RUN_JSON)).parent
+    outside = Path(shutil.move(str(run), str(tmp_path / "outside")))
+    run.symlink_to(outside, target_is_directory=True)
+    _one_line(["publish", str(ws), "--into", str(tmp_path / "b"), *OPTIONS], "link")
+    assert not (tmp_path / "b").exists()

@@ -175,6 +175,8 @@ def open_part(source: Path, scratch: Path) -> Part:
     except OSError as err:
         if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # unpacking: the disk, not the part
             raise
+        if err.errno == errno.ENAMETOOLONG:
+            raise PartError(f"part {source}: folders nested deeper than a path may be; a part is a few levels deep") from None
         raise PartError(f"part {source}: {err}") from None
     except Unsafe as err:
         raise PartError(f"part {source}: {err}") from None
@@ -220,10 +222,12 @@ def _unpack(tarball: Path, scratch: Path) -> Path:
         scratch.mkdir(parents=True)
         for name, m in members:
             dest = scratch / name
+            try:
+                (dest if m.isdir() else dest.parent).mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):  # p/part.json/child: a file that would be a folder
+                raise Unsafe(f"member {name} lies inside a file of the tarball; a part is a folder of regular files") from None
             if m.isdir():
-                dest.mkdir(parents=True, exist_ok=True)
                 continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
             src = tar.extractfile(m)
             if src is None:
                 raise Unsafe(f"member {name} cannot be read")
@@ -233,7 +237,7 @@ def _unpack(tarball: Path, scratch: Path) -> Path:
             try:
                 with open(dest, "xb") as fh:  # "x": never overwrite (a folder and a file of the same name)
                     fh.write(data)
-            except FileExistsError:
+            except (FileExistsError, IsADirectoryError, NotADirectoryError):
                 raise Unsafe(f"member {name} is both a file and a folder") from None
             except OSError as err:  # a full disk: name the file being written, not the tarball
                 raise OSError(err.errno, err.strerror, str(dest)) from None
@@ -587,6 +591,11 @@ def write_part(
                 sources[str(REL.baselines_of(exp).record(image, record.stem))] = record
                 sources[str(REL.baselines_of(exp).png(image, record.stem))] = mine.png(image, record.stem)
             part_baselines[f"{exp}/{image}"] = {"inputs": inputs, "methods": [r.stem for r in records]}
+    for src in sources.values():  # a results folder linked from elsewhere is never published
+        try:
+            regular_file(workspace, src.relative_to(workspace).as_posix())
+        except Unsafe as err:
+            raise ValueError(f"{workspace}: {err}; a part holds only the workspace's own files: copy them in instead of linking") from None
     params = workspace / "params.yaml"
     return assemble(out, {
         "commit": commit or git_commit(workspace), "machine": machine, "profile": resolution["profile"],

@@ -25,7 +25,6 @@ lock file beside it). A folder that is not a bundle is never replaced.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import json
 import os
@@ -38,6 +37,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, Sequence
 
 from pipeline import layout
+from pipeline.files import OutputBusy, lock_file, output_lock
 from pipeline.outputs.parts import (
     PART_JSON, PROFILE, REL, Part, fit_provenance, is_part, is_workspace, open_part, parse_time, utc_now, write_part,
 )
@@ -147,21 +147,20 @@ def clean_stale(into: Path) -> list[Path]:
 
 @contextlib.contextmanager
 def bundle_lock(into: Path) -> Iterator[None]:
-    """Hold ``.<name>.lock`` beside the bundle: one merge at a time (``ValueError`` if another runs)."""
-    into.parent.mkdir(parents=True, exist_ok=True)
-    path = into.parent / f".{into.name}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    """Hold the bundle's lock (:func:`pipeline.files.output_lock`: beside it, removed at the end, so
+    none is left in a folder that merely holds the bundle): one merge at a time (``ValueError`` if
+    another runs)."""
+    stack = contextlib.ExitStack()
     try:
+        stack.enter_context(output_lock(into))
+    except OutputBusy:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise ValueError(f"{into}: another merge (pid {other}) is writing this bundle now; run this one when it has ended") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            other = lock_file(into).read_text(errors="replace").strip() or "?"
+        except OSError:
+            other = "?"
+        raise ValueError(f"{into}: another merge (pid {other}) is writing this bundle now; run this one when it has ended") from None
+    with stack:
         yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def check_target(into: Path) -> dict[str, Any] | None:
