@@ -383,3 +383,35 @@ def test_one_image_and_several_into_one_output_take_one_lock(tmp_path: Path, img
         runner.invoke(app, ["restore", str(img / "c.png"), "--out", str(out), "--force", *FAST])))
     assert runner.invoke(app, ["restore", str(img / "c.png"), str(img / "d.png"), "--out", str(out), *FAST]).exit_code == 0
     _one_line_error(inner[0], "is being written by another dip process")
+
+
+# --- 12. a network too large to be meant is refused before it is built -----------------------------
+
+@pytest.mark.parametrize("net", [{"width": 10_000_000}, {"input_depth": 10_000_000}, {"kernel_down": 10_001},
+                                 {"arch": "resnet", "resnet_channels": 100_000}])
+def test_a_network_too_large_is_refused_before_it_is_built(tmp_path: Path, img: Path, net: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import yaml
+
+    from dip import network
+
+    monkeypatch.setattr(network.SkipNet, "__init__", lambda *a, **k: pytest.fail("built"))
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params["profiles"]["quick"]["net"].update(net)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    start = time.monotonic()
+    result = runner.invoke(app, ["restore", str(img / "c.png"), "--out", str(tmp_path / "r"), "--params", str(path), *FAST])
+    _one_line_error(result, "lower width, input_depth or the kernel sizes")
+    assert time.monotonic() - start < 10 and not (tmp_path / "r").exists()
+
+
+def test_the_size_estimate_is_the_networks_own() -> None:
+    from dip.config import NetConfig, network_size
+    from dip.network import SkipNet, count_parameters
+
+    for net in ({}, {"levels": 3, "width": 16, "skip": 2}, {"kernel_down": 5, "input_depth": 3}):
+        cfg = NetConfig.from_dict(net)
+        weights, _ = network_size(cfg)
+        assert 0.95 < weights / count_parameters(SkipNet(cfg, 3)) <= 1.0  # biases and norms aside
