@@ -185,3 +185,66 @@ def test_a_workspace_run_folder_linked_from_outside_is_refused(workspace, tmp_pa
     run.symlink_to(outside, target_is_directory=True)
     _one_line(["publish", str(ws), "--into", str(tmp_path / "b"), *OPTIONS], "link")
     assert not (tmp_path / "b").exists()
+
+
+# --- 9. tarballs: bounded time and memory before tarfile parses a header -----------------------------
+
+def _tar_with(dest: Path, part: Path, extra) -> Path:  # noqa: ANN001
+    import io
+    import tarfile
+
+    with tarfile.open(dest, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        tar.add(part, arcname="p")
+        for info, data in extra:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return dest
+
+
+def test_a_huge_pax_header_is_refused_at_once(parts, tmp_path: Path) -> None:  # noqa: ANN001, F811
+    import tarfile
+    import time
+
+    info = tarfile.TarInfo("p/x.txt")
+    info.pax_headers = {"comment": "1" * 320_000}  # CVE-2024-6232: minutes of tarfile's regex
+    tarball = _tar_with(tmp_path / "p.tar.gz", parts["first"], [(info, b"")])
+    start = time.monotonic()
+    _one_line(["publish", str(tarball), "--into", str(tmp_path / "b"), *OPTIONS], "a pax header of")
+    assert time.monotonic() - start < 20
+
+
+def test_a_gnu_long_name_declaring_gigabytes_is_refused_unread(tmp_path: Path) -> None:
+    import gzip
+
+    header = bytearray(512)
+    header[:13] = b"././@LongLink"
+    header[100:108] = b"0000644\0"
+    header[124:136] = b"%011o\0" % (3000 << 20)
+    header[156:157] = b"L"
+    header[257:263] = b"ustar "
+    header[148:156] = b"        "
+    header[148:156] = b"%06o\0 " % sum(header)
+    tarball = tmp_path / "p.tar.gz"
+    tarball.write_bytes(gzip.compress(bytes(header) + b"x" * 4096))
+    _one_line(["publish", str(tarball), "--into", str(tmp_path / "b"), *OPTIONS], "a long-name header of 3,145,728,000 bytes")
+
+
+def test_dot_members_count_toward_both_caps(parts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001, F811
+    import tarfile
+
+    from pipeline.outputs import parts as parts_module
+
+    files = sum(1 for p in parts["first"].rglob("*"))
+    monkeypatch.setattr(parts_module, "MAX_PART_FILES", files + 5)
+    dots = []
+    for _ in range(3 * files + 20):
+        info = tarfile.TarInfo("./")
+        info.type = tarfile.DIRTYPE
+        dots.append((info, None))
+    tarball = _tar_with(tmp_path / "dots.tar.gz", parts["first"], dots)
+    _one_line(["publish", str(tarball), "--into", str(tmp_path / "b"), *OPTIONS], f"more than {files + 5} members")
+    total = sum(p.stat().st_size for p in parts["first"].rglob("*") if p.is_file())
+    monkeypatch.setattr(parts_module, "MAX_PART_BYTES", total + 1000)
+    big = tarfile.TarInfo("./")
+    big.size = 5000
+    tarball = _tar_with(tmp_path / "big.tar.gz", parts["first"], [(big, b"0" * 5000)])
+    _one_line(["publish", str(tarball), "--into", str(tmp_path / "b2"), *OPTIONS], "unpacks to more than")

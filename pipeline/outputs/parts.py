@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import errno
 import json
+import lzma
 import math
 import re
 import shutil
 import subprocess
 import tarfile
 import warnings
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
@@ -182,9 +184,73 @@ def open_part(source: Path, scratch: Path) -> Part:
         raise PartError(f"part {source}: {err}") from None
 
 
+MAX_META_HEADER = 4096  # a pax or GNU long-name header: a part's longest name is a few hundred bytes
+_META_TYPES = (b"x", b"g", b"L", b"K")  # pax (per member, global), GNU long name, long link name
+
+
+def _stream(tarball: Path) -> Any:
+    """The uncompressed bytes of ``tarball`` as a file (gzip, bzip2, xz or none, by its magic bytes)."""
+    import bz2
+    import gzip
+
+    with open(tarball, "rb") as fh:
+        magic = fh.read(6)
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.open(tarball, "rb")
+    if magic.startswith(b"BZh"):
+        return bz2.open(tarball, "rb")
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return lzma.open(tarball, "rb")
+    return open(tarball, "rb")
+
+
+def _octal(field: bytes) -> int:
+    """A tar header's number field: octal text, or base-256 when its first byte has the high bit."""
+    if field[:1] and field[0] & 0x80:
+        return int.from_bytes(field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip()
+    return int(text, 8) if text else 0
+
+
+def prescan(tarball: Path) -> None:
+    """Read ``tarball``'s headers in one bounded pass, before :mod:`tarfile` parses any of them:
+    :class:`Unsafe` for more than :data:`MAX_PART_FILES` headers of any kind (``./`` entries count),
+    more than :data:`MAX_PART_BYTES` of contents (whatever the names), or a pax or GNU long-name
+    header over :data:`MAX_META_HEADER` bytes (which Python's tarfile would read whole into memory,
+    and parse in quadratic time: CVE-2024-6232). Memory stays at one block; time is one
+    decompression of at most the size cap."""
+    headers, total = 0, 0
+    try:
+        with _stream(tarball) as fh:
+            while True:
+                block = fh.read(512)
+                if len(block) < 512 or block == bytes(512):
+                    return  # the end (tarfile says whether a short one is damaged)
+                headers += 1
+                if headers > 2 * MAX_PART_FILES + 2:  # each file may carry a pax header
+                    raise Unsafe(f"more than {MAX_PART_FILES} members")
+                size, kind = _octal(block[124:136]), block[156:157]
+                if kind in _META_TYPES and size > MAX_META_HEADER:
+                    raise Unsafe(f"a {'pax' if kind in (b'x', b'g') else 'long-name'} header of {size:,} bytes (at most {MAX_META_HEADER:,})")
+                total += size
+                if total > MAX_PART_BYTES:
+                    raise Unsafe(f"unpacks to more than {MAX_PART_BYTES >> 20} MiB")
+                left = (size + 511) // 512 * 512
+                while left:
+                    chunk = fh.read(min(left, 1 << 20))
+                    if not chunk:
+                        return
+                    left -= len(chunk)
+    except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as err:
+        if isinstance(err, Unsafe):
+            raise
+        raise Unsafe(f"not a readable tar archive ({type(err).__name__})") from None
+
+
 def _unpack(tarball: Path, scratch: Path) -> Path:
     """Check every member of ``tarball`` (one top folder, regular files and folders only, safe
     names, sizes), then copy the files out by hand into ``scratch``; returns the top folder."""
+    prescan(tarball)
     try:
         tar = tarfile.open(tarball, "r:*")
     except (tarfile.TarError, OSError) as err:
@@ -193,12 +259,17 @@ def _unpack(tarball: Path, scratch: Path) -> Path:
         members: list[tuple[str, tarfile.TarInfo]] = []
         tops, seen, total = set(), set(), 0
         try:
-            for m in tar:
-                if len(members) >= MAX_PART_FILES:
+            for count, m in enumerate(tar, 1):
+                if count > MAX_PART_FILES:  # every member counts, "./" too
                     raise Unsafe(f"more than {MAX_PART_FILES} members")
+                total += m.size
+                if total > MAX_PART_BYTES:
+                    raise Unsafe(f"unpacks to more than {MAX_PART_BYTES >> 20} MiB")
                 name = m.name[2:] if m.name.startswith("./") else m.name
                 name = name.rstrip("/") if m.isdir() else name
                 if not name:
+                    if not m.isdir():
+                        raise Unsafe(f"member {m.name[:40]!r} is a file without a name")
                     continue
                 why = rel_problem(name)
                 if why:
@@ -209,11 +280,8 @@ def _unpack(tarball: Path, scratch: Path) -> Path:
                     raise Unsafe(f"member {name} appears twice")
                 seen.add(name)
                 tops.add(name.split("/")[0])
-                total += m.size
                 if m.size > MAX_FILE_BYTES:
                     raise Unsafe(f"member {name} is larger than {MAX_FILE_BYTES >> 20} MiB")
-                if total > MAX_PART_BYTES:
-                    raise Unsafe(f"unpacks to more than {MAX_PART_BYTES >> 20} MiB")
                 members.append((name, m))
         except tarfile.TarError as err:
             raise Unsafe(f"a damaged tar archive ({err})") from None
