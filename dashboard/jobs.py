@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline import files
+
 QUEUE = ".queue"
 LOCK, LOG, SPEED = "worker.lock", "worker.log", "speed.json"
 JOB, STATE, STATUS, CANCEL = "job.json", "state.json", "status.json", "cancel"
@@ -61,21 +63,16 @@ def upload(kind: str, suffix: str) -> str:
 
 
 def read_json(path: Path) -> Any:
-    """A JSON file's value; ``None`` when it is missing or not (yet) JSON."""
+    """A JSON file's value (:func:`pipeline.files.read_json`); ``None`` when it is missing or not (yet) JSON."""
     try:
-        return json.loads(path.read_text())
+        return files.read_json(path)
     except (OSError, ValueError):
         return None
 
 
 def write_json(path: Path, value: Any) -> None:
-    """Replace ``path`` atomically (a temporary file beside it, then a rename)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        tmp.write_text(json.dumps(value, indent=1, sort_keys=True))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Replace ``path`` atomically (:func:`pipeline.files.save_json`)."""
+    files.save_json(path, value)
 
 
 def disk_message(err: OSError, where: Path) -> str:

@@ -10,7 +10,6 @@ pipeline shows what exists.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pipeline import layout
+from pipeline import files, layout
 from pipeline.layout import CaseDir, Run, RunDir, Tree
 from pipeline.settings import PROFILE_FILE, parse_experiment
 
@@ -56,7 +55,7 @@ def resolve_root(argv: list[str] | None = None) -> Path:
 def bundle_manifest(root: Path) -> dict[str, Any] | None:
     """The ``manifest.json`` of a bundle written by ``dip publish`` (``None`` when ``root`` is none)."""
     try:
-        info = json.loads(Tree(Path(root)).manifest.read_text())
+        info = files.read_json(Tree(Path(root)).manifest)
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) and info.get("format") == layout.BUNDLE_FORMAT else None
@@ -106,7 +105,7 @@ def _read_csv(path: str, mtime: float) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=2048)
 def _read_json(path: str, mtime: float) -> Any:
-    return json.loads(Path(path).read_text())
+    return files.read_json(path)  # the one JSON reader: a file nested too deeply is a ValueError, not a RecursionError
 
 
 def read_csv(path: Path) -> pd.DataFrame | None:
@@ -123,7 +122,7 @@ def read_json(path: Path) -> Any:
         return None
     try:
         return _read_json(str(path), file_mtime(path))
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+    except (ValueError, OSError):
         return None
 
 

@@ -415,3 +415,12 @@ def test_the_size_estimate_is_the_networks_own() -> None:
         cfg = NetConfig.from_dict(net)
         weights, _ = network_size(cfg)
         assert 0.95 < weights / count_parameters(SkipNet(cfg, 3)) <= 1.0  # biases and norms aside
+
+
+def test_a_deeply_nested_run_json_is_one_warning_on_the_restore_page(tmp_path: Path, page) -> None:
+    root, open_page = page
+    run = _user_run(root / "user-runs")
+    (run / "run.json").write_text("[" * 100_000 + "]" * 100_000)
+    _png(run / "restored.png")
+    at = open_page(root / "user-runs")
+    assert not at.exception and "Traceback" not in _texts(at) and "could not be shown" not in _texts(at)
