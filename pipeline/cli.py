@@ -109,7 +109,7 @@ def restore(
     group: Annotated[str, typer.Option(help="Same-size images fitted together on CUDA: auto (from free GPU memory) or a number; 1 off CUDA.")] = "auto",
     force: Annotated[bool, typer.Option(help="Replace OUT (or OUT/NAME) if it is an earlier output of dip (never a folder of yours).")] = False,
     max_pixels: Annotated[Optional[int], typer.Option(help="Refuse restored images of more pixels than this (memory); default 2048x2048.")] = None,
-    status: Annotated[Optional[Path], typer.Option(help="A JSON file (iteration, loss, PSNR, ms/iteration, ETA) kept up to date while fitting, with the latest output beside it (same name, .png), for a program that polls them; outside --out.")] = None,
+    status: Annotated[Optional[Path], typer.Option(help="A new .json file (iteration, loss, PSNR, ms/iteration, ETA) kept up to date while fitting, with the latest output beside it (same name, .png), for a program that polls them; outside --out. Only dip's own earlier status files are ever replaced.")] = None,
 ) -> None:
     """Restore images of yours with Deep Image Prior.
 
