@@ -41,7 +41,7 @@ if ui.require_outputs(root, "results", "data/corrupted", "baselines", user_runs=
     unreadable_rendered: list[str] = []
     for e in [exp] + [x for x in exps if x != exp]:
         for label, path in load.sources(root, e, image).items():
-            loaded = imaging.load_image(path) if load.contained(root, path) else load.OUTSIDE
+            loaded = ui.safe_image(root, path)
             if isinstance(loaded, str):
                 unreadable_rendered.append(f"{ui.md_code(load.rel(root, path))} ({ui.md_text(loaded)})")
             elif label != "mask":
