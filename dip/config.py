@@ -237,7 +237,7 @@ class FitConfig:
         if self.iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
         for name, (low, high, low_open, high_open) in FIT_RANGES.items():
-            check_range(name, getattr(self, name), low, high, low_open, high_open)
+            check_range("lr (the learning rate)" if name == "lr" else name, getattr(self, name), low, high, low_open, high_open)
         if self.exp_weight is not None:
             check_range("exp_weight", self.exp_weight, 0.0, 1.0, high_open=True)
         if self.check_every < 1:

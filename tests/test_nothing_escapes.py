@@ -296,7 +296,7 @@ def test_report_md_links_and_images_are_not_live(tmp_path: Path, page) -> None:
 
 @pytest.mark.parametrize("key, value, needle", [
     ("reg_noise_std", float("inf"), "a finite number"), ("backtrack_drop_db", float("nan"), "a finite number"),
-    ("lr", float("inf"), "a finite number"), ("lr", 1e300, "lr must be a finite number in (0, 1]"),
+    ("lr", float("inf"), "a finite number"), ("lr", 1e300, "lr (the learning rate) must be a finite number in (0, 1]"),
     ("backtrack_drop_db", -5, "backtrack_drop_db must be a finite number in (0, 100]"),
     ("reg_noise_std", 50, "reg_noise_std must be a finite number in [0, 1]"), ("tv_weight", 1e9, "tv_weight"),
 ])

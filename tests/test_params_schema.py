@@ -133,7 +133,7 @@ BAD_VALUES = [
     (lambda p: p["profiles"]["quick"]["fit"]["denoise"].update(iterations=True), "profiles.quick.fit.denoise.iterations must be a whole number, got True"),
     (lambda p: p["profiles"]["quick"]["fit"]["denoise"].update(iterations=0), "profiles.quick.fit.denoise: iterations must be >= 1, got 0"),
     (lambda p: p["profiles"]["quick"]["fit"]["denoise"].update(lr="fast"), "profiles.quick.fit.denoise.lr must be a finite number, got 'fast'"),
-    (lambda p: p["profiles"]["paper"]["fit"]["sr_x4"].update(lr=-0.01), "profiles.paper.fit.sr_x4: lr must be a finite number in (0, 1], got -0.01"),
+    (lambda p: p["profiles"]["paper"]["fit"]["sr_x4"].update(lr=-0.01), "profiles.paper.fit.sr_x4: lr (the learning rate) must be a finite number in (0, 1], got -0.01"),
     (lambda p: p["profiles"]["quick"]["net"].update(downsample="maxpool"), "profiles.quick.net.downsample must be one of stride, max, avg"),
     (lambda p: p["profiles"]["quick"]["fit"]["sr_x4"].update(snapshots=[0, -5]), "profiles.quick.fit.sr_x4.snapshots must be ≥ 0 (each)"),
     (lambda p: p.update(seeds=5), "seeds must be a list (each a whole number), got 5"),
