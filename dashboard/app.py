@@ -40,7 +40,7 @@ def guarded(what: str, run: Callable[[], object]) -> None:
         run()
     except Exception as err:  # noqa: BLE001 - the last line of defence, on purpose
         logging.getLogger("dashboard").exception("%s failed", what)
-        st.error(f"{what} could not be shown: {type(err).__name__}: {str(err)[:300]}. The details are in the server's log.")
+        st.error(f"{ui.md_text(what)} could not be shown: {ui.md_text(type(err).__name__)}: {ui.md_text(str(err)[:300])}. The details are in the server's log.")
 
 
 page = st.navigation(PAGES)

@@ -39,11 +39,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline import files
+
 QUEUE = ".queue"
 LOCK, LOG, SPEED = "worker.lock", "worker.log", "speed.json"
 JOB, STATE, STATUS, CANCEL = "job.json", "state.json", "status.json", "cancel"
 FINAL = ("done", "failed", "cancelled")
 MEASURE_ITERATIONS = 4  # a speed measurement: iteration 0 (set-up) and 3 timed iterations
+MAX_PENDING = 20  # jobs queued or running at once: one machine fits one at a time, a longer queue is a mistake (or a flood)
+
+
+class QueueFull(ValueError):
+    """The queue holds :data:`MAX_PENDING` unfinished jobs; the message says what to do."""
 
 
 def queue_dir(user_runs: Path) -> Path:
@@ -57,21 +64,16 @@ def upload(kind: str, suffix: str) -> str:
 
 def json_or_none(path: Path) -> Any:
     """A JSON file's value; ``None`` when it is missing or not (yet) JSON (where a missing or
-    damaged file is an error, :func:`pipeline.files.read_json`)."""
+    damaged file is an error, :func:`pipeline.files.read_json`, which this wraps)."""
     try:
-        return json.loads(path.read_text())
+        return files.read_json(path)
     except (OSError, ValueError):
         return None
 
 
 def write_json(path: Path, value: Any) -> None:
-    """Replace ``path`` atomically (a temporary file beside it, then a rename)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        tmp.write_text(json.dumps(value, indent=1, sort_keys=True))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Replace ``path`` atomically (:func:`pipeline.files.save_json`)."""
+    files.save_json(path, value)
 
 
 def disk_message(err: OSError, where: Path) -> str:
@@ -160,15 +162,20 @@ def submit(user_runs: Path, request: dict[str, Any], files: dict[str, bytes]) ->
     """Queue a job: ``files`` (``{"input.png": bytes, …}``) and ``request`` (job.json) are written in a
     temporary folder that is then renamed into the queue, so the worker never sees half a job.
     An identical job (same files and request) that is still queued or running is returned instead
-    of a second one. ``OSError`` (disk full, no permission) leaves nothing behind."""
+    of a second one. ``OSError`` (disk full, no permission) leaves nothing behind; :class:`QueueFull`
+    when :data:`MAX_PENDING` jobs wait already."""
     base = queue_dir(user_runs)
     digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode())
     for name in sorted(files):
         digest.update(name.encode() + files[name])
     request = {**request, "digest": digest.hexdigest()}
-    for job in pending(user_runs):
+    waiting = pending(user_runs)
+    for job in waiting:
         if job.request.get("digest") == request["digest"] and not job.cancel_requested:
             return job
+    if len(waiting) >= MAX_PENDING:
+        raise QueueFull(f"{len(waiting)} fits are already queued or running (at most {MAX_PENDING}); "
+                        "wait for some to finish or remove queued ones, then start this one")
     base.mkdir(parents=True, exist_ok=True)
     now = time.time()
     job_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f"-{secrets.token_hex(3)}"
@@ -184,6 +191,53 @@ def submit(user_runs: Path, request: dict[str, Any], files: dict[str, bytes]) ->
     job = load(base / job_id)
     assert job is not None
     return job
+
+
+NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")  # what safe_name gives: one folder-name component, never ".." or "/"
+UPLOAD = re.compile(r"^(input|mask|gt)\.[A-Za-z0-9]{1,8}$")  # what upload gives: a file of the job's own folder
+
+
+def _upload_path(job: Job, field: str) -> Path | None:
+    """The job's upload named by request ``field`` (``None`` when the field is empty); ``ValueError``
+    unless it is a regular file of the job's own folder (no ``..``, no absolute path, no link)."""
+    value = job.request.get(field)
+    if value in (None, "") and field != "input":
+        return None
+    if not isinstance(value, str) or not UPLOAD.match(value) or not value.startswith(field):
+        raise ValueError(f"job.json: {field} {str(value)[:80]!r} is not an upload of this job ({field}.png, …); submit the job again from the page")
+    path = job.path / value
+    if path.is_symlink() or not path.is_file():
+        raise ValueError(f"job.json: {field} {value} is not a regular file in the job's folder; submit the job again from the page")
+    return path
+
+
+def _whole(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def check_request(job: Job) -> None:
+    """Refuse (``ValueError``, one line) a ``job.json`` the page did not write: a ``name`` that is not
+    one safe folder-name component, uploads outside the job's folder or not regular files, a task,
+    factor, iteration count, log interval or snapshot list of the wrong kind or range."""
+    r = job.request
+    if job.kind not in ("restore", "measure"):
+        raise ValueError(f"job.json: unknown kind {str(r.get('kind'))[:40]!r}; submit the job again from the page")
+    if not isinstance(r.get("name"), str) or not NAME.match(r["name"]):
+        raise ValueError(f"job.json: name {str(r.get('name'))[:80]!r} is not a plain folder name (letters, digits, - and _); submit the job again from the page")
+    for field in ("input", "mask", "gt"):
+        _upload_path(job, field)
+    if r.get("task") not in ("denoise", "inpaint", "sr") or not isinstance(r.get("preset"), str):
+        raise ValueError("job.json: task must be denoise, inpaint or sr and preset a name; submit the job again from the page")
+    if r["task"] == "sr" and not _whole(r.get("factor"), 2, 16):
+        raise ValueError("job.json: factor must be a whole number from 2 to 16; submit the job again from the page")
+    if r.get("params") is not None and not isinstance(r["params"], str):
+        raise ValueError("job.json: params must be a file name; submit the job again from the page")
+    if job.kind == "restore":
+        if not _whole(r.get("iterations"), 1, 100_000) or not _whole(r.get("log_every", 25), 1, 100_000):
+            raise ValueError("job.json: iterations and log_every must be whole numbers from 1 to 100000; submit the job again from the page")
+        snaps = r.get("snapshots", [])
+        if not isinstance(snaps, list) or len(snaps) > 1000 or not all(_whole(s, 0, 100_000) for s in snaps):
+            raise ValueError("job.json: snapshots must be a list of iterations; submit the job again from the page")
 
 
 def cancel(job: Job) -> None:

@@ -10,7 +10,6 @@ pipeline shows what exists.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.jobs import json_or_none
-from pipeline import layout
+from pipeline import files, layout
 from pipeline.layout import CaseDir, Run, RunDir, Tree
 from pipeline.settings import PROFILE_FILE, parse_experiment
 
@@ -57,7 +56,7 @@ def resolve_root(argv: list[str] | None = None) -> Path:
 def bundle_manifest(root: Path) -> dict[str, Any] | None:
     """The ``manifest.json`` of a bundle written by ``dip publish`` (``None`` when ``root`` is none)."""
     try:
-        info = json.loads(Tree(Path(root)).manifest.read_text())
+        info = files.read_json(Tree(Path(root)).manifest)
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) and info.get("format") == layout.BUNDLE_FORMAT else None
@@ -115,7 +114,7 @@ def _read_csv(path: str, mtime: float) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=2048)
 def _cached_json(path: str, mtime: float) -> Any:
-    return json_or_none(Path(path))
+    return json_or_none(Path(path))  # pipeline.files.read_json: a file nested too deeply is None, not a RecursionError
 
 
 def read_csv(path: Path) -> pd.DataFrame | None:
@@ -133,7 +132,7 @@ def cached_json(path: Path) -> Any:
         return None
     try:
         return _cached_json(str(path), file_mtime(path))
-    except OSError:
+    except (ValueError, OSError):
         return None
 
 
@@ -216,11 +215,14 @@ def run_dirs(root: Path) -> list[Run]:
 
 
 def contained(root: Path, path: Path) -> bool:
-    """Whether ``path``, every link resolved, lies inside the results root ``root``. The dashboard
-    shows no file from outside the folder it was given: a link in a results folder (or a bundle
-    from someone else) may point anywhere on this machine."""
+    """Whether ``path``, every link resolved, lies inside the results root ``root`` or the Restore
+    page's own folder (:func:`user_runs_dir`, which may be elsewhere: ``$DIP_USER_RUNS``, or
+    ``./user-runs`` beside a published bundle). The dashboard shows no file from outside the
+    folders it was given: a link in a results folder (or a bundle from someone else) may point
+    anywhere on this machine."""
     try:
-        return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))
+        real = Path(os.path.realpath(path))
+        return any(real.is_relative_to(os.path.realpath(base)) for base in (root, user_runs_dir(root)))
     except (OSError, ValueError):
         return False
 

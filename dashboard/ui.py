@@ -2,13 +2,72 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from dashboard import imaging, load
 
 ROOT_KEY = "results_root"
+
+# --- the one renderer of strings the dashboard did not write itself ---------------------------------
+# File names, messages, fields of run.json / meta.json / experiment.json, report.md: any of them may
+# hold Markdown (a link, an image another site serves and the browser fetches, a Streamlit directive).
+# Every such string reaches st.markdown / caption / warning / … through one of these three
+# (tests/test_nothing_escapes.py reads the dashboard's source to check it).
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_MARKUP = re.compile(r"([\\\[\]<>@]|:(?=//))|(?i:(www)\.)")  # links, images, HTML, directives; autolinks (://, www., @)
+
+
+def md_text(value: object) -> str:
+    """``value`` as text inside Markdown: the characters that make a link, an image, HTML, a Streamlit
+    directive (``:red[…]``) or an autolink (``https://``, ``www.``, an e-mail address) backslash-escaped,
+    so nothing of it is fetched or followed; line breaks as spaces (no heading, list or table starts)."""
+    return _MARKUP.sub(_escape, _CONTROL.sub(" ", str(value)))
+
+
+def md_code(value: object) -> str:
+    """``value`` as one inline code span (a path, a command): a fence longer than any run of
+    backticks in it, line breaks as spaces."""
+    text = _CONTROL.sub(" ", str(value))
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+_CODE_SPAN = re.compile(r"(`+)(?:.+?)(?<!`)\1(?!`)")
+
+
+def md_document(text: str) -> str:
+    """A Markdown document of the results (``metrics/report.md``) with its tables, headings and
+    emphasis, but no link, image, HTML, autolink or directive outside code (escaped as by
+    :func:`md_text`), so a link or image to another site shows as its text and nothing is fetched."""
+    lines, fenced = [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+            lines.append(line)
+            continue
+        if fenced:
+            lines.append(line)
+            continue
+        parts, last = [], 0
+        for m in _CODE_SPAN.finditer(line):
+            parts.append(_MARKUP.sub(_escape, line[last:m.start()]) + m.group(0))
+            last = m.end()
+        lines.append("".join(parts) + _MARKUP.sub(_escape, line[last:]))
+    if fenced:
+        lines.append("```")  # an unclosed fence stays inside the document
+    return "\n".join(lines)
+
+
+def _escape(m: re.Match[str]) -> str:
+    return "\\" + m.group(1) if m.group(1) else m.group(2) + "\\."
+
+
 EMPTY = "–"  # what an empty cell shows (Streamlit's default is "None")
 
 
@@ -30,12 +89,19 @@ def root() -> Path:
     return load.expand_root(str(st.session_state[ROOT_KEY]))
 
 
+def safe_image(root_dir: Path, path: Path) -> tuple[bytes, np.ndarray] | str:
+    """The one way the dashboard reads an image file it shows or serves (a Download button too):
+    ``(bytes, pixels)``, or why not (unreadable, too large, or outside ``root_dir`` and the user-runs
+    folder once links are resolved, :func:`dashboard.load.contained`)."""
+    return imaging.load_image(path) if load.contained(root_dir, path) else load.OUTSIDE
+
+
 def image(where, root_dir: Path, path: Path, caption: str, **kwargs) -> bool:
     """Show the PNG file ``path`` as it is, or a short warning naming it when it is unreadable or
-    lies outside ``root_dir`` (:func:`dashboard.load.contained`)."""
-    loaded = imaging.load_image(path) if load.contained(root_dir, path) else load.OUTSIDE
+    lies outside ``root_dir`` (:func:`safe_image`)."""
+    loaded = safe_image(root_dir, path)
     if isinstance(loaded, str):
-        where.warning(f"{caption}: `{load.rel(root_dir, path)}` is {loaded}.")
+        where.warning(f"{md_text(caption)}: {md_code(load.rel(root_dir, path))} is {md_text(loaded)}.")
         return False
     where.image(loaded[0], caption=caption, output_format="PNG", **kwargs)
     return True
@@ -45,7 +111,7 @@ def run_warnings(root_dir: Path, where=st) -> None:
     """One warning listing the damaged ``run.json`` files (their runs show without those fields)."""
     problems = load.run_problems(root_dir)
     if problems:
-        where.warning("Damaged run records, shown without the damaged fields:\n\n" + "\n".join(f"- {p}" for p in problems))
+        where.warning("Damaged run records, shown without the damaged fields:\n\n" + "\n".join(f"- {md_text(p)}" for p in problems))
 
 
 def profile_badge(root_dir: Path, where=st) -> dict:
@@ -57,12 +123,12 @@ def profile_badge(root_dir: Path, where=st) -> dict:
     device = str(info.get("device", "?"))
     name = info.get("device_name") or ""
     requested = info.get("requested")
-    dev_text = f"device {device}" + (f" ({name})" if name else "")
-    req_text = f" (requested: {requested})" if requested and requested != prof else ""
+    dev_rendered = f"device {md_text(device)}" + (f" ({md_text(name)})" if name else "")
+    req_rendered = f" (requested: {md_text(requested)})" if requested and requested != prof else ""
     if prof == "paper":
-        where.markdown(f":green-badge[profile: paper — the paper's setting]{req_text} :blue-badge[{dev_text}]")
+        where.markdown(f":green-badge[profile: paper — the paper's setting]{req_rendered} :blue-badge[{dev_rendered}]")
     else:
-        where.markdown(f":orange-badge[profile: {prof} — NOT the paper's setting]{req_text} :blue-badge[{dev_text}]")
+        where.markdown(f":orange-badge[profile: {md_text(prof)} — NOT the paper's setting]{req_rendered} :blue-badge[{dev_rendered}]")
     return info
 
 
@@ -91,10 +157,10 @@ def sidebar() -> None:
         r = root()
         bundle = load.bundle_manifest(r)
         if bundle is not None:
-            st.caption(bundle_caption(r, bundle))
+            st.caption(md_text(bundle_caption(r, bundle)))
         profile_badge(r, st.sidebar)
         present = load.has_outputs(r)
-        st.caption("outputs: " + " · ".join(f"{d}/ {'found' if ok else 'missing'}" for d, ok in present.items()))
+        st.caption("outputs: " + " · ".join(f"{md_text(d)}/ {'found' if ok else 'missing'}" for d, ok in present.items()))
 
 
 def require_outputs(root_dir: Path, *needed: str, user_runs: bool = False) -> bool:
@@ -105,10 +171,10 @@ def require_outputs(root_dir: Path, *needed: str, user_runs: bool = False) -> bo
     if any(present.get(d, False) for d in wanted) or (user_runs and load.user_runs(root_dir)):
         return True
     if not root_dir.is_dir():
-        st.error(f"The results root `{root_dir}` does not exist. Start the dashboard with `dip dashboard --results DIR`.")
+        st.error(f"The results root {md_code(root_dir)} does not exist. Start the dashboard with `dip dashboard --results DIR`.")
         return False
     st.info(
-        f"No pipeline outputs under `{root_dir}` yet ({', '.join(d + '/' for d in wanted)} missing or empty).\n\n"
+        f"No pipeline outputs under {md_code(root_dir)} yet ({', '.join(md_text(d + '/') for d in wanted)} missing or empty).\n\n"
         "Run the reproduction first:\n\n```bash\ndvc repro            # the whole pipeline (profile auto: quick on a CPU)\n"
         "dvc exp run -S profile=smoke   # a tiny run, under a minute\n```\n\nthen reload this page."
         + ("\n\nOr restore an image of yours on the Restore page." if user_runs else "")

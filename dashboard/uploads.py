@@ -42,14 +42,19 @@ class Picture:
         return 1 if self.pixels.ndim == 2 else 3
 
 
-def decode(name: str, data: bytes) -> Picture:
-    """The pixels of an uploaded file, or :class:`UploadError` saying why there are none."""
+def decode(name: str, data: bytes, max_pixels: int = MAX_PIXELS) -> Picture:
+    """The pixels of an uploaded file, or :class:`UploadError` saying why there are none; an image
+    of more than ``max_pixels`` is refused from its header, before anything is decoded (as the CLI does)."""
     from PIL import Image
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise UploadError(f"{name}: {w}x{h} = {w * h:,} pixels, more than the limit of {max_pixels:,}; "
+                                      "downscale or crop it (nothing was decoded)")
                 im.load()
                 pixels = _eight_bit(im)
     except UploadError:

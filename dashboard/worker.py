@@ -154,6 +154,7 @@ def finish(user_runs: Path, job: Job) -> None:
         shutil.rmtree(out, ignore_errors=True)
         mark(job, "done", finished=time.time(), ms_per_iteration=ms, device=device)
         return
+    jobs.check_request(job)
     case = CaseDir(out)  # the page's inputs beside dip restore's files, as a case folder holds them
     observation = uploads.decode(r["input"], (job.path / r["input"]).read_bytes())
     case.observation_png.write_bytes(uploads.encode_png(observation.pixels))
@@ -179,6 +180,7 @@ def finish(user_runs: Path, job: Job) -> None:
 
 def run_job(user_runs: Path, job: Job, stop: list[int]) -> None:
     """Run ``job``'s fit to its end, or until it is cancelled or the worker is asked to stop."""
+    jobs.check_request(job)  # a job.json edited by hand never names files or folders outside its own
     say(f"{job.id}: {' '.join(command(job))}")
     started = time.time()
     with open(job.path / "log.txt", "wb") as log:

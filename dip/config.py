@@ -13,6 +13,7 @@ both re-export these classes.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
@@ -103,6 +104,8 @@ class NetConfig:
             raise ValueError("unet_feature_scale, resnet_blocks and resnet_channels must be >= 1, unet_more_layers >= 0")
         if self.pad not in PAD_MODES:
             raise ValueError(f"pad must be one of {PAD_MODES}, got {self.pad!r}")
+        check_range("leaky_slope", self.leaky_slope, 0.0, 1.0)
+        check_network_size(self)
         return self
 
     @property
@@ -137,6 +140,62 @@ class NetConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def check_range(name: str, value: Any, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite number in the interval from ``low`` to
+    ``high`` (each end closed unless ``*_open``): every float setting has a range that means something."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        span = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be a finite number in {span}, got {value!r}")
+
+
+#: Ranges of :class:`FitConfig`'s floats: (low, high, low_open, high_open). The paper uses lr 0.01,
+#: σ_p 1/30 or 1/20 on inputs of scale 0.1, β 0.99, a 5 dB jump for backtracking; TV weights are
+#: small fractions. Beyond these ends a fit is all black or never learns.
+FIT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "lr": (0.0, 1.0, True, False), "reg_noise_std": (0.0, 1.0, False, False), "input_noise_scale": (0.0, 10.0, True, False),
+    "backtrack_drop_db": (0.0, 100.0, True, False), "tv_weight": (0.0, 100.0, False, False),
+}
+
+
+MAX_PARAMETERS = 100_000_000  # the paper's network has about 2.2 M; more does not fit a GPU's memory with its activations
+MAX_FLOATS_PER_PIXEL = 8192  # activations of the widest level per input pixel (the paper's: about 900)
+
+
+def network_size(cfg: "NetConfig", out_channels: int = 3) -> tuple[int, int]:
+    """``(weights, activations per pixel)`` of ``cfg``'s network, counted from its settings alone
+    (nothing is built): the convolutions' weights, and the floats one input pixel carries through
+    the widest level's tensors (each level has a quarter of the pixels of the one above)."""
+    if cfg.arch == "resnet":
+        c, b = cfg.resnet_channels, cfg.resnet_blocks
+        return cfg.input_depth * c * 9 + 2 * b * c * c * 9 + c * c * 9 + c * out_channels * 9, cfg.input_depth + (2 * b + 3) * c
+    if cfg.arch == "unet":
+        widths = [min(64 * 2**i, 1024) // cfg.unet_feature_scale for i in range(5 + cfg.unet_more_layers)]
+        weights = sum(2 * 9 * w * w * 4 for w in widths) + cfg.input_depth * widths[0] * 9
+        return weights, cfg.input_depth + 8 * widths[0]
+    if cfg.arch == "image":
+        return out_channels, out_channels
+    n = cfg.levels
+    kd, ku, ks = (_per_level(getattr(cfg, k), n, k) for k in ("kernel_down", "kernel_up", "kernel_skip"))
+    weights, floats, cin = cfg.channels_up[0] * out_channels, 0.0, cfg.input_depth
+    for i in range(n):
+        nd, nu, ns = cfg.channels_down[i], cfg.channels_up[i], cfg.channels_skip[i]
+        deep = nd if i == n - 1 else cfg.channels_up[i + 1]
+        weights += cin * ns * ks[i] ** 2 + (cin + nd) * nd * kd[i] ** 2 + (ns + deep) * nu * ku[i] ** 2 + (nu * nu if cfg.conv1x1_up else 0)
+        floats = max(floats, (cin + 3 * ns + 2 * deep + 3 * nu) / 4**i, 3 * nd / 4 ** (i + 1))
+        cin = nd
+    return weights, int(floats)
+
+
+def check_network_size(cfg: "NetConfig") -> None:
+    """``ValueError`` (one line) for a network too large to be meant, before any of it is built."""
+    weights, floats = network_size(cfg)
+    if weights > MAX_PARAMETERS or floats > MAX_FLOATS_PER_PIXEL:
+        raise ValueError(f"the network would have {weights:,} weights and {floats:,} activations per pixel, more than "
+                         f"{MAX_PARAMETERS:,} and {MAX_FLOATS_PER_PIXEL:,}; lower width, input_depth or the kernel sizes")
 
 
 #: how a group of same-size fits runs (:mod:`dip.group`, :class:`dip.graphs.OnStreams`)
@@ -177,20 +236,16 @@ class FitConfig:
     def validate(self) -> "FitConfig":
         if self.iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
-        if not self.lr > 0:
-            raise ValueError(f"learning rate must be > 0, got {self.lr}")
-        if self.reg_noise_std < 0 or self.input_noise_scale <= 0:
-            raise ValueError("reg_noise_std must be >= 0 and input_noise_scale > 0")
-        if self.exp_weight is not None and not 0 <= self.exp_weight < 1:
-            raise ValueError(f"exp_weight must be in [0, 1), got {self.exp_weight}")
+        for name, (low, high, low_open, high_open) in FIT_RANGES.items():
+            check_range("lr (the learning rate)" if name == "lr" else name, getattr(self, name), low, high, low_open, high_open)
+        if self.exp_weight is not None:
+            check_range("exp_weight", self.exp_weight, 0.0, 1.0, high_open=True)
         if self.check_every < 1:
             raise ValueError(f"check_every must be >= 1, got {self.check_every}")
         if self.precision not in ("fp32", "bf16", "fp64"):
             raise ValueError(f"precision must be fp32, bf16 or fp64, got {self.precision!r}")
         if self.input not in INPUT_KINDS:
             raise ValueError(f"input must be one of {', '.join(INPUT_KINDS)}, got {self.input!r}")
-        if not self.tv_weight >= 0:
-            raise ValueError(f"tv_weight must be >= 0, got {self.tv_weight}")
         if self.many not in MANY_MODES:
             raise ValueError(f"many must be one of {', '.join(MANY_MODES)}, got {self.many!r}")
         return self

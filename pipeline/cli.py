@@ -94,7 +94,7 @@ def restore(
     group: Annotated[str, typer.Option(help="Same-size images fitted together on CUDA: auto (from free GPU memory) or a number; 1 off CUDA.")] = "auto",
     force: Annotated[bool, typer.Option(help="Replace OUT (or OUT/NAME) if it is an earlier output of dip (never a folder of yours).")] = False,
     max_pixels: Annotated[Optional[int], typer.Option(help="Refuse restored images of more pixels than this (memory); default 2048x2048.")] = None,
-    status: Annotated[Optional[Path], typer.Option(help="A JSON file (iteration, loss, PSNR, ms/iteration, ETA) kept up to date while fitting, with the latest output beside it (same name, .png), for a program that polls them; outside --out.")] = None,
+    status: Annotated[Optional[Path], typer.Option(help="A new .json file (iteration, loss, PSNR, ms/iteration, ETA) kept up to date while fitting, with the latest output beside it (same name, .png), for a program that polls them; outside --out. Only dip's own earlier status files are ever replaced.")] = None,
 ) -> None:
     """Restore images of yours with Deep Image Prior.
 
@@ -123,6 +123,11 @@ def restore(
         raise ValueError(f"--group must be auto or a whole number >= 1, got {group!r}")
     if status is not None and status.resolve().is_relative_to(out.resolve()):
         raise ValueError(f"--status {status} lies inside --out {out}, which is written whole at the end; put it elsewhere")
+    if status is not None:
+        from pipeline.execution.batch import image_files
+        from pipeline.execution.status import check_status_path
+
+        check_status_path(status, [*image_files(inputs), *(p for p in (mask, gt) if p is not None)])
     single = len(inputs) == 1 and inputs[0].is_file()
     dev = pick_device(device)
     preset_name, net_cfg, fit_cfg = preset_configs(preset, task, factor, seed=seed, device=str(dev), params=params)
@@ -376,6 +381,8 @@ def publish(
     from pipeline.outputs.policy import Policy
     from pipeline.outputs.publish import publish as merge
 
+    if not (math.isfinite(max_mb) and max_mb > 0):
+        raise ValueError(f"--max-mb must be a positive number of megabytes, e.g. 15; got {max_mb}")
     chosen = Policy.named(policy) if policy is not None else None
     r = merge(sources, into, commit=commit, max_bytes=int(max_mb * 1e6), params=params, paper=paper, policy=chosen)
     counts = ", ".join(f"{len(r[k])} {k}" for k in ("added", "replaced", "unchanged", "older") if r[k])

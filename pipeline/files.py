@@ -81,7 +81,14 @@ def error_line(err: BaseException, source: str | Path | None = None) -> str:
         text = f"{where}{err.strerror}{hint}"
     else:
         text = " ".join(str(err).split())
-    return text if source is None or str(source) in text else f"{source}: {text}"
+    return short_paths(text if source is None or str(source) in text else f"{source}: {text}")
+
+
+def short_paths(line: str, longest: int = 160) -> str:
+    """``line`` with every word (a path) longer than ``longest`` characters cut in its middle: an
+    error line stays readable whatever depth of folders it names."""
+    half = longest // 2
+    return " ".join(w if len(w) <= longest else f"{w[:half]}…{w[-half:]}" for w in line.split(" "))
 
 
 DEFAULT_MAX_PIXELS = 2048 * 2048  # a fit keeps several network activations per pixel: gigabytes beyond this

@@ -41,7 +41,13 @@ def load_paper(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the paper's reported numbers are missing (data/paper.yaml in the repository)")
-    return yaml.safe_load(path.read_text()) or {}
+    try:
+        paper = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, RecursionError, UnicodeDecodeError):
+        raise ValueError(f"{path}: not a readable YAML file; give the paper's numbers (data/paper.yaml in the repository)") from None
+    if not isinstance(paper, dict):
+        raise ValueError(f"{path}: a YAML {type(paper).__name__}, not a mapping of experiments; give the paper's numbers (data/paper.yaml)")
+    return paper
 
 
 def comparability(exp: str, profile: str, paper: dict[str, Any]) -> tuple[bool, str]:

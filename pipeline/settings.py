@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import re
 import reprlib
 import types
@@ -98,6 +99,8 @@ def parse_figure(exp_id: str, spec: Mapping[str, Any]) -> Experiment:
         raise ValueError("an inpainting figure needs either mask (set/name) or drop")
     if task == "sr" and not 2 <= int(spec.get("factor") or 0) <= 16:
         raise ValueError("a super-resolution figure needs factor (2 to 16)")
+    if spec.get("drop") is not None and not 0 < float(spec["drop"]) < 1:
+        raise ValueError(f"drop is the fraction of missing pixels, between 0 and 1 (exclusive); got {spec['drop']!r}")
     return Experiment(
         exp_id, task, drop=float(spec["drop"]) if spec.get("drop") is not None else None,
         factor=int(spec["factor"]) if task == "sr" else None, image=str(image),
@@ -320,6 +323,14 @@ def _at_least(low: float, strict: bool = False) -> Check:
     return check
 
 
+def _between(low: float, high: float, strict: bool = False) -> Check:
+    """A number ≥ ``low`` (> with ``strict``) and ≤ ``high``: a float setting's range that means something."""
+    def check(v: Any) -> str | None:
+        above = v > low if strict else v >= low
+        return None if above and v <= high else f"{'>' if strict else '≥'} {low:g} and ≤ {high:g}"
+    return check
+
+
 def _seeds(v: list[int]) -> str | None:
     if not v:
         return "a list of at least one seed, e.g. [0]"
@@ -368,10 +379,10 @@ def params_schema() -> Group:
         "profile": Value(str), "seeds": Value(list[int], _seeds), "experiments": Value(list[str]),
         "engine": Group({**_dataclass_keys(EngineConfig, address=Union[str, None], dashboard=Union[str, None]), "device": Value(str)},
                         EngineConfig.from_params),
-        "fetch": Group({"mirror": Value(Union[str, None]), "timeout": Value(float, _at_least(0, strict=True)), "retries": Value(int, _at_least(0))}),
+        "fetch": Group({"mirror": Value(Union[str, None]), "timeout": Value(float, _between(0, 3600, strict=True)), "retries": Value(int, _at_least(0))}),
         "corrupt": Group({"seed": Value(int, _at_least(0))}),
         "baselines": baselines,
-        "report": Group({"epsilon": Value(float, _at_least(0))}),
+        "report": Group({"epsilon": Value(float, _between(0, 10))}),
         "profiles": Group({ANY: profile}),
         "figures": Group({ANY: figure}),
     }, _cross_check)
@@ -423,8 +434,8 @@ def _is(value: Any, hint: Any) -> bool:
         return isinstance(value, bool)
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is float:  # .inf and .nan are never a setting
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if hint is str:
         return isinstance(value, str)
     if origin is Literal:
@@ -445,7 +456,7 @@ def _what(hint: Any) -> str:
         return " or ".join(_what(a) for a in get_args(hint))
     if origin is list:
         return "a list (each " + _what(get_args(hint)[0]) + ")"
-    return {int: "a whole number", float: "a number", bool: "true or false", str: "text", type(None): "empty (null)"}.get(hint, str(hint))
+    return {int: "a whole number", float: "a finite number", bool: "true or false", str: "text", type(None): "empty (null)"}.get(hint, str(hint))
 
 
 def _text_hint(value: Any, hint: Any) -> str:

@@ -95,7 +95,7 @@ def test_eager_iteration_equals_the_previous_loop(camera64: np.ndarray, blow_up_
 
 def test_a_nan_loss_stops_the_fit_and_names_the_iteration(camera64: np.ndarray) -> None:
     y = to_tensor(camera64[:32, :32])
-    cfg = FitConfig(iterations=50, lr=1e6, check_every=10)  # a learning rate that must blow up
+    cfg = FitConfig(iterations=50, lr=1.0, check_every=10)  # the largest learning rate allowed (dip.config.FIT_RANGES)
 
     def poison(step) -> None:
         with torch.no_grad():

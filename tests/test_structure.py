@@ -361,8 +361,9 @@ def test_engines_follow_the_protocol_and_never_import_the_stage() -> None:
 
 
 # The dashboard reads files; of the project it may import only these (docs/ARCHITECTURE.md):
-# the output layout, the report's aggregation, experiment ids, and dip.metrics to score a crop.
-DASHBOARD_MAY_IMPORT = {"pipeline.layout", "pipeline.report", "pipeline.settings", "dip.metrics"}
+# the output layout, the report's aggregation, experiment ids, the file-safety module (torch-free),
+# and dip.metrics to score a crop.
+DASHBOARD_MAY_IMPORT = {"pipeline.layout", "pipeline.report", "pipeline.settings", "pipeline.files", "dip.metrics"}
 
 
 def dashboard_imports() -> dict[str, set[str]]:

@@ -31,7 +31,7 @@ st.caption(
 data, message = dvc_exp.exp_show(root)
 table = dvc_exp.parse_exp_show(data) if data is not None else None
 if table is None or not len(table):
-    st.info(message or "No DVC experiments yet.")
+    st.info(ui.md_text(message or "No DVC experiments yet."))
     st.markdown("To create a baseline and a variant, queue both (`dvc exp run --queue`) and run the queue "
                 "(`dvc exp run --run-all`):")
     st.code(HOW_TO, language="bash")
@@ -86,4 +86,4 @@ shown_metrics = [c for c in metrics if metric_filter.lower() in c.lower()] or me
 cols = ["experiment", "kind", "baseline", "rev", "created"] + shown_params + shown_metrics
 view = table[[c for c in cols if c in table.columns]].rename(columns=lambda c: c.split(":", 1)[1] if c.startswith(("param:", "metric:")) else c)
 ui.table(view, width="stretch", hide_index=True)
-st.caption(f"{len(table)} rows · {len(params)} changed parameter(s)")
+st.caption(f"{len(table)} rows · {len(params)} changed parameter(s): {ui.md_text(', '.join(p.removeprefix('param:') for p in params) or 'none')}")

@@ -38,16 +38,16 @@ if ui.require_outputs(root, "results", "data/corrupted", "baselines", user_runs=
         st.stop()
     # every image of this scene: this experiment first, then the same image in other experiments
     options: dict[str, tuple[bytes, np.ndarray]] = {}
-    unreadable: list[str] = []
+    unreadable_rendered: list[str] = []
     for e in [exp] + [x for x in exps if x != exp]:
         for label, path in load.sources(root, e, image).items():
-            loaded = imaging.load_image(path) if load.contained(root, path) else load.OUTSIDE
+            loaded = ui.safe_image(root, path)
             if isinstance(loaded, str):
-                unreadable.append(f"`{load.rel(root, path)}` ({loaded})")
+                unreadable_rendered.append(f"{ui.md_code(load.rel(root, path))} ({ui.md_text(loaded)})")
             elif label != "mask":
                 options[f"{label}" if e == exp else f"{e}: {label}"] = loaded
-    if unreadable:
-        st.warning("Left out: " + ", ".join(unreadable))
+    if unreadable_rendered:
+        st.warning("Left out: " + ", ".join(unreadable_rendered))
     labels = list(options)
     if len(labels) < 2:
         st.info("Only one image of this scene exists so far; a comparison needs two.")
@@ -75,7 +75,7 @@ if ui.require_outputs(root, "results", "data/corrupted", "baselines", user_runs=
             if label.startswith("DIP") and len(seeds) > 1:
                 col.caption(f"seed {seeds[0]}: 1 of {len(seeds)} seeds (the Overview gives the mean ± std over seeds)")
     if ia.shape != ib.shape:
-        st.warning(f"The two images differ in size ({ia.shape[1]}×{ia.shape[0]} vs {ib.shape[1]}×{ib.shape[0]}), so there is no slider or crop: choose two of the same size.")
+        st.warning(f"The two images differ in size ({ia.shape[1]:d}×{ia.shape[0]:d} vs {ib.shape[1]:d}×{ib.shape[0]:d}), so there is no slider or crop: choose two of the same size.")
         st.stop()
     h, w = ia.shape[:2]
     st.subheader("Before / after")

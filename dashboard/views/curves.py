@@ -75,7 +75,7 @@ if ui.require_outputs(root, "results", "metrics"):
         st.stop()
     blind = [e for e in chosen if not load.has_ground_truth(root, e)]
     if blind and y not in ("loss", "psnr_obs"):
-        st.info(f"{', '.join(blind)}: {load.NO_TRUTH} Choose the loss or the PSNR vs observation.")
+        st.info(f"{ui.md_text(', '.join(blind))}: {load.NO_TRUTH} Choose the loss or the PSNR vs observation.")
     df = all_curves[all_curves["experiment"].astype(str).isin(chosen)].dropna(subset=[y]).copy()
     runs = load.runs(root)
     runs = runs[runs["experiment"].astype(str).isin(chosen)]
@@ -120,20 +120,20 @@ if ui.require_outputs(root, "results", "metrics"):
         x = "iteration"
     chart = curve_chart(df, y, "line", rules, stops if y in df.columns else pd.DataFrame(), log_y=(y == "loss"), x=x, band=band)
     st.altair_chart(chart, width="stretch")
-    notes = []
+    notes_rendered: list[str] = []  # every note is literal or rendered
     if band:
-        notes.append(f"shaded: the min–max over {int(df['seeds'].max())} seeds around their mean (line)"
+        notes_rendered.append(f"shaded: the min–max over {int(df['seeds'].max())} seeds around their mean (line)"
                      + ("; per experiment, each seed's curve is the mean over its images" if per == "experiment" else ""))
     elif not several:
-        notes.append("1 seed: no spread over seeds")
+        notes_rendered.append("1 seed: no spread over seeds")
     if x == bands.SECONDS:
-        notes.append("x: " + bands.SECONDS_NOTE)
+        notes_rendered.append("x: " + bands.SECONDS_NOTE)
     if len(rules):
-        notes.append("dashed red: the paper's reported DIP PSNR")
+        notes_rendered.append("dashed red: the paper's reported DIP PSNR")
     if len(stops):
-        notes.append("◆ the early-stopping (ES-WMV) point of each run")
+        notes_rendered.append("◆ the early-stopping (ES-WMV) point of each run")
     elif per == "image":
-        notes.append("no run of this selection used early stopping")
+        notes_rendered.append("no run of this selection used early stopping")
     if not ui.is_paper(root):
-        notes.append(f"profile {load.profile(root).get('profile', '?')}: fewer iterations and a narrower network than the paper")
-    st.caption(" · ".join(notes))
+        notes_rendered.append(f"profile {ui.md_text(load.profile(root).get('profile', '?'))}: fewer iterations and a narrower network than the paper")
+    st.caption(" · ".join(notes_rendered))

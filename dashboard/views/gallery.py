@@ -19,7 +19,7 @@ if ui.require_outputs(root, "results", "data/corrupted", user_runs=True):
     kept = [i for e, i in shots if e == exp and i in imgs]
     image = c2.selectbox("Image", imgs, index=imgs.index(kept[0]) if kept else 0, key="gallery_image")
     if not image:
-        st.info(f"No image for {exp} yet. Run `dvc repro`.")
+        st.info(f"No image for {ui.md_text(exp)} yet. Run `dvc repro`.")
         st.stop()
     seeds = load.seeds(root, exp, image)
     seed = c3.selectbox("Seed", seeds, key="gallery_seed", help=f"{len(seeds)} seeds of this image") if len(seeds) > 1 else (seeds[0] if seeds else None)
@@ -29,7 +29,7 @@ if ui.require_outputs(root, "results", "data/corrupted", user_runs=True):
     m = load.meta(root, exp, image)
     if m:
         level = ", ".join(f"{k} {m[k]:.4g}" if isinstance(m[k], float) else f"{k} {m[k]}" for k in ("sigma", "drop", "factor") if k in m)
-        st.caption(f"{load.experiment_task(exp, root)} · {image} ({m.get('set', '?')}) · {level}")
+        st.caption(f"{ui.md_text(load.experiment_task(exp, root))} · {ui.md_text(image)} ({ui.md_text(m.get('set', '?'))}) · {ui.md_text(level)}")
     truth = load.has_ground_truth(root, exp)
     if not truth:
         st.info(load.NO_TRUTH)
@@ -44,12 +44,12 @@ if ui.require_outputs(root, "results", "data/corrupted", user_runs=True):
         st.info(f"This published bundle keeps the restored image of the first seed ({seeds[0]}) only; seed {seed}'s numbers are below.")
     record, problems = load.run_record(rd) if rd else ({}, [])
     if problems:
-        st.warning(f"`{load.rel(root, layout.RunDir(rd).run_json)}`: " + "; ".join(problems))
+        st.warning(f"{ui.md_code(load.rel(root, layout.RunDir(rd).run_json))}: " + ui.md_text("; ".join(problems)))
     snaps = load.snapshots(rd) if rd else []
     st.subheader(f"Snapshots ({len(snaps)})")
     if not snaps and load.bundle_manifest(root) is not None:
         st.info("This published bundle keeps no snapshot of this run; it keeps those of: "
-                + (", ".join(f"{e}/{i}" for e, i in shots) or "no run") + ".")
+                + (ui.md_text(", ".join(f"{e}/{i}" for e, i in shots)) or "no run") + ".")
     elif not snaps:
         st.info(f"This run saved no snapshot (or has not finished): the fit stage (`dip run`) writes `{layout.SNAPSHOTS}/iter_NNNNN.png`.")
     curve = load.curve(rd) if rd else None
@@ -70,8 +70,8 @@ if ui.require_outputs(root, "results", "data/corrupted", user_runs=True):
         its, seconds = record.get("iterations_run"), record.get("wall_seconds")
         st.caption(
             (f"seed {seed} of {len(seeds)} · " if len(seeds) > 1 else "1 seed · ")
-            + f"{f'{its:.0f}' if its is not None else '?'} iterations in {f'{seconds:.1f}' if seconds is not None else '?'} s on {record.get('device') or '?'}"
+            + f"{f'{its:.0f}' if its is not None else '?'} iterations in {f'{seconds:.1f}' if seconds is not None else '?'} s on {ui.md_text(record.get('device') or '?')}"
             + (f" · early stop at {es:.0f}" if es is not None else "")
-            + (f" · restored ({record.get('estimate')}): {restored['psnr']:.2f} dB, SSIM {restored['ssim']:.3f}"
+            + (f" · restored ({ui.md_text(record.get('estimate'))}): {restored['psnr']:.2f} dB, SSIM {restored['ssim']:.3f}"
                if restored.get("psnr") is not None and restored.get("ssim") is not None else "")
         )

@@ -99,9 +99,9 @@ def progress_badge(exp: str, rows: pd.DataFrame, with_paper: bool) -> None:
         return
     k, n, complete = state
     if complete:
-        st.markdown(f":green-badge[complete: {n} of {n} images]")
+        st.markdown(f":green-badge[complete: {ui.md_text(n)} of {ui.md_text(n)} images]")
         return
-    st.markdown(f":orange-badge[in progress: {k} of {n} images]")
+    st.markdown(f":orange-badge[in progress: {ui.md_text(k)} of {ui.md_text(n)} images]")
     text = f"Only {k} of the {n} images are fitted yet: every mean below is over {'this one' if k == 1 else f'these {k}'} only"
     if with_paper:
         same = rows[(rows["source"] != "paper") & rows["image"].str.startswith("mean")]["paper_psnr"].notna().any()
@@ -112,37 +112,37 @@ def progress_badge(exp: str, rows: pd.DataFrame, with_paper: bool) -> None:
             parts = [f"{m} {v:.2f}" + ("" if i == "mean" else f" ({i.split(':', 1)[1]})") for i, m, v in full.itertuples(index=False)]
             text += f". The paper's means over all the images: {', '.join(parts)} dB"
     missing = [i for i in load.experiment_images(root, exp) if i not in set(rows["image"])]
-    st.caption(text + (f". Not fitted yet: {', '.join(missing)}." if missing else "."))
+    st.caption(ui.md_text(text) + (f". Not fitted yet: {ui.md_text(', '.join(missing))}." if missing else "."))
 
 
-def partial_note(report: pd.DataFrame) -> str:
+def partial_note_rendered(report: pd.DataFrame) -> str:
     """One line over the page when the run is partial: what is complete, in progress, pending."""
     states = {exp: tables.progress(report[report["experiment"] == exp]) for exp in dict.fromkeys(report["experiment"])}
     if all(s is None or s[2] for s in states.values()):
         return ""
-    going = [f"{e} ({s[0]} of {s[1]} images)" for e, s in states.items() if s and not s[2] and s[0]]
-    pending = [e for e, s in states.items() if s and s[0] == 0]
-    complete = [e for e, s in states.items() if s is None or s[2]]
-    return ("**Partial results.** " + (f"Complete: {', '.join(complete)}. " if complete else "No experiment is complete yet. ")
-            + (f"In progress: {', '.join(going)}. " if going else "") + (f"Pending (no image fitted yet): {', '.join(pending)}. " if pending else "")
+    going_rendered = [ui.md_text(f"{e} ({s[0]} of {s[1]} images)") for e, s in states.items() if s and not s[2] and s[0]]
+    pending_rendered = [ui.md_text(e) for e, s in states.items() if s and s[0] == 0]
+    complete_rendered = [ui.md_text(e) for e, s in states.items() if s is None or s[2]]
+    return ("**Partial results.** " + (f"Complete: {', '.join(complete_rendered)}. " if complete_rendered else "No experiment is complete yet. ")
+            + (f"In progress: {', '.join(going_rendered)}. " if going_rendered else "") + (f"Pending (no image fitted yet): {', '.join(pending_rendered)}. " if pending_rendered else "")
             + "The means of an experiment in progress are over its fitted images only.")
 
 
-def paper_caption(status: dict, epsilon: float | None) -> str:
+def paper_caption_rendered(status: dict, epsilon: float | None) -> str:
     if not status:
         return ""
     if not status.get("comparable"):
-        return f"Not compared with the paper: {status.get('reason', 'no reason given')}."
-    parts = [f"Paper comparison ({REPORT_CSV})"]
+        return f"Not compared with the paper: {ui.md_text(status.get('reason', 'no reason given'))}."
+    parts_rendered = [f"Paper comparison ({REPORT_CSV})"]
     if load.number(status.get("mean_delta_dip")) is not None:
-        parts.append(f"mean Δ DIP {status['mean_delta_dip']:+.2f} dB")
+        parts_rendered.append(f"mean Δ DIP {status['mean_delta_dip']:+.2f} dB")
     if status.get("compared") == 0 and load.number(status.get("paper_mean_all")) is not None:
-        parts.append("no Δ yet: the paper gives only its mean over all the images, compared once they are all fitted")
+        parts_rendered.append("no Δ yet: the paper gives only its mean over all the images, compared once they are all fitted")
     elif status.get("compared") == 0:
-        parts.append("the paper reports no number for these images or their mean")
+        parts_rendered.append("the paper reports no number for these images or their mean")
     elif status.get("compared") is not None:
-        parts.append(f"reproduced {status.get('reproduced', 0)} of {status['compared']}" + (f" (|Δ| ≤ {epsilon:g} dB)" if epsilon is not None else ""))
-    return " · ".join(parts)
+        parts_rendered.append(f"reproduced {ui.md_text(status.get('reproduced', 0))} of {ui.md_text(status['compared'])}" + (f" (|Δ| ≤ {epsilon:g} dB)" if epsilon is not None else ""))
+    return " · ".join(parts_rendered)
 
 
 root = ui.root()
@@ -158,7 +158,7 @@ if ui.require_outputs(root, "metrics", "results"):
     metric = "psnr" if metric_label.startswith("PSNR") else "ssim"
     if not paper_setting:
         c2.warning(
-            f"These numbers come from the **{info.get('profile', 'unknown')}** profile (smaller images, a narrower "
+            f"These numbers come from the **{ui.md_text(info.get('profile', 'unknown'))}** profile (smaller images, a narrower "
             "network, fewer iterations): they are **not** the paper's setting, so they are not compared with the "
             "paper's numbers. Run the `paper` profile for that."
         )
@@ -174,16 +174,16 @@ if ui.require_outputs(root, "metrics", "results"):
     if not len(report):
         st.info("No finished DIP run and no metrics yet. Run `dvc repro`.")
     fmt = "{:.2f}" if metric == "psnr" else "{:.3f}"
-    note = partial_note(report) if len(report) else ""
-    if note:
-        st.info(note)
+    note_rendered = partial_note_rendered(report) if len(report) else ""
+    if note_rendered:
+        st.info(note_rendered)
     scored = report.dropna(subset=["psnr"]) if len(report) else report  # runs without ground truth have no PSNR
     for exp in list(dict.fromkeys(scored["experiment"])):
         rows = report[report["experiment"] == exp]
         exp_status = status.get(exp) or {}
         # a non-paper profile never shows as the paper's setting, whatever the files say
         with_paper = paper_setting and exp_status.get("comparable", True)
-        st.subheader(f"{exp} · {load.experiment_task(exp, root)}")
+        st.subheader(f"{ui.md_text(exp)} · {ui.md_text(load.experiment_task(exp, root))}")
         progress_badge(exp, rows, with_paper and metric == "psnr")
         table, flags = experiment_table(rows, metric, with_paper)
         labels = tables.mean_labels(rows)
@@ -197,29 +197,29 @@ if ui.require_outputs(root, "metrics", "results"):
             styler = styler.set_properties(subset=pd.IndexSlice[means, :], **{"font-weight": "bold"})
         ui.table(styler, width="stretch")
         if spread_caption(rows):
-            st.caption(spread_caption(rows))
-        caption = paper_caption(exp_status, epsilon) if paper_setting or not exp_status.get("comparable") else ""
-        if caption:
-            st.caption(caption)
+            st.caption(ui.md_text(spread_caption(rows)))
+        caption_rendered = paper_caption_rendered(exp_status, epsilon) if paper_setting or not exp_status.get("comparable") else ""
+        if caption_rendered:
+            st.caption(caption_rendered)
     pending = report[report["source"] == "pending"] if len(report) else report
     for exp in dict.fromkeys(pending["experiment"]):
         rows = report[report["experiment"] == exp]
         state = tables.progress(rows)
-        st.subheader(f"{exp} · {load.experiment_task(exp, root)}")
-        st.markdown(f":gray-badge[pending: 0 of {state[1] if state else '?'} images]")
+        st.subheader(f"{ui.md_text(exp)} · {ui.md_text(load.experiment_task(exp, root))}")
+        st.markdown(f":gray-badge[pending: 0 of {ui.md_text(state[1] if state else '?')} images]")
         full = pd.to_numeric(rows["paper_psnr_all"], errors="coerce").dropna() if paper_setting and "paper_psnr_all" in rows else []
         st.caption("No image of this experiment is fitted yet." + (f" The paper's DIP mean over all its images: {full.iloc[0]:.2f} dB." if len(full) else ""))
     runs = load.runs(root)
     shown = set(scored["experiment"]) | set(pending["experiment"])
     for exp in dict.fromkeys(r for r in runs["experiment"] if r not in shown):
-        st.subheader(f"{exp} · {load.experiment_task(exp, root)}")
+        st.subheader(f"{ui.md_text(exp)} · {ui.md_text(load.experiment_task(exp, root))}")
         st.info(load.NO_TRUTH + " See the Gallery (result, snapshots, loss) and Curves pages.")
         blind = runs[runs["experiment"] == exp][["image", "seed", "iterations_run", "wall_seconds"]]
         ui.table(blind, width="stretch", hide_index=True)
     report_md = layout.Tree(root).metric(layout.REPORT_MD)
     if report_md.is_file():
         with st.expander(REPORT_MD):
-            st.markdown(report_md.read_text(errors="replace"))
+            st.markdown(ui.md_document(report_md.read_text(errors="replace")))
     ui.run_warnings(root)
     if len(runs):
         with st.expander(f"DIP runs ({len(runs)})"):

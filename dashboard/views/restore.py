@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from dashboard import imaging, jobs, load, ui, uploads, worker
+from dashboard import jobs, load, ui, uploads, worker
 from pipeline import layout
 from pipeline.settings import PACKAGE_PARAMS, Profile, user_experiment
 
@@ -51,7 +51,7 @@ def presets(root: Path) -> tuple[Path, dict[str, Any]]:
     try:
         return path, _profiles(str(path), load.file_mtime(path))
     except (OSError, ValueError, yaml.YAMLError):
-        st.error(f"The presets cannot be read from `{path}` (no `profiles:` in it). Start the dashboard in the repository of dip.")
+        st.error(f"The presets cannot be read from {ui.md_code(path)} (no `profiles:` in it). Start the dashboard in the repository of dip.")
         st.stop()
         raise
 
@@ -84,18 +84,18 @@ def ask_worker(user_runs: Path) -> None:
     try:
         worker.ensure_running(user_runs)
     except OSError as err:
-        st.error(f"The background worker cannot start: {jobs.disk_message(err, user_runs)}")
+        st.error(f"The background worker cannot start: {ui.md_text(jobs.disk_message(err, user_runs))}")
 
 
 root = ui.root()
 user_runs = load.user_runs_dir(root)
 st.title("Restore your image")
 if not root.is_dir():
-    st.error(f"The results root `{root}` is not a folder: choose one in the sidebar (your runs go to its user-runs/ folder).")
+    st.error(f"The results root {ui.md_code(root)} is not a folder: choose one in the sidebar (your runs go to its user-runs/ folder).")
     st.stop()
 st.caption(
     "Deep Image Prior fits an untrained network to your one image; the network's structure is the only prior. "
-    f"Runs go to `{load.rel(root, user_runs)}/` and appear on the Gallery and Compare pages as *user-runs: task*. "
+    f"Runs go to {ui.md_code(load.rel(root, user_runs) + '/')} and appear on the Gallery and Compare pages as *user-runs: task*. "
     "One fit runs at a time; others wait in the queue. Closing or reloading this page does not stop a fit."
 )
 params_path, profiles = presets(root)
@@ -157,7 +157,7 @@ except uploads.UploadError as err:
 if image is not None and task == "inpaint" and mask_png is None and problem is None:
     problem = "Inpainting needs the holes: upload a mask, or choose the colour that marks them."
 if problem:
-    st.error(problem)
+    st.error(ui.md_text(problem))
 
 if image is not None:
     shown = [("your image", image.pixels)] + ([("mask (black = to fill)", mask_png)] if mask_png is not None else [])
@@ -179,12 +179,12 @@ if image is not None and problem is None:
     measures = [j for j in jobs.jobs(user_runs) if j.kind == "measure" and j.request.get("speed_key") == key]
     if ms is not None:
         st.markdown(f"**Estimated time on this machine: {duration(ms * iterations / 1000)}** "
-                    f"({ms:,.0f} ms per iteration × {iterations:,} iterations, measured on {speed.get('device', '?')}).")
+                    f"({ms:,.0f} ms per iteration × {iterations:,} iterations, measured on {ui.md_text(speed.get('device', '?'))}).")
     elif measures and measures[-1].phase in ("failed", "cancelled"):
         last = measures[-1]
         if last.phase == "failed":
             problem = str(last.state.get("message") or "dip restore refused these settings")
-            st.error(f"These settings cannot run: {problem}")
+            st.error(f"These settings cannot run: {ui.md_text(problem)}")
         else:
             st.caption("Estimated time: not measured (the measurement was cancelled).")
         if st.button("Measure again", key="restore_measure_again"):
@@ -196,9 +196,12 @@ if image is not None and problem is None:
                 jobs.submit(user_runs, {**{k: request[k] for k in ("name", "source", "task", "factor", "preset", "params", "input", "mask", "speed_key", "size")},
                                         "kind": "measure"}, {n: d for n, d in files.items() if not n.startswith("gt")})
                 ask_worker(user_runs)
+            except jobs.QueueFull as err:
+                problem = str(err)
+                st.error(ui.md_text(problem))
             except OSError as err:
                 problem = jobs.disk_message(err, user_runs)
-                st.error(problem)
+                st.error(ui.md_text(problem))
         st.caption("Estimated time: measuring a few iterations of this preset at this size on this machine…")
 
 if st.button("Start", type="primary", key="restore_start", disabled=image is None or problem is not None):
@@ -206,17 +209,21 @@ if st.button("Start", type="primary", key="restore_start", disabled=image is Non
         job = jobs.submit(user_runs, request, files)
         ask_worker(user_runs)
         st.session_state["restore_submitted"] = job.id
+    except jobs.QueueFull as err:
+        st.error(ui.md_text(err))
     except OSError as err:
-        st.error(jobs.disk_message(err, user_runs))
+        st.error(ui.md_text(jobs.disk_message(err, user_runs)))
 
 
 # ------------------------------------------------------------------------------- now: running, queued
-def describe(job: jobs.Job) -> str:
+def describe_rendered(job: jobs.Job) -> str:
+    """One line about ``job`` for the page, its fields (from job.json) rendered as text."""
     r = job.request
-    what = f"{TASKS.get(r.get('task'), r.get('task'))}" + (f" ×{r.get('factor')}" if r.get("task") == "sr" else "")
+    what_rendered = ui.md_text(f"{TASKS.get(r.get('task'), r.get('task'))}" + (f" ×{r.get('factor')}" if r.get("task") == "sr" else ""))
     if job.kind == "measure":
-        return f"speed measurement: {r.get('source')} · {what} · preset {r.get('preset')}"
-    return f"{r.get('source')} · {what} · preset {r.get('preset')} · {r.get('iterations', '?')} iterations"
+        return f"speed measurement: {ui.md_text(r.get('source'))} · {what_rendered} · preset {ui.md_text(r.get('preset'))}"
+    return (f"{ui.md_text(r.get('source'))} · {what_rendered} · preset {ui.md_text(r.get('preset'))} · "
+            f"{ui.md_text(r.get('iterations', '?'))} iterations")
 
 
 def psnr_chart(points: list[tuple[int, float]], title: str) -> alt.Chart:
@@ -229,14 +236,14 @@ def psnr_chart(points: list[tuple[int, float]], title: str) -> alt.Chart:
 
 
 def show_running(job: jobs.Job) -> None:
-    st.subheader(f"Running: {job.request.get('source')}" if job.kind == "restore" else "Measuring the speed")
-    st.caption(describe(job))
+    st.subheader(f"Running: {ui.md_text(job.request.get('source'))}" if job.kind == "restore" else "Measuring the speed")
+    st.caption(describe_rendered(job))
     status = job.status()
     i, n = load.number(status.get("iteration")), load.number(status.get("iterations"))
     if not status:
         st.info("Starting: loading the network and the image…")
     elif i is None or n is None or n < 1:
-        st.warning(f"The progress file `{job.path / jobs.STATUS}` cannot be read; the fit goes on.")
+        st.warning(f"The progress file {ui.md_code(job.path / jobs.STATUS)} cannot be read; the fit goes on.")
     else:
         i, n = int(i), int(n)
         st.progress(min(i / n, 1.0), text=f"iteration {i:,} of {n:,}")
@@ -285,7 +292,7 @@ def now_panel() -> None:
         st.subheader(f"Queued ({len(queued)})")
         for k, job in enumerate(queued, 1):
             c1, c2 = st.columns([6, 1])
-            c1.markdown(f"{k}. {describe(job)}" + (" — cancelling" if job.cancel_requested else ""))
+            c1.markdown(f"{ui.md_text(k)}. {describe_rendered(job)}" + (" — cancelling" if job.cancel_requested else ""))
             if not job.cancel_requested and c2.button("Remove", key=f"restore_remove_{job.id}"):
                 jobs.cancel(job)
                 st.rerun()
@@ -299,8 +306,8 @@ st.fragment(run_every=POLL_SECONDS if polling else IDLE_POLL_SECONDS)(now_panel)
 finished = [j for j in reversed(jobs.jobs(user_runs)) if j.kind == "restore" and j.phase in jobs.FINAL][:10]
 problems = [j for j in finished if j.phase != "done"]
 for job in problems[:5]:
-    text = f"**{job.request.get('source')}** ({describe(job)}): {job.state.get('message') or job.phase}"
-    (st.warning if job.phase == "cancelled" else st.error)(text)
+    text_rendered = f"**{ui.md_text(job.request.get('source'))}** ({describe_rendered(job)}): {ui.md_text(job.state.get('message') or job.phase)}"
+    (st.warning if job.phase == "cancelled" else st.error)(text_rendered)
 if finished and st.button("Clear the list of finished jobs", key="restore_forget", help="Their results stay in user-runs/."):
     jobs.forget(user_runs)
     st.rerun()
@@ -308,7 +315,7 @@ if finished and st.button("Clear the list of finished jobs", key="restore_forget
 done = load.user_runs(root)
 st.subheader(f"Your restorations ({len(done)})")
 if not done:
-    st.caption(f"None yet. Each finished fit is a folder in `{load.rel(root, user_runs)}/`: restored.png, run.json, curve.csv, snapshots/.")
+    st.caption(f"None yet. Each finished fit is a folder in {ui.md_code(load.rel(root, user_runs) + '/')}: restored.png, run.json, curve.csv, snapshots/.")
 for name, run_task in list(done.items())[:SHOWN_RESULTS]:
     path = user_runs / name
     record, _ = load.run_record(path)
@@ -317,15 +324,15 @@ for name, run_task in list(done.items())[:SHOWN_RESULTS]:
     c1, c2, c3 = st.columns([1, 3, 1])
     ui.image(c1, root, layout.RunDir(path).restored, "restored", width="stretch")
     seconds, its = record.get("wall_seconds"), record.get("iterations_run")
-    c2.markdown(f"**{name}** · {TASKS.get(run_task, run_task)}" + (f" ×{meta['factor']}" if meta.get("factor") else "")
-                + f" · preset {record.get('preset') or '?'}")
-    c2.caption(f"{meta.get('source') or '?'} · {f'{its:.0f}' if its is not None else '?'} iterations in "
-               f"{duration(seconds) if seconds is not None else '?'} on {record.get('device') or '?'}"
+    c2.markdown(f"**{ui.md_text(name)}** · {ui.md_text(TASKS.get(run_task, run_task))}" + (f" ×{ui.md_text(meta['factor'])}" if meta.get("factor") else "")
+                + f" · preset {ui.md_text(record.get('preset') or '?')}")
+    c2.caption(f"{ui.md_text(meta.get('source') or '?')} · {f'{its:.0f}' if its is not None else '?'} iterations in "
+               f"{duration(seconds) if seconds is not None else '?'} on {ui.md_text(record.get('device') or '?')}"
                + (f" · PSNR {restored['psnr']:.2f} dB (input {record['metrics']['input']['psnr']:.2f} dB)"
                   if restored.get("psnr") is not None and (record["metrics"].get("input") or {}).get("psnr") is not None else "")
-               + f" · Gallery / Compare: *{load.USER_GROUP}{run_task}*")
-    data = imaging.png_bytes(layout.RunDir(path).restored)
-    if data is not None:
-        c3.download_button("Download restored.png", data, file_name=f"{name}-restored.png", mime="image/png", key=f"restore_download_{name}", on_click="ignore")
+               + f" · Gallery / Compare: *{load.USER_GROUP}{ui.md_text(run_task)}*")
+    loaded = ui.safe_image(root, layout.RunDir(path).restored)  # the bytes shown are the bytes served
+    if not isinstance(loaded, str):
+        c3.download_button("Download restored.png", loaded[0], file_name=f"{name}-restored.png", mime="image/png", key=f"restore_download_{name}", on_click="ignore")
 if len(done) > SHOWN_RESULTS:
-    st.caption(f"… and {len(done) - SHOWN_RESULTS} older ones in `{load.rel(root, user_runs)}/`.")
+    st.caption(f"… and {len(done) - SHOWN_RESULTS} older ones in {ui.md_code(load.rel(root, user_runs) + '/')}.")

@@ -10,7 +10,8 @@ as its folder is written. One bar (:func:`pipeline.execution.progress.fits_bar`)
 iterations of all of them.
 
 One process at a time writes an output: a second ``dip restore`` into the same ``OUT`` stops at
-once with one line naming the first (:func:`pipeline.files.output_lock`).
+once with one line naming the first (:func:`pipeline.files.output_lock`), whether either was given
+one image or several: ``OUT`` has one lock, beside it.
 
 The command line parses, calls :func:`restore_images` and prints what it reports through
 :class:`Report`; a bad image of several is one line and the others go on; with one image, its
@@ -201,13 +202,13 @@ def restore_images(inputs: list[Path], out: Path, req: Request, report: Report |
             _restore(files, out, req, report, counts, single=True)
         return counts
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        with output_lock(out, inside=True):
+    with output_lock(out):  # the lock of one image into OUT too: never two writers of one folder
+        out.mkdir(parents=True, exist_ok=True)
+        try:
             _restore(files, out, req, report, counts, single=False)
-    finally:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # nothing written: leave no empty folder behind
+        finally:
+            if created and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()  # nothing written: leave no empty folder behind
     return counts
 
 

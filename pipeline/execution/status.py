@@ -17,15 +17,56 @@ half of one; the file lives wherever the caller says, outside the atomic output 
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 from dip.fit import Step
-from pipeline.files import save_image, save_json
+from pipeline.files import read_json, save_image, save_json
 
 
 from dip.io import to_numpy
+
+STATUS_KEYS = frozenset({"iteration", "iterations", "loss", "snapshot", "updated"})
+"""Keys that every status file written by :class:`StatusWriter` holds (how dip knows its own)."""
+
+
+def _is_own_status(path: Path) -> bool:
+    """Whether ``path`` is a regular file that :class:`StatusWriter` wrote (a small JSON object with its keys)."""
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > 10_000_000:
+        return False
+    try:
+        value = read_json(path)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and STATUS_KEYS <= set(value)
+
+
+def check_status_path(path: Path, inputs: list[Path]) -> None:
+    """Refuse (``ValueError``, one line) a ``--status`` file that would replace anything but dip's own
+    status output: it must end in ``.json``; it and its image (same name, ``.png``) may not be one
+    of ``inputs`` (images, masks, ground truth) nor any existing file that is not an earlier status
+    written by dip (its JSON, and the image that JSON names)."""
+    path = Path(path)
+    image = path.with_suffix(".png")
+    if path.suffix.lower() != ".json":
+        raise ValueError(f"--status {path} must end in .json (its image goes beside it as {image.name}); give a new file name like progress.json")
+    given = {Path(os.path.abspath(p)) for p in inputs} | {p.resolve() for p in inputs if p.exists()}
+    for target in (path, image):
+        if Path(os.path.abspath(target)) in given or (target.exists() and target.resolve() in given):
+            raise ValueError(f"--status {path} would overwrite the input {target}; give a status file name of its own")
+    own = _is_own_status(path)
+    for target in (path, image):
+        if (target.exists() or target.is_symlink()) and not own:
+            raise ValueError(f"--status {path}: {target} exists and is not a status file of dip; dip never replaces it, "
+                             "give a new file name")
+    if image.exists() or image.is_symlink():
+        if image.is_symlink() or not image.is_file() or read_json(path).get("snapshot") != image.name:
+            raise ValueError(f"--status {path}: {image} exists and is not the status image of dip; dip never replaces it, "
+                             "give a new file name")
+
+
 class StatusWriter:
     """Fit callback that keeps ``path`` (JSON) and ``path.with_suffix(".png")`` up to date.
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import layout
-from pipeline.outputs.parts import FIT_ID, IMAGE_ID, REL, check_meta, check_run, parse_time
+from pipeline.outputs.parts import FIT_ID, IMAGE_ID, MAX_PIXELS, REL, check_meta, check_run, check_scores, parse_time
 from pipeline.outputs.policy import Policy
 from pipeline.outputs.safe import Fields, Unsafe, is_hex64, parse_json, read_inside, rel_problem, sha256_bytes, walk
 
@@ -111,8 +111,8 @@ def _score(bundle: Path, truth: str, image: str, meta: dict[str, Any]) -> dict[s
     from dip.metrics import quality
 
     try:
-        estimate = load_image(bundle / image)
-        expected = load_image(bundle / truth, mode="gray" if estimate.ndim == 2 else "rgb")
+        estimate = load_image(bundle / image, max_pixels=MAX_PIXELS)  # from the header first: a 12000² PNG is never decoded
+        expected = load_image(bundle / truth, mode="gray" if estimate.ndim == 2 else "rgb", max_pixels=MAX_PIXELS)
         if expected.shape != estimate.shape:
             return f"is {estimate.shape} but its ground truth is {expected.shape}"
         return quality(expected, estimate, *layout.protocol(str(meta["task"]), meta.get("factor")))
@@ -204,12 +204,12 @@ def check_bundle(bundle: Path) -> list[str]:
             if rel not in data:
                 raise Unsafe(f"{MANIFEST}: fits.{fid} has no readable {rel}")
             exp, image, seed = fid.split("/")
-            run = check_run(load(rel), rel, int(seed.removeprefix(layout.SEED_PREFIX)))
-            run.equals("fit_key", entry["fit_key"])
             meta_rel = str(REL.case(exp, image).meta)
             if meta_rel not in data:
                 raise Unsafe(f"{meta_rel}: missing, but {rel} needs it")
-            check_meta(load(meta_rel), meta_rel, exp, image)
+            size = check_meta(load(meta_rel), meta_rel, exp, image)
+            run = check_run(load(rel), rel, int(seed.removeprefix(layout.SEED_PREFIX)), size)
+            run.equals("fit_key", entry["fit_key"])
             runs[fid], metas[f"{exp}/{image}"] = run.obj, load(meta_rel)
         except Unsafe as err:
             problems.append(str(err))
@@ -263,7 +263,9 @@ def check_bundle(bundle: Path) -> list[str]:
                     raise Unsafe(f"{rec_rel}: missing, but {MANIFEST} baselines.{key} lists {method}")
                 record = Fields(load(rec_rel), rec_rel)
                 record.equals("method", method)
-                numbers = {"psnr": record.number("psnr", allow_inf=True), "ssim": record.number("ssim")}
+                size = metas[key].get("size") if key in metas else None
+                check_scores(record, tuple(size) if isinstance(size, list) and len(size) == 2 else None)  # type: ignore[arg-type]
+                numbers = {"psnr": record.number("psnr"), "ssim": record.number("ssim")}
             except Unsafe as err:
                 problems.append(str(err))
                 continue

@@ -31,13 +31,16 @@ from __future__ import annotations
 
 import errno
 import json
+import lzma
+import math
 import re
 import shutil
 import subprocess
 import tarfile
 import warnings
+import zlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
@@ -52,8 +55,9 @@ REL = layout.Tree(PurePosixPath())  # the names of the files inside a part (and 
 PROFILE = PROFILE_FILE.as_posix()
 MAX_PART_BYTES = 512 << 20  # everything a part holds, unpacked
 MAX_PART_FILES = 50_000
-MAX_PIXELS = 64 << 20  # an image header claiming more is not a result of this project
+MAX_PIXELS = 4 << 20  # an image header claiming more (2048², dip restore's own limit; far above the paper's images) is not a result of this project
 TASKS = ("denoise", "inpaint", "sr")
+CLOCK_SKEW = timedelta(minutes=10)  # a part may be dated this far ahead of this machine's clock, no further
 
 _N, _E = SAFE_NAME.pattern, re.escape
 _FIT = rf"(?P<exp>{_N})/(?P<image>{_N})/{_E(layout.SEED_PREFIX)}(?P<seed>\d+)"
@@ -78,6 +82,38 @@ def parse_time(text: str) -> datetime:
     """A UTC ISO time (``2026-05-01T12:00:00Z``) → aware datetime; ``ValueError`` otherwise."""
     t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def check_created(text: str, where: str) -> datetime:
+    """A part's ``created``: a UTC ISO time not in the future (beyond :data:`CLOCK_SKEW`), since a
+    part dated 9999 would replace every fit and make every later honest part "older" for ever."""
+    try:
+        t = parse_time(text)
+    except ValueError:
+        raise Unsafe(f"{where}: created is not a UTC ISO time") from None
+    if t > datetime.now(timezone.utc) + CLOCK_SKEW:
+        raise Unsafe(f"{where}: created {text[:40]} lies in the future; a part is dated when it is made (check that machine's clock)")
+    return t
+
+
+def psnr_bound(height: int, width: int) -> float:
+    """The highest PSNR (dB) two different 8-bit images of ``height`` × ``width`` × 3 values can
+    have: one value off by one level, :math:`20\\log_{10}255 + 10\\log_{10}(3HW)`. Every score of
+    this project compares with an 8-bit ground truth (a float output matching it closer than that
+    everywhere does not happen), and a smaller set of values (one channel, a shaved border) only
+    lowers the true bound, so a higher number cannot be a score."""
+    return 20 * math.log10(255) + 10 * math.log10(3 * height * width)
+
+
+def check_scores(f: Fields, size: tuple[int, int] | None) -> None:
+    """``psnr`` and ``ssim`` of one result that can be: SSIM in [-1, 1], PSNR finite and at most
+    :func:`psnr_bound` of the image's ``size`` (height, width; a fixed cap when unknown)."""
+    psnr, ssim = f.number("psnr"), f.number("ssim")
+    bound = psnr_bound(*size) if size else psnr_bound(8192, 8192)
+    if not -1.0 <= ssim <= 1.0:  # type: ignore[operator]
+        raise Unsafe(f"{f.where}: ssim is {ssim}, outside [-1, 1]; not a score")
+    if psnr > bound:  # type: ignore[operator]
+        raise Unsafe(f"{f.where}: psnr is {psnr} dB, above {bound:.1f} dB, the most two different 8-bit images of this size can give; not a score")
 
 
 def utc_now() -> str:
@@ -141,14 +177,80 @@ def open_part(source: Path, scratch: Path) -> Part:
     except OSError as err:
         if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # unpacking: the disk, not the part
             raise
+        if err.errno == errno.ENAMETOOLONG:
+            raise PartError(f"part {source}: folders nested deeper than a path may be; a part is a few levels deep") from None
         raise PartError(f"part {source}: {err}") from None
     except Unsafe as err:
         raise PartError(f"part {source}: {err}") from None
 
 
+MAX_META_HEADER = 4096  # a pax or GNU long-name header: a part's longest name is a few hundred bytes
+_META_TYPES = (b"x", b"g", b"L", b"K")  # pax (per member, global), GNU long name, long link name
+
+
+def _stream(tarball: Path) -> Any:
+    """The uncompressed bytes of ``tarball`` as a file (gzip, bzip2, xz or none, by its magic bytes)."""
+    import bz2
+    import gzip
+
+    with open(tarball, "rb") as fh:
+        magic = fh.read(6)
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.open(tarball, "rb")
+    if magic.startswith(b"BZh"):
+        return bz2.open(tarball, "rb")
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return lzma.open(tarball, "rb")
+    return open(tarball, "rb")
+
+
+def _octal(field: bytes) -> int:
+    """A tar header's number field: octal text, or base-256 when its first byte has the high bit."""
+    if field[:1] and field[0] & 0x80:
+        return int.from_bytes(field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip()
+    return int(text, 8) if text else 0
+
+
+def prescan(tarball: Path) -> None:
+    """Read ``tarball``'s headers in one bounded pass, before :mod:`tarfile` parses any of them:
+    :class:`Unsafe` for more than :data:`MAX_PART_FILES` headers of any kind (``./`` entries count),
+    more than :data:`MAX_PART_BYTES` of contents (whatever the names), or a pax or GNU long-name
+    header over :data:`MAX_META_HEADER` bytes (which Python's tarfile would read whole into memory,
+    and parse in quadratic time: CVE-2024-6232). Memory stays at one block; time is one
+    decompression of at most the size cap."""
+    headers, total = 0, 0
+    try:
+        with _stream(tarball) as fh:
+            while True:
+                block = fh.read(512)
+                if len(block) < 512 or block == bytes(512):
+                    return  # the end (tarfile says whether a short one is damaged)
+                headers += 1
+                if headers > 2 * MAX_PART_FILES + 2:  # each file may carry a pax header
+                    raise Unsafe(f"more than {MAX_PART_FILES} members")
+                size, kind = _octal(block[124:136]), block[156:157]
+                if kind in _META_TYPES and size > MAX_META_HEADER:
+                    raise Unsafe(f"a {'pax' if kind in (b'x', b'g') else 'long-name'} header of {size:,} bytes (at most {MAX_META_HEADER:,})")
+                total += size
+                if total > MAX_PART_BYTES:
+                    raise Unsafe(f"unpacks to more than {MAX_PART_BYTES >> 20} MiB")
+                left = (size + 511) // 512 * 512
+                while left:
+                    chunk = fh.read(min(left, 1 << 20))
+                    if not chunk:
+                        return
+                    left -= len(chunk)
+    except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as err:
+        if isinstance(err, Unsafe):
+            raise
+        raise Unsafe(f"not a readable tar archive ({type(err).__name__})") from None
+
+
 def _unpack(tarball: Path, scratch: Path) -> Path:
     """Check every member of ``tarball`` (one top folder, regular files and folders only, safe
     names, sizes), then copy the files out by hand into ``scratch``; returns the top folder."""
+    prescan(tarball)
     try:
         tar = tarfile.open(tarball, "r:*")
     except (tarfile.TarError, OSError) as err:
@@ -157,12 +259,17 @@ def _unpack(tarball: Path, scratch: Path) -> Path:
         members: list[tuple[str, tarfile.TarInfo]] = []
         tops, seen, total = set(), set(), 0
         try:
-            for m in tar:
-                if len(members) >= MAX_PART_FILES:
+            for count, m in enumerate(tar, 1):
+                if count > MAX_PART_FILES:  # every member counts, "./" too
                     raise Unsafe(f"more than {MAX_PART_FILES} members")
+                total += m.size
+                if total > MAX_PART_BYTES:
+                    raise Unsafe(f"unpacks to more than {MAX_PART_BYTES >> 20} MiB")
                 name = m.name[2:] if m.name.startswith("./") else m.name
                 name = name.rstrip("/") if m.isdir() else name
                 if not name:
+                    if not m.isdir():
+                        raise Unsafe(f"member {m.name[:40]!r} is a file without a name")
                     continue
                 why = rel_problem(name)
                 if why:
@@ -173,11 +280,8 @@ def _unpack(tarball: Path, scratch: Path) -> Path:
                     raise Unsafe(f"member {name} appears twice")
                 seen.add(name)
                 tops.add(name.split("/")[0])
-                total += m.size
                 if m.size > MAX_FILE_BYTES:
                     raise Unsafe(f"member {name} is larger than {MAX_FILE_BYTES >> 20} MiB")
-                if total > MAX_PART_BYTES:
-                    raise Unsafe(f"unpacks to more than {MAX_PART_BYTES >> 20} MiB")
                 members.append((name, m))
         except tarfile.TarError as err:
             raise Unsafe(f"a damaged tar archive ({err})") from None
@@ -186,10 +290,12 @@ def _unpack(tarball: Path, scratch: Path) -> Path:
         scratch.mkdir(parents=True)
         for name, m in members:
             dest = scratch / name
+            try:
+                (dest if m.isdir() else dest.parent).mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):  # p/part.json/child: a file that would be a folder
+                raise Unsafe(f"member {name} lies inside a file of the tarball; a part is a folder of regular files") from None
             if m.isdir():
-                dest.mkdir(parents=True, exist_ok=True)
                 continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
             src = tar.extractfile(m)
             if src is None:
                 raise Unsafe(f"member {name} cannot be read")
@@ -199,7 +305,7 @@ def _unpack(tarball: Path, scratch: Path) -> Path:
             try:
                 with open(dest, "xb") as fh:  # "x": never overwrite (a folder and a file of the same name)
                     fh.write(data)
-            except FileExistsError:
+            except (FileExistsError, IsADirectoryError, NotADirectoryError):
                 raise Unsafe(f"member {name} is both a file and a folder") from None
             except OSError as err:  # a full disk: name the file being written, not the tarball
                 raise OSError(err.errno, err.strerror, str(dest)) from None
@@ -242,10 +348,7 @@ def verify(root: Path) -> dict[str, Any]:
     f = Fields(info, PART_JSON)
     if info.get("format") != PART_FORMAT:
         raise Unsafe(f"{PART_JSON}: format is {str(info.get('format'))[:40]!r}, not {PART_FORMAT!r}")
-    try:
-        parse_time(f.text("created") or "")
-    except ValueError:
-        raise Unsafe(f"{PART_JSON}: created is not a UTC ISO time") from None
+    check_created(f.text("created") or "", PART_JSON)
     f.text("commit", optional=True)
     f.text("params_sha256", optional=True)
     profile = f.text("profile")
@@ -351,7 +454,8 @@ def verify(root: Path) -> dict[str, Any]:
         exp, image, seed = fid.split("/")
         run_dir, truth = REL.fit(fid), str(REL.case(exp, image).ground_truth)
         where = str(run_dir.run_json)
-        run = check_run(load_json(root, where), where, int(seed.removeprefix(layout.SEED_PREFIX)))
+        run = check_run(load_json(root, where), where, int(seed.removeprefix(layout.SEED_PREFIX)), sizes[(exp, image)])
+        run.text("fit_key")  # a run.json without its fit key could claim any settings
         run.equals("fit_key", entry["fit_key"])
         run.equals("experiment", exp)
         run.equals("image", image)
@@ -385,17 +489,16 @@ def check_meta(meta: Any, where: str, exp: str, image: str) -> tuple[int, int]:
     return size[0], size[1]
 
 
-def check_run(run: Any, where: str, seed: int) -> Fields:
-    """The fields of a fit's ``run.json`` that the metrics read (``wall_seconds``, ``metrics``)."""
+def check_run(run: Any, where: str, seed: int, size: tuple[int, int] | None = None) -> Fields:
+    """The fields of a fit's ``run.json`` that the metrics read (``wall_seconds``, ``metrics``: scores
+    that can be, :func:`check_scores`, for an image of ``size``)."""
     f = Fields(run, where)
     f.equals("seed", seed)
     f.number("wall_seconds")
     for key in ("iterations_run",):
         f.integer(key, optional=True)
     for key, value in (f.mapping("metrics", optional=True) or {}).items():
-        m = Fields(value, f"{where} metrics.{key}")
-        m.number("psnr", allow_inf=True)
-        m.number("ssim")
+        check_scores(Fields(value, f"{where} metrics.{key}"), size)
     return f
 
 
@@ -556,6 +659,11 @@ def write_part(
                 sources[str(REL.baselines_of(exp).record(image, record.stem))] = record
                 sources[str(REL.baselines_of(exp).png(image, record.stem))] = mine.png(image, record.stem)
             part_baselines[f"{exp}/{image}"] = {"inputs": inputs, "methods": [r.stem for r in records]}
+    for src in sources.values():  # a results folder linked from elsewhere is never published
+        try:
+            regular_file(workspace, src.relative_to(workspace).as_posix())
+        except Unsafe as err:
+            raise ValueError(f"{workspace}: {err}; a part holds only the workspace's own files: copy them in instead of linking") from None
     params = workspace / "params.yaml"
     return assemble(out, {
         "commit": commit or git_commit(workspace), "machine": machine, "profile": resolution["profile"],

@@ -25,7 +25,6 @@ lock file beside it). A folder that is not a bundle is never replaced.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import json
 import os
@@ -38,6 +37,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, Sequence
 
 from pipeline import layout
+from pipeline.files import OutputBusy, lock_file, output_lock
 from pipeline.outputs.parts import (
     PART_JSON, PROFILE, REL, Part, fit_provenance, is_part, is_workspace, open_part, parse_time, utc_now, write_part,
 )
@@ -147,21 +147,20 @@ def clean_stale(into: Path) -> list[Path]:
 
 @contextlib.contextmanager
 def bundle_lock(into: Path) -> Iterator[None]:
-    """Hold ``.<name>.lock`` beside the bundle: one merge at a time (``ValueError`` if another runs)."""
-    into.parent.mkdir(parents=True, exist_ok=True)
-    path = into.parent / f".{into.name}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    """Hold the bundle's lock (:func:`pipeline.files.output_lock`: beside it, removed at the end, so
+    none is left in a folder that merely holds the bundle): one merge at a time (``ValueError`` if
+    another runs)."""
+    stack = contextlib.ExitStack()
     try:
+        stack.enter_context(output_lock(into))
+    except OutputBusy:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise ValueError(f"{into}: another merge (pid {other}) is writing this bundle now; run this one when it has ended") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            other = lock_file(into).read_text(errors="replace").strip() or "?"
+        except OSError:
+            other = "?"
+        raise ValueError(f"{into}: another merge (pid {other}) is writing this bundle now; run this one when it has ended") from None
+    with stack:
         yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def check_target(into: Path) -> dict[str, Any] | None:
@@ -312,6 +311,7 @@ def _merge(into: Path, old: dict[str, Any] | None, parts: list[Part], scratch: P
     old_src = Source(into, {rel: e["sha256"] for rel, e in old["files"].items()}) if old else None
     parts = sorted(parts, key=lambda p: (p.created, p.name))
     srcs = [Source(p.root, p.files) for p in parts]
+    check_experiments(old_src, parts, srcs)
     held = _bundle_fits(old, old_src)
     outcome, contributed = _take_fits(held, parts, srcs, old_src, now)
     bases = _bundle_baselines(old, old_src)
@@ -364,6 +364,40 @@ def _bundle_fits(old: dict[str, Any] | None, old_src: Source | None) -> dict[str
         run = parse_json(old_src.read(run_rel), run_rel)
         held[fid] = Held(fid, entry, old_src, parse_time(entry["part"]["created"]), tuple(meta["size"]), "metrics" in run)  # type: ignore[arg-type]
     return held
+
+
+def mark_underived(tree: layout.Tree[Path], held: dict[str, Held]) -> list[str]:
+    """Say in ``metrics/report.md`` which fits' scores the bundle cannot re-derive (no
+    ``restored.png`` beside its ground truth: a JPEG preview or numbers only), so that a reader
+    knows those are the part's word, not checked by ``dip check-bundle``; returns their ids."""
+    underived = sorted(h.id for h in held.values() if h.scored and not (
+        (tree.root / REL.fit(h.id).restored).is_file() and (tree.root / REL.case(h.exp, h.image).ground_truth).is_file()))
+    report = tree.metric(layout.REPORT_MD)
+    if underived and report.is_file():
+        with open(report, "a") as fh:
+            fh.write("\n## Scores this bundle cannot re-derive\n\n"
+                     f"{len(underived)} fit(s) keep a JPEG preview or only their numbers, no restored.png beside its ground "
+                     "truth: their PSNR and SSIM are as their part reported them (checked to be possible, not recomputed by "
+                     "`dip check-bundle`): " + ", ".join(f"`{fid}`" for fid in underived) + ".\n")
+    return underived
+
+
+def check_experiments(old_src: Source | None, parts: list[Part], srcs: list[Source]) -> None:
+    """Refuse (``ValueError``, one line) a part whose ``experiment.json`` gives an experiment other
+    images or another task than the bundle (or an earlier part) does: a part adds fits to an
+    experiment, it never redefines which images the experiment has ("1 of 4 images")."""
+    known: dict[str, tuple[Any, Any, str]] = {}
+    named = ([(old_src, "the bundle")] if old_src else []) + [(s, f"part {p.name}") for p, s in zip(parts, srcs)]
+    for src, name in named:
+        for rel in src.under(layout.CORRUPTED + "/"):
+            if rel.count("/") != 3 or PurePosixPath(rel).name != layout.EXPERIMENT_JSON:
+                continue
+            record = parse_json(src.read(rel), rel)
+            exp, value = rel.split("/")[2], (record.get("task"), record.get("images"))
+            if exp in known and known[exp][:2] != value:
+                raise ValueError(f"{name}: {rel} gives {exp} other images or another task than {known[exp][2]}; "
+                                 "a part adds fits, it never changes an experiment: refit it with the bundle's profile")
+            known.setdefault(exp, (*value, name))
 
 
 def _take_fits(held: dict[str, Held], parts: list[Part], srcs: list[Source], old_src: Source | None,
@@ -526,6 +560,7 @@ def _build(new: Path, old: dict[str, Any] | None, old_src: Source | None, parts:
                  paper=settings.paper, epsilon=settings.epsilon, about=settings.about)
     except OSError as err:  # a full disk: name the bundle's folder being written
         raise OSError(err.errno, err.strerror, err.filename or str(tree.metrics)) from None
+    mark_underived(tree, held)
     for p in sorted(tree.metrics.iterdir()):
         files[str(REL.metric(p.name))] = sha256_bytes(p.read_bytes())
 

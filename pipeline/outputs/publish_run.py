@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from dip.fit import FitConfig, canvas_size
-from pipeline.files import save_json
+from pipeline.files import read_json, save_json
 from dip.network import NetConfig
 from pipeline.execution.budget import PROBE_ITERATIONS, Clock, Costs, Guard, OutOfTime
 from pipeline.execution.fits import group_size_of, restore_group, take_group
@@ -141,8 +141,8 @@ def published_keys(bundle: Path | None) -> dict[str, str]:
     if path is None or not path.is_file():
         return {}
     try:
-        info = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError):
+        info = read_json(path)  # nesting too deep for Python is a ValueError too
+    except ValueError:
         raise ValueError(f"{path}: not a JSON file; restore it from git (git checkout -- {path})") from None
     fits = info.get("fits", {}) if isinstance(info, dict) else None
     if not isinstance(fits, dict):
@@ -157,8 +157,8 @@ def load_choice(path: Path | None) -> tuple[dict[str, Any], str, list[str]]:
     if path is None:
         return {}, "1", []
     try:
-        choice = json.loads(Path(path).read_text())
-    except (OSError, ValueError, UnicodeDecodeError) as err:
+        choice = read_json(path)
+    except (OSError, ValueError) as err:
         raise ValueError(f"--choice {path}: not a readable JSON file ({err.__class__.__name__}); drop --choice or fix the file") from None
     if not isinstance(choice, dict):
         raise ValueError(f"--choice {path}: expected a JSON object with 'fit' and 'group'")
