@@ -191,8 +191,9 @@ def _text(value: Any) -> str:
 def spread(run: Run, experiment: str, method: str, metric: str = "psnr") -> str:
     """How many seeds a number is over and its spread over them: ``± std [min–max], 3 seeds``
     where summary.json records the spread (``seeds``, ``<metric>_std``, ``_min``, ``_max``);
-    ``1 seed`` for a single seed (or a deterministic baseline); ``3 seeds (no spread recorded)``
-    where the params ask for several seeds and summary.json gives only the mean."""
+    ``1 seed`` for a single seed (or a deterministic baseline); ``the same for all 3 seeds`` where
+    min = max without a std (the corrupted input); ``3 seeds (no spread recorded)`` where the params
+    ask for several seeds and summary.json gives only the mean."""
     entry = (run.summary.get(experiment) or {}).get(method)
     if not isinstance(entry, dict) or not entry:
         return ""
@@ -203,6 +204,8 @@ def spread(run: Run, experiment: str, method: str, metric: str = "psnr") -> str:
     if n <= 1:
         return "1 seed"
     if not isinstance(std, (int, float)):
+        if isinstance(low, (int, float)) and low == high:  # the corrupted input: one observation for every seed
+            return f"the same for all {n} seeds"
         return f"{n} seeds (no spread recorded)"
     text = f"± {std:.3f}"
     if isinstance(low, (int, float)) and isinstance(high, (int, float)):

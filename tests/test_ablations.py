@@ -87,6 +87,9 @@ def test_the_spread_over_seeds_where_summary_json_has_it() -> None:
     runs = {r.label: r for r in dvc_exp.runs(with_seeds(recorded()))}
     assert dvc_exp.spread(runs["max"], "denoise_s25", "dip") == "± 0.250 [9.722–10.222], 3 seeds"
     assert dvc_exp.spread(runs["max"], "denoise_s25", "bm3d") == "1 seed"
+    # as evaluate writes it (results-published/quick-cpu): the corrupted input is one observation for every seed
+    runs["max"].summary["denoise_s25"]["input"].update(seeds=3, psnr_std=None, psnr_min=20.5, psnr_max=20.5)
+    assert dvc_exp.spread(runs["max"], "denoise_s25", "input") == "the same for all 3 seeds"
     # summary.json without the spread keys (before they existed), params asking for three seeds
     bare = copy.deepcopy(runs["max"])
     for entry in bare.summary["denoise_s25"].values():
