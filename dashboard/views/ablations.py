@@ -41,7 +41,7 @@ if table is None or not len(table):
 scored = [r for r in dvc_exp.runs(data) if r.summary]
 by_label = {r.label: r for r in scored}
 if len(scored) < 2:
-    st.info("Fewer than two DVC experiments have metrics (metrics/summary.json) to compare. "
+    st.info("Fewer than two DVC experiments have metrics (their summary.json) to compare. "
             "Queue a baseline and a variant and run them:")
     st.code(HOW_TO, language="bash")
 else:
@@ -71,7 +71,7 @@ else:
         st.markdown("**The metric per experiment and method** (Δ = variant − baseline)")
         ui.table(dvc_exp.comparison(baseline, variants, metric), hide_index=True, width="stretch")
         st.caption("The seeds columns: ± is the standard deviation over seeds and [min–max] their range, where "
-                   "metrics/summary.json records them; \"1 seed\" is a single run (no spread). A difference "
+                   "the metrics' summary.json records them; \"1 seed\" is a single run (no spread). A difference "
                    "smaller than the spread is not a finding.")
 
 # ---------------------------------------------------------------- every DVC experiment

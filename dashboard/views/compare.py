@@ -73,7 +73,7 @@ if ui.require_outputs(root, "results", "data/corrupted", "baselines", user_runs=
             q = quality(gt.astype(np.float32) / 255, arr.astype(np.float32) / 255, *scoring)
             col.metric("vs ground truth", f"{q['psnr']:.2f} dB", help=f"SSIM {q['ssim']:.4f}")
             if label.startswith("DIP") and len(seeds) > 1:
-                col.caption(f"seed {seeds[0]}: 1 of {len(seeds)} seeds (the Overview gives the mean ± std over seeds)")
+                col.caption(f"seed {int(seeds[0])}: 1 of {len(seeds)} seeds (the Overview gives the mean ± std over seeds)")
     if ia.shape != ib.shape:
         st.warning(f"The two images differ in size ({ia.shape[1]:d}×{ia.shape[0]:d} vs {ib.shape[1]:d}×{ib.shape[0]:d}), so there is no slider or crop: choose two of the same size.")
         st.stop()

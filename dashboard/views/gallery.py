@@ -41,7 +41,7 @@ if ui.require_outputs(root, "results", "data/corrupted", user_runs=True):
         for col, (label, path) in zip(cols, ends):
             ui.image(col, root, path, label, width="stretch")
     if rd and len(seeds) > 1 and not any(label.startswith("DIP") for label in src):
-        st.info(f"This published bundle keeps the restored image of the first seed ({seeds[0]}) only; seed {seed}'s numbers are below.")
+        st.info(f"This published bundle keeps the restored image of the first seed ({int(seeds[0])}) only; seed {int(seed)}'s numbers are below.")
     record, problems = load.run_record(rd) if rd else ({}, [])
     if problems:
         st.warning(f"{ui.md_code(load.rel(root, layout.RunDir(rd).run_json))}: " + ui.md_text("; ".join(problems)))
@@ -69,7 +69,7 @@ if ui.require_outputs(root, "results", "data/corrupted", user_runs=True):
         es = record.get("early_stop_iteration")
         its, seconds = record.get("iterations_run"), record.get("wall_seconds")
         st.caption(
-            (f"seed {seed} of {len(seeds)} · " if len(seeds) > 1 else "1 seed · ")
+            (f"seed {int(seed)} of {len(seeds)} · " if len(seeds) > 1 else "1 seed · ")
             + f"{f'{its:.0f}' if its is not None else '?'} iterations in {f'{seconds:.1f}' if seconds is not None else '?'} s on {ui.md_text(record.get('device') or '?')}"
             + (f" · early stop at {es:.0f}" if es is not None else "")
             + (f" · restored ({ui.md_text(record.get('estimate'))}): {restored['psnr']:.2f} dB, SSIM {restored['ssim']:.3f}"
