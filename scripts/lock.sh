@@ -20,7 +20,7 @@ python3 -m venv "$work/venv"
 source "$work/venv/bin/activate"
 echo "$torch_pin" > "$work/torch.txt"
 python3 -m pip install -q --disable-pip-version-check -c "$work/torch.txt" -e ".[dev]"
-DIP_CONSTRAINTS="$work/torch.txt" bash scripts/test.sh "$@"
+DIP_LOCK_REFRESH=1 DIP_CONSTRAINTS="$work/torch.txt" bash scripts/test.sh "$@"
 if [ "$write" = 1 ]; then
   {
     echo "# The lock: every package that \`pip install -c constraints.txt -e .\` and scripts/test.sh install"
@@ -29,5 +29,6 @@ if [ "$write" = 1 ]; then
     echo "# torch is the CPU build; on a GPU machine leave its line out (README)."
     python3 -m pip freeze --all --exclude-editable --disable-pip-version-check | grep -v "^pip==" | sed -E 's/^(torch==[^+]+)\+cpu$/\1/' | sort -f
   } > constraints.txt
+  python3 -m pytest -q -n 0 tests/test_lock.py   # the new lock holds every package, at the versions just tested
   echo "constraints.txt refreshed: $(grep -vc '^#' constraints.txt) packages; review git diff constraints.txt and commit"
 fi
