@@ -111,3 +111,51 @@ def test_a_fresh_clone_opens_the_published_quick_bundle(tmp_path: Path) -> None:
     for name in ("dashboard-quick-overview.png", "dashboard-quick-curves.png"):
         assert (out / name).stat().st_size > 10_000
         shrink(out / name)
+
+
+HOSTILE = "![x](http://evil.example/p.png) [link](http://evil.example/) <img src=http://evil.example/i.png> www.evil.example"
+
+
+def test_hostile_strings_make_the_browser_fetch_nothing_from_another_host(smoke_outputs: Path, tmp_path: Path) -> None:
+    """Markdown and HTML in files the dashboard shows (metrics/report.md, a run.json's device and
+    preset, a case's meta.json source) are shown as text: the browser requests nothing from a host
+    other than the dashboard's own, on the Overview (its report expander opened) and the Gallery."""
+    import shutil
+    from urllib.parse import urlsplit
+
+    from playwright import sync_api
+
+    root = tmp_path / "root"
+    shutil.copytree(smoke_outputs, root, symlinks=True)
+    report = root / "metrics" / "report.md"
+    report.write_text(report.read_text() + f"\n\n{HOSTILE}\n")
+    exp = "inpaint_p50"
+    (image,) = json.loads((root / "results" / exp / "experiment.json").read_text())["images"][:1]
+    run = root / "results" / exp / image / "seed_0" / "run.json"
+    run.write_text(json.dumps({**json.loads(run.read_text()), "device": HOSTILE, "preset": HOSTILE}))
+    meta = root / "data" / "corrupted" / exp / image / "meta.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "source": HOSTILE}))
+    requested: list[str] = []
+    with streamlit(root) as url, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("request", lambda r: requested.append(r.url))
+            page.goto(url, wait_until="domcontentloaded")
+            page.get_by_role("heading", name="Overview").wait_for(timeout=60_000)
+            page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=30_000)
+            for expander in page.locator("[data-testid='stExpander'] summary").all():
+                expander.click()
+            page.get_by_text("evil.example").first.wait_for(timeout=30_000)  # the hostile text is there, as text
+            page.wait_for_timeout(1500)
+            page.get_by_role("link", name="Gallery").click()
+            page.get_by_role("heading", name="Gallery").wait_for(timeout=30_000)
+            page.locator("[data-testid='stSelectbox']").filter(has_text="Experiment").click()
+            page.get_by_role("option", name=exp).click()
+            page.get_by_text("iteration 0").first.wait_for(timeout=30_000)
+            page.wait_for_timeout(1500)
+        finally:
+            browser.close()
+    own = urlsplit(url).netloc
+    elsewhere = sorted({u for u in requested if urlsplit(u).scheme in ("http", "https", "ws", "wss") and urlsplit(u).netloc != own})
+    assert requested and not elsewhere, elsewhere
