@@ -72,6 +72,19 @@ def streamlit(results: Path | None, *args: str, env: dict[str, str] | None = Non
             proc.wait()
 
 
+@contextlib.contextmanager
+def browser_page(**options) -> Iterator["object"]:
+    """A page of Debian's chromium, headless, driven by Playwright (``options``: ``new_page``'s)."""
+    from playwright import sync_api  # the dev extra: missing is a failure, not a skip
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            yield browser.new_page(**options)
+        finally:
+            browser.close()
+
+
 def shrink(path: Path) -> None:
     """Keep committed screenshots small: a 256-colour palette PNG."""
     from PIL import Image

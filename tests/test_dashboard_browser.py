@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 import pytest
-from streamlit_server import BROWSER, CHROMIUM, ROOT, shrink, streamlit
+from streamlit_server import BROWSER, ROOT, browser_page, shrink, streamlit
 
 pytestmark = BROWSER
 
@@ -35,34 +35,28 @@ def server(results: Path):
 def test_browser_overview_then_gallery(server: str, results: Path, tmp_path: Path) -> None:
     exp = "inpaint_p50"
     (image,) = json.loads((results / "results" / exp / "experiment.json").read_text())["images"][:1]
-    from playwright import sync_api  # the dev extra: missing is a failure, not a skip
     out = ROOT / "docs" if os.environ.get("DIP_SCREENSHOTS") == "docs" else tmp_path
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"])
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 860})
-            page.goto(server, wait_until="domcontentloaded")
-            page.get_by_role("heading", name="Overview").wait_for(timeout=60_000)
-            page.get_by_text("NOT the paper's setting").first.wait_for(timeout=30_000)
-            page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=30_000)
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(out / "dashboard-overview.png"))
+    with browser_page(viewport={"width": 1200, "height": 860}) as page:
+        page.goto(server, wait_until="domcontentloaded")
+        page.get_by_role("heading", name="Overview").wait_for(timeout=60_000)
+        page.get_by_text("NOT the paper's setting").first.wait_for(timeout=30_000)
+        page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=30_000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(out / "dashboard-overview.png"))
 
-            page.get_by_role("link", name="Gallery").click()
-            page.get_by_role("heading", name="Gallery").wait_for(timeout=30_000)
-            page.locator("[data-testid='stSelectbox']").filter(has_text="Experiment").click()
-            page.get_by_role("option", name=exp).click()
-            page.get_by_text("inpaint · ").first.wait_for(timeout=30_000)
-            page.locator("[data-testid='stSelectbox']").filter(has_text="Image").click()
-            page.get_by_role("option", name=image).click()
-            page.get_by_text(f"{image} (embedded)").wait_for(timeout=30_000)
-            page.get_by_text("iteration 0").first.wait_for(timeout=30_000)
-            page.wait_for_function("() => [...document.images].filter(i => i.src.includes('/media/')).every(i => i.complete && i.naturalWidth > 0)", timeout=30_000)
-            assert page.locator("img[src*='/media/']").count() >= 5  # input, truth, DIP and snapshots
-            page.wait_for_timeout(800)
-            page.screenshot(path=str(out / "dashboard-gallery.png"))
-        finally:
-            browser.close()
+        page.get_by_role("link", name="Gallery").click()
+        page.get_by_role("heading", name="Gallery").wait_for(timeout=30_000)
+        page.locator("[data-testid='stSelectbox']").filter(has_text="Experiment").click()
+        page.get_by_role("option", name=exp).click()
+        page.get_by_text("inpaint · ").first.wait_for(timeout=30_000)
+        page.locator("[data-testid='stSelectbox']").filter(has_text="Image").click()
+        page.get_by_role("option", name=image).click()
+        page.get_by_text(f"{image} (embedded)").wait_for(timeout=30_000)
+        page.get_by_text("iteration 0").first.wait_for(timeout=30_000)
+        page.wait_for_function("() => [...document.images].filter(i => i.src.includes('/media/')).every(i => i.complete && i.naturalWidth > 0)", timeout=30_000)
+        assert page.locator("img[src*='/media/']").count() >= 5  # input, truth, DIP and snapshots
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(out / "dashboard-gallery.png"))
     for name in ("dashboard-overview.png", "dashboard-gallery.png"):
         assert (out / name).stat().st_size > 10_000
         shrink(out / name)
@@ -76,38 +70,32 @@ def test_a_fresh_clone_opens_the_published_quick_bundle(tmp_path: Path) -> None:
 
     if any(has_outputs(ROOT).values()):
         pytest.skip("this checkout has results of its own, which the dashboard opens first (a fresh clone has none)")
-    from playwright import sync_api
 
     out = ROOT / "docs" if os.environ.get("DIP_SCREENSHOTS") == "docs" else tmp_path
-    with streamlit(None) as url, sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"])
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.goto(url, wait_until="domcontentloaded")
-            page.get_by_role("heading", name="Overview").wait_for(timeout=60_000)
-            page.get_by_text("Showing the published bundle").first.wait_for(timeout=30_000)
-            assert page.get_by_text("quick-cpu").count() >= 1
-            page.get_by_text("3 seeds").first.wait_for(timeout=30_000)
-            page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=30_000)
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(out / "dashboard-quick-overview.png"))
+    with streamlit(None) as url, browser_page(viewport={"width": 1200, "height": 900}) as page:
+        page.goto(url, wait_until="domcontentloaded")
+        page.get_by_role("heading", name="Overview").wait_for(timeout=60_000)
+        page.get_by_text("Showing the published bundle").first.wait_for(timeout=30_000)
+        assert page.get_by_text("quick-cpu").count() >= 1
+        page.get_by_text("3 seeds").first.wait_for(timeout=30_000)
+        page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=30_000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(out / "dashboard-quick-overview.png"))
 
-            page.get_by_role("link", name="Curves").click()
-            page.get_by_role("heading", name="Curves").wait_for(timeout=30_000)
-            page.get_by_text("band over seeds").first.wait_for(timeout=30_000)
-            page.locator("[data-testid='stVegaLiteChart']").first.wait_for(timeout=30_000)
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(out / "dashboard-quick-curves.png"))
+        page.get_by_role("link", name="Curves").click()
+        page.get_by_role("heading", name="Curves").wait_for(timeout=30_000)
+        page.get_by_text("band over seeds").first.wait_for(timeout=30_000)
+        page.locator("[data-testid='stVegaLiteChart']").first.wait_for(timeout=30_000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(out / "dashboard-quick-curves.png"))
 
-            page.get_by_role("link", name="Gallery").click()
-            page.get_by_role("heading", name="Gallery").wait_for(timeout=30_000)
-            seed = page.locator("[data-testid='stSelectbox']").filter(has_text="Seed")
-            seed.wait_for(timeout=30_000)
-            seed.click()
-            page.get_by_role("option", name="2").click()
-            page.get_by_text("seed 2 of 3").first.wait_for(timeout=30_000)
-        finally:
-            browser.close()
+        page.get_by_role("link", name="Gallery").click()
+        page.get_by_role("heading", name="Gallery").wait_for(timeout=30_000)
+        seed = page.locator("[data-testid='stSelectbox']").filter(has_text="Seed")
+        seed.wait_for(timeout=30_000)
+        seed.click()
+        page.get_by_role("option", name="2").click()
+        page.get_by_text("seed 2 of 3").first.wait_for(timeout=30_000)
     for name in ("dashboard-quick-overview.png", "dashboard-quick-curves.png"):
         assert (out / name).stat().st_size > 10_000
         shrink(out / name)
@@ -123,8 +111,6 @@ def test_hostile_strings_make_the_browser_fetch_nothing_from_another_host(smoke_
     import shutil
     from urllib.parse import urlsplit
 
-    from playwright import sync_api
-
     root = tmp_path / "root"
     shutil.copytree(smoke_outputs, root, symlinks=True)
     report = root / "metrics" / "report.md"
@@ -136,26 +122,21 @@ def test_hostile_strings_make_the_browser_fetch_nothing_from_another_host(smoke_
     meta = root / "data" / "corrupted" / exp / image / "meta.json"
     meta.write_text(json.dumps({**json.loads(meta.read_text()), "source": HOSTILE}))
     requested: list[str] = []
-    with streamlit(root) as url, sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"])
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.on("request", lambda r: requested.append(r.url))
-            page.goto(url, wait_until="domcontentloaded")
-            page.get_by_role("heading", name="Overview").wait_for(timeout=60_000)
-            page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=30_000)
-            for expander in page.locator("[data-testid='stExpander'] summary").all():
-                expander.click()
-            page.get_by_text("evil.example").first.wait_for(timeout=30_000)  # the hostile text is there, as text
-            page.wait_for_timeout(1500)
-            page.get_by_role("link", name="Gallery").click()
-            page.get_by_role("heading", name="Gallery").wait_for(timeout=30_000)
-            page.locator("[data-testid='stSelectbox']").filter(has_text="Experiment").click()
-            page.get_by_role("option", name=exp).click()
-            page.get_by_text("iteration 0").first.wait_for(timeout=30_000)
-            page.wait_for_timeout(1500)
-        finally:
-            browser.close()
+    with streamlit(root) as url, browser_page(viewport={"width": 1200, "height": 900}) as page:
+        page.on("request", lambda r: requested.append(r.url))
+        page.goto(url, wait_until="domcontentloaded")
+        page.get_by_role("heading", name="Overview").wait_for(timeout=60_000)
+        page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=30_000)
+        for expander in page.locator("[data-testid='stExpander'] summary").all():
+            expander.click()
+        page.get_by_text("evil.example").first.wait_for(timeout=30_000)  # the hostile text is there, as text
+        page.wait_for_timeout(1500)
+        page.get_by_role("link", name="Gallery").click()
+        page.get_by_role("heading", name="Gallery").wait_for(timeout=30_000)
+        page.locator("[data-testid='stSelectbox']").filter(has_text="Experiment").click()
+        page.get_by_role("option", name=exp).click()
+        page.get_by_text("iteration 0").first.wait_for(timeout=30_000)
+        page.wait_for_timeout(1500)
     own = urlsplit(url).netloc
     elsewhere = {u for u in requested if urlsplit(u).scheme in ("http", "https", "ws", "wss") and urlsplit(u).netloc != own}
     # Streamlit's own front end loads Material icons from Google's font host; nothing else may leave
