@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run` 
 
 from dashboard import ui  # noqa: E402
 
-st.set_page_config(page_title="Deep Image Prior — results", page_icon=":material/image:", layout="wide")
+st.set_page_config(page_title="Deep Image Prior — results", page_icon="🖼️", layout="wide")
 
 PAGES = [
     st.Page("views/overview.py", title="Overview", icon=":material/table_chart:", default=True),

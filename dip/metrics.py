@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 Protocol = Literal["rgb", "sr"]
 
@@ -50,6 +49,8 @@ def _prepare(reference: np.ndarray, image: np.ndarray, protocol: Protocol, shave
 
 def psnr(reference: np.ndarray, image: np.ndarray, protocol: Protocol = "rgb", shave: int = 0) -> float:
     """PSNR in dB of ``image`` against ``reference`` (arrays HxW or HxWxC, float [0,1] or uint8)."""
+    from skimage.metrics import peak_signal_noise_ratio  # here: scikit-image's metrics take half a second to import
+
     ref, img = _prepare(reference, image, protocol, shave)
     if np.array_equal(ref, img):
         return float("inf")
@@ -58,6 +59,8 @@ def psnr(reference: np.ndarray, image: np.ndarray, protocol: Protocol = "rgb", s
 
 def ssim(reference: np.ndarray, image: np.ndarray, protocol: Protocol = "rgb", shave: int = 0) -> float:
     """SSIM of ``image`` against ``reference`` (Gaussian-free default window of scikit-image)."""
+    from skimage.metrics import structural_similarity
+
     ref, img = _prepare(reference, image, protocol, shave)
     channel_axis = -1 if ref.ndim == 3 else None
     return float(structural_similarity(ref, img, data_range=255.0, channel_axis=channel_axis))
