@@ -30,7 +30,7 @@ from dip.fit import FitConfig
 from pipeline.files import DEFAULT_MAX_PIXELS, check_pixels, check_replaceable, error_line, image_header, output_lock
 from dip.network import NetConfig
 from pipeline.execution import fits
-from pipeline.execution.fits import Restoration, Setup, drive
+from pipeline.execution.fits import Restoration, Setup, drive, key_order
 from pipeline.execution.keys import Fit, finished, group_key
 from pipeline.execution.progress import fits_bar
 from pipeline.execution.status import StatusWriter
@@ -208,7 +208,7 @@ def _restore(files: list[Path], out: Path, req: Request, report: Report, counts:
     iterations = req.fit.iterations
     label = f"{req.task} {files[0].name}" if single else f"{req.task} {len(items)} image(s)"
     with fits_bar(label, len(items) * iterations) as bar:  # a failing single fit leaves its error line alone
-        for item, outcome in drive(items, setup_image(req), req.group, on_step=bar.step):
+        for item, outcome in drive(key_order(items), setup_image(req), req.group, on_step=bar.step):
             assert item.source is not None
             bar.finish(item.out_dir, iterations)
             if isinstance(outcome, Exception):

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkabl
 from pipeline.files import atomic_directory
 from pipeline.execution.job import setup_case
 from pipeline.execution.keys import Fit, settings_hash
-from pipeline.execution.fits import drive, run_one
+from pipeline.execution.fits import drive, key_order, run_one
 from pipeline.execution.threads import set_torch_threads
 from pipeline.settings import EngineConfig
 
@@ -87,7 +87,7 @@ class LocalEngine:
         def tick(fit: Fit, step: Any) -> None:
             progress(fit, int(step.iteration), float(step.loss))
 
-        for fit, outcome in drive(jobs, partial(setup_case, extra={"engine": self.name}), self.group, on_step=tick):
+        for fit, outcome in drive(key_order(jobs), partial(setup_case, extra={"engine": self.name}), self.group, on_step=tick):
             if isinstance(outcome, Exception):
                 raise outcome
             yield fit, outcome

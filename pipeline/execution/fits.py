@@ -304,6 +304,15 @@ def run_group(pairs: list[tuple[Fit, Restoration]], policy: Policy | None, on_st
     return list(zip(chunk, outcomes)), False
 
 
+def key_order(fits: Iterable[Fit]) -> list[Fit]:
+    """``fits`` with those of one key together, keys in order of first appearance: the order in
+    which `dip run` and `dip restore` write (the publishing run keeps its priority order instead)."""
+    by_key: dict[str, list[Fit]] = {}
+    for fit in fits:
+        by_key.setdefault(fit.together, []).append(fit)
+    return [fit for same in by_key.values() for fit in same]
+
+
 def run_one(fit: Fit, setup: Setup, on_step: Callable[[Fit, Step], None] | None = None, record_group: bool = True) -> dict[str, Any]:
     """:func:`drive` one fit; returns its run.json record or raises what stopped it."""
     [(_, outcome)] = list(drive([fit], setup, on_step=on_step, record_group=record_group))
