@@ -102,7 +102,8 @@ def restore(
     """
     from dip.device import pick_device
     from dip.operators import TASKS
-    from pipeline.execution.batch import Item, Report, Request, restore_images
+    from pipeline.execution.batch import Report, Request, restore_images
+    from pipeline.execution.keys import Fit
     from pipeline.execution.progress import console
 
     if task not in TASKS:
@@ -143,10 +144,10 @@ def restore(
             message = error_line(err)
             typer.echo(f"error: {message}" if message.startswith(str(source)) else f"error: {source}: {message}", err=True)
 
-        def reused(self, item: Item) -> None:
+        def reused(self, item: Fit) -> None:
             console.print(f"{item.source}: already restored in {item.out_dir}/ (same image and settings)")
 
-        def written(self, item: Item, record: dict[str, Any]) -> None:
+        def written(self, item: Fit, record: dict[str, Any]) -> None:
             where = f"{layout.RunDir(item.out_dir).restored}" + ("" if single else f" ({item.source})")
             console.print(f"wrote {where} after {record['iterations_run']} iterations in {record['wall_seconds']:.1f} s on {record['device']}")
             if "metrics" in record:
@@ -175,7 +176,8 @@ def demo(
 
     from dip.operators import Inpainting
     from pipeline.execution.progress import console, fits_bar
-    from pipeline.execution.fits import fit_and_write
+    from pipeline.execution.fits import prepare, run_one
+    from pipeline.execution.keys import Fit
 
     if iterations <= 0 or size < 32:
         raise ValueError("--iterations must be positive and --size at least 32")
@@ -187,13 +189,13 @@ def demo(
     observation = (truth * mask.numpy()).astype(np.float32)
     _, net_cfg, fit_cfg = preset_configs("quick", "inpaint", device=device, params=params)
     fit_cfg.iterations = iterations
+    fit = Fit(None, out, seed=fit_cfg.seed, image="cameraman", extra={"preset": "demo"})  # its inputs are the arrays above
     with output_lock(out), fits_bar("inpainting cameraman", iterations) as bar:
-        record = fit_and_write(
-            Inpainting(mask), observation, out, net_cfg, fit_cfg, ground_truth=truth, device=device,
-            log_every=10, snapshots=(0, iterations // 4, iterations // 2, iterations),
-            callbacks=[(bar.callback(out), 10)], overwrite=True, extra={"preset": "demo"},
+        record = run_one(fit, lambda f: prepare(
+            Inpainting(mask), observation, f.out_dir, net_cfg, fit_cfg, ground_truth=truth, device=device,
+            log_every=10, snapshots=(0, iterations // 4, iterations // 2, iterations), overwrite=True, extra=dict(f.extra),
             images={"corrupted": observation, "ground_truth": truth},  # inside the folder, written with it
-        )
+        ), on_step=bar.step, record_group=False)
     mt = record["metrics"]
     console.print(
         f"cameraman {size}x{size}, 50% of pixels missing: PSNR of the input {mt['input']['psnr']:.2f} dB → "

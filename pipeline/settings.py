@@ -571,7 +571,7 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
 
 def job_settings(exp: Experiment, profile: Profile, seed: int, device: str) -> dict[str, Any]:
     """Everything one fit of ``exp`` needs besides its files (JSON-serialisable): what ``dip run``
-    hashes and ships to an engine (:func:`pipeline.execution.job.restore_job`)."""
+    hashes and ships to an engine (a :class:`pipeline.execution.keys.Fit`'s ``settings``)."""
     fit, snapshots = profile.fit(exp)
     net_cfg = NetConfig.from_dict(profile.net(exp)).to_dict()  # validated, every field explicit
     fit_cfg = FitConfig.from_dict({**fit, "seed": seed})

@@ -263,14 +263,16 @@ def finished_run(user_runs: Path, task: str = "denoise") -> Path:
     from dip.fit import FitConfig
     from dip.network import NetConfig
     from dip.operators import make_operator
-    from pipeline.execution.fits import fit_and_write
+    from pipeline.execution.fits import prepare, run_one
+    from pipeline.execution.keys import Fit
 
     clean, dirty = noisy()
     job = jobs.submit(user_runs, request(task, gt="gt.png"), {"input.png": png_bytes(dirty), "gt.png": png_bytes(clean)})
     worker.mark(job, "running", started=time.time(), pid=os.getpid())
-    fit_and_write(make_operator(task), dirty.astype(np.float32) / 255, job.path / "out", NetConfig.from_dict({"levels": 2, "width": 4, "skip": 1}),
-            FitConfig(iterations=4, exp_weight=0.99), ground_truth=clean.astype(np.float32) / 255, device="cpu", log_every=2, snapshots=(0, 4),
-            extra={"preset": "smoke", "input": str(job.path / "input.png")})
+    run_one(Fit(job.path / "input.png", job.path / "out"), lambda f: prepare(
+        make_operator(task), dirty.astype(np.float32) / 255, f.out_dir, NetConfig.from_dict({"levels": 2, "width": 4, "skip": 1}),
+        FitConfig(iterations=4, exp_weight=0.99), ground_truth=clean.astype(np.float32) / 255, device="cpu", log_every=2, snapshots=(0, 4),
+        extra={"preset": "smoke", "input": str(f.source)}))
     worker.finish(user_runs, job)
     assert job.phase == "done"
     return user_runs / job.state["result"]

@@ -22,7 +22,6 @@ from pipeline.stages.corrupt import corrupt_all
 from pipeline.execution.engines import DASK_MISSING, DaskEngine, LocalEngine, make_engine
 from pipeline.images.manifest import ImageEntry
 from pipeline.settings import EngineConfig, Profile
-from pipeline.execution.keys import Job
 from pipeline.stages.run import run_experiment
 
 import distributed  # noqa: E402 - the dev extra: missing is a failure, not a skip

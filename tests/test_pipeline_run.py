@@ -15,7 +15,7 @@ from pipeline.stages.corrupt import corrupt_all, write_case
 from pipeline.images.manifest import ImageEntry
 from pipeline.settings import Profile, choose_profile, parse_experiment
 from pipeline.stages.resolve import resolve
-from pipeline.execution.keys import Job
+from pipeline.execution.keys import Fit
 from pipeline.stages.run import run_experiment
 
 TINY = tiny_profile(4)
@@ -75,7 +75,7 @@ def test_interrupted_restore_resumes(tmp_path: Path, tiny_images: tuple[Path, li
     corrupt_all(["inpaint_p50", "sr_x4"], prof, {"inpaint": entries}, root, corrupted, seed=0)
     log: list[tuple[str, str]] = []
 
-    def interrupt_after_first(job: Job, status: str) -> None:
+    def interrupt_after_first(job: Fit, status: str) -> None:
         log.append((job.image, status))
         if status == "run":
             raise KeyboardInterrupt

@@ -24,7 +24,7 @@ import dip
 from pipeline.files import save_array, save_image, save_json
 from pipeline.cli import app
 from pipeline.outputs import publish_run
-from pipeline.execution.keys import EXECUTION_FIELDS, fit_key
+from pipeline.execution.keys import EXECUTION_FIELDS, Fit, fit_key
 from pipeline.execution.budget import Costs
 from pipeline.outputs.publish_run import Planned, load_choice, ordered, ordered_images, plan, published_keys, run
 from pipeline.images.manifest import load_manifest, sha256_bytes
@@ -222,12 +222,12 @@ def test_the_paper_profile_is_planned_table1_first_one_seed_first(tmp_path: Path
     experiments = list(dict.fromkeys(j.exp for j in jobs))
     figures = [e for e in params["profiles"]["paper"]["experiments"] if e in params["figures"]]
     assert experiments == ["inpaint_p50", "sr_x4", "denoise_s25", "denoise_s8.5", "sr_x8", *figures]
-    assert [j.seed for j in jobs] == sorted(j.seed for j in jobs), "a second seed before every experiment had its first"
+    assert [j.fit.seed for j in jobs] == sorted(j.fit.seed for j in jobs), "a second seed before every experiment had its first"
     assert len(jobs) == 2 * (11 + 19 + 9 + 9 + 19 + len(figures))
-    sr = [j.image for j in jobs if j.exp == "sr_x4" and j.seed == 0]
+    sr = [j.fit.image for j in jobs if j.exp == "sr_x4" and j.fit.seed == 0]
     assert len(sr) == 19  # Set5 + Set14
     carried = {j.id.rsplit("/", 1)[0] for j in jobs if j.snapshots}
-    assert carried == {"inpaint_p50/peppers", "inpaint_p50/man"} | {f"{f}/{j.image}" for f in figures for j in jobs if j.exp == f}
+    assert carried == {"inpaint_p50/peppers", "inpaint_p50/man"} | {f"{f}/{j.fit.image}" for f in figures for j in jobs if j.exp == f}
     assert len({j.key for j in jobs}) == len(jobs)
 
 
@@ -239,13 +239,13 @@ def test_priority_helpers() -> None:
 
 
 def test_a_fit_of_a_known_shape_that_would_not_fit_is_not_started() -> None:
-    fit = Planned("e/i/seed_1", "e", "i", 1, 1, Path("c"), Path("o"), {}, "k", "shape", "family", 1000, 300, False)
+    fit = Planned(Fit(Path("c"), Path("o"), {}, 1, "i"), "e/i/seed_1", "e", 1, "k", "shape", "family", 1000, 300, False)
     costs = Costs()
     assert costs.estimate(fit, 1) is None and costs.lower_bound(fit, 1) == 0.0
     costs.record(fit, 1, rate=0.01, overhead=2.0)
     costs.pack_s = 0.5
     assert costs.estimate(fit, 1) == pytest.approx(2.0 + 300 * 0.01 + 0.5)
-    other = Planned("e/j/seed_0", "e", "j", 0, 0, Path("c"), Path("o"), {}, "k2", "shape2", "family", 4000, 300, False)
+    other = Planned(Fit(Path("c"), Path("o2"), {}, 0, "j"), "e/j/seed_0", "e", 0, "k2", "shape2", "family", 4000, 300, False)
     assert costs.estimate(other, 1) is None and costs.lower_bound(other, 1) == pytest.approx(0.5 * 0.01 / 1000 * 4000 * 300)
 
 

@@ -81,7 +81,7 @@ def test_demo_keeps_a_users_folder_and_refuses_dot_before_fitting(tmp_path: Path
     def no_fit(*args, **kwargs):  # the refusal must come before any fitting
         raise AssertionError("fitted although --out is refused")
 
-    monkeypatch.setattr(pipeline.execution.fits, "fit_and_write", no_fit)
+    monkeypatch.setattr(pipeline.execution.fits, "drive", no_fit)
     out = user_folder(tmp_path / "mine")
     one_line_error(runner.invoke(app, ["demo", "--out", str(out), "--iterations", "1", "--size", "32"]), "not an output of dip")
     assert (out / "docs" / "thesis.tex").is_file()
@@ -195,7 +195,8 @@ def test_restore_refuses_to_write_a_non_finite_result(tmp_path: Path, camera64: 
 
     import pipeline.execution.fits as restoring
     from dip.operators import Denoising
-    from pipeline.execution.fits import fit_and_write
+    from pipeline.execution.fits import prepare, run_one
+    from pipeline.execution.keys import Fit
     from pipeline.settings import preset_configs
 
     real_run_fits = restoring.run_fits
@@ -211,7 +212,7 @@ def test_restore_refuses_to_write_a_non_finite_result(tmp_path: Path, camera64: 
     fit_cfg.iterations = 1
     out = tmp_path / "out"
     with pytest.raises(ValueError, match="NaN or infinite"):
-        fit_and_write(Denoising(), camera64[:32, :32], out, net_cfg, fit_cfg, device=torch.device("cpu"), snapshots=())
+        run_one(Fit(None, out), lambda f: prepare(Denoising(), camera64[:32, :32], f.out_dir, net_cfg, fit_cfg, device=torch.device("cpu"), snapshots=()))
     assert list(tmp_path.iterdir()) == []  # nothing written, no temporary folder left
 
 

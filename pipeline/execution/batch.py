@@ -3,8 +3,8 @@
 One image goes to ``OUT/``; several images (or folders of images) go to ``OUT/NAME/`` each. For
 every input the batch reads only its header first (a missing, unreadable or too large file is
 reported before any fit), skips an image whose ``OUT/NAME/run.json`` records the same input,
-mask and settings (``batch_hash``), and hands the rest to :func:`pipeline.execution.fits.restore_stream`,
-the driver that `dip run` uses too: each image is decoded and its network built only when its
+mask and settings (``batch_hash``), and hands the rest (:class:`~pipeline.execution.keys.Fit` values) to
+:func:`pipeline.execution.fits.drive`, the driver that `dip run` uses too: each image is decoded and its network built only when its
 turn comes, same-size images are fitted together on CUDA, and a finished fit is released as soon
 as its folder is written. One bar (:func:`pipeline.execution.progress.fits_bar`) counts the
 iterations of all of them.
@@ -24,14 +24,14 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from dip.fit import FitConfig
 from pipeline.files import DEFAULT_MAX_PIXELS, check_pixels, check_replaceable, error_line, image_header, output_lock
 from dip.network import NetConfig
 from pipeline.execution import fits
-from pipeline.execution.fits import LazyFit, Restoration, group_key, restore_stream
-from pipeline.execution.keys import finished
+from pipeline.execution.fits import Restoration, Setup, drive, key_order
+from pipeline.execution.keys import Fit, finished, group_key
 from pipeline.execution.progress import fits_bar
 from pipeline.execution.status import StatusWriter
 from pipeline.images.user import load_user_image
@@ -101,27 +101,16 @@ class Request:
                 "size_mode": self.size_mode, "snapshots": self.snapshots, "log_every": self.log_every, "device": str(self.device)}
 
 
-@dataclass
-class Item:
-    """One input image and where its results go."""
-
-    source: Path
-    mask: Path | None
-    out_dir: Path
-    digest: str
-    header: tuple[int, int, str]  # height, width and PIL mode, from the file's header
-
-
 class Report:
     """What a batch tells its caller (the command line prints it); every method does nothing here."""
 
     def error(self, source: Path, err: BaseException) -> None:
         """An input that could not be restored (the others go on); ``err`` says why."""
 
-    def reused(self, item: Item) -> None:
+    def reused(self, item: Fit) -> None:
         """An input already restored with the same image, mask and settings."""
 
-    def written(self, item: Item, record: dict[str, Any]) -> None:
+    def written(self, item: Fit, record: dict[str, Any]) -> None:
         """An input restored: its run.json content."""
 
 
@@ -132,7 +121,7 @@ class Counts:
     failed: int = 0
 
 
-def plan(files: list[Path], out: Path, req: Request, report: Report, counts: Counts, single: bool) -> list[Item]:
+def plan(files: list[Path], out: Path, req: Request, report: Report, counts: Counts, single: bool) -> list[Fit]:
     """The inputs to fit: every file whose header is readable and within the size limit, whose
     name is not taken by another input and that is not already restored (reported as reused).
     With ``single``, a bad input raises; otherwise it is reported and left out."""
@@ -152,8 +141,10 @@ def plan(files: list[Path], out: Path, req: Request, report: Report, counts: Cou
             except ValueError as err:
                 raise ValueError(error_line(err, path)) from None
             mask = req.mask if req.mask is not None or req.task != "inpaint" else mask_beside(path)
-            item = Item(path, mask, out_dir, batch_hash(path, mask, settings), header)
-            if not single and finished(out_dir, "batch_hash", item.digest):
+            digest = batch_hash(path, mask, settings)
+            item = Fit(path, out_dir, settings, req.fit.seed, path.name, group_key(header, req.task, settings), mask,
+                       {"preset": req.preset, "input": str(path), "batch_hash": digest})
+            if not single and finished(out_dir, "batch_hash", digest):
                 counts.reused += 1
                 report.reused(item)
                 continue
@@ -167,21 +158,21 @@ def plan(files: list[Path], out: Path, req: Request, report: Report, counts: Cou
     return items
 
 
-def _lazy_fit(item: Item, req: Request, tick: Callable[[Any], None]) -> LazyFit:
-    """The fit of ``item``, set up (decoded, network built) only when :func:`restore_stream` runs it."""
-    def setup() -> Restoration:
+def setup_image(req: Request) -> Setup:
+    """How a fit of ``req`` is set up: its image decoded, its network made (when :func:`drive` runs it)."""
+    def setup(item: Fit) -> Restoration:
+        assert item.source is not None
         observation, operator, truth = load_user_image(item.source, req.task, item.mask, req.factor, req.gt, req.size_mode,
                                                        req.net.multiple, req.max_pixels)
         metric_protocol, shave = protocol(req.task, req.factor)
         r = fits.prepare(operator, observation, item.out_dir, req.net, req.fit, ground_truth=truth, protocol=metric_protocol,
                          shave=shave, device=req.device, log_every=req.log_every, snapshots=req.snapshots,
-                         callbacks=[(tick, req.log_every)], overwrite=req.force, max_pixels=req.max_pixels,
-                         extra={"preset": req.preset, "input": str(item.source), "batch_hash": item.digest})
+                         overwrite=req.force, max_pixels=req.max_pixels, extra=dict(item.extra))
         if req.status is not None:  # after the curve recorder: its row of this iteration is there
             r.fitter.add_callback(StatusWriter(req.status, req.fit.iterations, r.curve.rows, str(item.source)), every=req.log_every)
         return r
 
-    return LazyFit(setup, key=group_key(item.header, req.task, req.settings()), tag=item, where=item.source)
+    return setup
 
 
 def restore_images(inputs: list[Path], out: Path, req: Request, report: Report | None = None) -> Counts:
@@ -217,9 +208,8 @@ def _restore(files: list[Path], out: Path, req: Request, report: Report, counts:
     iterations = req.fit.iterations
     label = f"{req.task} {files[0].name}" if single else f"{req.task} {len(items)} image(s)"
     with fits_bar(label, len(items) * iterations) as bar:  # a failing single fit leaves its error line alone
-        lazy = [_lazy_fit(item, req, bar.callback(item.out_dir)) for item in items]
-        for p, outcome in restore_stream(lazy, req.group):
-            item = p.tag
+        for item, outcome in drive(key_order(items), setup_image(req), req.group, on_step=bar.step):
+            assert item.source is not None
             bar.finish(item.out_dir, iterations)
             if isinstance(outcome, Exception):
                 if single:

@@ -20,8 +20,8 @@ PROBE_ITERATIONS = 200  # the most iterations a new shape runs before its projec
 Clock = Callable[[], float]
 
 
-class Fit(Protocol):
-    """What the costs need of a planned fit."""
+class Priced(Protocol):
+    """What the costs need of a planned fit (:class:`pipeline.outputs.publish_run.Planned`)."""
 
     id: str
     shape: str  # what its cost per iteration depends on: sizes, task, network and loop settings
@@ -46,19 +46,19 @@ class Costs:
     write_s: float = 0.0  # slowest writing of a fit's folder
     pack_s: float = 0.0  # slowest rewriting of a part
 
-    def estimate(self, fit: Fit, n: int) -> float | None:
+    def estimate(self, fit: Priced, n: int) -> float | None:
         """Seconds the fit (in a group of ``n``) takes, its part included; ``None`` if its shape is new."""
         cost = self.known.get((fit.shape, n))
         return None if cost is None else cost.overhead + fit.iterations * cost.rate + self.pack_s
 
-    def lower_bound(self, fit: Fit, n: int) -> float:
+    def lower_bound(self, fit: Priced, n: int) -> float:
         """At least this many seconds for a shape not measured yet: ½ × the per-pixel rate of its
         family (same network and loop, other sizes), and no less than the cheapest overhead seen."""
         rate = self.per_pixel.get((fit.family, n))
         bound = 0.0 if rate is None else LOWER_BOUND * rate * fit.pixels * fit.iterations
         return max(bound, min((c.overhead for c in self.known.values()), default=0.0))
 
-    def record(self, fit: Fit, n: int, rate: float, overhead: float) -> None:
+    def record(self, fit: Priced, n: int, rate: float, overhead: float) -> None:
         self.known[(fit.shape, n)] = Cost(rate, max(overhead, 0.0), fit.id)
         per_pixel = rate / fit.pixels
         self.per_pixel[(fit.family, n)] = min(per_pixel, self.per_pixel.get((fit.family, n), math.inf))

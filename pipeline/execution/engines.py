@@ -1,12 +1,13 @@
-"""Execution engines for ``dip run``: where each fit (:func:`pipeline.execution.job.restore_job`) runs.
+"""Execution engines for ``dip run``: where each fit runs (:func:`pipeline.execution.fits.drive`
+with :func:`pipeline.execution.job.setup_case`, here or in a Dask task).
 
-Both engines follow the :class:`Engine` protocol: they take a list of :class:`pipeline.execution.keys.Job`
-and yield ``(job, run.json record)`` as each job's output folder is complete, calling
+Both engines follow the :class:`Engine` protocol: they take a list of :class:`pipeline.execution.keys.Fit`
+and yield ``(fit, run.json record)`` as each job's output folder is complete, calling
 ``progress(job, iteration, loss)`` while fits advance; :func:`pipeline.stages.run.run_experiment`
 drives either one (resume, progress bar with ETA). Engines import the job, never the stage.
 
-- :class:`LocalEngine` (``engine.kind: local``): in this process, one job after another; each
-  job writes its folder atomically itself.
+- :class:`LocalEngine` (``engine.kind: local``): in this process, group by group through the driver,
+  which writes each folder atomically.
 - :class:`DaskEngine` (``engine.kind: dask``): one Dask task per fit on a ``distributed``
   cluster: ``engine.address`` (a running scheduler, e.g. started by dask-jobqueue on SLURM), or
   with no address a ``LocalCluster`` of process workers bound to 127.0.0.1. The driver ships the
@@ -25,18 +26,18 @@ from __future__ import annotations
 
 import tempfile
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
-from pipeline.files import atomic_directory, read_json
-from pipeline.execution.job import prepare_job, restore_job
-from pipeline.execution.keys import Job, settings_hash
-from pipeline.execution.fits import LazyFit, group_key, restore_stream
+from pipeline.files import atomic_directory
+from pipeline.execution.job import setup_case
+from pipeline.execution.keys import Fit, settings_hash
+from pipeline.execution.fits import drive, key_order, run_one
 from pipeline.execution.threads import set_torch_threads
-from pipeline.layout import CaseDir
 from pipeline.settings import EngineConfig
 
-Progress = Callable[[Job, int, float], None]
+Progress = Callable[[Fit, int, float], None]
 DASK_MISSING = "engine.kind=dask needs Dask: pip install 'dip-repro[dask]' (or: pip install 'dask[distributed]')"
 PROGRESS_TOPIC = "dip-fit-progress"
 
@@ -48,7 +49,7 @@ class Engine(Protocol):
 
     name: str
 
-    def run(self, jobs: Sequence[Job], progress: Progress) -> Iterator[tuple[Job, dict[str, Any]]]:
+    def run(self, jobs: Sequence[Fit], progress: Progress) -> Iterator[tuple[Fit, dict[str, Any]]]:
         """Run ``jobs``; yield each with its run.json record once its output folder is written."""
         ...
 
@@ -70,20 +71,6 @@ def make_engine(cfg: EngineConfig, device: str) -> Engine:
     return DaskEngine(cfg, device) if cfg.kind == "dask" else LocalEngine(cfg.threads, cfg.group)
 
 
-def job_key(job: Job) -> str:
-    """Which jobs may run together (:func:`pipeline.execution.fits.group_key`): one image size (from
-    the case's meta.json, not its pixels) and the settings but the seed; a case whose meta.json is
-    unreadable gets a key of its own (its error comes when it is set up)."""
-    try:
-        meta = read_json(CaseDir(job.case_dir).meta)
-        size = [int(n) for n in meta["size"]]
-    except (OSError, ValueError, KeyError, TypeError, ArithmeticError):
-        return str(job.out_dir)
-    settings = {k: v for k, v in job.settings.items() if k != "seed"}
-    settings["fit"] = {k: v for k, v in settings.get("fit", {}).items() if k != "seed"}
-    return group_key(tuple(size), f"{meta.get('task')}/{meta.get('factor')}", settings)
-
-
 class LocalEngine:
     """In-process, one job after another (the default)."""
 
@@ -93,19 +80,17 @@ class LocalEngine:
         self.group = group
         set_torch_threads(threads)  # with OMP_WAIT_POLICY=PASSIVE (set by `dip`), 0 is fast on a busy CPU too
 
-    def run(self, jobs: Sequence[Job], progress: Progress) -> Iterator[tuple[Job, dict[str, Any]]]:
-        """Fit the jobs group by group (:func:`pipeline.execution.fits.restore_stream`: same-size fits
-        together on CUDA, one at a time elsewhere; each set up only when its turn comes and released
-        once written); a fit that fails is raised once its group's other folders are written."""
-        def lazy(job: Job) -> LazyFit:
-            tick = [(lambda step: progress(job, int(step.iteration), float(step.loss)), int(job.settings["log_every"]))]
-            return LazyFit(lambda: prepare_job(job.case_dir, job.out_dir, job.settings, tick, extra={"engine": self.name}),
-                           key=job_key(job), tag=job, where=job.case_dir)
+    def run(self, jobs: Sequence[Fit], progress: Progress) -> Iterator[tuple[Fit, dict[str, Any]]]:
+        """Fit the jobs through :func:`pipeline.execution.fits.drive` (fits of one key together,
+        sized by ``engine.group``; each set up only when its turn comes and released once written);
+        a fit that fails is raised once its group's other folders are written."""
+        def tick(fit: Fit, step: Any) -> None:
+            progress(fit, int(step.iteration), float(step.loss))
 
-        for p, outcome in restore_stream([lazy(job) for job in jobs], self.group):
+        for fit, outcome in drive(key_order(jobs), partial(setup_case, extra={"engine": self.name}), self.group, on_step=tick):
             if isinstance(outcome, Exception):
                 raise outcome
-            yield p.tag, outcome
+            yield fit, outcome
 
     def describe(self) -> str:
         return "in-process"
@@ -151,7 +136,7 @@ def fit_task(case_files: dict[str, bytes], settings: dict[str, Any], threads: in
     except (ImportError, ValueError):  # called outside a worker (tests, debugging)
         worker, scratch = None, None
 
-    def tick(step: Any) -> None:
+    def tick(_fit: Fit, step: Any) -> None:
         if worker is not None:
             worker.log_event(PROGRESS_TOPIC, {"job": job_key, "iteration": int(step.iteration), "loss": float(step.loss)})
 
@@ -159,7 +144,7 @@ def fit_task(case_files: dict[str, bytes], settings: dict[str, Any], threads: in
         case, out = Path(tmp) / "case", Path(tmp) / "out"
         case.mkdir()
         write_tree(case, case_files)
-        record = restore_job(case, out, settings, [(tick, int(settings["log_every"]))], extra={"engine": "dask"})
+        record = run_one(Fit(case, out, settings), partial(setup_case, extra={"engine": "dask"}), on_step=tick)
         return {"record": record, "files": read_tree(out)}
 
 
@@ -205,14 +190,14 @@ class DaskEngine:
         n = len(self.client.scheduler_info().get("workers", {}))
         return f"dask {self.cfg.address or 'LocalCluster'} ({n} workers)"
 
-    def run(self, jobs: Sequence[Job], progress: Progress) -> Iterator[tuple[Job, dict[str, Any]]]:
+    def run(self, jobs: Sequence[Fit], progress: Progress) -> Iterator[tuple[Fit, dict[str, Any]]]:
         """One Dask task per job; the driver checks each result's hash and writes its folder."""
         from distributed import as_completed
 
         if not jobs:
             return
         client = self.start()
-        by_key: dict[str, Job] = {}
+        by_key: dict[str, Fit] = {}
         finished: set[str] = set()
 
         def on_event(event: tuple[float, dict[str, Any]]) -> None:
@@ -225,10 +210,11 @@ class DaskEngine:
         futures = {}
         try:
             for job in jobs:
-                key = f"dip-fit-{job.case_dir.parent.name}-{job.image}-seed{job.seed}-{uuid.uuid4().hex[:8]}"
+                key = f"dip-fit-{job.source.parent.name}-{job.image}-seed{job.seed}-{uuid.uuid4().hex[:8]}"  # type: ignore[union-attr]
                 by_key[key] = job
                 fut = client.submit(
-                    fit_task, read_tree(job.case_dir), job.settings, self.cfg.threads, key,
+                    fit_task, read_tree(job.source),  # type: ignore[arg-type]
+                    job.settings, self.cfg.threads, key,
                     key=key, pure=False, retries=self.cfg.retries, resources={"GPU": 1} if self.gpu else None,
                 )
                 futures[fut] = key
@@ -238,7 +224,7 @@ class DaskEngine:
                 result = fut.result()  # raises the task's error once its retries are spent
                 finished.add(key)
                 record, files = result["record"], result["files"]
-                if record.get("settings_hash") != settings_hash(job.case_dir, job.settings):
+                if record.get("settings_hash") != settings_hash(job.source, job.settings):  # type: ignore[arg-type]
                     raise RuntimeError(f"a worker ran different code for {job.out_dir} (settings_hash differs): install the same dip-repro on the workers")
                 with atomic_directory(job.out_dir, overwrite=True) as tmp:
                     write_tree(tmp, files)

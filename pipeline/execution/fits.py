@@ -8,22 +8,24 @@ Layout of an output directory (:class:`pipeline.layout.RunDir` names its files):
     snapshots/     iter_NNNNN.png at the requested iterations
     run.json       settings, seed, device, versions, wall time, iterations run, early stop, metrics
 
-Many fits run through :func:`restore_stream`, the one driver of `dip run` (in-process engine) and of
-`dip restore` on several images: each fit is set up (:class:`LazyFit`) only when its turn comes,
-same-size fits run together on CUDA, and a finished fit's network, input code and snapshots are
-released as soon as its folder is written, so memory does not grow with the number of images.
+Every fit runs through :func:`drive`, the one driver of `dip run` (in-process engine and each Dask
+task), `dip restore`, `dip demo` and the publishing run: a :class:`~pipeline.execution.keys.Fit`
+is set up (the caller's ``setup`` → :class:`Restoration`) only when its turn comes, fits of one
+key run together (sized by :func:`group_size_of`), and a finished fit's network, input code and
+snapshots are released as soon as its folder is written, so memory does not grow with the number
+of fits. A :class:`Policy` (the publishing run's budget) decides what starts and may stop a group.
 """
 
 from __future__ import annotations
 
 import csv
+import gc
 import dataclasses
-import json
 import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Hashable, Iterable, Iterator, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -31,12 +33,13 @@ import torch
 import dip
 from dip.callbacks import CurveRecorder, SnapshotTaker
 from dip.group import fit_bytes, group_size
-from dip.fit import Callback, FitConfig, FitDiverged, Fitter, FitResult, run_fits
+from dip.fit import Callback, FitConfig, FitDiverged, Fitter, FitResult, Step, run_fits
 from pipeline.files import DEFAULT_MAX_PIXELS, atomic_directory, check_pixels, check_replaceable, save_image, save_json
 from dip.io import to_numpy, to_tensor
 from dip.metrics import quality
 from dip.network import NetConfig
 from dip.operators import Operator
+from pipeline.execution.keys import Fit
 from pipeline.layout import RunDir
 
 RUN_CURVE_FIELDS = ("iteration", "loss", "psnr_obs", "psnr_gt", "ssim_gt", "psnr_gt_avg")
@@ -74,6 +77,7 @@ class Restoration:
     extra: dict[str, Any] | None = None
     images: dict[str, np.ndarray] = field(default_factory=dict)  # more PNGs for the folder (the demo's input, truth)
     started: float = field(default_factory=time.time)
+    log_every: int = 50  # the curve's interval: where progress and a policy's guard look too
 
 
 def prepare(
@@ -110,7 +114,7 @@ def prepare(
     check_replaceable(out_dir, overwrite)
     r = Restoration(fitter, operator, observation, out_dir, CurveRecorder(ground_truth, protocol=protocol, shave=shave),  # type: ignore[arg-type]
                     ground_truth=ground_truth, protocol=protocol, shave=shave, overwrite=overwrite, extra=extra,
-                    images=dict(images or {}))
+                    images=dict(images or {}), log_every=log_every)
     fitter.add_callback(r.curve, every=log_every)
     marks = sorted({i for i in snapshots if 0 <= i <= fit_cfg.iterations})
     if marks:
@@ -143,28 +147,6 @@ def write(r: Restoration, result: FitResult) -> dict[str, Any]:
             save_image(tmp / f"{name}.png", image)
         save_json(out.run_json, record)
     return record
-
-
-def fit_and_write(operator: Operator, observation: np.ndarray, out_dir: Path, net_cfg: NetConfig, fit_cfg: FitConfig, **options: Any) -> dict[str, Any]:
-    """Fit DIP to ``observation`` through ``operator`` and write ``out_dir`` atomically (options as
-    :func:`prepare`). Returns the content of ``run.json``."""
-    r = prepare(operator, observation, out_dir, net_cfg, fit_cfg, **options)
-    return write(r, run_fits([r.fitter])[0])
-
-
-def restore_group(restorations: list[Restoration]) -> list[dict[str, Any] | Exception]:
-    """Fit same-size images together (:mod:`dip.group`) and write each folder; an image that
-    fails (e.g. its loss diverged) gets its exception in the list, the others their record."""
-    results = run_fits([r.fitter for r in restorations])
-    for r in restorations:
-        r.extra = {**(r.extra or {}), "group_size": len(restorations)}
-    outcomes: list[dict[str, Any] | Exception] = []
-    for r, result in zip(restorations, results):
-        try:
-            outcomes.append(write(r, result))
-        except (FitDiverged, ValueError, OSError) as err:
-            outcomes.append(err)
-    return outcomes
 
 
 def _record(
@@ -209,80 +191,147 @@ def _record(
     return record
 
 
-def group_key(observation_shape: tuple[int, ...], task: str, settings: Any) -> str:
-    """Fits with equal keys may run together (:mod:`dip.group`): one observation shape, task and
-    settings (``settings`` without the seed: the network, the fitting settings, the device)."""
-    return json.dumps([list(observation_shape), task, settings], sort_keys=True, default=str)
-
-
-@dataclass
-class LazyFit:
-    """A fit to run, not yet set up: ``prepare`` builds its :class:`Restoration` (reads the inputs,
-    builds the network) only when its turn comes; fits of one ``key`` (:func:`group_key`) may run
-    together. ``tag`` is the caller's handle (a job, an input file)."""
-
-    prepare: Callable[[], Restoration]
-    key: str
-    tag: Any = None
-    where: Path | str | None = None  # the input that an error while setting up names (a file, a case folder)
-
-    def setup(self) -> Restoration:
-        """``prepare()``; an error while reading damaged inputs (a truncated array, a meta.json of
-        the wrong shape or nested too deeply, ...) becomes one ``ValueError`` naming :attr:`where`."""
-        try:
-            return self.prepare()
-        except DAMAGED_INPUT as err:
-            text = str(err.args[0]) if isinstance(err, KeyError) and err.args else " ".join(str(err).split())
-            if self.where is None:
-                raise
-            if isinstance(err, (ValueError, OSError)) and str(self.where) in text:
-                raise
-            if not isinstance(err, (ValueError, OSError, KeyError)):  # the input's shape, not a message for people
-                text = f"damaged input ({err.__class__.__name__}: {text or 'no detail'}); write it again (e.g. `dvc repro`)"
-            raise ValueError(f"{self.where}: {text}") from None
-
-
 DAMAGED_INPUT = (ValueError, OSError, KeyError, TypeError, IndexError, AttributeError, RecursionError, ArithmeticError)
 """What reading a damaged or hostile input file can raise while a fit is set up."""
 
+Setup = Callable[[Fit], Restoration]
+Outcome = dict[str, Any] | Exception  # a written fit's run.json record, or what stopped it
 
-def restore_stream(fits: Iterable[LazyFit], group: int | str = 1) -> Iterator[tuple[LazyFit, dict[str, Any] | Exception]]:
-    """Run ``fits`` in groups of one key (``group``: a number, or ``auto`` = from free GPU
-    memory; 1 off CUDA), yielding each one's run.json record, or the exception that stopped it
-    (a user error while it was set up, a diverged fit, a full disk), as soon as its group is written.
+
+class Policy(Protocol):
+    """What decides, for :func:`drive`, which fits start and when a group stops (the publishing
+    run's budget); without one every fit starts and an error of a whole group is raised."""
+
+    stops: tuple[type[BaseException], ...]  # a group's errors that end that group only (its fits' outcome)
+
+    def admit(self, chunk: list[Fit]) -> int:
+        """How many of ``chunk`` (its head first, one key) start now; 0 drops the head (not started)."""
+        ...
+
+    def start(self, chunk: list[Fit], ready: list[Restoration]) -> None:
+        """The group is set up and about to run (add a guard to a fitter here)."""
+        ...
+
+    def end(self, chunk: list[Fit], outcomes: list[Outcome], failure: BaseException | None) -> None:
+        """The group ended: each fit's outcome; ``failure`` is what stopped the whole group, if anything did."""
+        ...
+
+
+def set_up(fit: Fit, setup: Setup) -> Restoration:
+    """``setup(fit)``; an error while reading damaged inputs (a truncated array, a meta.json of the
+    wrong shape or nested too deeply, ...) becomes one ``ValueError`` naming ``fit.source``."""
+    try:
+        return setup(fit)
+    except DAMAGED_INPUT as err:
+        text = str(err.args[0]) if isinstance(err, KeyError) and err.args else " ".join(str(err).split())
+        if fit.source is None or isinstance(err, (ValueError, OSError)) and str(fit.source) in text:
+            raise
+        if not isinstance(err, (ValueError, OSError, KeyError)):  # the input's shape, not a message for people
+            text = f"damaged input ({err.__class__.__name__}: {text or 'no detail'}); write it again (e.g. `dvc repro`)"
+        raise ValueError(f"{fit.source}: {text}") from None
+
+
+def drive(fits: Iterable[Fit], setup: Setup, group: int | str = 1, *, policy: Policy | None = None,
+          on_step: Callable[[Fit, Step], None] | None = None, record_group: bool = True) -> Iterator[tuple[Fit, Outcome]]:
+    """Run ``fits`` in queue order, each with the fits of its key that follow it (``group``: a
+    number, or ``auto`` = from free GPU memory, :func:`group_size_of`), yielding each one's run.json
+    record, or the exception that stopped it (a user error while it was set up, a diverged fit, a
+    full disk), as soon as its group is written. ``on_step(fit, step)`` sees every curve point;
+``record_group`` writes run.json's ``group_size`` (the demo's record has none).
 
     A group is set up just before it runs and released (network, input code, Adam state,
     snapshots) before the next one is set up: memory stays that of one group, whatever the count.
     """
-    by_key: dict[str, list[LazyFit]] = {}
-    for p in fits:
-        by_key.setdefault(p.key, []).append(p)
-    for same in by_key.values():
-        queue, size = list(same), 0
-        while queue:
-            chunk: list[tuple[LazyFit, Restoration]] = []
-            failed: list[tuple[LazyFit, Exception]] = []
-            while queue and len(chunk) < max(size, 1):
-                p = queue.pop(0)
-                try:
-                    chunk.append((p, p.setup()))
-                except (ValueError, OSError, KeyError) as err:  # what setup() leaves of DAMAGED_INPUT
-                    failed.append((p, err))
-                if not size and chunk:  # the first fit of the key sets the group size
-                    size = group_size_of(chunk[0][1].fitter, group, len(same))
-            outcomes = restore_group([r for _, r in chunk]) if chunk else []
-            done = [(p, outcome) for (p, _), outcome in zip(chunk, outcomes)]
-            del chunk, outcomes  # the group's fitters go here, before the next group is set up
-            yield from failed
-            yield from done
+    queue, sizes = list(fits), {}
+    while queue:
+        head, first = queue[0], None
+        if head.together not in sizes:  # the first fit of a key sizes its groups
+            try:
+                first = set_up(head, setup) if group == "auto" else None  # auto measures a built fit
+            except (ValueError, OSError, KeyError) as err:  # what set_up leaves of DAMAGED_INPUT
+                yield queue.pop(0), err
+                continue
+            count = sum(f.together == head.together for f in queue)
+            sizes[head.together] = group_size_of(None if first is None else first.fitter, group, count)
+        chunk = take_group(queue, lambda f: f.together, sizes[head.together])
+        n = len(chunk) if policy is None else policy.admit(chunk)
+        queue[0:0] = chunk[max(n, 1):]
+        if n == 0:
+            continue
+        pairs, failed = [], []
+        for fit in chunk[:n]:
+            try:
+                pairs.append((fit, first if fit is head and first is not None else set_up(fit, setup)))
+            except (ValueError, OSError, KeyError) as err:
+                failed.append((fit, err))
+        del first
+        done, stopped = run_group(pairs, policy, on_step, record_group) if pairs else ([], False)
+        del pairs  # the group's fitters go here, before the next group is set up
+        if stopped:
+            _free()
+        yield from failed
+        yield from done
 
 
-def group_size_of(fitter: Fitter, group: int | str, count: int) -> int:
+def run_group(pairs: list[tuple[Fit, Restoration]], policy: Policy | None, on_step: Callable[[Fit, Step], None] | None,
+              record_group: bool = True) -> tuple[list[tuple[Fit, Outcome]], bool]:
+    """Fit set-up fits together (:mod:`dip.group`) and write each folder: each fit's outcome (a
+    fit that fails, e.g. its loss diverged, gets its exception), and whether the policy stopped
+    the whole group (its error is then every fit's outcome)."""
+    chunk, ready = [f for f, _ in pairs], [r for _, r in pairs]
+    for fit, r in pairs:
+        if record_group:
+            r.extra = {**(r.extra or {}), "group_size": len(pairs)}
+        if on_step is not None:
+            r.fitter.add_callback(lambda step, fit=fit: on_step(fit, step), every=r.log_every)
+    if policy is not None:
+        policy.start(chunk, ready)
+    stops = policy.stops if policy is not None else ()
+    try:
+        results = run_fits([r.fitter for r in ready])
+    except stops as err:
+        err.__traceback__ = None  # it holds the stopped fits' memory
+        policy.end(chunk, [err] * len(chunk), err)  # type: ignore[union-attr]
+        return [(f, err) for f in chunk], True
+    outcomes: list[Outcome] = []
+    for r, result in zip(ready, results):
+        try:
+            outcomes.append(write(r, result))
+        except (FitDiverged, ValueError, OSError) as err:
+            outcomes.append(err)
+    if policy is not None:
+        policy.end(chunk, outcomes, None)
+    return list(zip(chunk, outcomes)), False
+
+
+def key_order(fits: Iterable[Fit]) -> list[Fit]:
+    """``fits`` with those of one key together, keys in order of first appearance: the order in
+    which `dip run` and `dip restore` write (the publishing run keeps its priority order instead)."""
+    by_key: dict[str, list[Fit]] = {}
+    for fit in fits:
+        by_key.setdefault(fit.together, []).append(fit)
+    return [fit for same in by_key.values() for fit in same]
+
+
+def run_one(fit: Fit, setup: Setup, on_step: Callable[[Fit, Step], None] | None = None, record_group: bool = True) -> dict[str, Any]:
+    """:func:`drive` one fit; returns its run.json record or raises what stopped it."""
+    [(_, outcome)] = list(drive([fit], setup, on_step=on_step, record_group=record_group))
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def group_size_of(fitter: Fitter | None, group: int | str, count: int) -> int:
     """How many fits like ``fitter``'s run together (:func:`dip.group.group_size`): ``group`` if a
-    number, else (``auto``) as many as the free GPU memory holds at the size of ``fitter``'s network
-    and input (built here if not yet; 1 off CUDA); at most ``count``. The one sizing of a group,
-    for :func:`restore_stream` and the publishing run."""
-    per_fit = fit_bytes(*fitter.build()) if group == "auto" and fitter.device.type == "cuda" else 0
+    number (no fitter needed), else (``auto``) as many as the free GPU memory holds at the size of
+    ``fitter``'s network and input (built here if not yet; 1 off CUDA, or where it cannot be
+    measured); at most ``count``. The one sizing of a group (:func:`drive`)."""
+    if fitter is None:
+        return group_size(group, count, 0, torch.device("cpu"))
+    try:
+        per_fit = fit_bytes(*fitter.build()) if group == "auto" and fitter.device.type == "cuda" else 0
+    except (AttributeError, TypeError, RuntimeError):  # no measurement (another loop, out of memory): one at a time
+        return 1
     return group_size(group, count, per_fit, fitter.device)
 
 
@@ -297,3 +346,10 @@ def take_group(queue: list[T], key: Callable[[T], Hashable], size: int) -> list[
     for f in chunk[1:]:
         queue.remove(f)
     return chunk
+
+
+def _free() -> None:
+    """Release a stopped group's memory (its graph's pool) before the next one."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

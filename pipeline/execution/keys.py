@@ -1,10 +1,10 @@
-"""What names a fit and tells whether it is done, without torch: the :class:`Job` value, its
+"""What names a fit and tells whether it is done, without torch: the :class:`Fit` value, its
 ``settings_hash`` (settings, input files and code: a finished job is reused only while all three
 are unchanged) and its ``fit_key`` (what its numbers depend on, the same on every machine).
 
 Torch-free, so that ``dip run`` on an experiment whose fits are all finished decides so in a
 fraction of a second (DVC re-runs every fit stage whose params changed); the fitting itself is
-:mod:`pipeline.execution.job`'s.
+:mod:`pipeline.execution.fits`'s (:func:`~pipeline.execution.fits.drive`).
 """
 
 from __future__ import annotations
@@ -34,15 +34,44 @@ IDENTITY_FILES = (layout.GROUND_TRUTH, layout.MASK, layout.INPUT_PNG)
 CODE_FILES = ("pipeline/execution/job.py", "pipeline/execution/keys.py", "pipeline/layout.py", "pipeline/execution/fits.py", "pipeline/files.py")
 
 
-@dataclass
-class Job:
-    """One fit: an image of an experiment with one seed."""
+@dataclass(frozen=True)
+class Fit:
+    """One fit to run, for every caller (`dip run`, `dip restore`, `dip demo`, the publishing run):
+    what it reads, its settings, seed and where it is written. A plain value: it ships to a Dask
+    worker and decides "already done" without torch; :func:`pipeline.execution.fits.drive` runs it."""
 
-    image: str
-    seed: int
-    case_dir: Path
-    out_dir: Path
-    settings: dict[str, Any] = field(default_factory=dict)
+    source: Path | None  # what it reads: a case folder of `dip corrupt`, an image file; None: the caller's arrays (the demo)
+    out_dir: Path  # where it is written (atomically)
+    settings: dict[str, Any] = field(default_factory=dict)  # what shapes its output (job_settings, a request's settings)
+    seed: int = 0
+    image: str = ""  # its name in progress lines and logs
+    key: str = ""  # fits of one key may run together (:func:`group_key`); "" runs alone
+    mask: Path | None = None  # a second input read with ``source`` (`dip restore`'s mask)
+    extra: dict[str, Any] = field(default_factory=dict)  # run.json provenance outside the hashes (preset, input, ...)
+
+    @property
+    def together(self) -> str:
+        """Its group key; a fit without one is alone (its output folder)."""
+        return self.key or str(self.out_dir)
+
+
+def group_key(observation_shape: tuple[int, ...] | list[int], task: str, settings: Any) -> str:
+    """Fits with equal keys may run together (:mod:`dip.group`): one observation shape, task and
+    settings (``settings`` without the seed: the network, the fitting settings, the device)."""
+    return json.dumps([list(observation_shape), task, settings], sort_keys=True, default=str)
+
+
+def case_key(case_dir: Path, settings: dict[str, Any]) -> str:
+    """The :func:`group_key` of a case of `dip corrupt` (its size from meta.json, not its pixels)
+    and settings but the seed; an unreadable meta.json gives "" (alone: its error comes at set-up)."""
+    try:
+        meta = read_json(CaseDir(case_dir).meta)
+        size = [int(n) for n in meta["size"]]
+    except (OSError, ValueError, KeyError, TypeError, ArithmeticError):
+        return ""
+    rest = {k: v for k, v in settings.items() if k != "seed"}
+    rest["fit"] = {k: v for k, v in rest.get("fit", {}).items() if k != "seed"}
+    return group_key(tuple(size), f"{meta.get('task')}/{meta.get('factor')}", rest)
 
 
 @lru_cache(maxsize=1)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator
+from typing import TYPE_CHECKING, Any, Hashable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -150,9 +150,9 @@ class FitsBar:
         where = f"{len(self.running)} running  " if len(self.running) > 1 else f"{name}  " if name else ""
         self.progress.update(self.task, completed=self.done + sum(self.running.values()), status=where + status_of(loss))
 
-    def callback(self, key: Hashable, name: str = "") -> Callable[[Step], None]:
-        """A fit callback (:meth:`dip.fit.Fitter.add_callback`) that ticks ``key`` at each step it sees."""
-        return lambda step: self.tick(key, int(step.iteration), float(step.loss), name)
+    def step(self, fit: Any, step: Step) -> None:
+        """The driver's ``on_step`` (:func:`pipeline.execution.fits.drive`): ticks ``fit.out_dir``."""
+        self.tick(fit.out_dir, int(step.iteration), float(step.loss))
 
     def finish(self, key: Hashable, iterations: int) -> None:
         self.running.pop(key, None)

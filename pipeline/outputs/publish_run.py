@@ -24,14 +24,14 @@ the bundle (docs/gpu-run.md).
    loses only the fit in flight; ``publish_run.jsonl`` records every planned fit's decision
    (skipped, reused, started, finished, stopped, not started, failed) with its numbers.
 
-Fits run one at a time by default; ``group`` (the speed step's choice) fits up to N same-shape
-fits of one experiment and seed together (:func:`pipeline.execution.fits.restore_group`), grouped and
-sized as every fit is (:func:`pipeline.execution.fits.take_group`, :func:`~pipeline.execution.fits.group_size_of`).
+The fits run through :func:`pipeline.execution.fits.drive`, the driver of every fit, with
+:class:`Budget` as its policy (what starts next, the guard that stops a fit). They run one at a
+time by default; ``group`` (the speed step's choice) fits up to N same-shape fits of one
+experiment and seed together, grouped and sized as every fit is (:func:`~pipeline.execution.fits.group_size_of`).
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import platform
@@ -39,6 +39,7 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,9 +50,9 @@ from dip.fit import FitConfig, canvas_size
 from pipeline.files import read_json, save_json
 from dip.network import NetConfig
 from pipeline.execution.budget import PROBE_ITERATIONS, Clock, Costs, Guard, OutOfTime
-from pipeline.execution.fits import group_size_of, restore_group, take_group
-from pipeline.execution.job import prepare_job
-from pipeline.execution.keys import EXECUTION_FIELDS, finished, fit_key
+from pipeline.execution.fits import Outcome, Restoration, drive
+from pipeline.execution.job import setup_case
+from pipeline.execution.keys import EXECUTION_FIELDS, Fit, finished, fit_key
 from pipeline.execution.threads import set_torch_threads
 from pipeline import layout
 from pipeline.images.manifest import load_manifest, sha256_bytes
@@ -67,25 +68,21 @@ LOG = "publish_run.jsonl"
 PART_LIMIT = 15 * 2**20  # 4 parts and the logs stay under the device tool's 64 MiB, each under its 16 MiB
 
 
-@dataclass
+@dataclass(frozen=True)
 class Planned:
-    """One fit of the plan, with its decision once taken."""
+    """One fit of the plan: the :class:`~pipeline.execution.keys.Fit` to run (its ``key``: the
+    shape, experiment and seed round that may run together) and what the budget and the parts need."""
 
+    fit: Fit
     id: str  # <exp>/<image>/seed_<s>
     exp: str
-    image: str
-    seed: int
     round: int  # index of the seed in params.yaml's seeds
-    case_dir: Path
-    out_dir: Path
-    settings: dict[str, Any]
     key: str  # fit_key
     shape: str  # what its cost depends on: sizes, task, network and loop settings (not seed, iterations)
     family: str  # the same without the sizes: for the per-pixel lower bound
     pixels: int  # of the network's canvas
     iterations: int
     snapshots: bool
-    decision: str = ""
 
 
 def ordered(exp_ids: list[str]) -> list[str]:
@@ -127,10 +124,10 @@ def plan(profile: Any, corrupted: Path, results: Path, seeds: list[int], device:
                 settings["fit"].update(execution)
                 case = cases.case(image).path
                 shape, family, pixels = _shape(case, settings)
-                jobs.append(Planned(
-                    layout.fit_id(exp_id, image, seed), exp_id, image, int(seed), r, case, layout.ExperimentDir(results / exp_id).run(image, seed).path,
-                    settings, fit_key(case, settings), shape, family, pixels, int(settings["fit"]["iterations"]),
-                    snapshots=exp.is_figure or image in GALLERY.get(exp_id, ())))
+                fit = Fit(case, layout.ExperimentDir(results / exp_id).run(image, seed).path, settings, int(seed), image,
+                          key=json.dumps([shape, exp_id, r]))  # fits of one shape, experiment and seed round run together
+                jobs.append(Planned(fit, layout.fit_id(exp_id, image, seed), exp_id, r, fit_key(case, settings), shape, family, pixels,
+                                    int(settings["fit"]["iterations"]), snapshots=exp.is_figure or image in GALLERY.get(exp_id, ())))
     return jobs
 
 
@@ -270,171 +267,168 @@ def run(
     set_torch_threads(int((params.get("engine") or {}).get("threads", 0)))
     seeds = [int(s) for s in (seeds if seeds is not None else params.get("seeds", [0]))]
     tree = layout.Tree(work)
-    corrupted, results = tree.corrupted, tree.results
-    jobs = plan(profile, corrupted, results, seeds, resolution["device"], execution)
-    experiments = {e: json.loads(tree.corrupted_of(e).record.read_text()) for e in ordered([x.id for x in profile.experiments])}
-    header = {"commit": commit or git_commit(), "machine": machine(resolution), "profile": profile.name,
-              "params_sha256": _sha256(Path(params_path)),
-              "experiments": {e: {"task": info["task"], "images": list(info["images"])} for e, info in experiments.items()},
-              "execution": {"fit": execution, "group": group}}
-    common = {PROFILE_FILE.as_posix(): work / PROFILE_FILE, **{str(REL.corrupted_of(e).record): tree.corrupted_of(e).record for e in experiments}}
-    writer = PartWriter(out, "part-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), header, common, part_limit, max_parts)
-    costs = Costs()
-    log("inputs", device=resolution["device"], device_name=resolution["device_name"], commit=header["commit"], planned=len(jobs),
+    jobs = plan(profile, tree.corrupted, tree.results, seeds, resolution["device"], execution)
+    writer = part_writer(out, work, profile, resolution, Path(params_path), commit, {"fit": execution, "group": group}, part_limit, max_parts)
+    policy = Budget(Costs(), clock, deadline, log, writer)
+    log("inputs", device=resolution["device"], device_name=resolution["device_name"], commit=writer.header["commit"], planned=len(jobs),
         seconds=round(clock() - start, 1), left_s=round(deadline - clock(), 1))
-
-    def pack(fit: Planned, record: dict[str, Any]) -> dict[str, Any]:
-        """Add a finished fit to its part; the part's rewriting time is part of what a fit costs."""
-        done = FinishedFit(fit.id, fit.exp, fit.image, fit.key, float(record.get("wall_seconds", 0.0)),
-                           int(record.get("iterations_run", fit.iterations)), fit.case_dir, fit.out_dir, fit.snapshots)
-        t0 = clock()
-        where = writer.add(done)
-        costs.pack_s = max(costs.pack_s, clock() - t0)
-        if where["part"] is None:
-            log("too large", fit=fit.id, note="no part has room for it: it stays in the work folder, and a later run on this machine returns it")
-        elif where["kept"] != "all":
-            log("part full", fit=fit.id, part=where["part"], kept=where["kept"], note="the parts' size limit: its snapshots and final.png are left out")
-        return where
-
-    queue: list[Planned] = []
-    for fit in jobs:
-        if published.get(fit.id) == fit.key:
-            fit.decision = "skipped"
-            log("skipped", fit=fit.id, fit_key=fit.key, note="the bundle holds this fit with the same key")
-        elif finished(fit.out_dir, "fit_key", fit.key):
-            fit.decision = "reused"
-            where = pack(fit, json.loads(layout.RunDir(fit.out_dir).run_json.read_text()))
-            log("reused", fit=fit.id, fit_key=fit.key, part=where["part"], note="finished earlier in the work folder: returned, not refitted")
-        else:
-            queue.append(fit)
-    limit: int | None = None  # the next group's size cap, after a group too large for the time left
-    auto: dict[str, int] = {}  # group=auto: how many fits of a shape the GPU's memory holds
+    queue = policy.resume(jobs, published)
     try:
-        while queue:
-            chunk = _chunk(queue, group, limit, auto)
-            limit = None
-            fit, n = chunk[0], len(chunk)
-            left = deadline - clock()
-            estimate = costs.estimate(fit, n)
-            needed = estimate if estimate is not None else costs.lower_bound(fit, n)
-            if needed > left or left <= 0:
-                if n > 1:  # try fewer together
-                    queue[0:0] = chunk
-                    limit = n // 2
-                    continue
-                fit.decision = "not started"
-                log("not started", fit=fit.id, fit_key=fit.key, needs_s=round(needed, 1), left_s=round(left, 1),
-                    note=f"needs {'' if estimate is not None else 'at least '}{needed:.1f} s, {max(left, 0):.1f} s left")
-                continue
-            _run_chunk(chunk, costs, clock, deadline, log, pack, estimate)
+        for fit, outcome in drive([p.fit for p in queue], partial(setup_case, extra={"engine": "publish-run"}), group, policy=policy):
+            policy.set_up_failed(fit, outcome)
     except KeyboardInterrupt:
-        running = [f.id for f in jobs if f.decision == "started"]
+        running = [f.id for f in jobs if policy.decisions.get(f.id) == "started"]
         for f in jobs:
-            f.decision = {"started": "interrupted", "": "not started"}.get(f.decision, f.decision)
+            policy.decisions[f.id] = {"started": "interrupted"}.get(policy.decisions.get(f.id, ""), policy.decisions.get(f.id, ""))
         log("interrupted", running=running, note="stopped from outside (a signal or Ctrl+C); every finished fit is in the parts")
         raise
     finally:
         counts: dict[str, int] = {}
         for f in jobs:
-            counts[f.decision or "not started"] = counts.get(f.decision or "not started", 0) + 1
+            decision = policy.decisions.get(f.id) or "not started"
+            counts[decision] = counts.get(decision, 0) + 1
         parts = [{"part": f"{p.name}.tar.gz", "fits": len(p.fits), "bytes": (out / f"{p.name}.tar.gz").stat().st_size} for p in writer.parts]
         summary = {"decisions": counts, "parts": parts, "seconds": round(clock() - start, 1)}
         log("end", **summary, costs=[{"fit": c.first, "group": n, "ms_per_it": round(1e3 * c.rate, 3), "overhead_s": round(c.overhead, 2)}
-                                     for (_shape, n), c in costs.known.items()])
+                                     for (_shape, n), c in policy.costs.known.items()])
     return summary
 
 
-def _together(fit: Planned) -> tuple[str, str, int]:
-    """Fits of one shape, experiment and seed round may run together."""
-    return fit.shape, fit.exp, fit.round
+def part_writer(out: Path, work: Path, profile: Any, resolution: dict[str, str], params_path: Path, commit: str | None,
+                execution: dict[str, Any], part_limit: int, max_parts: int) -> PartWriter:
+    """The writer of this run's parts, with their header (commit, machine, profile, experiments, execution)."""
+    tree = layout.Tree(work)
+    experiments = {e: json.loads(tree.corrupted_of(e).record.read_text()) for e in ordered([x.id for x in profile.experiments])}
+    header = {"commit": commit or git_commit(), "machine": machine(resolution), "profile": profile.name,
+              "params_sha256": _sha256(params_path),
+              "experiments": {e: {"task": info["task"], "images": list(info["images"])} for e, info in experiments.items()},
+              "execution": execution}
+    common = {PROFILE_FILE.as_posix(): work / PROFILE_FILE, **{str(REL.corrupted_of(e).record): tree.corrupted_of(e).record for e in experiments}}
+    return PartWriter(out, "part-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), header, common, part_limit, max_parts)
 
 
-def _chunk(queue: list[Planned], group: str, limit: int | None = None, auto: dict[str, int] | None = None) -> list[Planned]:
-    """Take the next fits to run together from ``queue`` (:func:`pipeline.execution.fits.take_group`):
-    its head and up to N − 1 more of its shape, experiment and seed round (``group``: 1, N or auto
-    = from free GPU memory, :func:`pipeline.execution.fits.group_size_of`; at most ``limit``)."""
-    head = queue[0]
-    if group == "1" or limit == 1:
-        return take_group(queue, _together, 1)
-    size = 10**6 if group == "auto" else int(group)
-    if group == "auto":
-        auto = {} if auto is None else auto
-        if head.shape not in auto:  # measured once per shape, as the pipeline's engine does
-            try:
-                auto[head.shape] = group_size_of(prepare_job(head.case_dir, head.out_dir, head.settings).fitter, "auto", size)
-            except (AttributeError, TypeError, RuntimeError):  # no measurement (another loop, out of memory): one at a time
-                auto[head.shape] = 1
-        size = auto[head.shape]
-    return take_group(queue, _together, size if limit is None else min(size, limit))
+class Budget:
+    """The publishing run's :class:`~pipeline.execution.fits.Policy`: a group starts only if its
+    estimate fits in what is left (else fewer together, else its head is not started); a
+    :class:`~pipeline.execution.budget.Guard` stops it once its end would pass the deadline;
+    each finished fit goes into its part; every decision is logged (module docstring)."""
 
+    stops = (OutOfTime, ValueError, RuntimeError)  # out of time; e.g. out of GPU memory: the next fits may still run
 
-def _run_chunk(chunk: list[Planned], costs: Costs, clock: Clock, deadline: float, log: Log, pack: Callable[..., Any],
-               estimate: float | None) -> None:
-    """Fit ``chunk`` together; pack each finished fit; record what the shape cost."""
-    fit, n = chunk[0], len(chunk)
-    try:
-        restorations = [prepare_job(f.case_dir, f.out_dir, f.settings, extra={"engine": "publish-run"}) for f in chunk]
-    except (ValueError, OSError) as err:
-        for f in chunk:
-            f.decision = "failed"
-            log("failed", fit=f.id, error=str(err))
-        return
-    probe = max(int(fit.settings["log_every"]), min(PROBE_ITERATIONS, fit.iterations // 10))
-    guard = Guard(fit.iterations, clock, deadline, lambda: costs.write_s + costs.pack_s, probe)
-    restorations[0].fitter.add_callback(guard, every=int(fit.settings["log_every"]))
-    for f in chunk:
-        f.decision = "started"
-        log("started", fit=f.id, fit_key=f.key, group=n, estimate_s=None if estimate is None else round(estimate, 1),
-            left_s=round(deadline - clock(), 1), probe=estimate is None)
-    t0 = clock()
-    stop: OutOfTime | None = None
-    error = ""
-    try:
-        outcomes = restore_group(restorations)
-    except OutOfTime as err:  # copied without its traceback, which holds the stopped fit's memory
-        stop = OutOfTime(err.needed, err.left, err.rate)
-    except (ValueError, RuntimeError) as err:  # e.g. out of GPU memory: the next fits may still run
-        error = " ".join(f"{err.__class__.__name__}: {err}".split())[:500]
-    del restorations
-    if stop is not None or error:
-        _free()
-    if stop is not None:
-        if stop.rate is not None and guard.marks:
-            costs.record(fit, n, stop.rate, (guard.marks[0][1] - t0) + costs.write_s)
-        for f in chunk:
-            f.decision = "stopped"
-            log("stopped", fit=f.id, needs_s=round(stop.needed, 1), left_s=round(stop.left, 1),
-                ms_per_it=None if stop.rate is None else round(1e3 * stop.rate, 3), note=f"would not finish: {stop}; nothing written")
-        return
-    if error:
-        for f in chunk:
-            f.decision = "failed"
-            log("failed", fit=f.id, error=error)
-        return
-    seconds = clock() - t0
-    rate = guard.rate()
-    if rate is not None:
-        costs.write_s = max(costs.write_s, t0 + seconds - guard.marks[-1][1])
-        costs.record(fit, n, rate, seconds - fit.iterations * rate)
-    for f, outcome in zip(chunk, outcomes):
-        if isinstance(outcome, Exception):
-            f.decision = "failed"
-            log("failed", fit=f.id, error=str(outcome))
-            continue
-        where = pack(f, outcome)
-        f.decision = "finished"
-        log("finished", fit=f.id, fit_key=f.key, seconds=round(seconds, 2), wall_seconds=outcome.get("wall_seconds"),
-            ms_per_it=None if rate is None else round(1e3 * rate, 3),
-            overhead_s=None if rate is None else round(seconds - fit.iterations * rate, 2),
-            estimate_s=None if estimate is None else round(estimate, 1), part=where["part"], kept=where["kept"],
-            pack_s=where["seconds"], left_s=round(deadline - clock(), 1))
+    def __init__(self, costs: Costs, clock: Clock, deadline: float, log: Log, writer: PartWriter) -> None:
+        self.costs, self.clock, self.deadline, self.log, self.writer = costs, clock, deadline, log, writer
+        self.decisions: dict[str, str] = {}  # fit id → its decision
+        self.plan: dict[Path, Planned] = {}  # out folder → the plan's entry
+        self.guard: Guard | None = None
+        self.t0, self.estimate = 0.0, None  # of the running group
 
+    def resume(self, jobs: list[Planned], published: dict[str, str]) -> list[Planned]:
+        """The fits to run: not those the bundle holds (skipped), nor those the work folder holds (returned)."""
+        queue = []
+        for fit in jobs:
+            self.plan[fit.fit.out_dir] = fit
+            if published.get(fit.id) == fit.key:
+                self.decisions[fit.id] = "skipped"
+                self.log("skipped", fit=fit.id, fit_key=fit.key, note="the bundle holds this fit with the same key")
+            elif finished(fit.fit.out_dir, "fit_key", fit.key):
+                self.decisions[fit.id] = "reused"
+                where = self.pack(fit, json.loads(layout.RunDir(fit.fit.out_dir).run_json.read_text()))
+                self.log("reused", fit=fit.id, fit_key=fit.key, part=where["part"], note="finished earlier in the work folder: returned, not refitted")
+            else:
+                queue.append(fit)
+        return queue
 
-def _free() -> None:
-    """Release a stopped fit's memory (its graph's pool) before the next one."""
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    def pack(self, fit: Planned, record: dict[str, Any]) -> dict[str, Any]:
+        """Add a finished fit to its part; the part's rewriting time is part of what a fit costs."""
+        done = FinishedFit(fit.id, fit.exp, fit.fit.image, fit.key, float(record.get("wall_seconds", 0.0)),
+                           int(record.get("iterations_run", fit.iterations)), fit.fit.source, fit.fit.out_dir, fit.snapshots)  # type: ignore[arg-type]
+        t0 = self.clock()
+        where = self.writer.add(done)
+        self.costs.pack_s = max(self.costs.pack_s, self.clock() - t0)
+        if where["part"] is None:
+            self.log("too large", fit=fit.id, note="no part has room for it: it stays in the work folder, and a later run on this machine returns it")
+        elif where["kept"] != "all":
+            self.log("part full", fit=fit.id, part=where["part"], kept=where["kept"], note="the parts' size limit: its snapshots and final.png are left out")
+        return where
+
+    def admit(self, chunk: list[Fit]) -> int:
+        """As many of ``chunk`` as fit in the time left (halving the group), or 0: not started."""
+        fit, n = self.plan[chunk[0].out_dir], len(chunk)
+        while True:
+            left = self.deadline - self.clock()
+            estimate = self.costs.estimate(fit, n)
+            needed = estimate if estimate is not None else self.costs.lower_bound(fit, n)
+            if needed <= left and left > 0:
+                self.estimate = estimate
+                return n
+            if n == 1:
+                self.decisions[fit.id] = "not started"
+                self.log("not started", fit=fit.id, fit_key=fit.key, needs_s=round(needed, 1), left_s=round(left, 1),
+                         note=f"needs {'' if estimate is not None else 'at least '}{needed:.1f} s, {max(left, 0):.1f} s left")
+                return 0
+            n //= 2  # try fewer together
+
+    def start(self, chunk: list[Fit], ready: list[Restoration]) -> None:
+        """Watch the group's first fit (the probe of a new shape) with a guard; log each start."""
+        fit, n, estimate = self.plan[chunk[0].out_dir], len(chunk), self.estimate
+        every = int(fit.fit.settings["log_every"])
+        probe = max(every, min(PROBE_ITERATIONS, fit.iterations // 10))
+        self.guard = Guard(fit.iterations, self.clock, self.deadline, lambda: self.costs.write_s + self.costs.pack_s, probe)
+        ready[0].fitter.add_callback(self.guard, every=every)
+        for f in (self.plan[c.out_dir] for c in chunk):
+            self.decisions[f.id] = "started"
+            self.log("started", fit=f.id, fit_key=f.key, group=n, estimate_s=None if estimate is None else round(estimate, 1),
+                     left_s=round(self.deadline - self.clock(), 1), probe=estimate is None)
+        self.t0 = self.clock()
+
+    def end(self, chunk: list[Fit], outcomes: list[Outcome], failure: BaseException | None) -> None:
+        """Record what the group cost; log and pack each fit (stopped, failed or finished)."""
+        planned = [self.plan[c.out_dir] for c in chunk]
+        if isinstance(failure, OutOfTime):
+            self._stopped(planned, failure)
+        elif failure is not None:
+            error = " ".join(f"{failure.__class__.__name__}: {failure}".split())[:500]
+            for f in planned:
+                self.decisions[f.id] = "failed"
+                self.log("failed", fit=f.id, error=error)
+        else:
+            self._finished(planned, outcomes)
+
+    def set_up_failed(self, fit: Fit, outcome: Outcome) -> None:
+        """A fit that :func:`drive` could not set up (its inputs): failed."""
+        planned = self.plan[fit.out_dir]
+        if planned.id not in self.decisions:
+            self.decisions[planned.id] = "failed"
+            self.log("failed", fit=planned.id, error=str(outcome))
+
+    def _stopped(self, planned: list[Planned], stop: OutOfTime) -> None:
+        fit, n, guard = planned[0], len(planned), self.guard
+        if stop.rate is not None and guard is not None and guard.marks:
+            self.costs.record(fit, n, stop.rate, (guard.marks[0][1] - self.t0) + self.costs.write_s)
+        for f in planned:
+            self.decisions[f.id] = "stopped"
+            self.log("stopped", fit=f.id, needs_s=round(stop.needed, 1), left_s=round(stop.left, 1),
+                     ms_per_it=None if stop.rate is None else round(1e3 * stop.rate, 3), note=f"would not finish: {stop}; nothing written")
+
+    def _finished(self, planned: list[Planned], outcomes: list[Outcome]) -> None:
+        fit, n, guard, estimate, t0 = planned[0], len(planned), self.guard, self.estimate, self.t0
+        seconds = self.clock() - t0
+        rate = guard.rate() if guard is not None else None
+        if rate is not None and guard is not None:
+            self.costs.write_s = max(self.costs.write_s, t0 + seconds - guard.marks[-1][1])
+            self.costs.record(fit, n, rate, seconds - fit.iterations * rate)
+        for f, outcome in zip(planned, outcomes):
+            if isinstance(outcome, Exception):
+                self.decisions[f.id] = "failed"
+                self.log("failed", fit=f.id, error=str(outcome))
+                continue
+            where = self.pack(f, outcome)
+            self.decisions[f.id] = "finished"
+            self.log("finished", fit=f.id, fit_key=f.key, seconds=round(seconds, 2), wall_seconds=outcome.get("wall_seconds"),
+                     ms_per_it=None if rate is None else round(1e3 * rate, 3),
+                     overhead_s=None if rate is None else round(seconds - fit.iterations * rate, 2),
+                     estimate_s=None if estimate is None else round(estimate, 1), part=where["part"], kept=where["kept"],
+                     pack_s=where["seconds"], left_s=round(self.deadline - self.clock(), 1))
 
 
 def _sha256(path: Path) -> str:

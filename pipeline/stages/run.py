@@ -1,6 +1,7 @@
 """``dip run``, the stage: plan an experiment's jobs, prune stale results, run the rest, resumable.
 
-The jobs themselves (settings, hashes, the fit) are :mod:`pipeline.execution.job`; where they run is an
+The jobs are :class:`pipeline.execution.keys.Fit` values (their hashes: :mod:`pipeline.execution.keys`; how
+one is set up: :mod:`pipeline.execution.job`); where they run is an
 engine of :mod:`pipeline.execution.engines` (in-process or Dask). :func:`run_experiment` skips jobs whose
 ``run.json`` ``settings_hash`` is unchanged (:func:`pipeline.execution.keys.is_done`), so an interrupted run
 resumes where it stopped.
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from pipeline import layout
-from pipeline.execution.keys import Job, is_done
+from pipeline.execution.keys import Fit, case_key, is_done
 from pipeline.execution.progress import fits_bar
 from pipeline.files import clean_leftovers, output_lock, read_json, remove_output, save_json
 from pipeline.settings import EngineConfig, Profile, active_profile, job_settings, load_params, parse_experiment, read_resolution
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from pipeline.execution.engines import Engine
 
 
-def plan(exp_id: str, corrupted: Path, out_root: Path, profile: Profile, seeds: list[int], device: str) -> list[Job]:
+def plan(exp_id: str, corrupted: Path, out_root: Path, profile: Profile, seeds: list[int], device: str) -> list[Fit]:
     """The jobs of an experiment: every image of ``corrupted/<exp>`` × every seed."""
     exp = profile.experiment(exp_id)
     cases, runs = layout.ExperimentDir(corrupted), layout.ExperimentDir(out_root)
@@ -42,11 +43,12 @@ def plan(exp_id: str, corrupted: Path, out_root: Path, profile: Profile, seeds: 
     jobs = []
     for image in info["images"]:
         for seed in seeds:
-            jobs.append(Job(image, int(seed), cases.case(image).path, runs.run(image, seed).path, job_settings(exp, profile, int(seed), device)))
+            case, settings = cases.case(image).path, job_settings(exp, profile, int(seed), device)
+            jobs.append(Fit(case, runs.run(image, seed).path, settings, int(seed), image, case_key(case, settings)))
     return jobs
 
 
-def prune(out_root: Path, jobs: list[Job]) -> None:
+def prune(out_root: Path, jobs: list[Fit]) -> None:
     """Remove result folders (images, seeds) that the plan does not contain, and what killed runs
     left (:func:`pipeline.files.clean_leftovers`); only folders that dip wrote are removed, never other
     files, and never a temporary folder (hidden) of a process that is still running."""
@@ -67,7 +69,7 @@ def prune(out_root: Path, jobs: list[Job]) -> None:
 
 
 def run_experiment(exp_id: str, corrupted: Path, out_root: Path, profile: Profile, seeds: list[int], device: str,
-                   on_job: Callable[[Job, str], None] | None = None, engine: Engine | None = None) -> dict[str, int]:
+                   on_job: Callable[[Fit, str], None] | None = None, engine: Engine | None = None) -> dict[str, int]:
     """Run (or resume) every job of ``exp_id`` on ``engine`` (default: in-process), with one
     progress bar and ETA over the iterations of all jobs.
 
@@ -81,10 +83,10 @@ def run_experiment(exp_id: str, corrupted: Path, out_root: Path, profile: Profil
     return stats
 
 
-def _run_locked(exp_id: str, out_root: Path, profile: Profile, jobs: list[Job], on_job: Callable[[Job, str], None] | None,
+def _run_locked(exp_id: str, out_root: Path, profile: Profile, jobs: list[Fit], on_job: Callable[[Fit, str], None] | None,
                 engine: Engine | None) -> dict[str, int]:
     prune(out_root, jobs)
-    todo = [j for j in jobs if not is_done(j.case_dir, j.out_dir, j.settings)]
+    todo = [j for j in jobs if not is_done(j.source, j.out_dir, j.settings)]
     if todo and engine is None:
         from pipeline.execution.engines import LocalEngine
 
@@ -96,7 +98,7 @@ def _run_locked(exp_id: str, out_root: Path, profile: Profile, jobs: list[Job], 
     done = total - sum(int(j.settings["fit"]["iterations"]) for j in todo)
     with fits_bar(f"{exp_id} ({profile.name})", total, done, status=f"{len(jobs) - len(todo)} reused") as bar:
 
-        def advance(job: Job, iteration: int, loss: float) -> None:
+        def advance(job: Fit, iteration: int, loss: float) -> None:
             bar.tick(job.out_dir, iteration, loss, name=f"{job.image} seed {job.seed}")
 
         for job, _record in (engine.run(todo, advance) if engine is not None else ()):
@@ -120,7 +122,7 @@ def stage(exp_id: str, params_path: Path, profile_file: Path, corrupted: Path, o
     prof = active_profile(p, res)
     seeds = [int(s) for s in p.get("seeds", [0])]
     jobs = plan(exp_id, corrupted / exp_id, out_root / exp_id, prof, seeds, res["device"]) if prof.is_active(exp_id) else []
-    if all(is_done(j.case_dir, j.out_dir, j.settings) for j in jobs):
+    if all(is_done(j.source, j.out_dir, j.settings) for j in jobs):
         stats = run_experiment(exp_id, corrupted / exp_id, out_root / exp_id, prof, seeds, res["device"])
         return {**stats, "engine": "no engine started", "profile": prof.name, "active": prof.is_active(exp_id)}
     from pipeline.execution.engines import make_engine
