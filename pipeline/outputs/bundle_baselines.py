@@ -25,7 +25,8 @@ from pipeline.settings import active_profile, load_params
 from pipeline.stages.baselines import methods_for, run_experiment_baselines
 from pipeline.stages.corrupt import corrupt_all
 from pipeline.stages.fetch import FetchOptions, fetch_all, mirror_from
-from pipeline.outputs.parts import PROFILE, REL, assemble, case_inputs, git_commit
+from pipeline.outputs.part_writer import assemble, case_inputs, git_commit
+from pipeline.outputs.parts import PROFILE, REL
 from pipeline.outputs.publish import check_target, publish
 from pipeline.outputs.safe import load_json
 
