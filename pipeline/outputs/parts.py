@@ -255,63 +255,75 @@ def _unpack(tarball: Path, scratch: Path) -> Path:
     except (tarfile.TarError, OSError) as err:
         raise Unsafe(f"not a readable tar archive ({type(err).__name__})") from None
     with tar:
-        members: list[tuple[str, tarfile.TarInfo]] = []
-        tops, seen, total = set(), set(), 0
         try:
-            for count, m in enumerate(tar, 1):
-                if count > MAX_PART_FILES:  # every member counts, "./" too
-                    raise Unsafe(f"more than {MAX_PART_FILES} members")
-                total += m.size
-                if total > MAX_PART_BYTES:
-                    raise Unsafe(f"unpacks to more than {MAX_PART_BYTES >> 20} MiB")
-                name = m.name[2:] if m.name.startswith("./") else m.name
-                name = name.rstrip("/") if m.isdir() else name
-                if not name:
-                    if not m.isdir():
-                        raise Unsafe(f"member {m.name[:40]!r} is a file without a name")
-                    continue
-                why = rel_problem(name)
-                if why:
-                    raise Unsafe(f"member {name!r} {why}")
-                if not (m.isfile() or m.isdir()) or m.type == tarfile.GNUTYPE_SPARSE:
-                    raise Unsafe(f"member {name} is a link or special file; a part holds regular files only")
-                if name in seen:
-                    raise Unsafe(f"member {name} appears twice")
-                seen.add(name)
-                tops.add(name.split("/")[0])
-                if m.size > MAX_FILE_BYTES:
-                    raise Unsafe(f"member {name} is larger than {MAX_FILE_BYTES >> 20} MiB")
-                members.append((name, m))
+            members = _members(tar)
         except tarfile.TarError as err:
             raise Unsafe(f"a damaged tar archive ({err})") from None
+        tops = {name.split("/")[0] for name, _ in members}
         if len(tops) != 1:
             raise Unsafe(f"holds {len(tops)} top-level entries; a part is a tarball of one folder")
         scratch.mkdir(parents=True)
         for name, m in members:
-            dest = scratch / name
-            try:
-                (dest if m.isdir() else dest.parent).mkdir(parents=True, exist_ok=True)
-            except (FileExistsError, NotADirectoryError):  # p/part.json/child: a file that would be a folder
-                raise Unsafe(f"member {name} lies inside a file of the tarball; a part is a folder of regular files") from None
-            if m.isdir():
-                continue
-            src = tar.extractfile(m)
-            if src is None:
-                raise Unsafe(f"member {name} cannot be read")
-            data = src.read(m.size + 1)
-            if len(data) != m.size:
-                raise Unsafe(f"member {name} is not {m.size} bytes long")
-            try:
-                with open(dest, "xb") as fh:  # "x": never overwrite (a folder and a file of the same name)
-                    fh.write(data)
-            except (FileExistsError, IsADirectoryError, NotADirectoryError):
-                raise Unsafe(f"member {name} is both a file and a folder") from None
-            except OSError as err:  # a full disk: name the file being written, not the tarball
-                raise OSError(err.errno, err.strerror, str(dest)) from None
+            _extract(tar, name, m, scratch / name)
     top = scratch / tops.pop()
     if not top.is_dir():
         raise Unsafe("is a tarball of one file, not of a part folder")
     return top
+
+
+def _members(tar: tarfile.TarFile) -> list[tuple[str, tarfile.TarInfo]]:
+    """Every member of ``tar`` with its name (``./`` and a folder's ``/`` taken off), checked
+    before anything is extracted: counts and sizes, safe names, regular files and folders only, no
+    name twice."""
+    members: list[tuple[str, tarfile.TarInfo]] = []
+    seen, total = set(), 0
+    for count, m in enumerate(tar, 1):
+        if count > MAX_PART_FILES:  # every member counts, "./" too
+            raise Unsafe(f"more than {MAX_PART_FILES} members")
+        total += m.size
+        if total > MAX_PART_BYTES:
+            raise Unsafe(f"unpacks to more than {MAX_PART_BYTES >> 20} MiB")
+        name = m.name[2:] if m.name.startswith("./") else m.name
+        name = name.rstrip("/") if m.isdir() else name
+        if not name:
+            if not m.isdir():
+                raise Unsafe(f"member {m.name[:40]!r} is a file without a name")
+            continue
+        why = rel_problem(name)
+        if why:
+            raise Unsafe(f"member {name!r} {why}")
+        if not (m.isfile() or m.isdir()) or m.type == tarfile.GNUTYPE_SPARSE:
+            raise Unsafe(f"member {name} is a link or special file; a part holds regular files only")
+        if name in seen:
+            raise Unsafe(f"member {name} appears twice")
+        seen.add(name)
+        if m.size > MAX_FILE_BYTES:
+            raise Unsafe(f"member {name} is larger than {MAX_FILE_BYTES >> 20} MiB")
+        members.append((name, m))
+    return members
+
+
+def _extract(tar: tarfile.TarFile, name: str, m: tarfile.TarInfo, dest: Path) -> None:
+    """Write the checked member ``m`` (``name``) to ``dest``, never over another file."""
+    try:
+        (dest if m.isdir() else dest.parent).mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # p/part.json/child: a file that would be a folder
+        raise Unsafe(f"member {name} lies inside a file of the tarball; a part is a folder of regular files") from None
+    if m.isdir():
+        return
+    src = tar.extractfile(m)
+    if src is None:
+        raise Unsafe(f"member {name} cannot be read")
+    data = src.read(m.size + 1)
+    if len(data) != m.size:
+        raise Unsafe(f"member {name} is not {m.size} bytes long")
+    try:
+        with open(dest, "xb") as fh:  # "x": never overwrite (a folder and a file of the same name)
+            fh.write(data)
+    except (FileExistsError, IsADirectoryError, NotADirectoryError):
+        raise Unsafe(f"member {name} is both a file and a folder") from None
+    except OSError as err:  # a full disk: name the file being written, not the tarball
+        raise OSError(err.errno, err.strerror, str(dest)) from None
 
 
 def _image_size(root: Path, rel: str) -> tuple[int, int]:

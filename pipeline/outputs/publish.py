@@ -317,7 +317,7 @@ def _merge(into: Path, old: dict[str, Any] | None, parts: list[Part], scratch: P
            max_bytes: int, settings: Settings) -> dict[str, Any]:
     """Merge ``parts`` into the bundle ``into`` (its manifest ``old``) through ``scratch/bundle``."""
     if old is not None:
-        _must_pass(into, f"{into} does not pass `dip check-bundle`", f"restore it (git checkout -- {into}) before merging into it")
+        must_pass(into, f"{into} does not pass `dip check-bundle`", f"restore it (git checkout -- {into}) before merging into it")
     m = _Merge(into, old, parts, _policy(into, old, parts, policy), max_bytes, settings)
     check_experiments(m.old_src, m.parts, m.srcs)
     m.held = _bundle_fits(old, m.old_src)
@@ -337,7 +337,7 @@ def _merge(into: Path, old: dict[str, Any] | None, parts: list[Part], scratch: P
         raise ValueError("the parts hold no fit; nothing to publish")
     new = scratch / "bundle"
     manifest = _build(m, new)
-    _must_pass(new, "the merged bundle would not pass `dip check-bundle`", f"{into} was not changed")
+    must_pass(new, "the merged bundle would not pass `dip check-bundle`", f"{into} was not changed")
     if into.exists():
         aside = scratch.with_name(scratch.name[: -len(".tmp")] + ".old")
         os.replace(into, aside)
@@ -348,7 +348,7 @@ def _merge(into: Path, old: dict[str, Any] | None, parts: list[Part], scratch: P
     return {**result, "manifest": manifest}
 
 
-def _must_pass(bundle: Path, what: str, remedy: str) -> None:
+def must_pass(bundle: Path, what: str, remedy: str) -> None:
     """``ValueError`` (``what (first problem and how many more); remedy``) when ``bundle`` does not
     pass :func:`~pipeline.outputs.check.check_bundle`, the one check of a bundle."""
     from pipeline.outputs.check import check_bundle
