@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -167,41 +167,29 @@ def group_model(nets: Sequence[nn.Module], many: str = "vmap") -> Model:
     return Stacked(nets)
 
 
-class Part(Protocol):
-    """What :class:`Members` needs of an iteration (:class:`dip.iteration.Iteration`)."""
-
-    nonfinite_at: torch.Tensor
-
-    def freeze(self, i: int) -> None: ...
-
-
-class Launcher(Protocol):
-    """What :class:`Members` needs of the launcher (:class:`dip.graphs.OnStreams`)."""
-
-    def stop(self, i: int) -> None: ...
-
-
 class Members:
     """What a group adds to the loop of :func:`dip.fit.run_fits`: where each of its ``n`` fits
     runs, which still run, and how one stops while the others go on.
 
     The fits run as one iteration over all of them (``streams`` false: fit ``i`` is row ``i``), or
     as one iteration each (``streams``: fit ``i`` is row 0 of part ``i``); a lone fit is row 0 of
-    the one part either way. ``parts`` are those iterations, in the order of :attr:`rows`."""
+    the one part either way. ``parts`` are those iterations (:class:`dip.iteration.Iteration`, which
+    imports this module), in the order of :attr:`rows`."""
 
     def __init__(self, n: int, streams: bool) -> None:
         self.rows: list[list[int]] = [[i] for i in range(n)] if streams else [list(range(n))]  # the fits of each part
         self.slot = [(k, row) for k, fits in enumerate(self.rows) for row, _ in enumerate(fits)]  # fit i → (part, row)
         self.active = list(range(n))
-        self.parts: list[Part] = []
+        self.parts: list[Any] = []
 
-    def part(self, i: int) -> tuple[Part, int]:
+    def part(self, i: int) -> tuple[Any, int]:
         """Fit ``i``'s iteration and its row there."""
         k, row = self.slot[i]
         return self.parts[k], row
 
-    def finish(self, i: int, launch: Launcher) -> None:
-        """Fit ``i`` stops: frozen in its part, and a part whose fits have all stopped is launched no more."""
+    def finish(self, i: int, launch: Any) -> None:
+        """Fit ``i`` stops: frozen in its part, and a part whose fits have all stopped is launched
+        no more (``launch``: :class:`dip.graphs.OnStreams`)."""
         self.active.remove(i)
         k, row = self.slot[i]
         self.parts[k].freeze(row)

@@ -6,8 +6,10 @@ inside the bundle (file or folder) is reported and never followed.
 :func:`check_bundle` reports (one line each, naming the file and the key):
 
 * files that differ from the manifest's sha256 or size, are missing, or are not listed;
-* fits without their manifest entry (``fits``) and entries without their ``run.json``; entries
-  whose fields are not what the merge writes;
+* fits without their manifest entry (``fits``) and entries without their ``run.json``; entries,
+  ``run.json``, ``curve.csv``, ``meta.json`` and image headers that a part would be refused for
+  (the same checks: :func:`~pipeline.outputs.parts.check_listing`,
+  :func:`~pipeline.outputs.parts.check_fit_files`, …);
 * rows of ``metrics/per_image.csv`` that are malformed, DIP rows that are not their ``run.json``'s
   numbers, fits of ``per_image.csv`` without their ``run.json``;
 * ``restored.png`` and baseline PNGs whose PSNR (0.01 dB) or SSIM, recomputed against the

@@ -1,15 +1,6 @@
-"""The one writer of parts (:mod:`pipeline.outputs.parts` reads and verifies them) and of a
-bundle's files (:class:`TreeWriter`, used by :mod:`pipeline.outputs.publish`).
-
-A part (the format: :mod:`pipeline.outputs.parts`, docs/gpu-run.md)::
-
-    <part>/part.json        format, created, commit, machine, profile, params_sha256, experiments,
-                            fits {<exp>/<image>/seed_<s>: fit_key, wall_seconds, iterations, inputs},
-                            files {<relative path>: sha256} (every other file of the part)
-    <part>/data/profile.json
-    <part>/data/corrupted/<exp>/experiment.json            every experiment of the profile
-    <part>/data/corrupted/<exp>/<image>/meta.json, ground_truth.png   each image with a fit here
-    <part>/results/<exp>/<image>/seed_<s>/run.json, curve.csv, restored.png, final.png?, snapshots/
+"""The one writer of parts (their format, and the reader that verifies them:
+:mod:`pipeline.outputs.parts`; docs/gpu-run.md) and of a bundle's files (:class:`TreeWriter`,
+used by :mod:`pipeline.outputs.publish`).
 
 * :func:`write_part` writes a workspace's fits as a part folder (``dip publish WORKSPACE``);
   :func:`assemble` any folder part (``dip publish-baselines``' too).
