@@ -344,13 +344,11 @@ def _image_size(root: Path, rel: str) -> tuple[int, int]:
     return h, w
 
 
-def check_inputs(f: Fields, key: str = "inputs") -> dict[str, str]:
+def check_inputs(f: Fields) -> None:
     """``inputs`` of a fit or baselines entry: case file names and their sha256."""
-    inputs = f.mapping(key) or {}
-    for name, digest in inputs.items():
+    for name, digest in (f.mapping("inputs") or {}).items():
         if not SAFE_NAME.fullmatch(name) or not is_hex64(digest):
-            raise Unsafe(f"{f.where}: {key} maps {name!r} to {str(digest)[:20]!r}; expected a case file name and its sha256")
-    return dict(inputs)
+            raise Unsafe(f"{f.where}: inputs maps {name!r} to {str(digest)[:20]!r}; expected a case file name and its sha256")
 
 
 def check_fit_entry(f: Fields) -> None:
@@ -387,7 +385,8 @@ def check_listing(root: Path, listed: dict[str, tuple[Any, Any]], name: str, unl
     for rel, (digest, size) in sorted(listed.items()):
         why = rel_problem(rel)
         if why:
-            problems.append(f"{name}: files names {str(rel)[:80]!r}, which {why}; not opened (a bundle or part holds only its own files)")
+            holder = "part" if name == PART_JSON else "bundle"
+            problems.append(f"{name}: files names {str(rel)[:80]!r}, which {why}; not opened (a {holder} holds only its own files)")
         elif not is_hex64(digest):
             problems.append(f"{name}: files.{rel} is not a sha256")
         else:

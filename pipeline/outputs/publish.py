@@ -517,7 +517,8 @@ def _build(m: _Merge, new: Path) -> dict[str, Any]:
     for h in sorted(m.held.values(), key=lambda h: h.id):
         by_image.setdefault(f"{h.exp}/{h.image}", []).append(h)
     for key, fits in sorted(by_image.items()):
-        truth = _write_case(w, key, fits, any(keep[h.id].truth for h in fits))
+        truth = any(keep[h.id].truth for h in fits)
+        _write_case(w, key, fits, truth)
         for h in fits:
             _write_fit(w, h, keep[h.id], m.policy.jpeg_quality)
         if key in m.bases:
@@ -549,16 +550,14 @@ def _write_records(m: _Merge, w: TreeWriter) -> list[str]:
     return sorted(experiments)
 
 
-def _write_case(w: TreeWriter, key: str, fits: list[Held], truth: bool) -> bool:
-    """The image's ``meta.json`` (and ground truth where kept) from its newest fit's source;
-    returns whether the ground truth is kept."""
+def _write_case(w: TreeWriter, key: str, fits: list[Held], truth: bool) -> None:
+    """The image's ``meta.json`` (and ground truth where kept) from its newest fit's source."""
     case = max(fits, key=lambda h: h.created).src
     exp, image = key.split("/")
     meta, truth_png = str(REL.case(exp, image).meta), str(REL.case(exp, image).ground_truth)
     w.write(meta, case.read(meta))
     if truth and truth_png in case.files:
         w.write(truth_png, case.read(truth_png))
-    return truth
 
 
 def _write_fit(w: TreeWriter, h: Held, keep: Keep, jpeg_quality: int) -> None:
