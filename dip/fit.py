@@ -251,9 +251,9 @@ def run_fits(fitters: list[Fitter]) -> list[FitResult]:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes for thousands of iterations
     group = Members(len(fitters), streams=cfg.many == "streams")
-    states = _build_parts(fitters, group)
+    states = _build_iterations(fitters, group)
     use_graph = cfg.graph if cfg.graph is not None else device.type == "cuda"
-    launch = OnStreams([Replayer(it, device, use_graph, it.generators) for it in group.parts], device)
+    launch = OnStreams([Replayer(it, device, use_graph, it.generators) for it in group.iterations], device)
 
     for iteration in range(cfg.iterations):
         launch()
@@ -264,14 +264,14 @@ def run_fits(fitters: list[Fitter]) -> list[FitResult]:
             continue
         launch.join()  # the host reads and may write: order it after every fit's last iteration
         for i, fns in due.items():
-            it, row = group.part(i)
+            it, row = group.where(i)
             if not bool(it.skipped[row]):  # a backtracked iteration has nothing to show
                 shown = _shown(it, row, iteration, states[i])
                 for fn in fns:
                     fn(shown)
         broken = group.nonfinite() if checking else [-1] * len(fitters)
         for i in list(group.active):
-            it, row = group.part(i)
+            it, row = group.where(i)
             es = es_window and it.trackers[row].should_stop(iteration)
             if broken[i] >= 0:
                 states[i].diverged_at, states[i].iterations_run = broken[i], broken[i] + 1
@@ -283,17 +283,17 @@ def run_fits(fitters: list[Fitter]) -> list[FitResult]:
             break
 
     launch.join()
-    finals = [it.final() for it in group.parts]
+    finals = [it.final() for it in group.iterations]
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
     if cfg.compile and cfg.compile_cache:
         save_cache(cfg.compile_cache)
-    return [_result(states[i], *group.part(i), finals[group.slot[i][0]], fitters[0].dtype, seconds, launch.mode) for i in range(len(fitters))]
+    return [_result(states[i], *group.where(i), finals[group.slot[i][0]], fitters[0].dtype, seconds, launch.mode) for i in range(len(fitters))]
 
 
-def _build_parts(fitters: list[Fitter], group: Members) -> list[FitState]:
-    """Build every fit's network and code, and the iterations of ``group`` (one per part) that
+def _build_iterations(fitters: list[Fitter], group: Members) -> list[FitState]:
+    """Build every fit's network and code, and the iterations of ``group`` that
     run them; returns each fit's :class:`FitState`."""
     cfg, lead = fitters[0].cfg, fitters[0]
     built = [f.build() for f in fitters]
@@ -303,7 +303,7 @@ def _build_parts(fitters: list[Fitter], group: Members) -> list[FitState]:
         model = group_model([built[i][0] for i in idx], cfg.many)
         z = torch.cat([built[i][1] for i in idx])
         forward = compile_model(model, cfg.compile_cache) if cfg.compile else model
-        group.parts.append(Iteration(model, forward, z, [fitters[i].operator for i in idx], [fitters[i].observation for i in idx],
+        group.iterations.append(Iteration(model, forward, z, [fitters[i].operator for i in idx], [fitters[i].observation for i in idx],
                                      [fitters[i].cfg.seed for i in idx], cfg, lead.image_size, lead.dtype, tv=loss_tv))
         states += [FitState(i, fitters[i], z[row : row + 1], built[i][0] if len(idx) == 1 else None, iterations_run=cfg.iterations)
                    for row, i in enumerate(idx)]
@@ -312,7 +312,7 @@ def _build_parts(fitters: list[Fitter], group: Members) -> list[FitState]:
 
 def _result(state: FitState, it: Iteration, row: int, final: tuple[torch.Tensor, torch.Tensor], dtype: torch.dtype, seconds: float,
             mode: str) -> FitResult:
-    """One fit's result from its part's final output ``final``; its periodic callbacks see that
+    """One fit's result from its iteration's final output ``final``; its periodic callbacks see that
     output too (unless it diverged)."""
     outputs, losses = final
     out = outputs[row : row + 1]

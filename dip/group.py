@@ -172,31 +172,31 @@ class Members:
     runs, which still run, and how one stops while the others go on.
 
     The fits run as one iteration over all of them (``streams`` false: fit ``i`` is row ``i``), or
-    as one iteration each (``streams``: fit ``i`` is row 0 of part ``i``); a lone fit is row 0 of
-    the one part either way. ``parts`` are those iterations (:class:`dip.iteration.Iteration`, which
-    imports this module), in the order of :attr:`rows`."""
+    as one iteration each (``streams``: fit ``i`` is row 0 of iteration ``i``); a lone fit is row 0
+    of the one iteration either way. ``iterations`` are :class:`dip.iteration.Iteration` objects
+    (which import this module), in the order of :attr:`rows`."""
 
     def __init__(self, n: int, streams: bool) -> None:
-        self.rows: list[list[int]] = [[i] for i in range(n)] if streams else [list(range(n))]  # the fits of each part
-        self.slot = [(k, row) for k, fits in enumerate(self.rows) for row, _ in enumerate(fits)]  # fit i → (part, row)
+        self.rows: list[list[int]] = [[i] for i in range(n)] if streams else [list(range(n))]  # the fits of each iteration
+        self.slot = [(k, row) for k, fits in enumerate(self.rows) for row, _ in enumerate(fits)]  # fit i → (iteration, row)
         self.active = list(range(n))
-        self.parts: list[Any] = []
+        self.iterations: list[Any] = []
 
-    def part(self, i: int) -> tuple[Any, int]:
+    def where(self, i: int) -> tuple[Any, int]:
         """Fit ``i``'s iteration and its row there."""
         k, row = self.slot[i]
-        return self.parts[k], row
+        return self.iterations[k], row
 
     def finish(self, i: int, launch: Any) -> None:
-        """Fit ``i`` stops: frozen in its part, and a part whose fits have all stopped is launched
-        no more (``launch``: :class:`dip.graphs.OnStreams`)."""
+        """Fit ``i`` stops: frozen in its iteration, and an iteration whose fits have all stopped is
+        launched no more (``launch``: :class:`dip.graphs.OnStreams`)."""
         self.active.remove(i)
         k, row = self.slot[i]
-        self.parts[k].freeze(row)
+        self.iterations[k].freeze(row)
         if not any(self.slot[j][0] == k for j in self.active):
             launch.stop(k)
 
     def nonfinite(self) -> list[int]:
-        """Each fit's first iteration with a NaN/Inf loss (-1: none): one read from the device per part."""
-        flags = [part.nonfinite_at.tolist() for part in self.parts]
+        """Each fit's first iteration with a NaN/Inf loss (-1: none): one read from the device per iteration."""
+        flags = [it.nonfinite_at.tolist() for it in self.iterations]
         return [flags[k][row] for k, row in self.slot]

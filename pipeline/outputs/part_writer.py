@@ -259,7 +259,7 @@ def _own_files(workspace: Path, sources: dict[str, Path]) -> None:
 
 # ------------------------------------------------------------------ the tarballs of a publishing run
 @dataclass
-class _Part:
+class _Tarball:
     name: str  # file stem and the folder inside the tarball
     files: dict[str, Path] = field(default_factory=dict)
     fits: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -276,11 +276,11 @@ class PartWriter:
     def __init__(self, out: Path, stamp: str, header: dict[str, Any], common: dict[str, Path], limit: int, max_parts: int = 4) -> None:
         self.out, self.stamp, self.header, self.common = Path(out), stamp, header, common
         self.limit, self.max_parts = limit, max_parts
-        self.parts: list[_Part] = []
+        self.parts: list[_Tarball] = []
         self._sha: dict[Path, str] = {}
         self.base = sum(p.stat().st_size + FILE_COST for p in common.values()) + len(json.dumps(header)) + 4096
 
-    def _cost(self, part: _Part | None, files: dict[str, Path]) -> int:
+    def _cost(self, part: _Tarball | None, files: dict[str, Path]) -> int:
         new = {rel: src for rel, src in files.items() if part is None or rel not in part.files}
         return sum(src.stat().st_size + FILE_COST for src in new.values()) + 512
 
@@ -295,7 +295,7 @@ class PartWriter:
                 size = (part.size if part is not None else self.base) + self._cost(part, files)
                 if size <= self.limit:
                     if part is None:
-                        part = _Part(f"{self.stamp}-{len(self.parts) + 1}", size=self.base)
+                        part = _Tarball(f"{self.stamp}-{len(self.parts) + 1}", size=self.base)
                         self.parts.append(part)
                     part.size = size
                     part.files.update(files)
@@ -309,7 +309,7 @@ class PartWriter:
             self._sha[path] = sha256_bytes(path.read_bytes())
         return self._sha[path]
 
-    def _write(self, part: _Part) -> int:
+    def _write(self, part: _Tarball) -> int:
         """Write ``part`` as ``<out>/<name>.tar.gz`` atomically; returns its size in bytes."""
         files = {**self.common, **part.files}
         info = part_json({**self.header, "fits": part.fits}, {rel: self._digest(src) for rel, src in sorted(files.items())})

@@ -236,8 +236,8 @@ def _compatible(fit_inputs: dict[str, str], base_inputs: dict[str, str]) -> bool
     return layout.OBSERVATION_NPY in common and all(fit_inputs[k] == base_inputs[k] for k in common)
 
 
-def _kind(rel: str) -> str:
-    """The kind of a bundle file, for the size message."""
+def size_category(rel: str) -> str:
+    """What a bundle file is, in the size message's words (JPEG previews, snapshots, …)."""
     name = PurePosixPath(rel)
     if name.suffix == ".jpg":
         return "JPEG previews"
@@ -653,7 +653,7 @@ def _manifest(m: _Merge, w: TreeWriter, resolution: dict[str, Any], order: list[
     if manifest["total_bytes"] > m.max_bytes:
         kinds: dict[str, int] = {MANIFEST: manifest["total_bytes"] - total}
         for rel, e in manifest["files"].items():
-            kinds[_kind(rel)] = kinds.get(_kind(rel), 0) + e["bytes"]
+            kinds[size_category(rel)] = kinds.get(size_category(rel), 0) + e["bytes"]
         biggest = ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])[:3])
         over = manifest["total_bytes"] - m.max_bytes
         raise ValueError(f"the bundle would be {manifest['total_bytes'] / 1e6:.2f} MB, {over / 1e6:.2f} MB over the limit of "
