@@ -398,6 +398,9 @@ def check_listing(root: Path, listed: dict[str, tuple[Any, Any]], name: str, unl
             except Unsafe as err:
                 problems.append(str(err))
                 continue
+            except OSError as err:
+                problems.append(f"{rel}: cannot be read ({err.strerror})")
+                continue
             if sha256_bytes(data) != digest or size not in (None, len(data)):
                 problems.append(f"{rel}: its sha256 is not the one in {name} (the file changed)")
             else:

@@ -64,6 +64,11 @@ class Source:
     def under(self, prefix: str) -> list[str]:
         return sorted(r for r in self.files if r.startswith(prefix))
 
+    def experiment_records(self) -> dict[str, str]:
+        """``{experiment: its experiment.json}`` of the corrupted cases this source holds."""
+        return {rel.split("/")[2]: rel for rel in self.under(layout.CORRUPTED + "/")
+                if rel.count("/") == 3 and PurePosixPath(rel).name == layout.EXPERIMENT_JSON}
+
 
 @dataclass
 class Held:
@@ -422,11 +427,9 @@ def check_experiments(old_src: Source | None, parts: list[Part], srcs: list[Sour
     known: dict[str, tuple[Any, Any, str]] = {}
     named = ([(old_src, "the bundle")] if old_src else []) + [(s, f"part {p.name}") for p, s in zip(parts, srcs)]
     for src, name in named:
-        for rel in src.under(layout.CORRUPTED + "/"):
-            if rel.count("/") != 3 or PurePosixPath(rel).name != layout.EXPERIMENT_JSON:
-                continue
+        for exp, rel in src.experiment_records().items():
             record = parse_json(src.read(rel), rel)
-            exp, value = rel.split("/")[2], (record.get("task"), record.get("images"))
+            value = (record.get("task"), record.get("images"))
             if exp in known and known[exp][:2] != value:
                 raise ValueError(f"{name}: {rel} gives {exp} other images or another task than {known[exp][2]}; "
                                  "a part adds fits, it never changes an experiment: refit it with the bundle's profile")
@@ -529,7 +532,7 @@ def _build(m: _Merge, new: Path) -> dict[str, Any]:
         w.json(str(REL.results_of(exp).record), layout.results_experiment(exp, profile, True, [h.image for h in mine], [h.seed for h in mine]))
     resolution, order = _evaluate(m, w, sorted(set(experiments) | {h.exp for h in m.held.values()}))
     manifest = _manifest(m, w, resolution, order)
-    (new / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    w.json(MANIFEST, manifest)
     return manifest
 
 
@@ -541,9 +544,7 @@ def _write_records(m: _Merge, w: TreeWriter) -> list[str]:
     w.write(PROFILE, profile_src.read(PROFILE))
     experiments: dict[str, Source] = {}
     for src in ([m.old_src] if m.old_src else []) + m.srcs:
-        for rel in src.under(layout.CORRUPTED + "/"):
-            if rel.count("/") == 3 and PurePosixPath(rel).name == layout.EXPERIMENT_JSON:
-                experiments[rel.split("/")[2]] = src
+        experiments.update(dict.fromkeys(src.experiment_records(), src))
     for exp, src in sorted(experiments.items()):
         rel = str(REL.corrupted_of(exp).record)
         w.write(rel, src.read(rel))
