@@ -289,12 +289,13 @@ def run_fits(fitters: list[Fitter]) -> list[FitResult]:
     seconds = time.perf_counter() - start
     if cfg.compile and cfg.compile_cache:
         save_cache(cfg.compile_cache)
-    return [_result(states[i], *group.where(i), finals[group.slot[i][0]], fitters[0].dtype, seconds, launch.mode) for i in range(len(fitters))]
+    return [_result(states[i], *group.where(i), finals[group.slot[i][0]], fitters[0].dtype, seconds, launch.mode)
+            for i in range(len(fitters))]
 
 
 def _build_iterations(fitters: list[Fitter], group: Members) -> list[FitState]:
-    """Build every fit's network and code, and the iterations of ``group`` that
-    run them; returns each fit's :class:`FitState`."""
+    """Build every fit's network and code, and the iterations of ``group`` that run them;
+    returns each fit's :class:`FitState`."""
     cfg, lead = fitters[0].cfg, fitters[0]
     built = [f.build() for f in fitters]
     loss_tv = (lambda x: cfg.tv_weight * tv(x)) if cfg.tv_weight else None

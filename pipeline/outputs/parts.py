@@ -374,7 +374,8 @@ def kind_of(rel: str) -> tuple[str, dict[str, str]] | None:
     return next(((k, m.groupdict()) for k, p in PATTERNS.items() if (m := p.fullmatch(rel))), None)
 
 
-def check_listing(root: Path, listed: dict[str, tuple[Any, Any]], name: str, unlisted_ok: Iterable[str] = ()) -> tuple[dict[str, int], list[str]]:
+def check_listing(root: Path, listed: dict[str, tuple[Any, Any]], name: str,
+                  unlisted_ok: Iterable[str] = ()) -> tuple[dict[str, int], list[str]]:
     """The one check of a part's or a bundle's files against its list ``name`` (``part.json``,
     ``manifest.json``): ``listed`` maps each path to its (sha256, size or ``None``). Returns the
     size of each listed file that is what the list says, and one line per problem: a path that is
