@@ -121,8 +121,9 @@ def utc_now() -> str:
 
 @dataclass
 class Part:
-    """A verified part: its folder (a tarball's is a scratch copy), the name it came from and
-    its ``part.json``."""
+    """A part: its folder (a tarball's is a scratch copy), the name it came from and its
+    ``part.json`` (:func:`open_part` returns one once every check passed; :func:`verify`'s
+    steps read the one being checked)."""
 
     root: Path
     name: str
@@ -131,6 +132,10 @@ class Part:
     @property
     def created(self) -> datetime:
         return parse_time(self.info["created"])
+
+    @property
+    def experiments(self) -> dict[str, dict[str, Any]]:
+        return self.info["experiments"]
 
     @property
     def fits(self) -> dict[str, dict[str, Any]]:
@@ -143,6 +148,11 @@ class Part:
     @property
     def files(self) -> dict[str, str]:
         return self.info["files"]
+
+    @property
+    def images(self) -> set[tuple[str, str]]:
+        """(experiment, image) of every fit and baselines entry."""
+        return {(fid.split("/")[0], fid.split("/")[1]) for fid in self.fits} | {(k.split("/")[0], k.split("/")[1]) for k in self.baselines}
 
     @property
     def ref(self) -> dict[str, str]:
@@ -433,25 +443,10 @@ def check_image_size(root: Path, rel: str, size: tuple[int, int]) -> None:
         raise Unsafe(f"{rel}: is {got[1]}x{got[0]}, but {layout.META} gives size {list(size)}")
 
 
-@dataclass
-class _Listed:
-    """What ``part.json`` lists, its types checked: the steps of :func:`verify` share it."""
-
-    info: dict[str, Any]
-    experiments: dict[str, dict[str, Any]]
-    fits: dict[str, dict[str, Any]]
-    baselines: dict[str, dict[str, Any]]
-    files: dict[str, str]
-
-    def images(self) -> set[tuple[str, str]]:
-        """(experiment, image) of every fit and baselines entry."""
-        return {tuple(fid.split("/")[:2]) for fid in self.fits} | {tuple(k.split("/")) for k in self.baselines}  # type: ignore[misc]
-
-
 def verify(root: Path) -> dict[str, Any]:
     """``part.json`` of the part folder ``root`` once every check of :func:`open_part` passed;
     :class:`Unsafe` naming the file (and key) of the first problem otherwise."""
-    part = _read_part_json(load_json(root, PART_JSON))
+    part = Part(root, root.name, _read_part_json(load_json(root, PART_JSON)))
     present, _ = walk(root)
     if len(present) > MAX_PART_FILES or sum((root / rel).stat().st_size for rel in present) > MAX_PART_BYTES:
         raise Unsafe(f"holds more than {MAX_PART_FILES} files or {MAX_PART_BYTES >> 20} MiB")
@@ -467,8 +462,8 @@ def verify(root: Path) -> dict[str, Any]:
     return part.info
 
 
-def _read_part_json(info: Any) -> _Listed:
-    """The types of every field of ``part.json`` that the merge reads."""
+def _read_part_json(info: Any) -> dict[str, Any]:
+    """``part.json`` once the type of every field that the merge reads is checked."""
     f = Fields(info, PART_JSON)
     if info.get("format") != PART_FORMAT:
         raise Unsafe(f"{PART_JSON}: format is {str(info.get('format'))[:40]!r}, not {PART_FORMAT!r}")
@@ -498,16 +493,15 @@ def _read_part_json(info: Any) -> _Listed:
         if not IMAGE_ID.fullmatch(key):
             raise Unsafe(f"{PART_JSON}: baselines.{key[:80]} is not <experiment>/<image>")
         check_baseline_entry(Fields(entry, f"{PART_JSON} baselines.{key}"))
-    files = f.mapping("files") or {}
-    if len(files) > MAX_PART_FILES:
+    if len(f.mapping("files") or {}) > MAX_PART_FILES:
         raise Unsafe(f"{PART_JSON}: lists more than {MAX_PART_FILES} files")
-    return _Listed(info, experiments, fits, baselines, files)
+    return info
 
 
-def _kinds(part: _Listed) -> dict[str, tuple[str, dict[str, str]]]:
+def _kinds(part: Part) -> dict[str, tuple[str, dict[str, str]]]:
     """The kind of each listed file (:data:`PATTERNS`), each belonging to something ``part.json`` describes."""
     kinds: dict[str, tuple[str, dict[str, str]]] = {}
-    images = part.images()
+    images = part.images
     for rel in part.files:
         kind = kinds[rel] = kind_of(rel)  # type: ignore[assignment]
         if kind is None:
@@ -525,7 +519,7 @@ def _kinds(part: _Listed) -> dict[str, tuple[str, dict[str, str]]]:
     return kinds
 
 
-def _check_complete(part: _Listed) -> None:
+def _check_complete(part: Part) -> None:
     """Every file a part must hold of its experiments, fits and baselines is listed."""
     need = [PROFILE] + [str(REL.corrupted_of(e).record) for e in part.experiments]
     for fid in part.fits:
@@ -541,7 +535,7 @@ def _check_complete(part: _Listed) -> None:
             raise Unsafe(f"{rel}: missing (every part holds it; see docs/publishing.md)")
 
 
-def _check_records(root: Path, part: _Listed) -> dict[tuple[str, str], tuple[int, int]]:
+def _check_records(root: Path, part: Part) -> dict[tuple[str, str], tuple[int, int]]:
     """The JSON files and curves that the merge and the metrics read; returns each image's size."""
     Fields(load_json(root, PROFILE), PROFILE).equals("profile", part.info["profile"])
     for exp, entry in part.experiments.items():
@@ -552,7 +546,7 @@ def _check_records(root: Path, part: _Listed) -> dict[tuple[str, str], tuple[int
         if e.strings("images") != entry["images"]:
             raise Unsafe(f"{where}: images differ from {PART_JSON} experiments.{exp}.images")
     sizes = {(exp, image): check_meta(load_json(root, str(REL.case(exp, image).meta)), str(REL.case(exp, image).meta), exp, image)
-             for exp, image in sorted(part.images())}
+             for exp, image in sorted(part.images)}
     for fid, entry in part.fits.items():
         exp, image, _ = fid.split("/")
         run = check_fit_files(root, fid, entry["fit_key"], sizes[(exp, image)])
