@@ -104,7 +104,8 @@ class _Bundle:
             return None
 
 
-def _read_manifest(bundle: Path) -> dict[str, Any] | str:
+def read_manifest(bundle: Path) -> dict[str, Any] | str:
+    """The manifest of the dip results bundle ``bundle``, or the one line saying why there is none."""
     try:
         manifest = parse_json(read_inside(bundle, MANIFEST), MANIFEST)
     except FileNotFoundError:
@@ -113,8 +114,6 @@ def _read_manifest(bundle: Path) -> dict[str, Any] | str:
         return str(err)
     if not isinstance(manifest, dict) or not str(manifest.get("format", "")).startswith("dip-results-bundle/"):
         return f"{MANIFEST}: not the manifest of a dip results bundle (no format dip-results-bundle/…)"
-    if not isinstance(manifest.get("files"), dict):
-        return f"{MANIFEST}: files is not an object (mapping)"
     return manifest
 
 
@@ -125,9 +124,11 @@ def check_bundle(bundle: Path) -> list[str]:
     bundle = Path(bundle)
     if not bundle.is_dir():
         return [f"{bundle}: no such bundle folder"]
-    manifest = _read_manifest(bundle)
+    manifest = read_manifest(bundle)
     if isinstance(manifest, str):
         return [manifest]
+    if not isinstance(manifest.get("files"), dict):
+        return [f"{MANIFEST}: files is not an object (mapping)"]
     b = _Bundle(bundle, manifest)
     listed = {rel: (e.get("sha256"), e.get("bytes", None)) if isinstance(e, dict) else (None, None) for rel, e in manifest["files"].items()}
     b.sizes, b.problems = check_listing(bundle, listed, MANIFEST, unlisted_ok=(MARKER,))

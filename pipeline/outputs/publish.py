@@ -38,10 +38,11 @@ from typing import Any, Iterator, Sequence
 
 from pipeline import layout
 from pipeline.files import OutputBusy, lock_file, output_lock
+from pipeline.outputs.check import check_bundle, read_manifest
 from pipeline.outputs.part_writer import TreeWriter, is_workspace, write_part
 from pipeline.outputs.parts import PART_JSON, PROFILE, REL, Part, fit_provenance, is_part, open_part, parse_time, utc_now
 from pipeline.outputs.policy import Keep, Policy, decide
-from pipeline.outputs.safe import Unsafe, load_json, parse_json, read_inside, sha256_bytes
+from pipeline.outputs.safe import parse_json, read_inside, sha256_bytes
 
 FORMAT, MANIFEST = layout.BUNDLE_FORMAT, layout.BUNDLE_MANIFEST
 DEFAULT_MAX_BYTES = 15_000_000  # 15 MB in git
@@ -109,15 +110,6 @@ class Baselines:
 
 
 # ------------------------------------------------------------------------------------ bundles
-def read_manifest(bundle: Path) -> dict[str, Any] | None:
-    """The bundle's ``manifest.json`` when it is one of ours (``format``), else ``None``."""
-    try:
-        info = load_json(Path(bundle), MANIFEST)
-    except (OSError, Unsafe):
-        return None
-    return info if isinstance(info, dict) and str(info.get("format", "")).startswith("dip-results-bundle/") else None
-
-
 def _stale_name(into: Path) -> re.Pattern[str]:
     return re.compile(rf"\.{re.escape(into.name)}\.merge-(\d+)-[A-Za-z0-9_]+\.(tmp|old)")
 
@@ -135,7 +127,7 @@ def clean_stale(into: Path) -> list[Path]:
         m = pattern.fullmatch(p.name)
         if not m or p.is_symlink() or not p.is_dir() or (int(m[1]) != os.getpid() and pid_alive(int(m[1]))):
             continue
-        if m[2] == "old" and not into.exists() and read_manifest(p) is not None:
+        if m[2] == "old" and not into.exists() and isinstance(read_manifest(p), dict):
             olds.append(p)
             continue
         shutil.rmtree(p)
@@ -175,9 +167,9 @@ def check_target(into: Path) -> dict[str, Any] | None:
     if not into.exists():
         return None
     manifest = read_manifest(into)
-    if manifest is None and any(into.iterdir()):
+    if isinstance(manifest, str) and any(into.iterdir()):
         raise ValueError(f"{into} exists and is not a results bundle (no {MANIFEST} of dip in it); dip never replaces it: choose a bundle folder of dip or a new one")
-    return manifest
+    return manifest if isinstance(manifest, dict) else None
 
 
 # -------------------------------------------------------------------------------------- merge
@@ -356,8 +348,6 @@ def _merge(into: Path, old: dict[str, Any] | None, parts: list[Part], scratch: P
 def must_pass(bundle: Path, what: str, remedy: str) -> None:
     """``ValueError`` (``what (first problem and how many more); remedy``) when ``bundle`` does not
     pass :func:`~pipeline.outputs.check.check_bundle`, the one check of a bundle."""
-    from pipeline.outputs.check import check_bundle
-
     problems = check_bundle(bundle)
     if problems:
         more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
