@@ -153,7 +153,8 @@ def _check_header(manifest: dict[str, Any]) -> None:
 
 def _check_fits(b: _Bundle) -> None:
     """Each run.json has its manifest entry and each entry its run.json, curve.csv and meta.json,
-    checked as a part's are (:func:`_check_fit`); each experiment.json lists its images."""
+    checked as a part's are (:func:`_check_fit`); each experiment.json lists its images; each PNG
+    of a fit or its case has the size its meta.json gives (from the header)."""
     fits = b.manifest.get("fits")
     if not isinstance(fits, dict):
         b.problems.append(f"{MANIFEST}: fits is not an object (mapping)")
