@@ -84,7 +84,7 @@ def stand_in_workspace(root: Path, seeds: int) -> None:
 
 def main() -> None:
     from pipeline import layout
-    from pipeline.outputs.publish import _kind, publish
+    from pipeline.outputs.publish import size_category, publish
     from pipeline.settings import DEFAULT_PARAMS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -98,7 +98,7 @@ def main() -> None:
                     params=REPO / DEFAULT_PARAMS, paper=REPO / "data" / "paper.yaml")["manifest"]
     kinds: dict[str, list[int]] = {}
     for rel, e in m["files"].items():
-        k = kinds.setdefault(_kind(rel), [0, 0])
+        k = kinds.setdefault(size_category(rel), [0, 0])
         k[0], k[1] = k[0] + 1, k[1] + e["bytes"]
     kinds[layout.BUNDLE_MANIFEST] = [1, m["total_bytes"] - sum(e["bytes"] for e in m["files"].values())]
     print(f"paper profile, {len(m['fits'])} fits ({args.seeds} seed(s) per image), policy {json.dumps(m['policy'])}")

@@ -53,7 +53,7 @@ from dip.compiling import compile_model, save_cache
 from dip.config import EXECUTION_FIELDS, MANY_MODES, FitConfig  # noqa: F401 - re-exported: the settings live in dip.config (no torch)
 from dip.device import pick_device
 from dip.graphs import OnStreams, Replayer
-from dip.group import Grouped, Lone, Model, Stacked, can_group
+from dip.group import Members, group_model
 from dip.inputs import make_input
 from dip.iteration import Iteration
 from dip.models import build_model
@@ -228,17 +228,6 @@ class Fitter:
         return [fn for fn, every, marks in self.callbacks if i in marks or (every is not None and (i % every == 0 or final))]
 
 
-def group_model(nets: Sequence[nn.Module], many: str = "vmap") -> Model:
-    """The model that runs ``nets`` together: :class:`~dip.group.Lone` for one network, else
-    :class:`~dip.group.Grouped` (``many="grouped"``, where every layer can be widened) or
-    :class:`~dip.group.Stacked` (vmap)."""
-    if len(nets) == 1:
-        return Lone(nets[0])
-    if many == "grouped" and can_group(nets[0]):
-        return Grouped(nets)
-    return Stacked(nets)
-
-
 def _shown(it: Iteration, row: int, iteration: int, state: FitState) -> Step:
     """The Step of image ``row`` of ``it``: copies, so that a callback may keep them while the
     loop's buffers move on (a CPU tensor handed on as is would change under the callback)."""
@@ -254,94 +243,95 @@ def run_fits(fitters: list[Fitter]) -> list[FitResult]:
     lone fit would; only the kernels are shared. An image that stops (ES-WMV, ``request_stop``,
     a NaN/Inf loss) is frozen — no more steps or callbacks — while the others go on. The group
     runs as one :class:`~dip.iteration.Iteration` (``many`` = ``vmap`` / ``grouped``) or as one
-    per image, each on its own CUDA stream (``streams``); the lead fitter's settings apply.
+    per image, each on its own CUDA stream (``streams``); the lead fitter's settings apply. What
+    a group adds (where each fit runs, stopping one) is :class:`~dip.group.Members`.
     """
-    lead = fitters[0]
-    cfg, device, n = lead.cfg, lead.device, len(fitters)
+    cfg, device = fitters[0].cfg, fitters[0].device
     start = time.perf_counter()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes for thousands of iterations
-    built = [f.build() for f in fitters]
-    loss_tv = (lambda x: cfg.tv_weight * tv(x)) if cfg.tv_weight else None
-    members = [[i] for i in range(n)] if cfg.many == "streams" else [list(range(n))]
-    parts: list[Iteration] = []
-    states: list[FitState] = [None] * n  # type: ignore[list-item]  # filled below, one per image
-    slot: list[tuple[int, int]] = [(0, 0)] * n  # image i is row slot[i][1] of parts[slot[i][0]]
-    for k, idx in enumerate(members):
-        model = group_model([built[i][0] for i in idx], cfg.many)
-        z = torch.cat([built[i][1] for i in idx])
-        forward = compile_model(model, cfg.compile_cache) if cfg.compile else model
-        parts.append(Iteration(model, forward, z, [fitters[i].operator for i in idx], [fitters[i].observation for i in idx],
-                               [fitters[i].cfg.seed for i in idx], cfg, lead.image_size, lead.dtype, tv=loss_tv))
-        for row, i in enumerate(idx):
-            slot[i] = (k, row)
-            states[i] = FitState(i, fitters[i], z[row : row + 1], built[i][0] if len(idx) == 1 else None, iterations_run=cfg.iterations)
+    group = Members(len(fitters), streams=cfg.many == "streams")
+    states = _build_iterations(fitters, group)
     use_graph = cfg.graph if cfg.graph is not None else device.type == "cuda"
-    launch = OnStreams([Replayer(it, device, use_graph, it.generators) for it in parts], device)
-    active = list(range(n))
-
-    def finish(i: int, ran: int) -> None:
-        states[i].iterations_run = ran
-        active.remove(i)
-        k, row = slot[i]
-        parts[k].freeze(row)
-        if not any(slot[j][0] == k for j in active):
-            launch.stop(k)
+    launch = OnStreams([Replayer(it, device, use_graph, it.generators) for it in group.iterations], device)
 
     for iteration in range(cfg.iterations):
         launch()
-        due = {i: fns for i in active if (fns := fitters[i].due(iteration))}
+        due = {i: fns for i in group.active if (fns := fitters[i].due(iteration))}
         checking = (iteration + 1) % cfg.check_every == 0 or iteration + 1 == cfg.iterations
         es_window = cfg.early_stop and (iteration + 1) % cfg.es_window == 0
         if not (due or checking or es_window):
             continue
         launch.join()  # the host reads and may write: order it after every fit's last iteration
         for i, fns in due.items():
-            it, row = parts[slot[i][0]], slot[i][1]
+            it, row = group.where(i)
             if not bool(it.skipped[row]):  # a backtracked iteration has nothing to show
                 shown = _shown(it, row, iteration, states[i])
                 for fn in fns:
                     fn(shown)
-        flags = [it.nonfinite_at.tolist() for it in parts] if checking else None  # one read per part, not per image
-        broken = [flags[k][row] for k, row in slot] if flags else [-1] * n
-        for i in list(active):
-            it, row = parts[slot[i][0]], slot[i][1]
+        broken = group.nonfinite() if checking else [-1] * len(fitters)
+        for i in list(group.active):
+            it, row = group.where(i)
             es = es_window and it.trackers[row].should_stop(iteration)
             if broken[i] >= 0:
-                states[i].diverged_at = broken[i]
-                finish(i, broken[i] + 1)
+                states[i].diverged_at, states[i].iterations_run = broken[i], broken[i] + 1
+                group.finish(i, launch)
             elif es or states[i].stop_requested:
-                finish(i, iteration + 1)
-        if not active:
+                states[i].iterations_run = iteration + 1
+                group.finish(i, launch)
+        if not group.active:
             break
+
     launch.join()
-    finals = [it.final() for it in parts]
+    finals = [it.final() for it in group.iterations]
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
     if cfg.compile and cfg.compile_cache:
         save_cache(cfg.compile_cache)
-    results = []
-    for i, (f, state) in enumerate(zip(fitters, states)):
-        (k, row), it = slot[i], parts[slot[i][0]]
-        outputs, losses = finals[k]
-        out = outputs[row : row + 1]
-        averaged = it.averaged[row : row + 1].clone() if it.averaged is not None else None
-        if state.diverged_at is None:  # the final output, to the periodic callbacks too
-            copy = None if averaged is None else averaged.clone()
-            shown = Step(state.iterations_run, out.clone(), copy, losses[row].clone(), state)
-            for fn in f.due(state.iterations_run, final=True):
-                fn(shown)
-        es_out, es_iter = None, None
-        if it.trackers:
-            tracker = it.trackers[row]
-            tracker.should_stop(state.iterations_run)
-            if tracker.found:
-                es_out, es_iter = tracker.best_output.clone().to(lead.dtype), tracker.best_iteration
-        results.append(FitResult(output=out, averaged=averaged, early_stopped=es_out, iterations_run=state.iterations_run,
-                                 early_stop_iteration=es_iter, backtracks=int(it.backtracks[row]), seconds=seconds,
-                                 diverged_at=state.diverged_at, mode=launch.mode))
-    return results
+    return [_result(states[i], *group.where(i), finals[group.slot[i][0]], fitters[0].dtype, seconds, launch.mode)
+            for i in range(len(fitters))]
+
+
+def _build_iterations(fitters: list[Fitter], group: Members) -> list[FitState]:
+    """Build every fit's network and code, and the iterations of ``group`` that run them;
+    returns each fit's :class:`FitState`."""
+    cfg, lead = fitters[0].cfg, fitters[0]
+    built = [f.build() for f in fitters]
+    loss_tv = (lambda x: cfg.tv_weight * tv(x)) if cfg.tv_weight else None
+    states: list[FitState] = []
+    for idx in group.rows:
+        model = group_model([built[i][0] for i in idx], cfg.many)
+        z = torch.cat([built[i][1] for i in idx])
+        forward = compile_model(model, cfg.compile_cache) if cfg.compile else model
+        group.iterations.append(Iteration(model, forward, z, [fitters[i].operator for i in idx], [fitters[i].observation for i in idx],
+                                     [fitters[i].cfg.seed for i in idx], cfg, lead.image_size, lead.dtype, tv=loss_tv))
+        states += [FitState(i, fitters[i], z[row : row + 1], built[i][0] if len(idx) == 1 else None, iterations_run=cfg.iterations)
+                   for row, i in enumerate(idx)]
+    return states
+
+
+def _result(state: FitState, it: Iteration, row: int, final: tuple[torch.Tensor, torch.Tensor], dtype: torch.dtype, seconds: float,
+            mode: str) -> FitResult:
+    """One fit's result from its iteration's final output ``final``; its periodic callbacks see that
+    output too (unless it diverged)."""
+    outputs, losses = final
+    out = outputs[row : row + 1]
+    averaged = it.averaged[row : row + 1].clone() if it.averaged is not None else None
+    if state.diverged_at is None:  # the final output, to the periodic callbacks too
+        copy = None if averaged is None else averaged.clone()
+        shown = Step(state.iterations_run, out.clone(), copy, losses[row].clone(), state)
+        for fn in state.fitter.due(state.iterations_run, final=True):
+            fn(shown)
+    es_out, es_iter = None, None
+    if it.trackers:
+        tracker = it.trackers[row]
+        tracker.should_stop(state.iterations_run)
+        if tracker.found:
+            es_out, es_iter = tracker.best_output.clone().to(dtype), tracker.best_iteration
+    return FitResult(output=out, averaged=averaged, early_stopped=es_out, iterations_run=state.iterations_run,
+                     early_stop_iteration=es_iter, backtracks=int(it.backtracks[row]), seconds=seconds,
+                     diverged_at=state.diverged_at, mode=mode)
 
 
 def fit_many(

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -155,3 +155,48 @@ def group_size(requested: int | str, jobs: int, per_fit_bytes: int, device: torc
         return 1
     free, _total = torch.cuda.mem_get_info(device)
     return max(1, min(cap, jobs, math.floor(0.5 * free / (3 * per_fit_bytes))))
+
+
+def group_model(nets: Sequence[nn.Module], many: str = "vmap") -> Model:
+    """The model that runs ``nets`` together: :class:`Lone` for one network, else
+    :class:`Grouped` (``many="grouped"``, where every layer can be widened) or :class:`Stacked` (vmap)."""
+    if len(nets) == 1:
+        return Lone(nets[0])
+    if many == "grouped" and can_group(nets[0]):
+        return Grouped(nets)
+    return Stacked(nets)
+
+
+class Members:
+    """What a group adds to the loop of :func:`dip.fit.run_fits`: where each of its ``n`` fits
+    runs, which still run, and how one stops while the others go on.
+
+    The fits run as one iteration over all of them (``streams`` false: fit ``i`` is row ``i``), or
+    as one iteration each (``streams``: fit ``i`` is row 0 of iteration ``i``); a lone fit is row 0
+    of the one iteration either way. ``iterations`` are :class:`dip.iteration.Iteration` objects
+    (which import this module), in the order of :attr:`rows`."""
+
+    def __init__(self, n: int, streams: bool) -> None:
+        self.rows: list[list[int]] = [[i] for i in range(n)] if streams else [list(range(n))]  # the fits of each iteration
+        self.slot = [(k, row) for k, fits in enumerate(self.rows) for row, _ in enumerate(fits)]  # fit i → (iteration, row)
+        self.active = list(range(n))
+        self.iterations: list[Any] = []
+
+    def where(self, i: int) -> tuple[Any, int]:
+        """Fit ``i``'s iteration and its row there."""
+        k, row = self.slot[i]
+        return self.iterations[k], row
+
+    def finish(self, i: int, launch: Any) -> None:
+        """Fit ``i`` stops: frozen in its iteration, and an iteration whose fits have all stopped is
+        launched no more (``launch``: :class:`dip.graphs.OnStreams`)."""
+        self.active.remove(i)
+        k, row = self.slot[i]
+        self.iterations[k].freeze(row)
+        if not any(self.slot[j][0] == k for j in self.active):
+            launch.stop(k)
+
+    def nonfinite(self) -> list[int]:
+        """Each fit's first iteration with a NaN/Inf loss (-1: none): one read from the device per iteration."""
+        flags = [it.nonfinite_at.tolist() for it in self.iterations]
+        return [flags[k][row] for k, row in self.slot]

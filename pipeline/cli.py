@@ -73,6 +73,62 @@ def _parse_ints(text: str) -> list[int]:
         raise ValueError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _check_restore_options(inputs: list[Path], task: str, out: Path, mask: Optional[Path], gt: Optional[Path], factor: int,
+                           iterations: Optional[int], size_mode: str, log_every: int, group: str, max_pixels: Optional[int],
+                           status: Optional[Path]) -> None:
+    """``ValueError`` (one line) for options of `dip restore` that cannot be used together or at all."""
+    from dip.operators import TASKS
+
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if iterations is not None and iterations <= 0:
+        raise ValueError(f"--iterations must be a positive number, got {iterations}")
+    if log_every <= 0:
+        raise ValueError(f"--log-every must be positive, got {log_every}")
+    if max_pixels is not None and max_pixels <= 0:
+        raise ValueError(f"--max-pixels must be positive, got {max_pixels}")
+    if size_mode not in ("pad", "crop"):
+        raise ValueError(f"--size-mode must be pad or crop, got {size_mode!r}")
+    if task == "sr" and not 2 <= factor <= 16:
+        raise ValueError(f"--factor must be between 2 and 16, got {factor}")
+    if mask is not None and task != "inpaint":
+        raise ValueError(f"--mask is only used by --task inpaint, not {task}; drop it or use --task inpaint")
+    if group != "auto" and not (group.isdigit() and int(group) >= 1):
+        raise ValueError(f"--group must be auto or a whole number >= 1, got {group!r}")
+    if status is not None and status.resolve().is_relative_to(out.resolve()):
+        raise ValueError(f"--status {status} lies inside --out {out}, which is written whole at the end; put it elsewhere")
+    if status is not None:
+        from pipeline.execution.batch import image_files
+        from pipeline.execution.status import check_status_path
+
+        check_status_path(status, [*image_files(inputs), *(p for p in (mask, gt) if p is not None)])
+
+
+def _restore_report(single: bool) -> Any:
+    """How `dip restore` reports each image (a :class:`pipeline.execution.batch.Report`): an error
+    on one line, a reused or written output, its PSNR where a ground truth was given."""
+    from pipeline.execution.batch import Report
+    from pipeline.execution.keys import Fit
+    from pipeline.execution.progress import console
+
+    class Printer(Report):
+        def error(self, source: Path, err: BaseException) -> None:
+            message = error_line(err)
+            typer.echo(f"error: {message}" if message.startswith(str(source)) else f"error: {source}: {message}", err=True)
+
+        def reused(self, item: Fit) -> None:
+            console.print(f"{item.source}: already restored in {item.out_dir}/ (same image and settings)")
+
+        def written(self, item: Fit, record: dict[str, Any]) -> None:
+            where = f"{layout.RunDir(item.out_dir).restored}" + ("" if single else f" ({item.source})")
+            console.print(f"wrote {where} after {record['iterations_run']} iterations in {record['wall_seconds']:.1f} s on {record['device']}")
+            if "metrics" in record:
+                mt = record["metrics"]
+                console.print(f"PSNR input {mt['input']['psnr']:.2f} dB → restored {mt['restored']['psnr']:.2f} dB (SSIM {mt['restored']['ssim']:.3f})")
+
+    return Printer()
+
+
 @app.command()
 @user_errors
 def restore(
@@ -101,34 +157,10 @@ def restore(
     One image goes to OUT/. Several images, or folders of images, go to OUT/NAME/ each, fitted together where they have one size (CUDA); finished images are skipped when run again, and an image that cannot be used is reported on one line without stopping the others. A second `dip restore` into the same OUT while one runs stops at once with one line.
     """
     from dip.device import pick_device
-    from dip.operators import TASKS
-    from pipeline.execution.batch import Report, Request, restore_images
-    from pipeline.execution.keys import Fit
+    from pipeline.execution.batch import Request, restore_images
     from pipeline.execution.progress import console
 
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    if iterations is not None and iterations <= 0:
-        raise ValueError(f"--iterations must be a positive number, got {iterations}")
-    if log_every <= 0:
-        raise ValueError(f"--log-every must be positive, got {log_every}")
-    if max_pixels is not None and max_pixels <= 0:
-        raise ValueError(f"--max-pixels must be positive, got {max_pixels}")
-    if size_mode not in ("pad", "crop"):
-        raise ValueError(f"--size-mode must be pad or crop, got {size_mode!r}")
-    if task == "sr" and not 2 <= factor <= 16:
-        raise ValueError(f"--factor must be between 2 and 16, got {factor}")
-    if mask is not None and task != "inpaint":
-        raise ValueError(f"--mask is only used by --task inpaint, not {task}; drop it or use --task inpaint")
-    if group != "auto" and not (group.isdigit() and int(group) >= 1):
-        raise ValueError(f"--group must be auto or a whole number >= 1, got {group!r}")
-    if status is not None and status.resolve().is_relative_to(out.resolve()):
-        raise ValueError(f"--status {status} lies inside --out {out}, which is written whole at the end; put it elsewhere")
-    if status is not None:
-        from pipeline.execution.batch import image_files
-        from pipeline.execution.status import check_status_path
-
-        check_status_path(status, [*image_files(inputs), *(p for p in (mask, gt) if p is not None)])
+    _check_restore_options(inputs, task, out, mask, gt, factor, iterations, size_mode, log_every, group, max_pixels, status)
     single = len(inputs) == 1 and inputs[0].is_file()
     dev = pick_device(device)
     preset_name, net_cfg, fit_cfg = preset_configs(preset, task, factor, seed=seed, device=str(dev), params=params)
@@ -139,22 +171,7 @@ def restore(
                   log_every=log_every, snapshots=_parse_ints(snapshots), group=group, force=force,
                   max_pixels=max_pixels or DEFAULT_MAX_PIXELS, status=status)
 
-    class Printer(Report):
-        def error(self, source: Path, err: BaseException) -> None:
-            message = error_line(err)
-            typer.echo(f"error: {message}" if message.startswith(str(source)) else f"error: {source}: {message}", err=True)
-
-        def reused(self, item: Fit) -> None:
-            console.print(f"{item.source}: already restored in {item.out_dir}/ (same image and settings)")
-
-        def written(self, item: Fit, record: dict[str, Any]) -> None:
-            where = f"{layout.RunDir(item.out_dir).restored}" + ("" if single else f" ({item.source})")
-            console.print(f"wrote {where} after {record['iterations_run']} iterations in {record['wall_seconds']:.1f} s on {record['device']}")
-            if "metrics" in record:
-                mt = record["metrics"]
-                console.print(f"PSNR input {mt['input']['psnr']:.2f} dB → restored {mt['restored']['psnr']:.2f} dB (SSIM {mt['restored']['ssim']:.3f})")
-
-    counts = restore_images(inputs, out, req, Printer())
+    counts = restore_images(inputs, out, req, _restore_report(single))
     if not single:
         console.print(f"{counts.written} restored, {counts.reused} already done, {counts.failed} failed")
     if counts.failed:

@@ -446,7 +446,7 @@ def pending_section(table: pd.DataFrame, progress: Mapping[str, Progress]) -> li
 
 def markdown(table: pd.DataFrame, curves: pd.DataFrame, paper: dict[str, Any], resolution: dict[str, Any], epsilon: float,
              progress: Mapping[str, Progress] | None = None) -> str:
-    """The human-readable report."""
+    """The human-readable report: a header, one section per experiment scored, the pending ones."""
     progress = progress or {}
     profile = resolution.get("profile", "?")
     lines = [
@@ -464,55 +464,66 @@ def markdown(table: pd.DataFrame, curves: pd.DataFrame, paper: dict[str, Any], r
     lines += progress_note(progress)
     scored = table[table["source"] != "pending"]
     for exp in scored["experiment"].unique():
-        t = scored[scored["experiment"] == exp]
-        ours = t[t["source"] == "ours"]
-        ok, reason = comparability(exp, profile, paper)
-        prog = progress.get(exp)
-        partial = prog is not None and not prog.complete
-        fits = ours[(ours["method"] == "dip") & ~ours["image"].astype(str).str.startswith("mean")]
-        dip_time = (fits["seconds"] * pd.to_numeric(fits["seeds"], errors="coerce").fillna(1)).sum()  # the mean per seed × the seeds
-        lines += [f"## {exp}" + (f" — in progress: {prog.k} of {prog.n} images" if partial else ""), ""]
-        if ok:
-            lines.append(f"Paper: {paper[exp].get('source', '')}.")
-        else:
-            lines.append(f"Paper columns left out: {reason}.")
-        lines += [f"DIP run time: {dip_time:.0f} s in total. {seeds_note(ours)}".rstrip(), ""]
-        if partial:
-            lines += [partial_note(t, prog, ok), ""]
-        methods = list(dict.fromkeys(ours["method"]))
-        paper_methods = list(dict.fromkeys(t.loc[t["source"] == "paper", "method"]))
-        header = ["image", *methods, *paper_methods] + (["Δ DIP", "reproduced"] if ok else [])
-        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for image in t["image"].unique():
-            cells = [f"**{mean_label(str(image), prog)}**" if str(image).startswith("mean") else str(image)]
-            for m in methods:
-                r = ours[(ours["image"] == image) & (ours["method"] == m)]
-                cells.append(_fmt(*(r[c].iloc[0] for c in ("psnr", "psnr_std", "ssim", "psnr_min", "psnr_max"))) if not r.empty else "–")
-            for m in paper_methods:
-                r = t[(t["image"] == image) & (t["method"] == m)]
-                cells.append(_fmt(r["psnr"].iloc[0]) if not r.empty else "–")
-            if ok:
-                r = ours[(ours["image"] == image) & (ours["method"] == "dip")]
-                delta = r["delta"].iloc[0] if not r.empty else math.nan
-                cells += ["–" if math.isnan(delta) else f"{delta:+.2f}", "–" if math.isnan(delta) else ("✅" if abs(delta) <= epsilon else "❌")]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-        means = ours[ours["image"] == "mean"].set_index("method")["psnr"]
-        baselines = means.drop(labels=[m for m in ("dip", "input") if m in means.index])
-        over = f" (over the {prog.k} fitted images)" if partial else ""
-        if "dip" in means.index and not baselines.empty:
-            best = baselines.idxmax()
-            gap = means["dip"] - baselines[best]
-            trend = curve_trend(curves, exp)
-            if gap < 0:
-                rising = "" if trend is None else (
-                    f" DIP's PSNR was still rising at the end (+{trend:.2f} dB over the last 20 % of iterations), so more iterations would narrow the gap."
-                    if trend > 0.05 else f" DIP's PSNR curve had flattened ({trend:+.2f} dB over the last 20 % of iterations).")
-                lines += [f"DIP trails the best baseline ({best}) by {-gap:.2f} dB on average{over}.{rising}", ""]
-            else:
-                lines += [f"DIP beats the best baseline ({best}) by {gap:.2f} dB on average{over}.", ""]
+        lines += _experiment_section(exp, scored[scored["experiment"] == exp], curves, paper, profile, epsilon, progress.get(exp))
     lines += pending_section(table, progress)
     return "\n".join(lines) + "\n"
+
+
+def _experiment_section(exp: str, t: pd.DataFrame, curves: pd.DataFrame, paper: dict[str, Any], profile: str, epsilon: float,
+                        prog: Progress | None) -> list[str]:
+    """One experiment's section of :func:`markdown`: where the paper's numbers come from, the run
+    time, its table, how DIP compares with the best baseline."""
+    ours = t[t["source"] == "ours"]
+    ok, reason = comparability(exp, profile, paper)
+    partial = prog is not None and not prog.complete
+    fits = ours[(ours["method"] == "dip") & ~ours["image"].astype(str).str.startswith("mean")]
+    dip_time = (fits["seconds"] * pd.to_numeric(fits["seeds"], errors="coerce").fillna(1)).sum()  # the mean per seed × the seeds
+    lines = [f"## {exp}" + (f" — in progress: {prog.k} of {prog.n} images" if partial else ""), ""]  # type: ignore[union-attr]
+    lines.append(f"Paper: {paper[exp].get('source', '')}." if ok else f"Paper columns left out: {reason}.")
+    lines += [f"DIP run time: {dip_time:.0f} s in total. {seeds_note(ours)}".rstrip(), ""]
+    if partial:
+        lines += [partial_note(t, prog, ok), ""]
+    lines += _experiment_table(t, ours, prog, ok, epsilon) + [""]
+    return lines + _verdict(exp, ours, curves, f" (over the {prog.k} fitted images)" if partial else "")  # type: ignore[union-attr]
+
+
+def _experiment_table(t: pd.DataFrame, ours: pd.DataFrame, prog: Progress | None, ok: bool, epsilon: float) -> list[str]:
+    """An experiment's table: a row per image (and mean), our methods, the paper's, Δ DIP where comparable."""
+    methods = list(dict.fromkeys(ours["method"]))
+    paper_methods = list(dict.fromkeys(t.loc[t["source"] == "paper", "method"]))
+    header = ["image", *methods, *paper_methods] + (["Δ DIP", "reproduced"] if ok else [])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for image in t["image"].unique():
+        cells = [f"**{mean_label(str(image), prog)}**" if str(image).startswith("mean") else str(image)]
+        for m in methods:
+            r = ours[(ours["image"] == image) & (ours["method"] == m)]
+            cells.append(_fmt(*(r[c].iloc[0] for c in ("psnr", "psnr_std", "ssim", "psnr_min", "psnr_max"))) if not r.empty else "–")
+        for m in paper_methods:
+            r = t[(t["image"] == image) & (t["method"] == m)]
+            cells.append(_fmt(r["psnr"].iloc[0]) if not r.empty else "–")
+        if ok:
+            r = ours[(ours["image"] == image) & (ours["method"] == "dip")]
+            delta = r["delta"].iloc[0] if not r.empty else math.nan
+            cells += ["–" if math.isnan(delta) else f"{delta:+.2f}", "–" if math.isnan(delta) else ("✅" if abs(delta) <= epsilon else "❌")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _verdict(exp: str, ours: pd.DataFrame, curves: pd.DataFrame, over: str) -> list[str]:
+    """How DIP's mean compares with the best baseline's (and whether its PSNR was still rising)."""
+    means = ours[ours["image"] == "mean"].set_index("method")["psnr"]
+    baselines = means.drop(labels=[m for m in ("dip", "input") if m in means.index])
+    if "dip" not in means.index or baselines.empty:
+        return []
+    best = baselines.idxmax()
+    gap = means["dip"] - baselines[best]
+    if not gap < 0:  # a NaN gap too
+        return [f"DIP beats the best baseline ({best}) by {gap:.2f} dB on average{over}.", ""]
+    trend = curve_trend(curves, exp)
+    rising = "" if trend is None else (
+        f" DIP's PSNR was still rising at the end (+{trend:.2f} dB over the last 20 % of iterations), so more iterations would narrow the gap."
+        if trend > 0.05 else f" DIP's PSNR curve had flattened ({trend:+.2f} dB over the last 20 % of iterations).")
+    return [f"DIP trails the best baseline ({best}) by {-gap:.2f} dB on average{over}.{rising}", ""]
 
 
 def number(value: Any, digits: int = 3) -> float | None:

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 import pytest
 
 from pipeline import layout
-from pipeline.outputs.parts import write_part
+from pipeline.outputs.part_writer import write_part
 from pipeline.outputs.policy import Policy
 from pipeline.outputs.publish import publish
 

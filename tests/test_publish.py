@@ -20,7 +20,7 @@ from bundles import bundle, parts, workspace  # noqa: F401 - the shared fixtures
 from conftest import layout_doc
 from pipeline import layout
 from pipeline.outputs.check import check_bundle
-from pipeline.outputs.parts import case_inputs
+from pipeline.outputs.part_writer import case_inputs
 from pipeline.outputs.policy import is_figure
 from pipeline.outputs.publish import MANIFEST
 from pipeline.outputs.safe import sha256_bytes

@@ -24,18 +24,17 @@ ran on, so that a reader can prove two results used the same inputs.
 every JSON field it reads, every file's sha256 against ``files``, that nothing else is there,
 no link, no absolute path, no ``..``, sizes, and image dimensions against ``meta.json``; a
 tarball's members are checked before one byte is extracted, and extracted by hand (never
-``extractall``). :func:`write_part` makes a part from a workspace's fits.
+``extractall``). :func:`check_listing`, :func:`check_fit_files` and the other ``check_*`` are
+the checks that ``dip check-bundle`` (:mod:`pipeline.outputs.check`) makes of a bundle's files
+too. Parts are written by :mod:`pipeline.outputs.part_writer`.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import lzma
 import math
 import re
-import shutil
-import subprocess
 import tarfile
 import warnings
 import zlib
@@ -46,7 +45,7 @@ from typing import Any, Iterable
 
 from pipeline import layout
 from pipeline.images.manifest import SAFE_NAME
-from pipeline.outputs.safe import MAX_FILE_BYTES, Fields, Unsafe, is_hex64, load_json, parse_json, read_inside, regular_file, rel_problem, sha256_bytes, walk
+from pipeline.outputs.safe import MAX_FILE_BYTES, Fields, Unsafe, is_hex64, load_json, read_inside, regular_file, rel_problem, sha256_bytes, walk
 from pipeline.settings import PROFILE_FILE
 
 PART_FORMAT = "dip-results-part/1"
@@ -122,8 +121,9 @@ def utc_now() -> str:
 
 @dataclass
 class Part:
-    """A verified part: its folder (a tarball's is a scratch copy), the name it came from and
-    its ``part.json``."""
+    """A part: its folder (a tarball's is a scratch copy), the name it came from and its
+    ``part.json`` (:func:`open_part` returns one once every check passed; :func:`verify`'s
+    steps read the one being checked)."""
 
     root: Path
     name: str
@@ -132,6 +132,10 @@ class Part:
     @property
     def created(self) -> datetime:
         return parse_time(self.info["created"])
+
+    @property
+    def experiments(self) -> dict[str, dict[str, Any]]:
+        return self.info["experiments"]
 
     @property
     def fits(self) -> dict[str, dict[str, Any]]:
@@ -144,6 +148,11 @@ class Part:
     @property
     def files(self) -> dict[str, str]:
         return self.info["files"]
+
+    @property
+    def images(self) -> set[tuple[str, str]]:
+        """(experiment, image) of every fit and baselines entry."""
+        return {(fid.split("/")[0], fid.split("/")[1]) for fid in self.fits} | {(k.split("/")[0], k.split("/")[1]) for k in self.baselines}
 
     @property
     def ref(self) -> dict[str, str]:
@@ -256,63 +265,75 @@ def _unpack(tarball: Path, scratch: Path) -> Path:
     except (tarfile.TarError, OSError) as err:
         raise Unsafe(f"not a readable tar archive ({type(err).__name__})") from None
     with tar:
-        members: list[tuple[str, tarfile.TarInfo]] = []
-        tops, seen, total = set(), set(), 0
         try:
-            for count, m in enumerate(tar, 1):
-                if count > MAX_PART_FILES:  # every member counts, "./" too
-                    raise Unsafe(f"more than {MAX_PART_FILES} members")
-                total += m.size
-                if total > MAX_PART_BYTES:
-                    raise Unsafe(f"unpacks to more than {MAX_PART_BYTES >> 20} MiB")
-                name = m.name[2:] if m.name.startswith("./") else m.name
-                name = name.rstrip("/") if m.isdir() else name
-                if not name:
-                    if not m.isdir():
-                        raise Unsafe(f"member {m.name[:40]!r} is a file without a name")
-                    continue
-                why = rel_problem(name)
-                if why:
-                    raise Unsafe(f"member {name!r} {why}")
-                if not (m.isfile() or m.isdir()) or m.type == tarfile.GNUTYPE_SPARSE:
-                    raise Unsafe(f"member {name} is a link or special file; a part holds regular files only")
-                if name in seen:
-                    raise Unsafe(f"member {name} appears twice")
-                seen.add(name)
-                tops.add(name.split("/")[0])
-                if m.size > MAX_FILE_BYTES:
-                    raise Unsafe(f"member {name} is larger than {MAX_FILE_BYTES >> 20} MiB")
-                members.append((name, m))
+            members = _members(tar)
         except tarfile.TarError as err:
             raise Unsafe(f"a damaged tar archive ({err})") from None
+        tops = {name.split("/")[0] for name, _ in members}
         if len(tops) != 1:
             raise Unsafe(f"holds {len(tops)} top-level entries; a part is a tarball of one folder")
         scratch.mkdir(parents=True)
         for name, m in members:
-            dest = scratch / name
-            try:
-                (dest if m.isdir() else dest.parent).mkdir(parents=True, exist_ok=True)
-            except (FileExistsError, NotADirectoryError):  # p/part.json/child: a file that would be a folder
-                raise Unsafe(f"member {name} lies inside a file of the tarball; a part is a folder of regular files") from None
-            if m.isdir():
-                continue
-            src = tar.extractfile(m)
-            if src is None:
-                raise Unsafe(f"member {name} cannot be read")
-            data = src.read(m.size + 1)
-            if len(data) != m.size:
-                raise Unsafe(f"member {name} is not {m.size} bytes long")
-            try:
-                with open(dest, "xb") as fh:  # "x": never overwrite (a folder and a file of the same name)
-                    fh.write(data)
-            except (FileExistsError, IsADirectoryError, NotADirectoryError):
-                raise Unsafe(f"member {name} is both a file and a folder") from None
-            except OSError as err:  # a full disk: name the file being written, not the tarball
-                raise OSError(err.errno, err.strerror, str(dest)) from None
+            _extract(tar, name, m, scratch / name)
     top = scratch / tops.pop()
     if not top.is_dir():
         raise Unsafe("is a tarball of one file, not of a part folder")
     return top
+
+
+def _members(tar: tarfile.TarFile) -> list[tuple[str, tarfile.TarInfo]]:
+    """Every member of ``tar`` with its name (``./`` and a folder's ``/`` taken off), checked
+    before anything is extracted: counts and sizes, safe names, regular files and folders only, no
+    name twice."""
+    members: list[tuple[str, tarfile.TarInfo]] = []
+    seen, total = set(), 0
+    for count, m in enumerate(tar, 1):
+        if count > MAX_PART_FILES:  # every member counts, "./" too
+            raise Unsafe(f"more than {MAX_PART_FILES} members")
+        total += m.size
+        if total > MAX_PART_BYTES:
+            raise Unsafe(f"unpacks to more than {MAX_PART_BYTES >> 20} MiB")
+        name = m.name[2:] if m.name.startswith("./") else m.name
+        name = name.rstrip("/") if m.isdir() else name
+        if not name:
+            if not m.isdir():
+                raise Unsafe(f"member {m.name[:40]!r} is a file without a name")
+            continue
+        why = rel_problem(name)
+        if why:
+            raise Unsafe(f"member {name!r} {why}")
+        if not (m.isfile() or m.isdir()) or m.type == tarfile.GNUTYPE_SPARSE:
+            raise Unsafe(f"member {name} is a link or special file; a part holds regular files only")
+        if name in seen:
+            raise Unsafe(f"member {name} appears twice")
+        seen.add(name)
+        if m.size > MAX_FILE_BYTES:
+            raise Unsafe(f"member {name} is larger than {MAX_FILE_BYTES >> 20} MiB")
+        members.append((name, m))
+    return members
+
+
+def _extract(tar: tarfile.TarFile, name: str, m: tarfile.TarInfo, dest: Path) -> None:
+    """Write the checked member ``m`` (``name``) to ``dest``, never over another file."""
+    try:
+        (dest if m.isdir() else dest.parent).mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # p/part.json/child: a file that would be a folder
+        raise Unsafe(f"member {name} lies inside a file of the tarball; a part is a folder of regular files") from None
+    if m.isdir():
+        return
+    src = tar.extractfile(m)
+    if src is None:
+        raise Unsafe(f"member {name} cannot be read")
+    data = src.read(m.size + 1)
+    if len(data) != m.size:
+        raise Unsafe(f"member {name} is not {m.size} bytes long")
+    try:
+        with open(dest, "xb") as fh:  # "x": never overwrite (a folder and a file of the same name)
+            fh.write(data)
+    except (FileExistsError, IsADirectoryError, NotADirectoryError):
+        raise Unsafe(f"member {name} is both a file and a folder") from None
+    except OSError as err:  # a full disk: name the file being written, not the tarball
+        raise OSError(err.errno, err.strerror, str(dest)) from None
 
 
 def _image_size(root: Path, rel: str) -> tuple[int, int]:
@@ -333,25 +354,123 @@ def _image_size(root: Path, rel: str) -> tuple[int, int]:
     return h, w
 
 
-def _inputs(f: Fields, key: str) -> dict[str, str]:
-    inputs = f.mapping(key) or {}
-    for name, digest in inputs.items():
+def check_inputs(f: Fields) -> None:
+    """``inputs`` of a fit or baselines entry: case file names and their sha256."""
+    for name, digest in (f.mapping("inputs") or {}).items():
         if not SAFE_NAME.fullmatch(name) or not is_hex64(digest):
-            raise Unsafe(f"{f.where}: {key} maps {name!r} to {str(digest)[:20]!r}; expected a case file name and its sha256")
-    return dict(inputs)
+            raise Unsafe(f"{f.where}: inputs maps {name!r} to {str(digest)[:20]!r}; expected a case file name and its sha256")
+
+
+def check_fit_entry(f: Fields) -> None:
+    """A fit's entry in ``part.json`` or a bundle's manifest: what the merge and the metrics read."""
+    f.text("fit_key")
+    f.number("wall_seconds")
+    f.integer("iterations")
+    check_inputs(f)
+
+
+def check_baseline_entry(f: Fields) -> list[str]:
+    """A baselines entry in ``part.json`` or a bundle's manifest; returns its methods."""
+    check_inputs(f)
+    methods = f.strings("methods")
+    for method in methods:
+        if not SAFE_NAME.fullmatch(method):
+            raise Unsafe(f"{f.where}: methods holds {method[:40]!r}")
+    return methods
+
+
+def kind_of(rel: str) -> tuple[str, dict[str, str]] | None:
+    """Which file of :data:`PATTERNS` ``rel`` is (its kind and the names in its path), or ``None``."""
+    return next(((k, m.groupdict()) for k, p in PATTERNS.items() if (m := p.fullmatch(rel))), None)
+
+
+def check_listing(root: Path, listed: dict[str, tuple[Any, Any]], name: str,
+                  unlisted_ok: Iterable[str] = ()) -> tuple[dict[str, int], list[str]]:
+    """The one check of a part's or a bundle's files against its list ``name`` (``part.json``,
+    ``manifest.json``): ``listed`` maps each path to its (sha256, size or ``None``). Returns the
+    size of each listed file that is what the list says, and one line per problem: a path that is
+    not a plain relative one (never opened), no sha256, a file missing, unreadable, changed, a
+    link or special file anywhere (never followed), a file not listed (but ``unlisted_ok``)."""
+    sizes: dict[str, int] = {}
+    problems: list[str] = []
+    for rel, (digest, size) in sorted(listed.items()):
+        why = rel_problem(rel)
+        if why:
+            holder = "part" if name == PART_JSON else "bundle"
+            problems.append(f"{name}: files names {str(rel)[:80]!r}, which {why}; not opened (a {holder} holds only its own files)")
+        elif not is_hex64(digest):
+            problems.append(f"{name}: files.{rel} is not a sha256")
+        else:
+            try:
+                data = read_inside(root, rel)
+            except FileNotFoundError:
+                problems.append(f"{rel}: listed in {name} but missing")
+                continue
+            except Unsafe as err:
+                problems.append(str(err))
+                continue
+            except OSError as err:
+                problems.append(f"{rel}: cannot be read ({err.strerror})")
+                continue
+            if sha256_bytes(data) != digest or size not in (None, len(data)):
+                problems.append(f"{rel}: its sha256 is not the one in {name} (the file changed)")
+            else:
+                sizes[rel] = len(data)
+    present, found = walk(root)
+    skip = {name, *unlisted_ok}
+    return sizes, problems + found + [f"{rel}: not listed in {name} files" for rel in present if rel not in listed and rel not in skip]
+
+
+def check_fit_files(root: Path, fid: str, fit_key: str, size: tuple[int, int]) -> Fields:
+    """A fit's ``run.json`` (:func:`check_run`, of this fit and ``fit_key``: a run.json without its
+    key could claim any settings) and ``curve.csv`` in the part or bundle ``root``."""
+    exp, image, seed = fid.split("/")
+    run_dir = REL.fit(fid)
+    where = str(run_dir.run_json)
+    run = check_run(load_json(root, where), where, int(seed.removeprefix(layout.SEED_PREFIX)), size)
+    run.text("fit_key")
+    run.equals("fit_key", fit_key)
+    run.equals("experiment", exp)
+    run.equals("image", image)
+    check_curve(read_inside(root, str(run_dir.curve)), str(run_dir.curve))
+    return run
+
+
+def check_image_size(root: Path, rel: str, size: tuple[int, int]) -> None:
+    """The header of the image ``rel`` gives the (height, width) of its case's ``meta.json``."""
+    got = _image_size(root, rel)
+    if got != size:
+        raise Unsafe(f"{rel}: is {got[1]}x{got[0]}, but {layout.META} gives size {list(size)}")
 
 
 def verify(root: Path) -> dict[str, Any]:
     """``part.json`` of the part folder ``root`` once every check of :func:`open_part` passed;
     :class:`Unsafe` naming the file (and key) of the first problem otherwise."""
-    info = load_json(root, PART_JSON)
+    part = Part(root, root.name, _read_part_json(load_json(root, PART_JSON)))
+    present, _ = walk(root)
+    if len(present) > MAX_PART_FILES or sum((root / rel).stat().st_size for rel in present) > MAX_PART_BYTES:
+        raise Unsafe(f"holds more than {MAX_PART_FILES} files or {MAX_PART_BYTES >> 20} MiB")
+    _, problems = check_listing(root, {rel: (digest, None) for rel, digest in part.files.items()}, PART_JSON)
+    if problems:
+        raise Unsafe(problems[0])
+    kinds = _kinds(part)
+    _check_complete(part)
+    sizes = _check_records(root, part)
+    for rel, (_, g) in kinds.items():
+        if rel.endswith(".png") and (g.get("exp"), g.get("image")) in sizes:
+            check_image_size(root, rel, sizes[(g["exp"], g["image"])])
+    return part.info
+
+
+def _read_part_json(info: Any) -> dict[str, Any]:
+    """``part.json`` once the type of every field that the merge reads is checked."""
     f = Fields(info, PART_JSON)
     if info.get("format") != PART_FORMAT:
         raise Unsafe(f"{PART_JSON}: format is {str(info.get('format'))[:40]!r}, not {PART_FORMAT!r}")
     check_created(f.text("created") or "", PART_JSON)
     f.text("commit", optional=True)
     f.text("params_sha256", optional=True)
-    profile = f.text("profile")
+    f.text("profile")
     machine = Fields(f.mapping("machine"), f"{PART_JSON} machine")
     for key in machine.obj:
         machine.text(key, optional=True)
@@ -368,109 +487,78 @@ def verify(root: Path) -> dict[str, Any]:
         m = FIT_ID.fullmatch(fid)
         if not m or m["exp"] not in experiments or m["image"] not in experiments[m["exp"]]["images"]:
             raise Unsafe(f"{PART_JSON}: fits.{fid[:80]} is not <experiment>/<image>/seed_<s> of an image in experiments")
-        e = Fields(entry, f"{PART_JSON} fits.{fid}")
-        e.text("fit_key")
-        e.number("wall_seconds")
-        e.integer("iterations")
-        _inputs(e, "inputs")
+        check_fit_entry(Fields(entry, f"{PART_JSON} fits.{fid}"))
     baselines = f.mapping("baselines", optional=True) or {}
     for key, entry in baselines.items():
         if not IMAGE_ID.fullmatch(key):
             raise Unsafe(f"{PART_JSON}: baselines.{key[:80]} is not <experiment>/<image>")
-        e = Fields(entry, f"{PART_JSON} baselines.{key}")
-        _inputs(e, "inputs")
-        for method in e.strings("methods"):
-            if not SAFE_NAME.fullmatch(method):
-                raise Unsafe(f"{PART_JSON}: baselines.{key}.methods holds {method[:40]!r}")
-    files = f.mapping("files") or {}
-    if len(files) > MAX_PART_FILES:
+        check_baseline_entry(Fields(entry, f"{PART_JSON} baselines.{key}"))
+    if len(f.mapping("files") or {}) > MAX_PART_FILES:
         raise Unsafe(f"{PART_JSON}: lists more than {MAX_PART_FILES} files")
+    return info
 
-    # every file listed, nothing else, no link; sha256 and sizes
-    present, problems = walk(root)
-    if problems:
-        raise Unsafe(problems[0])
-    for rel in present:
-        if rel != PART_JSON and rel not in files:
-            raise Unsafe(f"{rel}: not listed in {PART_JSON} files")
-    if len(present) > MAX_PART_FILES or sum((root / rel).stat().st_size for rel in present) > MAX_PART_BYTES:
-        raise Unsafe(f"holds more than {MAX_PART_FILES} files or {MAX_PART_BYTES >> 20} MiB")
+
+def _kinds(part: Part) -> dict[str, tuple[str, dict[str, str]]]:
+    """The kind of each listed file (:data:`PATTERNS`), each belonging to something ``part.json`` describes."""
     kinds: dict[str, tuple[str, dict[str, str]]] = {}
-    for rel, digest in files.items():
-        why = rel_problem(rel)
-        if why:
-            raise Unsafe(f"{PART_JSON}: files names {rel[:80]!r}, which {why}")
-        if not is_hex64(digest):
-            raise Unsafe(f"{PART_JSON}: files.{rel} is not a sha256")
-        kind = next(((k, m.groupdict()) for k, p in PATTERNS.items() if (m := p.fullmatch(rel))), None)
+    images = part.images
+    for rel in part.files:
+        kind = kinds[rel] = kind_of(rel)  # type: ignore[assignment]
         if kind is None:
             raise Unsafe(f"{rel}: not a file a part holds (docs/publishing.md)")
-        kinds[rel] = kind
-        if rel not in present:
-            raise Unsafe(f"{rel}: listed in {PART_JSON} but missing")
-        if sha256_bytes(read_inside(root, rel)) != digest:
-            raise Unsafe(f"{rel}: its sha256 is not the one in {PART_JSON} (the file changed)")
-
-    # each file belongs to something the part describes; each fit and baseline has its files
-    fit_images = {(FIT_ID.fullmatch(fid)["exp"], FIT_ID.fullmatch(fid)["image"]) for fid in fits}  # type: ignore[index]
-    base_images = {tuple(k.split("/")) for k in baselines}
-    for rel, (kind, g) in kinds.items():
-        if kind == "experiment" and g["exp"] not in experiments:
+        what, g = kind
+        methods = part.baselines.get(f"{g.get('exp')}/{g.get('image')}", {}).get("methods", [])
+        if what == "experiment" and g["exp"] not in part.experiments:
             raise Unsafe(f"{rel}: its experiment is not in {PART_JSON} experiments")
-        if kind == "case" and (g["exp"], g["image"]) not in fit_images | base_images:
+        if what == "case" and (g["exp"], g["image"]) not in images:
             raise Unsafe(f"{rel}: no fit or baseline of this image in {PART_JSON}")
-        if kind == "fit" and layout.fit_id(g["exp"], g["image"], g["seed"]) not in fits:
+        if what == "fit" and layout.fit_id(g["exp"], g["image"], g["seed"]) not in part.fits:
             raise Unsafe(f"{rel}: its fit is not in {PART_JSON} fits")
-        if kind == "baseline" and (f"{g['exp']}/{g['image']}" not in baselines
-                                   or g["method"] not in baselines[f"{g['exp']}/{g['image']}"]["methods"]):
+        if what == "baseline" and g["method"] not in methods:
             raise Unsafe(f"{rel}: not a method of {PART_JSON} baselines")
-    need = [PROFILE] + [str(REL.corrupted_of(e).record) for e in experiments]
-    for fid in fits:
+    return kinds
+
+
+def _check_complete(part: Part) -> None:
+    """Every file a part must hold of its experiments, fits and baselines is listed."""
+    need = [PROFILE] + [str(REL.corrupted_of(e).record) for e in part.experiments]
+    for fid in part.fits:
         exp, image, _ = fid.split("/")
         run_dir = REL.fit(fid)
         need += [str(p) for p in (*run_dir.records, run_dir.restored, REL.case(exp, image).meta)]
-    for key, entry in baselines.items():
+    for key, entry in part.baselines.items():
         exp, image = key.split("/")
         need += [str(REL.case(exp, image).meta), str(REL.case(exp, image).ground_truth)]
         need += [str(p) for m in entry["methods"] for p in (REL.baselines_of(exp).png(image, m), REL.baselines_of(exp).record(image, m))]
     for rel in need:
-        if rel not in files:
+        if rel not in part.files:
             raise Unsafe(f"{rel}: missing (every part holds it; see docs/publishing.md)")
 
-    # the JSON files and image headers that the merge and the metrics read
-    Fields(load_json(root, PROFILE), PROFILE).equals("profile", profile)
-    for exp, entry in experiments.items():
+
+def _check_records(root: Path, part: Part) -> dict[tuple[str, str], tuple[int, int]]:
+    """The JSON files and curves that the merge and the metrics read; returns each image's size."""
+    Fields(load_json(root, PROFILE), PROFILE).equals("profile", part.info["profile"])
+    for exp, entry in part.experiments.items():
         where = str(REL.corrupted_of(exp).record)
         e = Fields(load_json(root, where), where)
         e.equals("experiment", exp)
         e.equals("task", entry["task"])
         if e.strings("images") != entry["images"]:
             raise Unsafe(f"{where}: images differ from {PART_JSON} experiments.{exp}.images")
-    sizes: dict[tuple[str, str], tuple[int, int]] = {}
-    for exp, image in sorted(fit_images | base_images):
-        where = str(REL.case(exp, image).meta)
-        sizes[(exp, image)] = check_meta(load_json(root, where), where, exp, image)
-    for fid, entry in fits.items():
-        exp, image, seed = fid.split("/")
-        run_dir, truth = REL.fit(fid), str(REL.case(exp, image).ground_truth)
-        where = str(run_dir.run_json)
-        run = check_run(load_json(root, where), where, int(seed.removeprefix(layout.SEED_PREFIX)), sizes[(exp, image)])
-        run.text("fit_key")  # a run.json without its fit key could claim any settings
-        run.equals("fit_key", entry["fit_key"])
-        run.equals("experiment", exp)
-        run.equals("image", image)
-        if run.has("metrics") and truth not in files:
-            raise Unsafe(f"{truth}: missing, but {where} has metrics")
-        check_curve(read_inside(root, str(run_dir.curve)), str(run_dir.curve))
-    for rel, (kind, g) in kinds.items():
-        if kind == "baseline" and g["ext"] == "json":
-            Fields(load_json(root, rel), rel).equals("method", g["method"])
-        if rel.endswith(".png") and (g.get("exp"), g.get("image")) in sizes:
-            size = _image_size(root, rel)
-            if size != sizes[(g["exp"], g["image"])]:
-                raise Unsafe(f"{rel}: is {size[1]}x{size[0]}, but {layout.META} gives size {list(sizes[(g['exp'], g['image'])])}")
-    return info
-
+    sizes = {(exp, image): check_meta(load_json(root, str(REL.case(exp, image).meta)), str(REL.case(exp, image).meta), exp, image)
+             for exp, image in sorted(part.images)}
+    for fid, entry in part.fits.items():
+        exp, image, _ = fid.split("/")
+        run = check_fit_files(root, fid, entry["fit_key"], sizes[(exp, image)])
+        truth = str(REL.case(exp, image).ground_truth)
+        if run.has("metrics") and truth not in part.files:
+            raise Unsafe(f"{truth}: missing, but {REL.fit(fid).run_json} has metrics")
+    for key, entry in part.baselines.items():
+        exp, image = key.split("/")
+        for method in entry["methods"]:
+            rel = str(REL.baselines_of(exp).record(image, method))
+            Fields(load_json(root, rel), rel).equals("method", method)
+    return sizes
 
 def check_meta(meta: Any, where: str, exp: str, image: str) -> tuple[int, int]:
     """The fields of a case's ``meta.json`` that readers use; returns its size (H, W)."""
@@ -512,32 +600,7 @@ def check_curve(data: bytes, where: str) -> None:
         raise Unsafe(f"{where}: its header is not iteration,loss,…")
 
 
-# ------------------------------------------------------------------------------------ writing
-def git_commit(folder: Path) -> str | None:
-    """``git rev-parse HEAD`` when ``folder`` is the top of a git checkout, else ``None``."""
-    try:
-        top = subprocess.run(["git", "-C", str(folder), "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=30)
-        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != Path(folder).resolve():
-            return None
-        head = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (head.stdout.strip() or None) if head.returncode == 0 else None
-
-
-def is_workspace(path: Path) -> bool:
-    """A results root of ``dvc repro`` / ``dip run``: ``results/`` and ``data/corrupted/``."""
-    return (Path(path) / layout.RESULTS).is_dir() and (Path(path) / layout.CORRUPTED).is_dir()
-
-
-def case_inputs(case_dir: Path) -> dict[str, str]:
-    """sha256 of every file of a corrupted case folder (its marker excepted)."""
-    from pipeline.files import MARKER
-
-    return {p.name: sha256_bytes(p.read_bytes()) for p in sorted(Path(case_dir).iterdir())
-            if p.is_file() and not p.is_symlink() and p.name != MARKER}
-
-
+# ------------------------------------------------------------------------------------ provenance
 def _cuda(versions: dict[str, Any]) -> str | None:
     """``versions.cuda`` where run.json records it, else what torch's local version says
     (``2.5.1+cu124`` → ``12.4``), else ``None`` (a CPU build)."""
@@ -551,122 +614,3 @@ def fit_provenance(run: dict[str, Any]) -> dict[str, Any]:
     """device, device_name, torch and cuda of a fit's run.json."""
     versions = run.get("versions") if isinstance(run.get("versions"), dict) else {}
     return {"device": run.get("device"), "device_name": run.get("device_name"), "torch": versions.get("torch"), "cuda": _cuda(versions)}
-
-
-def _mapping(workspace: Path, rel: str, remedy: str) -> dict[str, Any]:
-    """The JSON mapping ``workspace/rel``; ``ValueError`` naming the file otherwise."""
-    try:
-        value = parse_json((workspace / rel).read_bytes(), f"{workspace}/{rel}")
-    except Unsafe as err:
-        raise ValueError(f"{err}; run `{remedy}` again") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{workspace}/{rel}: a JSON {type(value).__name__}, not a mapping; run `{remedy}` again")
-    return value
-
-
-def assemble(out: Path, info: dict[str, Any], sources: dict[str, Path]) -> dict[str, Any]:
-    """Write a part to the new folder ``out``: each ``sources`` file at its relative path, then
-    ``part.json`` (``info`` with ``files``, their sha256), built beside ``out`` and moved into place
-    when complete. Returns the ``part.json`` written. A write error names the part's file."""
-    out = Path(out)
-    if out.exists() or out.is_symlink():
-        raise FileExistsError(f"{out} exists; a part is written to a new folder")
-    tmp = out.with_name(f".{out.name}.part-tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    files: dict[str, str] = {}
-    try:
-        for rel, src in sorted(sources.items()):
-            data = Path(src).read_bytes()
-            dest = tmp / rel
-            try:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(data)
-            except OSError as err:  # name the part's file (a full disk), not the source
-                raise OSError(err.errno, err.strerror, str(dest)) from None
-            files[rel] = sha256_bytes(data)
-        info = {"format": PART_FORMAT, "created": utc_now(), **info, "files": files}
-        (tmp / PART_JSON).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return info
-
-
-def write_part(
-    workspace: Path,
-    out: Path,
-    *,
-    fits: Iterable[str] | None = None,
-    snapshots: bool = True,
-    baselines: bool = True,
-    commit: str | None = None,
-    hostname: str | None = None,
-) -> dict[str, Any]:
-    """Write the part of ``workspace``'s fits (all, or the ids ``fits``) to the new folder ``out``
-    and return its ``part.json``. Snapshots and ``final.png`` come along with ``snapshots``, the
-    workspace's classical baselines of those images with ``baselines``. ``commit`` defaults to
-    the workspace's git HEAD when it is the top of a checkout.
-
-    ``ValueError`` (one line) for a workspace without fits, an unknown fit id, or a run.json
-    without ``fit_key`` (fitted by a dip that did not record it: run ``dip run`` again)."""
-    workspace = Path(workspace)
-    if not is_workspace(workspace):
-        raise ValueError(f"{workspace}: not a workspace (no {layout.RESULTS}/ and {layout.CORRUPTED}/); give a workspace after `dip run`, a part or a folder of parts")
-    tree = layout.Tree(workspace)
-    resolution = _mapping(workspace, PROFILE, "dip profile")
-    if not isinstance(resolution.get("profile"), str):
-        raise ValueError(f"{workspace / PROFILE}: no profile; run `dip profile`")
-    experiments: dict[str, dict[str, Any]] = {}
-    for record in sorted(tree.corrupted.glob(f"*/{layout.EXPERIMENT_JSON}")):
-        info = _mapping(workspace, record.relative_to(workspace).as_posix(), "dip corrupt")
-        if info.get("active", True) is not False:
-            experiments[record.parent.name] = {"task": str(info.get("task")), "images": [str(i) for i in info.get("images") or []]}
-    held = {run.id: run.dir for run in layout.find_runs(tree.results) if run.experiment in experiments}
-    wanted = list(held) if fits is None else list(fits)
-    missing = [fid for fid in wanted if fid not in held]
-    if missing:
-        raise ValueError(f"{workspace}: no finished fit {missing[0]} ({REL.fit(missing[0]).run_json})" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
-    if not wanted:
-        raise ValueError(f"{workspace}: no finished fit under {layout.RESULTS}/; nothing to publish")
-
-    sources: dict[str, Path] = {PROFILE: workspace / PROFILE_FILE}
-    sources.update({str(REL.corrupted_of(e).record): tree.corrupted_of(e).record for e in experiments})
-    part_fits: dict[str, dict[str, Any]] = {}
-    part_baselines: dict[str, dict[str, Any]] = {}
-    machine: dict[str, Any] = {}
-    for fid in wanted:
-        exp, image, _ = fid.split("/")
-        run_dir, case = held[fid], tree.case(exp, image)
-        run = _mapping(workspace, str(REL.fit(fid).run_json), f"dip run {exp}")
-        if not isinstance(run.get("fit_key"), str):
-            raise ValueError(f"{run_dir.run_json}: no fit_key (fitted by an older dip); run `dip run {exp}` again to refit it")
-        machine = machine or {**fit_provenance(run), "hostname": hostname}
-        inputs = case_inputs(case.path)
-        part_fits[fid] = {"fit_key": run["fit_key"], "wall_seconds": float(run.get("wall_seconds") or 0.0),
-                          "iterations": int(run.get("iterations_run") or 0), "inputs": inputs}
-        for src in (*run_dir.records, run_dir.restored) + ((run_dir.final,) if snapshots else ()):
-            if src.is_file():
-                sources[str(REL.fit(fid).path / src.name)] = src
-        for _, snap in run_dir.snapshot_files() if snapshots else []:
-            sources[str(REL.fit(fid).snapshots / snap.name)] = snap
-        for src in (case.meta, case.ground_truth):
-            if src.is_file():
-                sources[str(REL.case(exp, image).path / src.name)] = src
-        mine = tree.baselines_of(exp)
-        records = sorted(r for r in (mine.path / image).glob("*.json") if r.with_suffix(".png").is_file())
-        if baselines and records and case.ground_truth.is_file():
-            for record in records:
-                sources[str(REL.baselines_of(exp).record(image, record.stem))] = record
-                sources[str(REL.baselines_of(exp).png(image, record.stem))] = mine.png(image, record.stem)
-            part_baselines[f"{exp}/{image}"] = {"inputs": inputs, "methods": [r.stem for r in records]}
-    for src in sources.values():  # a results folder linked from elsewhere is never published
-        try:
-            regular_file(workspace, src.relative_to(workspace).as_posix())
-        except Unsafe as err:
-            raise ValueError(f"{workspace}: {err}; a part holds only the workspace's own files: copy them in instead of linking") from None
-    params = workspace / "params.yaml"
-    return assemble(out, {
-        "commit": commit or git_commit(workspace), "machine": machine, "profile": resolution["profile"],
-        "params_sha256": sha256_bytes(params.read_bytes()) if params.is_file() else None,
-        "experiments": experiments, "fits": part_fits, "baselines": part_baselines,
-    }, sources)

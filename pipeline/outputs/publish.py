@@ -38,11 +38,11 @@ from typing import Any, Iterator, Sequence
 
 from pipeline import layout
 from pipeline.files import OutputBusy, lock_file, output_lock
-from pipeline.outputs.parts import (
-    PART_JSON, PROFILE, REL, Part, fit_provenance, is_part, is_workspace, open_part, parse_time, utc_now, write_part,
-)
-from pipeline.outputs.policy import Policy, decide
-from pipeline.outputs.safe import Unsafe, load_json, parse_json, read_inside, sha256_bytes
+from pipeline.outputs.check import check_bundle, read_manifest
+from pipeline.outputs.part_writer import TreeWriter, is_workspace, write_part
+from pipeline.outputs.parts import PART_JSON, PROFILE, REL, Part, fit_provenance, is_part, open_part, parse_time, utc_now
+from pipeline.outputs.policy import Keep, Policy, decide
+from pipeline.outputs.safe import parse_json, read_inside, sha256_bytes
 
 FORMAT, MANIFEST = layout.BUNDLE_FORMAT, layout.BUNDLE_MANIFEST
 DEFAULT_MAX_BYTES = 15_000_000  # 15 MB in git
@@ -64,6 +64,11 @@ class Source:
 
     def under(self, prefix: str) -> list[str]:
         return sorted(r for r in self.files if r.startswith(prefix))
+
+    def experiment_records(self) -> dict[str, str]:
+        """``{experiment: its experiment.json}`` of the corrupted cases this source holds."""
+        return {rel.split("/")[2]: rel for rel in self.under(layout.CORRUPTED + "/")
+                if rel.count("/") == 3 and PurePosixPath(rel).name == layout.EXPERIMENT_JSON}
 
 
 @dataclass
@@ -105,15 +110,6 @@ class Baselines:
 
 
 # ------------------------------------------------------------------------------------ bundles
-def read_manifest(bundle: Path) -> dict[str, Any] | None:
-    """The bundle's ``manifest.json`` when it is one of ours (``format``), else ``None``."""
-    try:
-        info = load_json(Path(bundle), MANIFEST)
-    except (OSError, Unsafe):
-        return None
-    return info if isinstance(info, dict) and str(info.get("format", "")).startswith("dip-results-bundle/") else None
-
-
 def _stale_name(into: Path) -> re.Pattern[str]:
     return re.compile(rf"\.{re.escape(into.name)}\.merge-(\d+)-[A-Za-z0-9_]+\.(tmp|old)")
 
@@ -131,7 +127,7 @@ def clean_stale(into: Path) -> list[Path]:
         m = pattern.fullmatch(p.name)
         if not m or p.is_symlink() or not p.is_dir() or (int(m[1]) != os.getpid() and pid_alive(int(m[1]))):
             continue
-        if m[2] == "old" and not into.exists() and read_manifest(p) is not None:
+        if m[2] == "old" and not into.exists() and isinstance(read_manifest(p), dict):
             olds.append(p)
             continue
         shutil.rmtree(p)
@@ -171,9 +167,9 @@ def check_target(into: Path) -> dict[str, Any] | None:
     if not into.exists():
         return None
     manifest = read_manifest(into)
-    if manifest is None and any(into.iterdir()):
+    if isinstance(manifest, str) and any(into.iterdir()):
         raise ValueError(f"{into} exists and is not a results bundle (no {MANIFEST} of dip in it); dip never replaces it: choose a bundle folder of dip or a new one")
-    return manifest
+    return manifest if isinstance(manifest, dict) else None
 
 
 # -------------------------------------------------------------------------------------- merge
@@ -237,8 +233,8 @@ def _compatible(fit_inputs: dict[str, str], base_inputs: dict[str, str]) -> bool
     return layout.OBSERVATION_NPY in common and all(fit_inputs[k] == base_inputs[k] for k in common)
 
 
-def _kind(rel: str) -> str:
-    """The kind of a bundle file, for the size message."""
+def size_category(rel: str) -> str:
+    """What a bundle file is, in the size message's words (JPEG previews, snapshots, …)."""
     name = PurePosixPath(rel)
     if name.suffix == ".jpg":
         return "JPEG previews"
@@ -289,58 +285,56 @@ def publish(
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+@dataclass
+class _Merge:
+    """What the steps of one merge share: the bundle ``into`` and its old manifest, the parts
+    (oldest first) and their sources, and the fits and baselines the new bundle will hold."""
+
+    into: Path
+    old: dict[str, Any] | None
+    parts: list[Part]
+    policy: Policy
+    max_bytes: int
+    settings: Settings
+    now: str = field(default_factory=utc_now)
+    old_src: Source | None = None
+    srcs: list[Source] = field(default_factory=list)
+    held: dict[str, Held] = field(default_factory=dict)
+    bases: dict[str, Baselines] = field(default_factory=dict)
+    contributed: dict[int, list[str]] = field(default_factory=dict)  # part index → the fits it gave
+
+    def __post_init__(self) -> None:
+        self.parts = sorted(self.parts, key=lambda p: (p.created, p.name))
+        self.srcs = [Source(p.root, p.files) for p in self.parts]
+        if self.old is not None:
+            self.old_src = Source(self.into, {rel: e["sha256"] for rel, e in self.old["files"].items()})
+
+
 def _merge(into: Path, old: dict[str, Any] | None, parts: list[Part], scratch: Path, policy: Policy | None,
            max_bytes: int, settings: Settings) -> dict[str, Any]:
-    from pipeline.outputs.check import check_bundle
-
-    now = utc_now()
+    """Merge ``parts`` into the bundle ``into`` (its manifest ``old``) through ``scratch/bundle``."""
     if old is not None:
-        problems = check_bundle(into)
-        if problems:
-            more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
-            raise ValueError(f"{into} does not pass `dip check-bundle` ({problems[0]}{more}); restore it (git checkout -- {into}) before merging into it")
-    profile = old["profile"] if old else parts[0].info["profile"]
-    for part in parts:
-        if part.info["profile"] != profile:
-            raise ValueError(f"part {part.name} holds fits of profile {part.info['profile']!r}, the bundle {into} those of {profile!r}; "
-                             "a bundle holds one profile: choose another --into")
-    if old is not None and policy is not None and policy != Policy.from_dict(old["policy"]):
-        raise ValueError(f"{into} keeps its own policy ({old['policy']}); a policy is chosen when a bundle is created: leave it out")
-    if policy is None:
-        policy = Policy.from_dict(old["policy"]) if old else Policy()
-    old_src = Source(into, {rel: e["sha256"] for rel, e in old["files"].items()}) if old else None
-    parts = sorted(parts, key=lambda p: (p.created, p.name))
-    srcs = [Source(p.root, p.files) for p in parts]
-    check_experiments(old_src, parts, srcs)
-    held = _bundle_fits(old, old_src)
-    outcome, contributed = _take_fits(held, parts, srcs, old_src, now)
-    bases = _bundle_baselines(old, old_src)
-    offered = _take_baselines(bases, parts, srcs, now)
-    firsts: dict[str, Held] = {}  # each image's fit of its lowest seed
-    for h in sorted(held.values(), key=lambda h: h.seed, reverse=True):
-        firsts[f"{h.exp}/{h.image}"] = h
-    unfit = sorted(k for k, b in bases.items() if k not in firsts or not _compatible(firsts[k].entry["inputs"], b.entry["inputs"]))
+        must_pass(into, f"{into} does not pass `dip check-bundle`", f"restore it (git checkout -- {into}) before merging into it")
+    m = _Merge(into, old, parts, _policy(into, old, parts, policy), max_bytes, settings)
+    check_experiments(m.old_src, m.parts, m.srcs)
+    m.held = _bundle_fits(old, m.old_src)
+    outcome, m.contributed = _take_fits(m.held, m.parts, m.srcs, m.old_src, m.now)
+    m.bases = _bundle_baselines(old, m.old_src)
+    offered = _take_baselines(m.bases, m.parts, m.srcs, m.now)
+    unfit = _unfit_baselines(m.held, m.bases)
     dropped = [k for k in unfit if old is not None and k in (old.get("baselines") or {})]
-    for key in unfit:
-        del bases[key]
     new_baselines = sorted(set(offered) - set(unfit))
-
     changed = any(v in ("added", "replaced") for v in outcome.values()) or bool(new_baselines) or bool(dropped)
     result: dict[str, Any] = {v: sorted(k for k, o in outcome.items() if o == v) for v in ("added", "replaced", "unchanged", "older")}
     result.update(baselines_added=new_baselines, baselines_dropped=dropped, baselines_refused=sorted(set(unfit) - set(dropped)),
                   changed=changed or old is None, bundle=str(into))
     if old is not None and not changed:
-        result["manifest"] = old
-        return result
-    if not held:
+        return {**result, "manifest": old}
+    if not m.held:
         raise ValueError("the parts hold no fit; nothing to publish")
-
     new = scratch / "bundle"
-    manifest = _build(new, old, old_src, parts, srcs, held, bases, policy, max_bytes, settings, contributed, now)
-    problems = check_bundle(new)
-    if problems:
-        more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
-        raise ValueError(f"the merged bundle would not pass `dip check-bundle` ({problems[0]}{more}); {into} was not changed")
+    manifest = _build(m, new)
+    must_pass(new, "the merged bundle would not pass `dip check-bundle`", f"{into} was not changed")
     if into.exists():
         aside = scratch.with_name(scratch.name[: -len(".tmp")] + ".old")
         os.replace(into, aside)
@@ -348,8 +342,42 @@ def _merge(into: Path, old: dict[str, Any] | None, parts: list[Part], scratch: P
         shutil.rmtree(aside, ignore_errors=True)
     else:
         os.replace(new, into)
-    result["manifest"] = manifest
-    return result
+    return {**result, "manifest": manifest}
+
+
+def must_pass(bundle: Path, what: str, remedy: str) -> None:
+    """``ValueError`` (``what (first problem and how many more); remedy``) when ``bundle`` does not
+    pass :func:`~pipeline.outputs.check.check_bundle`, the one check of a bundle."""
+    problems = check_bundle(bundle)
+    if problems:
+        more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+        raise ValueError(f"{what} ({problems[0]}{more}); {remedy}")
+
+
+def _policy(into: Path, old: dict[str, Any] | None, parts: list[Part], policy: Policy | None) -> Policy:
+    """The bundle's policy (``policy`` for a new one); refuses parts of another profile than the bundle's."""
+    profile = old["profile"] if old else parts[0].info["profile"]
+    for part in parts:
+        if part.info["profile"] != profile:
+            raise ValueError(f"part {part.name} holds fits of profile {part.info['profile']!r}, the bundle {into} those of {profile!r}; "
+                             "a bundle holds one profile: choose another --into")
+    if old is None:
+        return policy or Policy()
+    if policy is not None and policy != Policy.from_dict(old["policy"]):
+        raise ValueError(f"{into} keeps its own policy ({old['policy']}); a policy is chosen when a bundle is created: leave it out")
+    return Policy.from_dict(old["policy"])
+
+
+def _unfit_baselines(held: dict[str, Held], bases: dict[str, Baselines]) -> list[str]:
+    """Remove from ``bases`` the images whose baselines did not run on the inputs of the image's
+    fit of its lowest seed (or that have no fit); returns them."""
+    firsts: dict[str, Held] = {}
+    for h in sorted(held.values(), key=lambda h: h.seed, reverse=True):
+        firsts[f"{h.exp}/{h.image}"] = h
+    unfit = sorted(k for k, b in bases.items() if k not in firsts or not _compatible(firsts[k].entry["inputs"], b.entry["inputs"]))
+    for key in unfit:
+        del bases[key]
+    return unfit
 
 
 def _bundle_fits(old: dict[str, Any] | None, old_src: Source | None) -> dict[str, Held]:
@@ -389,11 +417,9 @@ def check_experiments(old_src: Source | None, parts: list[Part], srcs: list[Sour
     known: dict[str, tuple[Any, Any, str]] = {}
     named = ([(old_src, "the bundle")] if old_src else []) + [(s, f"part {p.name}") for p, s in zip(parts, srcs)]
     for src, name in named:
-        for rel in src.under(layout.CORRUPTED + "/"):
-            if rel.count("/") != 3 or PurePosixPath(rel).name != layout.EXPERIMENT_JSON:
-                continue
+        for exp, rel in src.experiment_records().items():
             record = parse_json(src.read(rel), rel)
-            exp, value = rel.split("/")[2], (record.get("task"), record.get("images"))
+            value = (record.get("task"), record.get("images"))
             if exp in known and known[exp][:2] != value:
                 raise ValueError(f"{name}: {rel} gives {exp} other images or another task than {known[exp][2]}; "
                                  "a part adds fits, it never changes an experiment: refit it with the bundle's profile")
@@ -475,104 +501,123 @@ def _score_baselines(part: Part) -> dict[tuple[str, str], tuple[float, float]]:
     return by_image
 
 
-def _build(new: Path, old: dict[str, Any] | None, old_src: Source | None, parts: list[Part], srcs: list[Source],
-           held: dict[str, Held], bases: dict[str, Baselines], policy: Policy, max_bytes: int, settings: Settings,
-           contributed: dict[int, list[str]], now: str) -> dict[str, Any]:
+def _build(m: _Merge, new: Path) -> dict[str, Any]:
     """Write the new bundle's tree at ``new`` and its manifest; returns the manifest."""
-    from pipeline.stages.evaluate import evaluate
-
-    files: dict[str, str] = {}
-
-    def write(rel: str, data: bytes) -> None:
-        dest = new / rel
-        try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with open(dest, "xb") as fh:
-                fh.write(data)
-        except OSError as err:  # name the bundle's file (a full disk), not the source
-            raise OSError(err.errno, err.strerror, str(dest)) from None
-        files[rel] = sha256_bytes(data)
-
-    # data/profile.json and each experiment's experiment.json: from the newest part that has them
-    sources_by_age = ([old_src] if old_src else []) + srcs
-    contributing = [srcs[i] for i in sorted(contributed)]
-    profile_src = contributing[-1] if contributing else old_src or srcs[-1]
-    write(PROFILE, profile_src.read(PROFILE))
-    experiments: dict[str, Source] = {}
-    for src in sources_by_age:
-        for rel in src.under(layout.CORRUPTED + "/"):
-            if rel.count("/") == 3 and PurePosixPath(rel).name == layout.EXPERIMENT_JSON:
-                experiments[rel.split("/")[2]] = src
-    for exp, src in sorted(experiments.items()):
-        rel = str(REL.corrupted_of(exp).record)
-        write(rel, src.read(rel))
-
-    keep = decide(policy, list(held.values()))
+    w = TreeWriter(new)
+    experiments = _write_records(m, w)
+    keep = decide(m.policy, list(m.held.values()))
     by_image: dict[str, list[Held]] = {}
-    for h in sorted(held.values(), key=lambda h: h.id):
+    for h in sorted(m.held.values(), key=lambda h: h.id):
         by_image.setdefault(f"{h.exp}/{h.image}", []).append(h)
     for key, fits in sorted(by_image.items()):
-        case = max(fits, key=lambda h: h.created).src  # the newest fit's case
         truth = any(keep[h.id].truth for h in fits)
-        exp, image = key.split("/")
-        meta, truth_png = str(REL.case(exp, image).meta), str(REL.case(exp, image).ground_truth)
-        write(meta, case.read(meta))
-        if truth and truth_png in case.files:
-            write(truth_png, case.read(truth_png))
+        _write_case(w, key, fits, truth)
         for h in fits:
-            run, k = h.run, keep[h.id]
-            for rel in map(str, run.records):
-                write(rel, h.src.read(rel))
-            png, jpg = str(run.restored), str(run.preview)
-            has_png, has_jpg = png in h.src.files, jpg in h.src.files
-            if k.restored == "png" and has_png:
-                write(png, h.src.read(png))
-            elif k.restored and has_png:
-                write(jpg, _jpeg(h.src.read(png), policy.jpeg_quality))
-            elif k.restored and has_jpg:  # kept as a preview before: a PNG cannot come back
-                write(jpg, h.src.read(jpg))
-            if k.snapshots:
-                for rel in h.src.under(f"{run.snapshots}/"):
-                    write(rel, h.src.read(rel))
-        b = bases.get(key)
-        if b is not None:
-            for method in b.entry["methods"]:
-                rec_rel, png_rel = str(REL.baselines_of(exp).record(image, method)), str(REL.baselines_of(exp).png(image, method))
-                record = parse_json(b.src.read(rec_rel), rec_rel)
-                record.update(psnr=b.scores[method][0], ssim=b.scores[method][1])
-                write(rec_rel, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
-                if truth and png_rel in b.src.files:
-                    write(png_rel, b.src.read(png_rel))
+            _write_fit(w, h, keep[h.id], m.policy.jpeg_quality)
+        if key in m.bases:
+            _write_baselines(w, key, m.bases[key], truth)
     profile = json.loads((new / PROFILE).read_text()).get("profile")
-    for exp in sorted({h.exp for h in held.values()}):
-        mine = [h for h in held.values() if h.exp == exp]
-        info = layout.results_experiment(exp, profile, True, [h.image for h in mine], [h.seed for h in mine])
-        write(str(REL.results_of(exp).record), (json.dumps(info, indent=2, sort_keys=True) + "\n").encode())
+    for exp in sorted({h.exp for h in m.held.values()}):
+        mine = [h for h in m.held.values() if h.exp == exp]
+        w.json(str(REL.results_of(exp).record), layout.results_experiment(exp, profile, True, [h.image for h in mine], [h.seed for h in mine]))
+    resolution, order = _evaluate(m, w, sorted(set(experiments) | {h.exp for h in m.held.values()}))
+    manifest = _manifest(m, w, resolution, order)
+    w.json(MANIFEST, manifest)
+    return manifest
 
-    # metrics/: the pipeline's own evaluation of every fit (and baseline) the bundle holds
-    resolution = json.loads((new / PROFILE).read_text())
+
+def _write_records(m: _Merge, w: TreeWriter) -> list[str]:
+    """``data/profile.json`` (of the newest part that gave a fit) and each experiment's
+    ``experiment.json`` (of the newest source that has it); returns the experiments."""
+    contributing = [m.srcs[i] for i in sorted(m.contributed)]
+    profile_src = contributing[-1] if contributing else m.old_src or m.srcs[-1]
+    w.write(PROFILE, profile_src.read(PROFILE))
+    experiments: dict[str, Source] = {}
+    for src in ([m.old_src] if m.old_src else []) + m.srcs:
+        experiments.update(dict.fromkeys(src.experiment_records(), src))
+    for exp, src in sorted(experiments.items()):
+        rel = str(REL.corrupted_of(exp).record)
+        w.write(rel, src.read(rel))
+    return sorted(experiments)
+
+
+def _write_case(w: TreeWriter, key: str, fits: list[Held], truth: bool) -> None:
+    """The image's ``meta.json`` (and ground truth where kept) from its newest fit's source."""
+    case = max(fits, key=lambda h: h.created).src
+    exp, image = key.split("/")
+    meta, truth_png = str(REL.case(exp, image).meta), str(REL.case(exp, image).ground_truth)
+    w.write(meta, case.read(meta))
+    if truth and truth_png in case.files:
+        w.write(truth_png, case.read(truth_png))
+
+
+def _write_fit(w: TreeWriter, h: Held, keep: Keep, jpeg_quality: int) -> None:
+    """What the policy keeps of one fit: its records always; its restored image as a PNG, a JPEG
+    preview or not at all; its snapshots."""
+    run = h.run
+    for rel in map(str, run.records):
+        w.write(rel, h.src.read(rel))
+    png, jpg = str(run.restored), str(run.preview)
+    if keep.restored == "png" and png in h.src.files:
+        w.write(png, h.src.read(png))
+    elif keep.restored and png in h.src.files:
+        w.write(jpg, _jpeg(h.src.read(png), jpeg_quality))
+    elif keep.restored and jpg in h.src.files:  # kept as a preview before: a PNG cannot come back
+        w.write(jpg, h.src.read(jpg))
+    if keep.snapshots:
+        for rel in h.src.under(f"{run.snapshots}/"):
+            w.write(rel, h.src.read(rel))
+
+
+def _write_baselines(w: TreeWriter, key: str, b: Baselines, truth: bool) -> None:
+    """An image's baseline records, with the scores the merge computed, and their PNGs where the
+    image keeps its ground truth."""
+    exp, image = key.split("/")
+    for method in b.entry["methods"]:
+        rec_rel, png_rel = str(REL.baselines_of(exp).record(image, method)), str(REL.baselines_of(exp).png(image, method))
+        record = parse_json(b.src.read(rec_rel), rec_rel)
+        record.update(psnr=b.scores[method][0], ssim=b.scores[method][1])
+        w.json(rec_rel, record)
+        if truth and png_rel in b.src.files:
+            w.write(png_rel, b.src.read(png_rel))
+
+
+def _evaluate(m: _Merge, w: TreeWriter, known: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """``metrics/``: the pipeline's own evaluation of every fit (and baseline) the bundle holds;
+    returns the resolution it used and the order of the experiments."""
+    from pipeline.stages.evaluate import evaluate
+
+    resolution = json.loads((w.root / PROFILE).read_text())
     resolution = {"requested": resolution.get("profile"), "device": "", "device_name": "", **resolution}
-    known = sorted(set(experiments) | {h.exp for h in held.values()})
-    order = [e for e in settings.order if e in known] + [e for e in known if e not in settings.order]
-    tree = layout.Tree(new)
+    order = [e for e in m.settings.order if e in known] + [e for e in known if e not in m.settings.order]
+    tree = layout.Tree(w.root)
     try:
-        evaluate(tree.results, order, resolution, tree.metrics, baselines=tree.baselines if bases else None, corrupted=tree.corrupted,
-                 paper=settings.paper, epsilon=settings.epsilon, about=settings.about)
+        evaluate(tree.results, order, resolution, tree.metrics, baselines=tree.baselines if m.bases else None, corrupted=tree.corrupted,
+                 paper=m.settings.paper, epsilon=m.settings.epsilon, about=m.settings.about)
     except OSError as err:  # a full disk: name the bundle's folder being written
         raise OSError(err.errno, err.strerror, err.filename or str(tree.metrics)) from None
-    mark_underived(tree, held)
+    mark_underived(tree, m.held)
     for p in sorted(tree.metrics.iterdir()):
-        files[str(REL.metric(p.name))] = sha256_bytes(p.read_bytes())
+        w.files[str(REL.metric(p.name))] = sha256_bytes(p.read_bytes())
+    return resolution, order
 
-    part_log = list(old.get("parts") or []) if old else []
-    for i, p in enumerate(parts):
-        ids = contributed.get(i, [])
-        if ids or any(bases.get(k) is not None and bases[k].entry.get("part") == p.ref for k in p.baselines):
-            part_log.append({**p.ref, "commit": p.info.get("commit"), "machine": p.info.get("machine"),
-                             "params_sha256": p.info.get("params_sha256"), "merged": now, "fits": ids,
-                             "baselines": sorted(k for k in p.baselines if k in bases and bases[k].entry.get("part") == p.ref)})
+
+def _part_log(m: _Merge) -> list[dict[str, Any]]:
+    """The manifest's ``parts``: the old ones and each new part that gave a fit or baselines."""
+    log = list(m.old.get("parts") or []) if m.old else []
+    for i, p in enumerate(m.parts):
+        ids = m.contributed.get(i, [])
+        gave = sorted(k for k in p.baselines if k in m.bases and m.bases[k].entry.get("part") == p.ref)
+        if ids or gave:
+            log.append({**p.ref, "commit": p.info.get("commit"), "machine": p.info.get("machine"),
+                        "params_sha256": p.info.get("params_sha256"), "merged": m.now, "fits": ids, "baselines": gave})
+    return log
+
+
+def _manifest(m: _Merge, w: TreeWriter, resolution: dict[str, Any], order: list[str]) -> dict[str, Any]:
+    """The new bundle's manifest; ``ValueError`` (nothing changed) when the bundle would exceed ``max_bytes``."""
     wall: dict[str, float] = {}
-    for h in held.values():
+    for h in m.held.values():
         wall[h.exp] = round(wall.get(h.exp, 0.0) + float(h.entry.get("wall_seconds") or 0.0), 2)
     manifest: dict[str, Any] = {
         "format": FORMAT,
@@ -580,30 +625,29 @@ def _build(new: Path, old: dict[str, Any] | None, old_src: Source | None, parts:
         "requested": resolution.get("requested"),
         "device": resolution.get("device"),
         "device_name": resolution.get("device_name"),
-        "device_names": sorted({str(h.entry["device_name"]) for h in held.values() if h.entry.get("device_name")}),
-        "created": old.get("created", now) if old else now,
-        "updated": now,
-        "policy": {**asdict(policy), "png": list(policy.png), "galleries": list(policy.galleries)},
-        "max_bytes": max_bytes,
+        "device_names": sorted({str(h.entry["device_name"]) for h in m.held.values() if h.entry.get("device_name")}),
+        "created": m.old.get("created", m.now) if m.old else m.now,
+        "updated": m.now,
+        "policy": {**asdict(m.policy), "png": list(m.policy.png), "galleries": list(m.policy.galleries)},
+        "max_bytes": m.max_bytes,
         "experiments": order,
-        "parts": part_log,
-        "fits": {h.id: h.entry for h in sorted(held.values(), key=lambda h: h.id)},
-        "baselines": {k: bases[k].entry for k in sorted(bases)},
+        "parts": _part_log(m),
+        "fits": {h.id: h.entry for h in sorted(m.held.values(), key=lambda h: h.id)},
+        "baselines": {k: m.bases[k].entry for k in sorted(m.bases)},
         "wall_seconds": wall,
         "total_bytes": 0,
-        "files": {rel: {"bytes": (new / rel).stat().st_size, "sha256": files[rel]} for rel in sorted(files)},
+        "files": {rel: {"bytes": (w.root / rel).stat().st_size, "sha256": w.files[rel]} for rel in sorted(w.files)},
     }
     total = sum(e["bytes"] for e in manifest["files"].values())
     for _ in range(3):  # the manifest counts itself; its length settles at once
         manifest["total_bytes"] = total + len(json.dumps(manifest, indent=2, sort_keys=True).encode()) + 1
-    if manifest["total_bytes"] > max_bytes:
+    if manifest["total_bytes"] > m.max_bytes:
         kinds: dict[str, int] = {MANIFEST: manifest["total_bytes"] - total}
         for rel, e in manifest["files"].items():
-            kinds[_kind(rel)] = kinds.get(_kind(rel), 0) + e["bytes"]
+            kinds[size_category(rel)] = kinds.get(size_category(rel), 0) + e["bytes"]
         biggest = ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])[:3])
-        over = manifest["total_bytes"] - max_bytes
+        over = manifest["total_bytes"] - m.max_bytes
         raise ValueError(f"the bundle would be {manifest['total_bytes'] / 1e6:.2f} MB, {over / 1e6:.2f} MB over the limit of "
-                         f"{max_bytes / 1e6:.2f} MB (largest: {biggest}); nothing was changed: keep fewer images as PNG "
+                         f"{m.max_bytes / 1e6:.2f} MB (largest: {biggest}); nothing was changed: keep fewer images as PNG "
                          "(the bundle's policy, docs/publishing.md) or raise --max-mb")
-    (new / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
