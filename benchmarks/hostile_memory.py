@@ -104,14 +104,16 @@ def huge_pngs_bundle(folder: Path, side: int) -> Path:
     the manifest's sizes and hashes updated (a consistent forgery)."""
     import hashlib
 
+    from pipeline import layout
+
     bundle = Path(shutil.copytree(BUNDLE, folder / "bundle"))
     big = png_of_zeros(folder / "big.png", side, side)
-    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest = json.loads((bundle / layout.BUNDLE_MANIFEST).read_text())
     data = big.read_bytes()
-    for png in bundle.rglob("restored.png"):
+    for png in bundle.rglob(layout.RESTORED):
         shutil.copyfile(big, png)
         manifest["files"][png.relative_to(bundle).as_posix()] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    (bundle / layout.BUNDLE_MANIFEST).write_text(json.dumps(manifest))
     return bundle
 
 

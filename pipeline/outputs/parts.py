@@ -337,20 +337,23 @@ def _extract(tar: tarfile.TarFile, name: str, m: tarfile.TarInfo, dest: Path) ->
 
 
 def _image_size(root: Path, rel: str) -> tuple[int, int]:
-    """(height, width) from an image file's header (not decoded)."""
+    """(height, width) from an image file's header (not decoded); :class:`Unsafe` above :data:`MAX_PIXELS`."""
     from PIL import Image
 
+    too_many = f"more than the limit of {MAX_PIXELS:,} (nothing was decoded)"
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked below, from the header
             with Image.open(regular_file(root, rel)) as im:
                 w, h = im.size
     except Unsafe:
         raise
+    except Image.DecompressionBombError:
+        raise Unsafe(f"{rel}: claims {too_many}") from None
     except Exception as err:  # noqa: BLE001 - PIL raises many kinds for a bad header
         raise Unsafe(f"{rel}: not a readable image ({type(err).__name__})") from None
     if w * h > MAX_PIXELS:
-        raise Unsafe(f"{rel}: claims {w}x{h} pixels")
+        raise Unsafe(f"{rel}: claims {w}x{h} = {w * h:,} pixels, {too_many}")
     return h, w
 
 
