@@ -1,6 +1,7 @@
 """The Dask engine on a real LocalCluster on loopback: same results as the local engine, a killed
 worker's fit is retried without losing or duplicating results, and `dvc exp run -S
-engine.kind=dask` reproduces the local metrics of the smoke profile exactly."""
+engine.kind=dask` reproduces the local metrics of the smoke profile exactly (in the same run, an
+architecture changed by a parameter refits its experiment alone)."""
 
 from __future__ import annotations
 
@@ -150,13 +151,18 @@ def test_config_and_missing_dask(monkeypatch: pytest.MonkeyPatch) -> None:
     assert str(err.value) == DASK_MISSING and "\n" not in DASK_MISSING
 
 
-def test_dvc_exp_run_with_dask_reproduces_local_metrics(smoke_project: Path, tmp_path: Path) -> None:
-    """The headline check: the smoke profile's metrics from a Dask run equal the local run's. Three
-    experiments (a table's, a figure's and a blind one) are fitted again on Dask; the others, whose
-    fits are finished, start no engine (each fit stage of DVC re-runs: its params changed)."""
+def test_dvc_exp_run_on_dask_reproduces_local_metrics_and_changes_an_architecture(smoke_project: Path, tmp_path: Path) -> None:
+    """The headline checks, in one `dvc exp run` on a copy of the smoke run (each is a minute of DVC):
+
+    - `-S engine.kind=dask`: three experiments (a table's, a figure's and a blind one) are forgotten
+      and fitted again on Dask; their metrics and PNGs equal the local run's exactly. The other
+      fits, finished, start no engine (each fit stage of DVC re-runs: its params changed).
+    - `-S profiles.smoke.variants.fig8_library=resnet`: Fig. 8's architectures are variants;
+      fig8_library alone is fitted again, with the ResNet and its own settings, and
+      `dvc params diff` / `dvc exp show` name the change."""
     project = tmp_path / "project"
     shutil.copytree(smoke_project, project, symlinks=True)
-    refit = ["inpaint_p50", "fig6_vase", "real_snail"]
+    refit, arch = ["inpaint_p50", "fig6_vase", "real_snail"], "fig8_library"
     # Forget those fits: without their folders and dvc.lock entries DVC has nothing to check
     # out, so their fit stages fit again (a kept results/ would be, rightly, reused by `dip run`).
     for exp in refit:
@@ -164,20 +170,26 @@ def test_dvc_exp_run_with_dask_reproduces_local_metrics(smoke_project: Path, tmp
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     lock["stages"] = {k: v for k, v in lock["stages"].items() if k not in {f"fit@{e}" for e in refit}}
     (project / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
-    out = run_in(project, "dvc", "exp", "run", "-S", "engine.kind=dask").stdout
+    out = run_in(project, "dvc", "exp", "run", "-S", "engine.kind=dask", "-S", f"profiles.smoke.variants.{arch}=resnet").stdout
     stages = yaml.safe_load((project / "params.yaml").read_text())["experiments"]  # one fit stage each, active or not
-    assert out.count("[dask LocalCluster (2 workers)]") == len(refit), out
-    assert out.count("[no engine started]") == len(stages) - len(refit), out
+    assert out.count("[dask LocalCluster (2 workers)]") == len(refit) + 1 and f"{arch} (active): 1 run" in out, out
+    assert out.count("[no engine started]") == len(stages) - len(refit) - 1, out
 
     def rows(root: Path) -> list[dict[str, str]]:
-        return sorted(({k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(root / "metrics/per_image.csv"))),
-                      key=lambda r: json.dumps(r, sort_keys=True))
+        return sorted(({k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(root / "metrics/per_image.csv"))
+                       if r["experiment"] != arch), key=lambda r: json.dumps(r, sort_keys=True))
 
     assert rows(project) == rows(smoke_project) and rows(project)
-    local = json.loads((smoke_project / "metrics/summary.json").read_text())
-    assert json.loads((project / "metrics/summary.json").read_text())["experiments"] == local["experiments"]
+    local = json.loads((smoke_project / "metrics/summary.json").read_text())["experiments"]
+    ours = json.loads((project / "metrics/summary.json").read_text())["experiments"]
+    assert {k: v for k, v in ours.items() if k != arch} == {k: v for k, v in local.items() if k != arch} and ours[arch] != local[arch]
     for restored in (smoke_project / "results").rglob("restored.png"):
-        twin = project / restored.relative_to(smoke_project)
-        assert twin.read_bytes() == restored.read_bytes()
-        engine = json.loads((twin.parent / "run.json").read_text()).get("engine")
-        assert (engine == "dask") == (restored.relative_to(smoke_project).parts[1] in refit), (restored, engine)
+        twin, exp = project / restored.relative_to(smoke_project), restored.relative_to(smoke_project).parts[1]
+        run = json.loads((twin.parent / "run.json").read_text())
+        assert (twin.read_bytes() == restored.read_bytes()) == (exp != arch), restored
+        assert (run.get("engine") == "dask") == (exp in refit or exp == arch), (restored, run.get("engine"))
+    run = json.loads(next((project / "results" / arch).glob("*/seed_0/run.json")).read_text())
+    assert run["net"]["arch"] == "resnet" and run["fit"]["lr"] == 0.001
+    diff = json.loads(run_in(project, "dvc", "params", "diff", "--json").stdout)["params.yaml"]
+    assert diff[f"profiles.smoke.variants.{arch}"]["new"] == "resnet" and diff["engine.kind"]["new"] == "dask", diff
+    assert arch in run_in(project, "dvc", "exp", "show", "--json").stdout

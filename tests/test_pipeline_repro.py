@@ -119,18 +119,3 @@ def test_figures_end_to_end(smoke_project: Path) -> None:
         assert "metrics" not in runs[e] and not list((smoke_project / "baselines" / e).glob("*/*.png"))
     report = (smoke_project / "metrics/report.md").read_text()
     assert "## Figures" in report and report.count("no PSNR can be computed") == 2
-
-
-def test_architecture_comparison_is_a_parameter(smoke_project: Path, tmp_path: Path) -> None:
-    """Fig. 8's architectures are variants: `dvc exp run -S` refits fig8_library alone."""
-    project = tmp_path / "project"
-    shutil.copytree(smoke_project, project, symlinks=True)
-    out = run_in(project, "dvc", "exp", "run", "-S", "profiles.smoke.variants.fig8_library=resnet").stdout
-    # DVC re-runs every fit stage (their params changed); those with nothing to fit start no engine, load no torch
-    assert "fig8_library (active): 1 run" in out and out.count("no engine started") >= len(ACTIVE), out
-    run = json.loads(next((project / "results/fig8_library").glob("*/seed_0/run.json")).read_text())
-    assert run["net"]["arch"] == "resnet" and run["fit"]["lr"] == 0.001
-    diff = json.loads(run_in(project, "dvc", "params", "diff", "--json").stdout)
-    assert diff["params.yaml"]["profiles.smoke.variants.fig8_library"]["new"] == "resnet"
-    shown = run_in(project, "dvc", "exp", "show", "--json").stdout
-    assert "fig8_library" in shown
