@@ -14,6 +14,7 @@ than the ground truths, so their PNGs are smaller: the count is an upper bound.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import math
@@ -56,15 +57,15 @@ def stand_in_workspace(root: Path, seeds: int) -> None:
                 out = tree.run(exp.id, image, seed)
                 out.snapshots.mkdir(parents=True)
                 out.restored.write_bytes(picture.read_bytes())
-                for i in settings["snapshots"]:
+                for i in settings.snapshots:
                     out.snapshot(i).write_bytes(picture.read_bytes())
-                n = settings["fit"]["iterations"]
+                n = settings.fit.iterations
                 rows = [{"iteration": i, "loss": 1e-3 * math.exp(-i / n) + 1.234567e-4, "psnr_obs": 28.123456 + i / n,
                          **({"psnr_gt": 27.654321 + i / n, "ssim_gt": 0.8123456} if scored else {})}
                         for i in range(0, n + 1, prof.log_every)]
                 write_curve(out.curve, rows)
                 perfect = {"psnr": math.inf, "ssim": 1.0}
-                record = {"task": exp.task, "net": settings["net"], "fit": settings["fit"], "seed": seed, "device": "cuda",
+                record = {"task": exp.task, "net": settings.net.to_dict(), "fit": dataclasses.asdict(settings.fit), "seed": seed, "device": "cuda",
                           "device_name": "stand-in", "versions": {"dip": "0", "torch": "2.5.1+cu124", "numpy": "2", "python": "3.11"},
                           "started": "2026-01-01T00:00:00Z", "wall_seconds": 123.456, "iterations_run": n, "early_stop_iteration": None,
                           "backtracks": 0, "image_size": read_json(case.meta)["size"], "loop": "graph",

@@ -18,8 +18,9 @@ baselines' from :data:`BASELINES`.
   (:func:`choose_profile`; the ``resolve`` stage, :mod:`pipeline.stages.resolve`, records it).
   A figure's fitting settings are the profile's ``fit.<id>`` (or ``fit.<id>_<variant>``); a
   ``net:`` inside that entry replaces the profile's ``net`` whole.
-* :func:`job_settings` is everything one fit needs besides its files (JSON): what ``dip run``
-  hashes and ships to an engine, and what ``dip restore --preset`` uses (:func:`preset_configs`).
+* :func:`job_settings` is everything one fit needs besides its files (a :class:`FitSettings`, JSON
+  only where hashed, recorded or shipped): what ``dip run`` hashes and ships to an engine, and what
+  ``dip restore --preset`` uses (:func:`preset_configs`).
 
 A leaf of the project: it imports only :mod:`dip.config`.
 """
@@ -569,14 +570,51 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
 
 # --- the settings of one fit ------------------------------------------------------------------
 
-def job_settings(exp: Experiment, profile: Profile, seed: int, device: str) -> dict[str, Any]:
-    """Everything one fit of ``exp`` needs besides its files (JSON-serialisable): what ``dip run``
-    hashes and ships to an engine (a :class:`pipeline.execution.keys.Fit`'s ``settings``)."""
+@dataclass(frozen=True)
+class FitSettings:
+    """Everything one fit needs besides its files, built once from params.yaml (:func:`job_settings`)
+    and passed as this object to the loop; the seed is ``fit.seed``. Its JSON form
+    (:meth:`to_json`) is used only at three edges: the hashes (:mod:`pipeline.execution.keys`),
+    run.json's provenance and the Dask task's wire (:func:`pipeline.execution.engines.fit_task`)."""
+
+    net: NetConfig  # validated, every field explicit
+    fit: FitConfig  # validated; its seed is the fit's seed
+    device: str = "cpu"
+    log_every: int = 50  # the curve's interval
+    snapshots: tuple[int, ...] = ()  # iterations whose image is kept
+    profile: str = ""  # the profile it came from (part of the fit's identity)
+
+    @property
+    def seed(self) -> int:
+        return self.fit.seed
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form: key for key and value for value the mapping that the hashes have always
+        read (the seed both at the top and in ``fit``), so that every ``fit_key`` and
+        ``settings_hash`` stays what it was (``tests/test_settings.py`` pins it)."""
+        return {"net": self.net.to_dict(), "fit": dataclasses.asdict(self.fit), "seed": self.fit.seed, "device": self.device,
+                "log_every": self.log_every, "snapshots": list(self.snapshots), "profile": self.profile}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "FitSettings":
+        """The settings of :meth:`to_json`'s form, checked (``ValueError`` for unknown or bad values)."""
+        fit = FitConfig.from_dict(dict(data["fit"]))
+        if "seed" in data and int(data["seed"]) != fit.seed:
+            raise ValueError(f"seed {data['seed']!r} differs from fit.seed {fit.seed!r}")
+        return cls(NetConfig.from_dict(dict(data["net"])), fit, str(data["device"]), int(data["log_every"]),
+                   tuple(int(s) for s in data["snapshots"]), str(data["profile"]))
+
+    def with_fit(self, **changes: Any) -> "FitSettings":
+        """These settings with ``changes`` to the fitting settings (checked), e.g. execution options."""
+        return dataclasses.replace(self, fit=FitConfig.from_dict({**dataclasses.asdict(self.fit), **changes}))
+
+
+def job_settings(exp: Experiment, profile: Profile, seed: int, device: str) -> FitSettings:
+    """Everything one fit of ``exp`` needs besides its files: what ``dip run`` hashes and ships to
+    an engine (a :class:`pipeline.execution.keys.Fit`'s ``settings``)."""
     fit, snapshots = profile.fit(exp)
-    net_cfg = NetConfig.from_dict(profile.net(exp)).to_dict()  # validated, every field explicit
-    fit_cfg = FitConfig.from_dict({**fit, "seed": seed})
-    return {"net": net_cfg, "fit": fit_cfg.__dict__.copy(), "seed": seed, "device": device,
-            "log_every": profile.log_every, "snapshots": snapshots, "profile": profile.name}
+    return FitSettings(NetConfig.from_dict(profile.net(exp)), FitConfig.from_dict({**fit, "seed": seed}), device,
+                       profile.log_every, tuple(snapshots), profile.name)
 
 
 def preset_configs(preset: str, task: str, factor: int = 4, *, seed: int = 0, device: str = "cpu",
@@ -598,4 +636,4 @@ def preset_configs(preset: str, task: str, factor: int = 4, *, seed: int = 0, de
     name = choose_profile(preset, p["profiles"], cuda=str(device).startswith("cuda"))
     profile = Profile(name, p["profiles"][name], dict(p.get("figures") or {}))
     settings = job_settings(user_experiment(profile, task, factor), profile, seed, device)
-    return name, NetConfig.from_dict(settings["net"]), FitConfig.from_dict(settings["fit"])
+    return name, settings.net, settings.fit

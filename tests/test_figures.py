@@ -12,6 +12,7 @@ import yaml
 
 from pipeline.files import save_image
 from dip.models import build_model
+from dip.config import FitConfig
 from dip.network import NetConfig, count_parameters, upsample_modes
 from pipeline.stages.corrupt import corrupt_all
 from pipeline.images.manifest import ImageEntry, load_manifest
@@ -27,12 +28,12 @@ def paper() -> Profile:
     return Profile("paper", PARAMS["profiles"]["paper"], FIGURES)
 
 
-def settings(exp_id: str, variant: str | None = None) -> tuple[NetConfig, dict]:
+def settings(exp_id: str, variant: str | None = None) -> tuple[NetConfig, FitConfig]:
     prof = paper()
     if variant:
         prof = Profile("paper", {**prof.body, "variants": {**prof.body["variants"], exp_id: variant}}, FIGURES)
     s = job_settings(prof.experiment(exp_id), prof, 0, "cpu")
-    return NetConfig.from_dict(s["net"]), s["fit"]
+    return s.net, s.fit
 
 
 # (experiment, variant) → network and fitting settings of the authors' notebook; see the
@@ -80,7 +81,7 @@ def test_paper_profile_matches_the_notebooks(exp_id: str, variant: str | None) -
     if net.arch == "skip":
         assert net.channels_up == net.channels_down and net.pad == "reflection" and net.kernel_skip == 1
     for key, value in want_fit.items():
-        assert fit[key] == value, (key, fit[key], value)
+        assert getattr(fit, key) == value, (key, getattr(fit, key), value)
 
 
 def test_paper_runs_every_figure_and_the_default_library_net_is_skip_depth6() -> None:

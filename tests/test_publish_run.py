@@ -7,6 +7,7 @@ cuts a run does not depend on how busy the machine is.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -21,6 +22,7 @@ import yaml
 from typer.testing import CliRunner
 
 import dip
+from dip.config import NetConfig
 from pipeline.files import save_array, save_image, save_json
 from pipeline.cli import app
 from pipeline.outputs import publish_run
@@ -29,7 +31,7 @@ from pipeline.execution.budget import Costs
 from pipeline.outputs.publish_run import Planned, load_choice, ordered, ordered_images, plan, published_keys, run
 from pipeline.images.manifest import load_manifest, sha256_bytes
 from pipeline.outputs.part_writer import KEPT, PART_FORMAT, FinishedFit, PartWriter, fit_files
-from pipeline.settings import Profile, job_settings, load_params
+from pipeline.settings import FitSettings, Profile, job_settings, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ["inpaint_p50", "denoise_s25"]  # smoke images from scikit-image: no mirror needed
@@ -99,7 +101,7 @@ def manifest_of(parts: list[Path]) -> dict[str, Any]:
 # --- the fit key ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def inpaint_settings() -> dict[str, Any]:
+def inpaint_settings() -> FitSettings:
     """The smoke profile's job settings of inpaint_p50, seed 0, on the CPU."""
     params = load_params(ROOT / "params.yaml")
     prof = Profile("smoke", params["profiles"]["smoke"], params["figures"])
@@ -107,7 +109,7 @@ def inpaint_settings() -> dict[str, Any]:
 
 
 @pytest.fixture
-def case(tmp_path: Path, camera64: np.ndarray, inpaint_settings: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+def case(tmp_path: Path, camera64: np.ndarray, inpaint_settings: FitSettings) -> tuple[Path, FitSettings]:
     """A corrupted inpainting case folder and its job settings."""
     folder = tmp_path / "case"
     save_image(folder / "ground_truth.png", camera64)
@@ -115,31 +117,34 @@ def case(tmp_path: Path, camera64: np.ndarray, inpaint_settings: dict[str, Any])
     save_array(folder / "observation.npy", camera64 * (camera64 > 0.5))
     save_json(folder / "meta.json", {"experiment": "inpaint_p50", "task": "inpaint", "image": "camera", "set": "embedded", "drop": 0.5,
                                      "seed": 11, "base_seed": 0, "size": [64, 64], "profile": "smoke"})
-    return folder, json.loads(json.dumps(inpaint_settings))
+    return folder, inpaint_settings
 
 
-def test_fit_key_ignores_execution_options_and_the_device(case: tuple[Path, dict[str, Any]]) -> None:
+def test_fit_key_ignores_execution_options_and_the_device(case: tuple[Path, FitSettings]) -> None:
     folder, settings = case
     key = fit_key(folder, settings)
     assert {"graph", "compile", "channels_last", "check_every"} <= set(EXECUTION_FIELDS)
-    changed = json.loads(json.dumps(settings))
-    changed["device"] = "cuda:3"
-    changed["fit"].update(graph=True, compile=True, channels_last=True, check_every=7)
+    changed = dataclasses.replace(settings, device="cuda:3").with_fit(graph=True, compile=True, channels_last=True, check_every=7)
     assert fit_key(folder, changed) == key
 
 
 @pytest.mark.parametrize("where,field,value", [
     ("fit", "lr", 0.02), ("fit", "iterations", 21), ("fit", "precision", "bf16"), ("fit", "reg_noise_std", 0.0),
-    ("net", "width", 16), ("net", "upsample", "nearest"), (None, "seed", 1), (None, "log_every", 10), (None, "snapshots", [0]), (None, "profile", "quick"),
+    ("net", "input_depth", 16), ("net", "upsample", "nearest"), ("fit", "seed", 1), (None, "log_every", 10), (None, "snapshots", (0,)),
+    (None, "profile", "quick"),
 ])
-def test_fit_key_changes_with_every_setting_of_the_numbers(case: tuple[Path, dict[str, Any]], where: str | None, field: str, value: Any) -> None:
+def test_fit_key_changes_with_every_setting_of_the_numbers(case: tuple[Path, FitSettings], where: str | None, field: str, value: Any) -> None:
     folder, settings = case
-    changed = json.loads(json.dumps(settings))
-    (changed[where] if where else changed)[field] = value
+    if where == "fit":
+        changed = settings.with_fit(**{field: value})
+    elif where == "net":
+        changed = dataclasses.replace(settings, net=NetConfig.from_dict({**settings.net.to_dict(), field: value}))
+    else:
+        changed = dataclasses.replace(settings, **{field: value})
     assert fit_key(folder, changed) != fit_key(folder, settings)
 
 
-def test_fit_key_follows_the_inputs_identity_not_their_float_bytes(case: tuple[Path, dict[str, Any]]) -> None:
+def test_fit_key_follows_the_inputs_identity_not_their_float_bytes(case: tuple[Path, FitSettings]) -> None:
     folder, settings = case
     key = fit_key(folder, settings)
     obs = np.load(folder / "observation.npy")
@@ -157,14 +162,14 @@ def test_fit_key_follows_the_inputs_identity_not_their_float_bytes(case: tuple[P
     assert fit_key(folder, settings) != key
 
 
-def test_fit_key_holds_dip_numerics(case: tuple[Path, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fit_key_holds_dip_numerics(case: tuple[Path, FitSettings], monkeypatch: pytest.MonkeyPatch) -> None:
     folder, settings = case
     key = fit_key(folder, settings)
     monkeypatch.setattr(dip, "NUMERICS", dip.NUMERICS + 1)
     assert fit_key(folder, settings) != key
 
 
-def test_the_choice_changes_speed_never_the_key(tmp_path: Path, case: tuple[Path, dict[str, Any]]) -> None:
+def test_the_choice_changes_speed_never_the_key(tmp_path: Path, case: tuple[Path, FitSettings]) -> None:
     folder, settings = case
     path = tmp_path / "choice.json"
     path.write_text(json.dumps({"fit": {"graph": False, "check_every": 50, "lr": 1.0, "precision": "bf16"}, "group": "4",
@@ -172,9 +177,7 @@ def test_the_choice_changes_speed_never_the_key(tmp_path: Path, case: tuple[Path
     fit, group, notes = load_choice(path)
     assert fit == {"graph": False, "check_every": 50, "many": "streams"} and group == "4"
     assert any("fit.lr ignored" in n for n in notes) and any("fit.precision ignored" in n for n in notes)
-    chosen = json.loads(json.dumps(settings))
-    chosen["fit"].update(fit)
-    assert fit_key(folder, chosen) == fit_key(folder, settings)
+    assert fit_key(folder, settings.with_fit(**fit)) == fit_key(folder, settings)
     for bad in ("[1, 2]", "not json", json.dumps({"group": "many"}), json.dumps({"fit": {"check_every": 0}}), json.dumps({"fit": [1]}),
                 json.dumps({"fit": {"check_every": "often"}})):
         path.write_text(bad)
@@ -239,13 +242,13 @@ def test_priority_helpers() -> None:
 
 
 def test_a_fit_of_a_known_shape_that_would_not_fit_is_not_started() -> None:
-    fit = Planned(Fit(Path("c"), Path("o"), {}, 1, "i"), "e/i/seed_1", "e", 1, "k", "shape", "family", 1000, 300, False)
+    fit = Planned(Fit(Path("c"), Path("o"), None, 1, "i"), "e/i/seed_1", "e", 1, "k", "shape", "family", 1000, 300, False)
     costs = Costs()
     assert costs.estimate(fit, 1) is None and costs.lower_bound(fit, 1) == 0.0
     costs.record(fit, 1, rate=0.01, overhead=2.0)
     costs.pack_s = 0.5
     assert costs.estimate(fit, 1) == pytest.approx(2.0 + 300 * 0.01 + 0.5)
-    other = Planned(Fit(Path("c"), Path("o2"), {}, 0, "j"), "e/j/seed_0", "e", 0, "k2", "shape2", "family", 4000, 300, False)
+    other = Planned(Fit(Path("c"), Path("o2"), None, 0, "j"), "e/j/seed_0", "e", 0, "k2", "shape2", "family", 4000, 300, False)
     assert costs.estimate(other, 1) is None and costs.lower_bound(other, 1) == pytest.approx(0.5 * 0.01 / 1000 * 4000 * 300)
 
 

@@ -31,7 +31,7 @@ def stage_configs(profile: str, exp_id: str, seed: int) -> tuple[NetConfig, FitC
     params = load_params(ROOT / "params.yaml")
     prof = active_profile(params, {"profile": profile})
     settings = job_settings(prof.experiment(exp_id), prof, seed, "cpu")
-    return NetConfig.from_dict(settings["net"]), FitConfig.from_dict(settings["fit"])
+    return settings.net, settings.fit
 
 
 def test_the_package_params_are_the_repository_params() -> None:

@@ -36,6 +36,7 @@ from pipeline.execution.progress import fits_bar
 from pipeline.execution.status import StatusWriter
 from pipeline.images.user import load_user_image
 from pipeline.layout import protocol
+from pipeline.settings import FitSettings
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -96,9 +97,14 @@ class Request:
     status: Path | None = None  # --status FILE: a JSON progress file (pipeline.execution.status), outside the output
 
     def settings(self) -> dict[str, Any]:
-        """The settings that shape every output (part of each image's ``batch_hash``)."""
+        """The settings that shape every output, as JSON: part of each image's ``batch_hash`` and
+        group key (kept key for key as it was, so that finished outputs stay reused)."""
         return {"net": self.net.to_dict(), "fit": self.fit.__dict__, "task": self.task, "factor": self.factor,
                 "size_mode": self.size_mode, "snapshots": self.snapshots, "log_every": self.log_every, "device": str(self.device)}
+
+    def fit_settings(self) -> FitSettings:
+        """The network and fitting settings of every fit of the request, as a :class:`Fit` carries them."""
+        return FitSettings(self.net, self.fit, str(self.device), self.log_every, tuple(self.snapshots), self.preset)
 
 
 class Report:
@@ -126,7 +132,7 @@ def plan(files: list[Path], out: Path, req: Request, report: Report, counts: Cou
     name is not taken by another input and that is not already restored (reported as reused).
     With ``single``, a bad input raises; otherwise it is reported and left out."""
     items, names = [], set()
-    settings = req.settings()
+    settings, fit_settings = req.settings(), req.fit_settings()
     for path in files:
         out_dir = out if single else out / path.stem
         try:
@@ -142,7 +148,7 @@ def plan(files: list[Path], out: Path, req: Request, report: Report, counts: Cou
                 raise ValueError(error_line(err, path)) from None
             mask = req.mask if req.mask is not None or req.task != "inpaint" else mask_beside(path)
             digest = batch_hash(path, mask, settings)
-            item = Fit(path, out_dir, settings, req.fit.seed, path.name, group_key(header, req.task, settings), mask,
+            item = Fit(path, out_dir, fit_settings, req.fit.seed, path.name, group_key(header, req.task, settings), mask,
                        {"preset": req.preset, "input": str(path), "batch_hash": digest})
             if not single and finished(out_dir, "batch_hash", digest):
                 counts.reused += 1

@@ -35,7 +35,7 @@ from pipeline.execution.job import setup_case
 from pipeline.execution.keys import Fit, settings_hash
 from pipeline.execution.fits import drive, key_order, run_one
 from pipeline.execution.threads import set_torch_threads
-from pipeline.settings import EngineConfig
+from pipeline.settings import EngineConfig, FitSettings
 
 Progress = Callable[[Fit, int, float], None]
 DASK_MISSING = "engine.kind=dask needs Dask: pip install 'dip-repro[dask]' (or: pip install 'dask[distributed]')"
@@ -122,7 +122,8 @@ def write_tree(folder: Path, files: dict[str, bytes]) -> None:
 
 
 def fit_task(case_files: dict[str, bytes], settings: dict[str, Any], threads: int, job_key: str) -> dict[str, Any]:
-    """The Dask task: one fit from the case's files, in a scratch folder on the worker.
+    """The Dask task: one fit from the case's files and its settings' JSON form
+    (:meth:`pipeline.settings.FitSettings.to_json`: plain data on the wire), in a scratch folder on the worker.
 
     Returns ``{"record": run.json's content, "files": {relative path: bytes}}``; writes nothing
     that outlives the task. Reports progress as worker events on :data:`PROGRESS_TOPIC`.
@@ -144,7 +145,7 @@ def fit_task(case_files: dict[str, bytes], settings: dict[str, Any], threads: in
         case, out = Path(tmp) / "case", Path(tmp) / "out"
         case.mkdir()
         write_tree(case, case_files)
-        record = run_one(Fit(case, out, settings), partial(setup_case, extra={"engine": "dask"}), on_step=tick)
+        record = run_one(Fit(case, out, FitSettings.from_json(settings)), partial(setup_case, extra={"engine": "dask"}), on_step=tick)
         return {"record": record, "files": read_tree(out)}
 
 
@@ -214,7 +215,7 @@ class DaskEngine:
                 by_key[key] = job
                 fut = client.submit(
                     fit_task, read_tree(job.source),  # type: ignore[arg-type]
-                    job.settings, self.cfg.threads, key,
+                    job.settings.to_json(), self.cfg.threads, key,  # type: ignore[union-attr]
                     key=key, pure=False, retries=self.cfg.retries, resources={"GPU": 1} if self.gpu else None,
                 )
                 futures[fut] = key

@@ -1,5 +1,5 @@
 """How a fit of ``dip run`` (a :class:`~pipeline.execution.keys.Fit` of a corrupted case; its
-settings: :func:`pipeline.settings.job_settings`) is set up: :func:`setup_case`, the ``setup`` that
+settings: a :class:`pipeline.settings.FitSettings` of :func:`pipeline.settings.job_settings`) is set up: :func:`setup_case`, the ``setup`` that
 :func:`pipeline.execution.fits.drive` calls for `dip run` (either engine) and the publishing run.
 
 Each finished fit leaves ``run.json`` with a ``settings_hash`` covering the settings, the input
@@ -21,8 +21,6 @@ from typing import Any
 
 import torch
 
-from dip.fit import FitConfig
-from dip.network import NetConfig
 from dip.operators import make_operator
 from pipeline.layout import load_case
 from pipeline.execution.fits import Restoration, prepare
@@ -32,7 +30,7 @@ from pipeline.execution.keys import Fit, fit_key, settings_hash
 def setup_case(fit: Fit, extra: dict[str, Any] | None = None) -> Restoration:
     """Read ``fit``'s corrupted case and set up its fit (nothing written yet). ``extra`` (then
     ``fit.extra``) adds provenance keys to run.json (e.g. the engine); it does not enter the hash."""
-    assert fit.source is not None, "a fit of `dip run` reads a case folder"
+    assert fit.source is not None and fit.settings is not None, "a fit of `dip run` reads a case folder with its settings"
     case_dir, settings = fit.source, fit.settings
     case = load_case(case_dir)
     meta = case.meta
@@ -42,8 +40,8 @@ def setup_case(fit: Fit, extra: dict[str, Any] | None = None) -> Restoration:
     extra["settings_hash"] = settings_hash(case_dir, settings)
     extra["fit_key"] = fit_key(case_dir, settings)
     return prepare(
-        operator, case.observation, fit.out_dir, NetConfig.from_dict(settings["net"]), FitConfig.from_dict(settings["fit"]),
+        operator, case.observation, fit.out_dir, settings.net, settings.fit,
         ground_truth=case.truth, protocol=case.protocol[0], shave=case.protocol[1],
-        device=settings["device"], log_every=int(settings["log_every"]), snapshots=settings["snapshots"],
+        device=settings.device, log_every=settings.log_every, snapshots=settings.snapshots,
         overwrite=True, extra=extra, input_image=case.input_image,
     )

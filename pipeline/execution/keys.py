@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -24,6 +24,9 @@ from dip.config import EXECUTION_FIELDS  # FitConfig fields that change how an i
 from pipeline import layout
 from pipeline.files import read_json
 from pipeline.layout import CaseDir, RunDir
+
+if TYPE_CHECKING:  # hints only: the hashes read the settings' JSON form (FitSettings.to_json), nothing else of the module
+    from pipeline.settings import FitSettings
 
 # Case files that identify a fit's inputs by their decoded pixels (exact 8-bit images, the same on
 # every machine); observation.png only where there is no ground truth (a real photograph as is).
@@ -42,7 +45,7 @@ class Fit:
 
     source: Path | None  # what it reads: a case folder of `dip corrupt`, an image file; None: the caller's arrays (the demo)
     out_dir: Path  # where it is written (atomically)
-    settings: dict[str, Any] = field(default_factory=dict)  # what shapes its output (job_settings, a request's settings)
+    settings: FitSettings | None = None  # what shapes its output (job_settings, a request's); None: the caller's (the demo)
     seed: int = 0
     image: str = ""  # its name in progress lines and logs
     key: str = ""  # fits of one key may run together (:func:`group_key`); "" runs alone
@@ -61,7 +64,7 @@ def group_key(observation_shape: tuple[int, ...] | list[int], task: str, setting
     return json.dumps([list(observation_shape), task, settings], sort_keys=True, default=str)
 
 
-def case_key(case_dir: Path, settings: dict[str, Any]) -> str:
+def case_key(case_dir: Path, settings: FitSettings) -> str:
     """The :func:`group_key` of a case of `dip corrupt` (its size from meta.json, not its pixels)
     and settings but the seed; an unreadable meta.json gives "" (alone: its error comes at set-up)."""
     try:
@@ -69,8 +72,8 @@ def case_key(case_dir: Path, settings: dict[str, Any]) -> str:
         size = [int(n) for n in meta["size"]]
     except (OSError, ValueError, KeyError, TypeError, ArithmeticError):
         return ""
-    rest = {k: v for k, v in settings.items() if k != "seed"}
-    rest["fit"] = {k: v for k, v in rest.get("fit", {}).items() if k != "seed"}
+    rest = {k: v for k, v in settings.to_json().items() if k != "seed"}
+    rest["fit"] = {k: v for k, v in rest["fit"].items() if k != "seed"}
     return group_key(tuple(size), f"{meta.get('task')}/{meta.get('factor')}", rest)
 
 
@@ -93,9 +96,9 @@ def files_hash(folder: Path) -> str:
     return h.hexdigest()
 
 
-def settings_hash(case_dir: Path, settings: dict[str, Any]) -> str:
-    """What a finished job must match to be reused: settings, input files and code."""
-    blob = json.dumps({"settings": settings, "inputs": files_hash(case_dir), "code": code_hash()}, sort_keys=True, default=str)
+def settings_hash(case_dir: Path, settings: FitSettings) -> str:
+    """What a finished job must match to be reused: settings (their JSON form), input files and code."""
+    blob = json.dumps({"settings": settings.to_json(), "inputs": files_hash(case_dir), "code": code_hash()}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -106,11 +109,11 @@ def pixels_sha256(path: Path) -> str:
         return hashlib.sha256(np.ascontiguousarray(np.asarray(im)).tobytes()).hexdigest()
 
 
-def fit_key(case_dir: Path, settings: dict[str, Any]) -> str:
+def fit_key(case_dir: Path, settings: FitSettings) -> str:
     """sha256 naming what a fit's numbers depend on, the same on every machine and for every code
     version that computes the same iteration:
 
-    * the settings without the device and without execution options (:data:`EXECUTION_FIELDS`:
+    * the settings (their JSON form, :meth:`~pipeline.settings.FitSettings.to_json`) without the device and without execution options (:data:`EXECUTION_FIELDS`:
       CUDA graph, compile, memory format, check interval): ``fit``, ``net``, ``seed``,
       ``log_every``, ``snapshots``, ``profile``;
     * the inputs' identity: ``meta.json`` (experiment, image, set, corruption, its seed, size) and the
@@ -119,11 +122,11 @@ def fit_key(case_dir: Path, settings: dict[str, Any]) -> str:
     * :data:`dip.NUMERICS`, bumped whenever the code changes a fit's numbers (``tests/test_numerics.py``).
     """
     case_dir = Path(case_dir)
-    drop = set(EXECUTION_FIELDS)
+    drop, values = set(EXECUTION_FIELDS), settings.to_json()
     numbers = {
-        "fit": {k: v for k, v in settings["fit"].items() if k not in drop},
-        "net": {k: v for k, v in settings["net"].items() if k not in drop},
-        **{k: settings.get(k) for k in ("seed", "log_every", "snapshots", "profile")},
+        "fit": {k: v for k, v in values["fit"].items() if k not in drop},
+        "net": {k: v for k, v in values["net"].items() if k not in drop},
+        **{k: values.get(k) for k in ("seed", "log_every", "snapshots", "profile")},
     }
     case = CaseDir(case_dir)
     names = [n for n in IDENTITY_FILES if (case_dir / n).is_file()]
@@ -146,6 +149,6 @@ def finished(out_dir: Path, key: str, digest: str) -> bool:
     return isinstance(record, dict) and record.get(key) == digest and run.restored.is_file()
 
 
-def is_done(case_dir: Path, out_dir: Path, settings: dict[str, Any]) -> bool:
+def is_done(case_dir: Path, out_dir: Path, settings: FitSettings) -> bool:
     """True if ``out_dir`` holds a finished run of exactly these settings and inputs."""
     return finished(out_dir, "settings_hash", settings_hash(case_dir, settings))

@@ -32,6 +32,7 @@ experiment and seed together, grouped and sized as every fit is (:func:`~pipelin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -48,7 +49,6 @@ import torch
 
 from dip.fit import FitConfig, canvas_size
 from pipeline.files import read_json, save_json
-from dip.network import NetConfig
 from pipeline.execution.budget import PROBE_ITERATIONS, Clock, Costs, Guard, OutOfTime
 from pipeline.execution.fits import Outcome, Restoration, drive
 from pipeline.execution.job import setup_case
@@ -56,7 +56,7 @@ from pipeline.execution.keys import EXECUTION_FIELDS, Fit, finished, fit_key
 from pipeline.execution.threads import set_torch_threads
 from pipeline import layout
 from pipeline.images.manifest import load_manifest, sha256_bytes
-from pipeline.settings import PROFILE_FILE, active_profile, job_settings, load_params
+from pipeline.settings import PROFILE_FILE, FitSettings, active_profile, job_settings, load_params
 from pipeline.stages.corrupt import corrupt_all
 from pipeline.stages.fetch import FetchOptions, fetch_all, mirror_from
 from pipeline.stages.resolve import resolve
@@ -96,16 +96,16 @@ def ordered_images(exp_id: str, images: list[str]) -> list[str]:
     return first + [i for i in images if i not in first]
 
 
-def _shape(case_dir: Path, settings: dict[str, Any]) -> tuple[str, str, int]:
+def _shape(case_dir: Path, settings: FitSettings) -> tuple[str, str, int]:
     """(shape, family, canvas pixels) of a fit: what its cost per iteration depends on."""
     case = layout.CaseDir(case_dir)
     meta = json.loads(case.meta.read_text())
     observation = np.load(case.observation_npy, mmap_mode="r").shape
-    fit = {k: v for k, v in settings["fit"].items() if k not in ("seed", "iterations", "snapshots")}
-    family = json.dumps({"task": meta["task"], "channels": observation[2] if len(observation) == 3 else 1, "net": settings["net"],
-                         "fit": fit, "log_every": settings["log_every"], "device": settings["device"]}, sort_keys=True, default=str)
+    fit = {k: v for k, v in dataclasses.asdict(settings.fit).items() if k not in ("seed", "iterations")}
+    family = json.dumps({"task": meta["task"], "channels": observation[2] if len(observation) == 3 else 1, "net": settings.net.to_dict(),
+                         "fit": fit, "log_every": settings.log_every, "device": settings.device}, sort_keys=True, default=str)
     shape = json.dumps({"family": family, "observation": list(observation), "size": meta["size"]}, sort_keys=True)
-    h, w = canvas_size(tuple(meta["size"]), NetConfig.from_dict(settings["net"]).multiple)  # type: ignore[arg-type]
+    h, w = canvas_size(tuple(meta["size"]), settings.net.multiple)  # type: ignore[arg-type]
     return shape, family, h * w
 
 
@@ -120,14 +120,13 @@ def plan(profile: Any, corrupted: Path, results: Path, seeds: list[int], device:
             cases = layout.ExperimentDir(corrupted / exp_id)
             info = json.loads(cases.record.read_text())
             for image in ordered_images(exp_id, list(info["images"])):
-                settings = job_settings(exp, profile, int(seed), device)
-                settings["fit"].update(execution)
+                settings = job_settings(exp, profile, int(seed), device).with_fit(**execution)
                 case = cases.case(image).path
                 shape, family, pixels = _shape(case, settings)
                 fit = Fit(case, layout.ExperimentDir(results / exp_id).run(image, seed).path, settings, int(seed), image,
                           key=json.dumps([shape, exp_id, r]))  # fits of one shape, experiment and seed round run together
                 jobs.append(Planned(fit, layout.fit_id(exp_id, image, seed), exp_id, r, fit_key(case, settings), shape, family, pixels,
-                                    int(settings["fit"]["iterations"]), snapshots=exp.is_figure or image in GALLERY.get(exp_id, ())))
+                                    settings.fit.iterations, snapshots=exp.is_figure or image in GALLERY.get(exp_id, ())))
     return jobs
 
 
@@ -371,7 +370,7 @@ class Budget:
     def start(self, chunk: list[Fit], ready: list[Restoration]) -> None:
         """Watch the group's first fit (the probe of a new shape) with a guard; log each start."""
         fit, n, estimate = self.plan[chunk[0].out_dir], len(chunk), self.estimate
-        every = int(fit.fit.settings["log_every"])
+        every = fit.fit.settings.log_every  # type: ignore[union-attr]
         probe = max(every, min(PROBE_ITERATIONS, fit.iterations // 10))
         self.guard = Guard(fit.iterations, self.clock, self.deadline, lambda: self.costs.write_s + self.costs.pack_s, probe)
         ready[0].fitter.add_callback(self.guard, every=every)

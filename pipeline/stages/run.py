@@ -94,15 +94,15 @@ def _run_locked(exp_id: str, out_root: Path, profile: Profile, jobs: list[Fit], 
     for job in jobs:
         if job not in todo and on_job:
             on_job(job, "reused")
-    total = sum(int(j.settings["fit"]["iterations"]) for j in jobs)
-    done = total - sum(int(j.settings["fit"]["iterations"]) for j in todo)
+    total = sum(j.settings.fit.iterations for j in jobs)
+    done = total - sum(j.settings.fit.iterations for j in todo)
     with fits_bar(f"{exp_id} ({profile.name})", total, done, status=f"{len(jobs) - len(todo)} reused") as bar:
 
         def advance(job: Fit, iteration: int, loss: float) -> None:
             bar.tick(job.out_dir, iteration, loss, name=f"{job.image} seed {job.seed}")
 
         for job, _record in (engine.run(todo, advance) if engine is not None else ()):
-            bar.finish(job.out_dir, int(job.settings["fit"]["iterations"]))
+            bar.finish(job.out_dir, job.settings.fit.iterations)
             if on_job:
                 on_job(job, "run")
     save_json(layout.ExperimentDir(out_root).record, layout.results_experiment(
