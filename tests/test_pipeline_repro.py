@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import shutil
 from pathlib import Path
 
 from conftest import layout_doc, run_in
@@ -68,18 +67,6 @@ def test_metrics_and_plots(smoke_project: Path) -> None:
 def test_second_repro_has_nothing_to_do(smoke_project: Path) -> None:
     status = json.loads(run_in(smoke_project, "dvc", "status", "--json").stdout)
     assert set(status) <= {"resolve"}, status  # resolve is always_changed; nothing else is stale
-
-
-def test_params_diff_shows_a_set_change(smoke_project: Path, tmp_path: Path) -> None:
-    """`dvc exp run -S` changes params.yaml; `dvc params diff` shows it. fetch.timeout re-runs only
-    resolve and fetch, whose output is unchanged, so nothing downstream runs (cheap)."""
-    project = tmp_path / "project"
-    shutil.copytree(smoke_project, project, symlinks=True)
-    out = run_in(project, "dvc", "exp", "run", "-S", "fetch.timeout=10").stdout
-    assert "Running stage 'fit@" not in out
-    diff = json.loads(run_in(project, "dvc", "params", "diff", "--json").stdout)
-    change = diff["params.yaml"]["fetch.timeout"]
-    assert (change["old"], change["new"]) == (30, 10)
 
 
 def test_baselines_and_report(smoke_project: Path) -> None:

@@ -145,7 +145,8 @@ def fit_task(case_files: dict[str, bytes], settings: dict[str, Any], threads: in
         case, out = Path(tmp) / "case", Path(tmp) / "out"
         case.mkdir()
         write_tree(case, case_files)
-        record = run_one(Fit(case, out, FitSettings.from_json(settings)), partial(setup_case, extra={"engine": "dask"}), on_step=tick)
+        fit_settings = FitSettings.from_json(settings)
+        record = run_one(Fit(case, out, fit_settings, fit_settings.seed), partial(setup_case, extra={"engine": "dask"}), on_step=tick)
         return {"record": record, "files": read_tree(out)}
 
 

@@ -52,6 +52,10 @@ class Fit:
     mask: Path | None = None  # a second input read with ``source`` (`dip restore`'s mask)
     extra: dict[str, Any] = field(default_factory=dict)  # run.json provenance outside the hashes (preset, input, ...)
 
+    def __post_init__(self) -> None:
+        if self.settings is not None and self.seed != self.settings.seed:
+            raise ValueError(f"a fit's seed {self.seed} is not its settings' seed {self.settings.seed}")
+
     @property
     def together(self) -> str:
         """Its group key; a fit without one is alone (its output folder)."""
