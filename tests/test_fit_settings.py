@@ -13,12 +13,10 @@ from typing import Any
 
 import pytest
 
-import dip
 from conftest import tiny_profile
-from dip.config import EXECUTION_FIELDS, FitConfig, NetConfig
-from pipeline.execution.keys import IDENTITY_FILES, case_key, code_hash, files_hash, fit_key, pixels_sha256, settings_hash
+from dip.config import FitConfig, NetConfig
+from pipeline.execution.keys import case_key, fit_key, settings_hash
 from pipeline.images.manifest import ImageEntry
-from pipeline.layout import CaseDir
 from pipeline.settings import Experiment, FitSettings, Profile, job_settings, load_params
 from pipeline.stages.corrupt import write_case
 
@@ -26,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load_params(ROOT / "params.yaml")
 
 
-# --- the reference: the dictionary path as it was before FitSettings (copied, not imported) ---------
+# --- the reference: the settings dictionary as job_settings built it before FitSettings (copied, not imported)
 
 def old_job_settings(exp: Experiment, profile: Profile, seed: int, device: str) -> dict[str, Any]:
     fit, snapshots = profile.fit(exp)
@@ -34,27 +32,6 @@ def old_job_settings(exp: Experiment, profile: Profile, seed: int, device: str) 
     fit_cfg = FitConfig.from_dict({**fit, "seed": seed})
     return {"net": net_cfg, "fit": fit_cfg.__dict__.copy(), "seed": seed, "device": device,
             "log_every": profile.log_every, "snapshots": snapshots, "profile": profile.name}
-
-
-def old_settings_hash(case_dir: Path, settings: dict[str, Any]) -> str:
-    blob = json.dumps({"settings": settings, "inputs": files_hash(case_dir), "code": code_hash()}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def old_fit_key(case_dir: Path, settings: dict[str, Any]) -> str:
-    drop = set(EXECUTION_FIELDS)
-    numbers = {
-        "fit": {k: v for k, v in settings["fit"].items() if k not in drop},
-        "net": {k: v for k, v in settings["net"].items() if k not in drop},
-        **{k: settings.get(k) for k in ("seed", "log_every", "snapshots", "profile")},
-    }
-    case = CaseDir(case_dir)
-    names = [n for n in IDENTITY_FILES if (case_dir / n).is_file()]
-    if not case.ground_truth.is_file():
-        names.append(case.observation_png.name)
-    inputs = {"meta": json.loads(case.meta.read_text()), "pixels": {n: pixels_sha256(case_dir / n) for n in names}}
-    blob = json.dumps({"numbers": numbers, "inputs": inputs, "numerics": dip.NUMERICS}, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def profile(name: str) -> Profile:
@@ -82,9 +59,25 @@ def test_the_hashes_are_those_of_the_dictionary_settings(name: str, cases: dict[
         for seed, device in ((0, "cpu"), (3, "cuda:0")):
             old, new = old_job_settings(exp, prof, seed, device), job_settings(exp, prof, seed, device)
             assert json.dumps(new.to_json(), sort_keys=True) == json.dumps(old, sort_keys=True), exp.id
-            assert fit_key(case, new) == old_fit_key(case, old), exp.id
-            assert settings_hash(case, new) == old_settings_hash(case, old), exp.id
-            assert case_key(case, new) == case_key(case, SimpleNamespace(to_json=lambda old=old: old)), exp.id  # type: ignore[arg-type]
+            as_before = SimpleNamespace(to_json=lambda old=old: old)  # the hashes read the settings' JSON form only
+            for hashed in (fit_key, settings_hash, case_key):
+                assert hashed(case, new) == hashed(case, as_before), (hashed.__name__, exp.id)  # type: ignore[arg-type]
+
+
+def test_the_committed_bundles_fit_keys_are_what_this_code_computes() -> None:
+    """Every fit of results-published/quick-cpu whose case files the bundle holds whole (denoising and
+    super-resolution: ground truth and meta.json; an inpainting case's mask is not kept) gets the
+    ``fit_key`` its run.json recorded when it ran, from this checkout's settings and hashing."""
+    bundle, prof = ROOT / "results-published" / "quick-cpu", profile("quick")
+    checked = 0
+    for run_json in sorted((bundle / "results").glob("*/*/seed_*/run.json")):
+        run, (exp_id, image) = json.loads(run_json.read_text()), run_json.parts[-4:-2]
+        case = bundle / "data" / "corrupted" / exp_id / image
+        if prof.experiment(exp_id).task == "inpaint":
+            continue
+        assert fit_key(case, job_settings(prof.experiment(exp_id), prof, run["seed"], run["device"])) == run["fit_key"], run_json
+        checked += 1
+    assert checked == 12
 
 
 def test_the_json_form_pinned_by_value() -> None:
