@@ -19,6 +19,24 @@ from streamlit_server import BROWSER, ROOT, browser_page, shrink, streamlit
 pytestmark = BROWSER
 
 
+def open_overview(page, url: str) -> None:  # noqa: ANN001
+    """Open the dashboard at ``url`` and wait for its first page."""
+    page.goto(url, wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Overview").wait_for(timeout=60_000)
+
+
+def go_to(page, name: str) -> None:  # noqa: ANN001
+    """Follow the navigation link ``name`` and wait for that page's heading."""
+    page.get_by_role("link", name=name).click()
+    page.get_by_role("heading", name=name).wait_for(timeout=30_000)
+
+
+def choose(page, box: str, option: str) -> None:  # noqa: ANN001
+    """Pick ``option`` in the select box labelled ``box``."""
+    page.locator("[data-testid='stSelectbox']").filter(has_text=box).click()
+    page.get_by_role("option", name=option).click()
+
+
 @pytest.fixture
 def results(smoke_outputs: Path) -> Path:
     """The results root shown: the smoke profile's output, or ``$DIP_SCREENSHOT_RESULTS``."""
@@ -37,20 +55,16 @@ def test_browser_overview_then_gallery(server: str, results: Path, tmp_path: Pat
     (image,) = json.loads((results / "results" / exp / "experiment.json").read_text())["images"][:1]
     out = ROOT / "docs" if os.environ.get("DIP_SCREENSHOTS") == "docs" else tmp_path
     with browser_page(viewport={"width": 1200, "height": 860}) as page:
-        page.goto(server, wait_until="domcontentloaded")
-        page.get_by_role("heading", name="Overview").wait_for(timeout=60_000)
+        open_overview(page, server)
         page.get_by_text("NOT the paper's setting").first.wait_for(timeout=30_000)
         page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=30_000)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(out / "dashboard-overview.png"))
 
-        page.get_by_role("link", name="Gallery").click()
-        page.get_by_role("heading", name="Gallery").wait_for(timeout=30_000)
-        page.locator("[data-testid='stSelectbox']").filter(has_text="Experiment").click()
-        page.get_by_role("option", name=exp).click()
+        go_to(page, "Gallery")
+        choose(page, "Experiment", exp)
         page.get_by_text("inpaint · ").first.wait_for(timeout=30_000)
-        page.locator("[data-testid='stSelectbox']").filter(has_text="Image").click()
-        page.get_by_role("option", name=image).click()
+        choose(page, "Image", image)
         page.get_by_text(f"{image} (embedded)").wait_for(timeout=30_000)
         page.get_by_text("iteration 0").first.wait_for(timeout=30_000)
         page.wait_for_function("() => [...document.images].filter(i => i.src.includes('/media/')).every(i => i.complete && i.naturalWidth > 0)", timeout=30_000)
@@ -73,8 +87,7 @@ def test_a_fresh_clone_opens_the_published_quick_bundle(tmp_path: Path) -> None:
 
     out = ROOT / "docs" if os.environ.get("DIP_SCREENSHOTS") == "docs" else tmp_path
     with streamlit(None) as url, browser_page(viewport={"width": 1200, "height": 900}) as page:
-        page.goto(url, wait_until="domcontentloaded")
-        page.get_by_role("heading", name="Overview").wait_for(timeout=60_000)
+        open_overview(page, url)
         page.get_by_text("Showing the published bundle").first.wait_for(timeout=30_000)
         assert page.get_by_text("quick-cpu").count() >= 1
         page.get_by_text("3 seeds").first.wait_for(timeout=30_000)
@@ -82,15 +95,13 @@ def test_a_fresh_clone_opens_the_published_quick_bundle(tmp_path: Path) -> None:
         page.wait_for_timeout(1500)
         page.screenshot(path=str(out / "dashboard-quick-overview.png"))
 
-        page.get_by_role("link", name="Curves").click()
-        page.get_by_role("heading", name="Curves").wait_for(timeout=30_000)
+        go_to(page, "Curves")
         page.get_by_text("band over seeds").first.wait_for(timeout=30_000)
         page.locator("[data-testid='stVegaLiteChart']").first.wait_for(timeout=30_000)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(out / "dashboard-quick-curves.png"))
 
-        page.get_by_role("link", name="Gallery").click()
-        page.get_by_role("heading", name="Gallery").wait_for(timeout=30_000)
+        go_to(page, "Gallery")
         seed = page.locator("[data-testid='stSelectbox']").filter(has_text="Seed")
         seed.wait_for(timeout=30_000)
         seed.click()
@@ -124,17 +135,14 @@ def test_hostile_strings_make_the_browser_fetch_nothing_from_another_host(smoke_
     requested: list[str] = []
     with streamlit(root) as url, browser_page(viewport={"width": 1200, "height": 900}) as page:
         page.on("request", lambda r: requested.append(r.url))
-        page.goto(url, wait_until="domcontentloaded")
-        page.get_by_role("heading", name="Overview").wait_for(timeout=60_000)
+        open_overview(page, url)
         page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=30_000)
         for expander in page.locator("[data-testid='stExpander'] summary").all():
             expander.click()
         page.get_by_text("evil.example").first.wait_for(timeout=30_000)  # the hostile text is there, as text
         page.wait_for_timeout(1500)
-        page.get_by_role("link", name="Gallery").click()
-        page.get_by_role("heading", name="Gallery").wait_for(timeout=30_000)
-        page.locator("[data-testid='stSelectbox']").filter(has_text="Experiment").click()
-        page.get_by_role("option", name=exp).click()
+        go_to(page, "Gallery")
+        choose(page, "Experiment", exp)
         page.get_by_text("iteration 0").first.wait_for(timeout=30_000)
         page.wait_for_timeout(1500)
     own = urlsplit(url).netloc
