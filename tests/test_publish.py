@@ -222,29 +222,14 @@ def test_the_published_bundles_are_found(bundle: Path, tmp_path: Path) -> None:
 def test_the_all_policy_keeps_every_seed_with_its_images() -> None:
     """``dip publish --policy all`` (a small profile such as quick): every seed of every image keeps
     its PNG, ground truth and snapshots; the default keeps only numbers of further seeds."""
-    from dataclasses import dataclass
+    from datetime import datetime, timezone
 
     from pipeline.outputs.policy import Keep, Policy, decide
+    from pipeline.outputs.publish import Held
 
-    @dataclass
-    class F:
-        id: str
-        size: tuple[int, int] = (128, 128)
-        scored: bool = True
-
-        @property
-        def exp(self) -> str:
-            return self.id.split("/")[0]
-
-        @property
-        def image(self) -> str:
-            return self.id.split("/")[1]
-
-        @property
-        def seed(self) -> int:
-            return int(self.id.rsplit("_", 1)[1])
-
-    fits = [F(f"{e}/{i}/seed_{s}") for e in ("denoise_s25", "sr_x4") for i in ("a", "b") for s in (0, 1, 2)]
+    now = datetime.now(timezone.utc)
+    fits = [Held(f"{e}/{i}/seed_{s}", {}, None, now, (128, 128), True)  # type: ignore[arg-type] - no files needed to decide
+            for e in ("denoise_s25", "sr_x4") for i in ("a", "b") for s in (0, 1, 2)]
     every = decide(Policy.named("all"), fits)
     assert all(k == Keep("png", truth=True, snapshots=True) for k in every.values())
     default = decide(Policy.named("paper"), fits)
