@@ -125,6 +125,30 @@ def pipeline_env() -> dict[str, str]:
     return env
 
 
+def open_app(root: Path, monkeypatch: pytest.MonkeyPatch, page: str = "overview") -> "AppTest":  # noqa: F821
+    """The dashboard (Streamlit's AppTest) on the results in ``root``, switched to ``page``
+    (views/PAGE.py); fails the test on an exception in the page."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("DIP_RESULTS", str(root))
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=60).run()
+    if page != "overview":
+        at.switch_page(f"views/{page}.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def copy_settings(dest: Path) -> Path:
+    """``dest`` holding this checkout's settings files (params.yaml, data/paper.yaml,
+    data/manifest.yaml): what `dip readme` reads of a repository. Returns ``dest``."""
+    import shutil
+
+    for name in ("params.yaml", "data/paper.yaml", "data/manifest.yaml"):
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, dest / name)
+    return dest
+
+
 def copy_project(dest: Path, profile: str = "smoke", threads: int = 1) -> Path:
     """A fresh git repository at ``dest`` holding this checkout's files (tracked and untracked,
     not ignored: what a clone of the working tree would hold), with ``profile`` selected in

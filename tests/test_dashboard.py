@@ -18,11 +18,11 @@ import pytest
 import streamlit  # noqa: F401 - a dependency: missing is a failure, not a skip
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from conftest import open_app  # noqa: E402
 from dashboard.load import NO_TRUTH  # noqa: E402
 
 
 REPO = Path(__file__).resolve().parents[1]
-APP = str(REPO / "dashboard" / "app.py")
 PAGES = ("overview", "curves", "gallery", "compare", "ablations")
 
 # Real output of `dvc exp show --json` (DVC 3.x) for a workspace with one experiment.
@@ -101,15 +101,6 @@ def paper_root(smoke_outputs: Path, experiments: dict[str, list[str]], tmp_path_
     evaluate(root / "results", list(experiments), resolution, root / "metrics", baselines=root / "baselines",
              corrupted=root / "data" / "corrupted", paper=load_paper(REPO / "data" / "paper.yaml"), epsilon=0.5)
     return root
-
-
-def open_app(root: Path, monkeypatch: pytest.MonkeyPatch, page: str = "overview") -> AppTest:
-    monkeypatch.setenv("DIP_RESULTS", str(root))
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    if page != "overview":
-        at.switch_page(f"views/{page}.py").run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
 
 
 def charts(at: AppTest) -> list[dict]:
@@ -400,7 +391,10 @@ def test_resolve_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_root([]) == tmp_path.resolve()
 
 
-def test_resolve_root_defaults_to_the_newest_published_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def published(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``repo/results-published`` of a checkout whose folder the dashboard finds its bundles in
+    (the working directory elsewhere, no ``DIP_RESULTS``); nothing in it yet."""
     from dashboard import load
 
     repo, here = tmp_path / "repo", tmp_path / "here"
@@ -408,14 +402,41 @@ def test_resolve_root_defaults_to_the_newest_published_bundle(tmp_path: Path, mo
     monkeypatch.delenv("DIP_RESULTS", raising=False)
     monkeypatch.setattr(load, "REPO_ROOT", repo)
     monkeypatch.chdir(here)
+    return repo / "results-published"
+
+
+def a_bundle(path: Path, created: str | None, profile: str | None = None) -> None:
+    """A folder with a bundle manifest (or, ``created`` None, a folder without one: not a bundle)."""
+    path.mkdir(parents=True)
+    if created:
+        info = {"format": "dip-results-bundle/1", "created": created, **({"profile": profile} if profile else {})}
+        (path / "manifest.json").write_text(json.dumps(info))
+
+
+def test_resolve_root_defaults_to_the_newest_published_bundle(published: Path) -> None:
+    from dashboard import load
+
     for name, created in (("old", "2026-01-01T00:00:00Z"), ("new", "2026-06-01T00:00:00Z"), ("notes", None)):
-        (repo / "results-published" / name).mkdir(parents=True)
-        if created:
-            (repo / "results-published" / name / "manifest.json").write_text(json.dumps({"format": "dip-results-bundle/1", "created": created}))
-    assert load.resolve_root([]) == (repo / "results-published" / "new").resolve()
+        a_bundle(published / name, created)
+    assert load.resolve_root([]) == (published / "new").resolve()
+    repo = published.parent
     (repo / "metrics").mkdir()
     (repo / "metrics" / "summary.json").write_text("{}")  # the repository has results of its own: they win
     assert load.resolve_root([]) == repo
+
+
+def test_the_dashboard_opens_the_paper_bundle_else_the_quick_cpu_one(published: Path) -> None:
+    from dashboard import load
+
+    a_bundle(published / "quick-cpu", "2026-01-01T00:00:00Z", "quick")
+    a_bundle(published / "smoke-later", "2026-06-01T00:00:00Z", "smoke")
+    assert load.resolve_root([]) == (published / "quick-cpu").resolve()  # not the newest: the quick profile's CPU bundle
+    a_bundle(published / "paper-h100", "2026-02-01T00:00:00Z", "paper")
+    a_bundle(published / "paper-h200", "2026-03-01T00:00:00Z", "paper")
+    assert load.resolve_root([]) == (published / "paper-h200").resolve()
+    for name in ("quick-cpu", "paper-h100", "paper-h200"):
+        shutil.rmtree(published / name)
+    assert load.resolve_root([]) == (published / "smoke-later").resolve()
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,12 @@ the pending text): never a hand-edited number."""
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import yaml
 from typer.testing import CliRunner
 
+from conftest import copy_settings
 from pipeline.cli import app
 from pipeline.outputs import readme
 
@@ -23,9 +23,7 @@ def test_readmes_block_is_what_the_committed_bundles_give() -> None:
 
 
 def test_without_a_bundle_every_experiment_of_the_paper_profile_is_pending(tmp_path: Path) -> None:
-    for name in ("params.yaml", "data/paper.yaml", "data/manifest.yaml"):
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / name, tmp_path / name)
+    copy_settings(tmp_path)
     (tmp_path / "results-published" / "notes").mkdir(parents=True)  # a folder without a bundle manifest is no bundle
     block = readme.block(tmp_path)
     experiments = yaml.safe_load((ROOT / "params.yaml").read_text())["profiles"]["paper"]["experiments"]
@@ -38,9 +36,7 @@ def test_without_a_bundle_every_experiment_of_the_paper_profile_is_pending(tmp_p
 
 
 def test_dip_readme_rewrites_only_the_block_and_check_says_when_it_is_stale(tmp_path: Path) -> None:
-    for name in ("params.yaml", "data/paper.yaml", "data/manifest.yaml"):
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / name, tmp_path / name)
+    copy_settings(tmp_path)
     page = tmp_path / "README.md"
     page.write_text(f"# Title\n\nbefore\n\n{readme.BEGIN}\n| stale | 99.99 |\n{readme.END}\n\nafter\n")
     runner = CliRunner()

@@ -16,13 +16,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import build_outputs
+from conftest import build_outputs, copy_settings, open_app
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-APP = str(REPO / "dashboard" / "app.py")
 SEEDS = [0, 1, 2]
 CPU = "Test CPU @ 2.0GHz, 2 cores"
 
@@ -52,15 +51,6 @@ def per_seed_means(root: Path, exp: str) -> pd.Series:
     """DIP's mean PSNR over the images, per seed, straight from per_image.csv."""
     rows = pd.read_csv(root / "metrics" / "per_image.csv")
     return rows[(rows["experiment"] == exp) & (rows["method"] == "dip")].groupby("seed")["psnr"].mean()
-
-
-def open_app(root: Path, monkeypatch: pytest.MonkeyPatch, page: str = "overview") -> AppTest:
-    monkeypatch.setenv("DIP_RESULTS", str(root))
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    if page != "overview":
-        at.switch_page(f"views/{page}.py").run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
 
 
 def chart(at: AppTest) -> dict:
@@ -189,32 +179,6 @@ def test_compare_says_the_dip_image_is_one_seed(seeded_bundle: Path, monkeypatch
 
 
 # ------------------------------------------------------------------------ the bundle by default
-def _bundle(path: Path, created: str, profile: str) -> None:
-    path.mkdir(parents=True)
-    (path / "manifest.json").write_text(json.dumps({"format": "dip-results-bundle/1", "created": created, "profile": profile}))
-
-
-def test_the_dashboard_opens_the_paper_bundle_else_the_quick_cpu_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dashboard import load
-
-    repo, here = tmp_path / "repo", tmp_path / "here"
-    here.mkdir()
-    monkeypatch.delenv("DIP_RESULTS", raising=False)
-    monkeypatch.setattr(load, "REPO_ROOT", repo)
-    monkeypatch.chdir(here)
-    published = repo / "results-published"
-    _bundle(published / "quick-cpu", "2026-01-01T00:00:00Z", "quick")
-    _bundle(published / "smoke-later", "2026-06-01T00:00:00Z", "smoke")
-    assert load.resolve_root([]) == (published / "quick-cpu").resolve()  # not the newest: the quick profile's CPU bundle
-    _bundle(published / "paper-h100", "2026-02-01T00:00:00Z", "paper")
-    _bundle(published / "paper-h200", "2026-03-01T00:00:00Z", "paper")
-    assert load.resolve_root([]) == (published / "paper-h200").resolve()
-    shutil.rmtree(published / "quick-cpu")
-    shutil.rmtree(published / "paper-h100")
-    shutil.rmtree(published / "paper-h200")
-    assert load.resolve_root([]) == (published / "smoke-later").resolve()
-
-
 def test_the_sidebar_says_which_bundle_and_what_made_it(seeded_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_app(seeded_bundle, monkeypatch)
     manifest = json.loads((seeded_bundle / "manifest.json").read_text())
@@ -234,9 +198,7 @@ def test_readmes_quick_block_from_a_multi_seed_bundle(seeded_bundle: Path, tmp_p
     from pipeline.outputs import readme
 
     repo = tmp_path / "repo"
-    for name in ("params.yaml", "data/paper.yaml", "data/manifest.yaml"):
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / name, repo / name)
+    copy_settings(repo)
     page = repo / "README.md"
     page.write_text(f"# T\n\n{readme.QUICK_BEGIN}\nhandwritten\n{readme.QUICK_END}\n\n{readme.BEGIN}\n{readme.END}\n")
     runner = CliRunner()
