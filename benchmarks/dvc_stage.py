@@ -31,7 +31,9 @@ def seconds(workspace: Path, args: list[str], c_parser: bool) -> float:
     code = RUN.format(hide="" if c_parser else HIDE)
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     start = time.monotonic()
-    subprocess.run([sys.executable, "-c", code, *args], cwd=workspace, env=env, check=True, capture_output=True)
+    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=workspace, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"error: `dvc {' '.join(args)}` failed in {workspace} (exit {proc.returncode}): {proc.stderr.strip()[-300:]}")
     return time.monotonic() - start
 
 
@@ -41,6 +43,9 @@ def main() -> int:
     parser.add_argument("--stage", default="fit@denoise_s25")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    if not (args.workspace / "dvc.lock").is_file():
+        print(f"error: {args.workspace} holds no dvc.lock; give a workspace in which `dvc repro` has run", file=sys.stderr)
+        return 2
     try:
         import _ruamel_yaml  # noqa: F401
     except ImportError:

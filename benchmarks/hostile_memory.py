@@ -173,6 +173,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     parser.add_argument("--limit-mb", type=float, default=500.0)
     args = parser.parse_args()
+    if args.out and not args.out.parent.is_dir():
+        print(f"error: {args.out.parent} is not a folder; give --out a file in an existing folder", file=sys.stderr)
+        return 2
     rows, bad = [], 0
     with tempfile.TemporaryDirectory() as tmp:
         for name, (build, expect) in cases(Path(tmp)).items():
